@@ -1,0 +1,22 @@
+"""On-device profiling: measurement backends (onnxruntime, torch) and the measurement protocol.
+
+Importable with only numpy + onnxruntime (no torch, fastapi or sqlalchemy).
+"""
+
+from profilers.backends import Backend, LoadedModel, available_backends, get_backend, register_backend
+from profilers.env import environment
+from profilers.measure import Measurement, Protocol, measure, measure_overhead, summarize
+
+__all__ = [
+    "Backend",
+    "LoadedModel",
+    "Measurement",
+    "Protocol",
+    "available_backends",
+    "environment",
+    "get_backend",
+    "measure",
+    "measure_overhead",
+    "register_backend",
+    "summarize",
+]

@@ -85,3 +85,151 @@ def arch_info(
     t.add_row("reg tower", f"{a.reg.width_channels(space)} ch, kernels {a.reg.kernels()}")
     Console().print(t)
     typer.echo(json.dumps(info["arch"]))
+
+
+@arch_app.command("export")
+def arch_export(
+    arch: str = typer.Argument(..., help="LightTrack string or JSON file."),
+    out: Path = typer.Option(..., "--out", help="Directory for template.onnx, search.onnx, arch.json."),
+    supernet: Path | None = typer.Option(None, "--supernet", help="Supernet checkpoint (weights to inherit)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random init when no checkpoint is given."),
+    code_space: bool = CodeSpace,
+) -> None:
+    """Export an architecture as two ONNX graphs (template and search branches) with inherited weights."""
+    if supernet is not None and not supernet.is_file():
+        raise FileNotFoundError(f"supernet checkpoint not found: {supernet}")
+    a = load_arch(arch, SearchSpace.code())
+
+    import torch
+
+    from tracking.checkpoint import load_supernet
+    from tracking.export import export_onnx
+    from tracking.flops import count_flops_params
+    from tracking.subnet import extract_subnet
+    from tracking.supernet import Supernet
+
+    if supernet is not None:
+        net, _ = load_supernet(supernet)
+        source = str(supernet)
+    else:
+        space = space_option(code_space)
+        a.validate(space)
+        torch.manual_seed(seed)
+        net = Supernet(space).eval()
+        source = f"random init (seed {seed})"
+    a.validate(net.space)
+    paths = export_onnx(extract_subnet(net, a), out)
+    flops, params = count_flops_params(a, net.space)
+    typer.echo(f"{a.to_string()}: {flops / 1e6:.1f}M MACs, {params / 1e6:.3f}M params, weights: {source}")
+    for name, p in paths.items():
+        typer.echo(f"{name}: {p}")
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+@data_app.command("synth")
+def data_synth(
+    out: Path = typer.Option(..., "--out", help="Output folder (GOT-10k layout)."),
+    sequences: int = typer.Option(20, "--sequences", min=1, help="Number of sequences."),
+    frames: int = typer.Option(100, "--frames", min=2, help="Frames per sequence."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, byte-identical files)."),
+    fmt: str = typer.Option("jpg", "--format", help="Frame format: jpg or png."),
+    width: int = typer.Option(320, "--width", min=160, help="Frame width."),
+    height: int = typer.Option(240, "--height", min=120, help="Frame height."),
+) -> None:
+    """Write synthetic tracking sequences (textured targets, distractors, occlusion, blur)."""
+    from tracking.data.synth import SynthConfig, generate_synthetic
+
+    if fmt not in ("jpg", "png"):
+        raise typer.BadParameter(f"--format must be jpg or png, got {fmt!r}")
+    generate_synthetic(out, sequences, frames, seed, SynthConfig(width=width, height=height, fmt=fmt))
+    typer.echo(f"wrote {sequences} sequences x {frames} frames to {out}")
+
+
+@data_app.command("check")
+def data_check(
+    data: Path = typer.Argument(..., help="Dataset folder (GOT-10k layout)."),
+    deep: bool = typer.Option(False, "--deep", help="Also decode every frame."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Check a dataset; print sequences found and every problem with file and line.
+    Exit code 0 when clean, 1 when problems were found."""
+    from tracking.data.got10k import check_dataset
+
+    ds = check_dataset(data, deep=deep)
+    if as_json:
+        typer.echo(json.dumps({"root": str(ds.root), "sequences": len(ds), "frames": ds.n_frames,
+                               "skipped": ds.skipped, "issues": [str(i) for i in ds.issues]}))
+    else:
+        typer.echo(ds.report())
+    if ds.issues:
+        raise typer.Exit(1)
+
+
+# -- supernet -----------------------------------------------------------------------------------
+
+@supernet_app.command("train")
+def supernet_train(
+    data: Path = typer.Option(..., "--data", help="Training data folder (GOT-10k layout)."),
+    out: Path = typer.Option(..., "--out", help="Checkpoint to write."),
+    epochs: int = typer.Option(1, "--epochs", min=1),
+    batch: int = typer.Option(8, "--batch", min=1, help="Pairs per iteration."),
+    iters_per_epoch: int = typer.Option(100, "--iters-per-epoch", min=1),
+    lr: float = typer.Option(0.02, "--lr", min=0.0, help="Peak learning rate (SGD)."),
+    warmup: int = typer.Option(20, "--warmup", min=0, help="Warm-up iterations."),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int = typer.Option(0, "--threads", min=0, help="torch threads (0: torch default)."),
+    code_space: bool = CodeSpace,
+    resume: bool = typer.Option(False, "--resume", help="Continue training the checkpoint at --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint."),
+) -> None:
+    """Single-path one-shot supernet training (uniform path sampling)."""
+    from tracking.train import TrainConfig, train_supernet
+
+    if not data.is_dir():
+        raise FileNotFoundError(f"data folder {data} does not exist")
+    cfg = TrainConfig(epochs=epochs, batch_size=batch, iters_per_epoch=iters_per_epoch, lr=lr,
+                      warmup_iters=warmup, seed=seed, threads=threads or None,
+                      space="code" if code_space else "paper")
+    res = train_supernet(data, out, cfg, progress=True, resume=resume, overwrite=overwrite)
+    typer.echo(f"{out}: {res['total_iterations']} iterations ({res['iterations']} now, "
+               f"{res['seconds']:.0f} s), final loss {res['loss']}")
+
+
+@supernet_app.command("evaluate")
+def supernet_evaluate(
+    arch: str = typer.Argument(..., help="LightTrack string, JSON, or JSON file."),
+    supernet: Path = typer.Option(..., "--supernet", help="Supernet checkpoint."),
+    data: Path = typer.Option(..., "--data", help="Validation data folder (GOT-10k layout)."),
+    mode: str = typer.Option("pairs", "--mode", help="pairs (fast proxy) or sequences (tracking)."),
+    bn_data: Path = typer.Option(None, "--bn-data", help="Training data for BN recalibration (default: --data)."),
+    n_pairs: int = typer.Option(256, "--pairs", min=1, help="Validation pairs (pairs mode)."),
+    max_sequences: int = typer.Option(20, "--sequences", min=1, help="Sequences (sequences mode)."),
+    max_frames: int = typer.Option(50, "--frames", min=2, help="Frames per sequence (sequences mode)."),
+    bn_batches: int = typer.Option(2, "--bn-batches", min=0, help="BN recalibration batches (0: none)."),
+    bn_batch_size: int = typer.Option(32, "--bn-batch-size", min=1, help="Pairs per recalibration batch."),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Validation score of ARCH on a trained supernet (BN recalibrated for its path)."""
+    if mode not in ("pairs", "sequences"):
+        raise typer.BadParameter(f"--mode must be pairs or sequences, got {mode!r}")
+    for p, what in ((supernet, "supernet checkpoint"), (data, "data folder"), (bn_data, "BN data folder")):
+        if p is not None and not p.exists():
+            raise FileNotFoundError(f"{what} {p} does not exist")
+    a = load_arch(arch, SearchSpace.code())
+
+    from tracking.checkpoint import load_supernet
+    from tracking.validate import ValidationScorer
+
+    net, _ = load_supernet(supernet)
+    a.validate(net.space)
+    scorer = ValidationScorer(net, data, mode, bn_data_dir=bn_data, n_pairs=n_pairs,  # type: ignore[arg-type]
+                              max_sequences=max_sequences, max_frames=max_frames, seed=seed,
+                              bn_batches=bn_batches, bn_batch_size=bn_batch_size)
+    res = scorer.score(a)
+    if as_json:
+        typer.echo(json.dumps(res))
+        return
+    for k, v in res.items():
+        typer.echo(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")

@@ -1,0 +1,124 @@
+"""Cost of scoring one candidate, against the bare forward time of its subnet; training speed.
+
+Prints, for each validation mode: seconds per candidate (BN recalibration included, and without
+it), the bare forward time of the extracted subnet over the same inputs (eval mode, no grad, no
+cropping), and the ratio of the two (target <= 1.3x). Then training iterations per second.
+
+    python benchmarks/bench_validation.py [--supernet runs/supernet-synth.pt] [--threads 2]
+
+Data defaults to runs/synth-train and runs/synth-val (``lutnas data synth`` makes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from tracking.checkpoint import load_supernet
+from tracking.space import lighttrack_mobile, sample_many
+from tracking.subnet import extract_subnet
+from tracking.supernet import Supernet
+from tracking.train import TrainConfig, train_supernet
+from tracking.validate import ValidationScorer
+
+
+def timed(fn, repeat: int = 1) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+@torch.no_grad()
+def bare_pairs(sub, pairs, batch: int) -> None:
+    n = pairs["box"].shape[0]
+    for s in range(0, n, batch):
+        sub.track(sub.template_feature(pairs["template"][s:s + batch]), pairs["search"][s:s + batch])
+
+
+def sequence_inputs(scorer: ValidationScorer) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+    """Template and search crops along the ground truth (what the tracker feeds the network)."""
+    from tracking.crop import context_size, crop_square, normalise
+
+    out = []
+    for seq in scorer.sequences:
+        n = min(len(seq), scorer.max_frames or len(seq))
+        x, y, w, h = seq.boxes[0]
+        s_z = context_size(w, h)
+        z = torch.from_numpy(normalise(crop_square(seq.load_frame(0), (x + w / 2, y + h / 2), s_z, 128)))[None]
+        xs = []
+        for i in range(1, n):
+            x, y, w, h = seq.boxes[i - 1]
+            crop = crop_square(seq.load_frame(i), (x + w / 2, y + h / 2), 2 * context_size(w, h), 256)
+            xs.append(torch.from_numpy(normalise(crop))[None])
+        out.append((z, xs))
+    return out
+
+
+@torch.no_grad()
+def bare_sequences(sub, inputs) -> None:
+    for z, xs in inputs:
+        zf = sub.template_feature(z)
+        for x in xs:
+            sub.track(zf, x)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--supernet", type=Path, default=Path("runs/supernet-synth.pt"))
+    ap.add_argument("--train-data", type=Path, default=Path("runs/synth-train"))
+    ap.add_argument("--val-data", type=Path, default=Path("runs/synth-val"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--candidates", type=int, default=3, help="architectures timed per mode")
+    ap.add_argument("--sequences", type=int, default=5)
+    ap.add_argument("--frames", type=int, default=50)
+    ap.add_argument("--train-iters", type=int, default=6)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.supernet.is_file():
+        net, _ = load_supernet(args.supernet)
+        source = str(args.supernet)
+    else:
+        torch.manual_seed(0)
+        net, source = Supernet().eval(), "random init"
+    archs = [lighttrack_mobile(), *sample_many(args.candidates - 1, seed=0)]
+    print(f"supernet: {source}; threads {args.threads}; {len(archs)} candidates (LightTrack-Mobile first)")
+
+    for mode in ("pairs", "sequences"):
+        kw = dict(bn_data_dir=args.train_data, max_sequences=args.sequences, max_frames=args.frames)
+        scorer = ValidationScorer(net, args.val_data, mode, **kw)
+        no_bn = ValidationScorer(net, args.val_data, mode, bn_batches=0, **kw)
+        inputs = sequence_inputs(scorer) if mode == "sequences" else scorer.pairs
+        what = (f"{scorer.pairs['box'].shape[0]} pairs" if mode == "pairs"
+                else f"{sum(len(xs) for _, xs in inputs)} frames of {len(inputs)} sequences")
+        rows = []
+        for a in archs:
+            sub = extract_subnet(net, a).eval()
+            run_bare = (lambda s=sub: bare_pairs(s, inputs, scorer.batch_size)) if mode == "pairs" else \
+                (lambda s=sub: bare_sequences(s, inputs))
+            run_bare()  # warm-up
+            bare = timed(run_bare)
+            full = timed(lambda a=a: scorer.score(a))
+            plain = timed(lambda a=a: no_bn.score(a))
+            rows.append((full, plain, bare))
+        full, plain, bare = (statistics.mean(r[i] for r in rows) for i in range(3))
+        print(f"[{mode}] over {what}: {full:.2f} s/candidate (BN recal included), {plain:.2f} s without "
+              f"recalibration; bare subnet forward {bare:.2f} s; overhead {full / bare:.2f}x "
+              f"({plain / bare:.2f}x without recalibration)")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = TrainConfig(epochs=1, iters_per_epoch=args.train_iters, batch_size=8, threads=args.threads)
+        res = train_supernet(args.train_data, Path(tmp) / "bench.pt", cfg, progress=False)
+        print(f"[train] batch 8: {res['iters_per_s']:.3f} iterations/s "
+              f"({res['seconds'] / res['iterations']:.2f} s/iteration incl. data and one checkpoint save)")
+
+
+if __name__ == "__main__":
+    main()

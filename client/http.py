@@ -1,0 +1,198 @@
+"""HTTP plumbing of the SDK: auth header, bounded retries, problem+json errors, pagination.
+
+Retries: a request that never reached the server (connection refused/reset before sending,
+connect timeout) is retried for any method; a 503 is retried for any method (the server
+refused the work); other transport errors only for idempotent methods. Delays grow
+exponentially (``backoff * 2**attempt``, capped) plus optional jitter from a seeded RNG, so the
+schedule is reproducible.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+
+from client.errors import LutnasAPIError, LutnasConfigError, LutnasConnectionError
+
+log = logging.getLogger("lutnas.client")
+log.addHandler(logging.NullHandler())  # a library logs only where the application asks
+
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+MAX_DELAY_S = 30.0
+
+FilesFactory = Callable[[], dict[str, Any]]
+
+
+def normalise_server(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise LutnasConfigError(f"server URL must start with http:// or https://, got {url!r}")
+    try:
+        httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as e:
+        raise LutnasConfigError(f"malformed server URL {url!r}: {e}") from None
+    return url
+
+
+class Transport:
+    """An ``httpx.Client`` bound to one server and key, with retries and error mapping."""
+
+    def __init__(
+        self,
+        server: str,
+        api_key: str | None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        jitter: float = 0.0,
+        seed: int = 0,
+        http: httpx.Client | None = None,
+    ) -> None:
+        if retries < 0:
+            raise LutnasConfigError("retries must be >= 0")
+        self.server = normalise_server(server)
+        self.api_key = api_key
+        self.retries = retries
+        self.backoff = backoff
+        self.jitter = jitter
+        self._rng = random.Random(seed)
+        self._http = http or httpx.Client(
+            base_url=self.server,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            headers={"User-Agent": "lutnas-client", "Accept": "application/json"},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- requests --------------------------------------------------------------------------
+
+    def _delay(self, attempt: int, retry_after: str | None = None) -> float:
+        if retry_after is not None:
+            try:
+                return min(max(float(retry_after), 0.0), MAX_DELAY_S)
+            except ValueError:
+                pass  # an HTTP-date: fall back to our own schedule
+        delay = min(self.backoff * (2**attempt), MAX_DELAY_S)
+        if self.jitter:
+            delay += self._rng.uniform(0.0, self.jitter * delay)
+        return delay
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        data: dict[str, Any] | None = None,
+        files: FilesFactory | None = None,
+        auth: bool = True,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        """Send one request (with retries) and return the response; raise on error statuses.
+
+        ``files`` is a factory returning httpx's ``files=`` mapping, called once per attempt so
+        that file objects are fresh (rewound) for every retry.
+        """
+        method = method.upper()
+        headers: dict[str, str] = {}
+        if auth:
+            if not self.api_key:
+                raise LutnasConfigError("no API key: set LUTNAS_API_KEY or pass --api-key / api_key=")
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        if params:
+            params = {k: v for k, v in params.items() if v is not None}
+        extra: dict[str, Any] = {}
+        if timeout is not None:
+            extra["timeout"] = timeout
+        url = f"{self.server}{path}"
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(
+                    method,
+                    path,
+                    params=params,
+                    json=json,
+                    data=data,
+                    files=files() if files else None,
+                    headers=headers,
+                    **extra,
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+                error: Exception = e
+                retry_after = None
+            except httpx.TransportError as e:
+                if method not in IDEMPOTENT:
+                    raise LutnasConnectionError(
+                        f"{method} {url} failed: {_reason(e)} (not retried: the request may have been received)"
+                    ) from None
+                error, retry_after = e, None
+            except httpx.InvalidURL as e:
+                raise LutnasConfigError(f"malformed request URL {url!r}: {e}") from None
+            else:
+                if response.status_code != 503 or attempt >= self.retries:
+                    if response.status_code >= 400:
+                        raise _api_error(response, method, url)
+                    return response
+                error, retry_after = _api_error(response, method, url), response.headers.get("Retry-After")
+            if attempt >= self.retries:
+                raise LutnasConnectionError(
+                    f"cannot reach the lutnas server at {self.server}: {_reason(error)} "
+                    f"(after {attempt + 1} attempt{'s' if attempt else ''})"
+                ) from None
+            delay = self._delay(attempt, retry_after)
+            attempt += 1
+            log.warning(
+                "%s %s: %s; retry %d/%d in %.2fs", method, url, _reason(error), attempt, self.retries, delay
+            )
+            time.sleep(delay)
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.request(method, path, **kwargs)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise LutnasAPIError(
+                status=response.status_code,
+                title="Invalid response",
+                detail=f"expected JSON from {method} {path}, got {response.headers.get('content-type')}",
+            ) from None
+
+    def paginate(
+        self, path: str, *, params: dict[str, Any] | None = None, page_size: int = 50
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the items of a paginated collection, following ``next_page_token``."""
+        query = dict(params or {}, page_size=page_size)
+        while True:
+            page = self.json("GET", path, params=query)
+            yield from page.get("items", [])
+            token = page.get("next_page_token")
+            if not token:
+                return
+            query["page_token"] = token
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, LutnasAPIError):
+        return str(error)
+    text = str(error) or type(error).__name__
+    return " ".join(text.split())
+
+
+def _api_error(response: httpx.Response, method: str, url: str) -> LutnasAPIError:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text
+    return LutnasAPIError.from_body(response.status_code, response.reason_phrase, body, method=method, url=url)

@@ -1,0 +1,162 @@
+"""Pydantic models mirroring the REST API's resources (docs/api.md).
+
+Models accept fields the contract does not (yet) name (``extra="allow"``), so a newer server
+does not break an older client; the documented fields are typed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+HardwareKind = Literal["cpu", "mobile-gpu", "jetson", "server-gpu"]
+SearchStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+ExportFormat = Literal["lighttrack", "json", "onnx"]
+
+#: Statuses after which a search never changes again.
+TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class APIModel(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class Team(APIModel):
+    id: int
+    name: str
+    api_key: str | None = None  # shown once, at creation
+
+
+class Me(APIModel):
+    id: int
+    name: str
+
+
+class Runtime(APIModel):
+    """How the target runs models; part of the latency table's identity."""
+
+    backend: str = "onnxruntime"
+    provider: str = "CPUExecutionProvider"
+    threads: int = 1
+    precision: str = "fp32"
+    graph_optimization: str = "all"
+
+
+class Coverage(APIModel):
+    measured: int
+    total: int
+    fraction: float
+    missing_sample: list[str] = Field(default_factory=list)
+
+
+class Hardware(APIModel):
+    id: int
+    name: str
+    kind: str
+    runtime: Runtime
+    space: str = "paper"
+    created_at: datetime | None = None
+    coverage: Coverage | None = None
+
+
+class AgentToken(APIModel):
+    id: int
+    hardware_id: int
+    name: str
+    token: str | None = None  # shown once, at creation
+
+
+class LatencyEntry(APIModel):
+    unit_key: str
+    median_ms: float
+    p10_ms: float | None = None
+    p90_ms: float | None = None
+    iqr_ms: float | None = None
+    count: int | None = None
+    measured_at: datetime | None = None
+
+
+class Prediction(APIModel):
+    id: str
+    lighttrack: str
+    latency_ms: float
+
+
+class Supernet(APIModel):
+    id: int
+    name: str
+    space: dict[str, Any] | str | None = None  # the supernet's search space (as the server describes it)
+    created_at: datetime | None = None
+
+
+class SearchProgress(APIModel):
+    generation: int = 0
+    generations: int = 0
+    evaluated: int = 0
+    cache_hits: int = 0
+    best_score: float | None = None
+    front_size: int = 0
+    fraction: float = 0.0
+
+
+class SearchInfo(APIModel):
+    """A search job as ``GET /v1/searches/{id}`` returns it."""
+
+    id: int
+    status: str  # one of SearchStatus; kept open so a newer server's status does not break us
+    request: dict[str, Any] = Field(default_factory=dict)
+    progress: SearchProgress = Field(default_factory=SearchProgress)
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+
+
+class SearchResult(APIModel):
+    """One ranked architecture of a search; ``latency_ms`` is keyed by hardware id (as text)."""
+
+    rank: int
+    architecture_id: str
+    lighttrack: str
+    score: float | None = None
+    latency_ms: dict[str, float | None] = Field(default_factory=dict)
+    flops: int | None = None
+    params: int | None = None
+    feasible: bool | None = None
+
+
+class ParetoPoint(APIModel):
+    architecture_id: str
+    lighttrack: str
+    score: float
+    latency_ms: float
+
+
+class ParetoFront(APIModel):
+    hardware_id: int
+    reference_point: Any = None
+    hypervolume: float | None = None
+    points: list[ParetoPoint] = Field(default_factory=list)
+
+
+class ArchitectureScore(APIModel):
+    supernet_id: int | None = None
+    search_id: int | None = None
+    score: float | None = None
+
+
+class ArchitectureInfo(APIModel):
+    id: str
+    lighttrack: str
+    arch: dict[str, Any] = Field(default_factory=dict)
+    flops: int | None = None
+    params: int | None = None
+    latency_ms: dict[str, float | None] = Field(default_factory=dict)
+    scores: list[ArchitectureScore] = Field(default_factory=list)
+
+
+class Page(APIModel):
+    items: list[dict[str, Any]]
+    next_page_token: str | None = None

@@ -1,0 +1,304 @@
+"""``lutnas profile`` (measure this device's LUT) and ``lutnas latency ...`` (predict, validate,
+calibrate, import, export, tables).
+
+TABLE arguments are a SQLite file path or a database URL; a database may hold several tables
+(one per hardware target and runtime configuration), chosen with ``--name`` when needed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+
+profile_app = typer.Typer(add_completion=False, help="Measure this device's latency table locally.")
+latency_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                          help="Latency tables: predict, validate, calibrate, import, export.")
+
+SPACES = ("paper", "code")
+
+
+def _space(name: str) -> Any:
+    from tracking.space import SearchSpace
+
+    if name not in SPACES:
+        raise typer.BadParameter(f"space must be one of {', '.join(SPACES)}", param_hint="--space")
+    return SearchSpace.paper() if name == "paper" else SearchSpace.code()
+
+
+@contextmanager
+def _progress(description: str, enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress bar fed by ``(phase, done, total)`` callbacks (on stderr)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if not enabled:
+        yield lambda phase, done, total: None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=False) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(f"{description}: {phase}", total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        yield update
+
+
+def _backend_from_runtime(runtime: dict[str, Any]) -> Any:
+    from profilers.backends import get_backend
+
+    cfg = {k: runtime[k] for k in ("provider", "threads", "graph_optimization", "precision") if k in runtime}
+    if runtime.get("backend") == "torch":
+        raise ValueError("end-to-end validation of torch tables is not supported; use an onnxruntime table")
+    return get_backend(runtime.get("backend", "onnxruntime"), **cfg)
+
+
+def _protocol(min_time: float, max_time: float, clock: str = "wall") -> Any:
+    from profilers.measure import Protocol
+
+    if clock not in ("wall", "cpu"):
+        raise typer.BadParameter("clock must be wall or cpu", param_hint="--clock")
+    return Protocol(min_time_s=min(min_time, max_time), max_time_s=max_time, clock=clock)
+
+
+CLOCK_HELP = ("wall: latency as seen (default); cpu: process CPU time, robust to other processes on a "
+              "shared machine (1 thread only)")
+
+
+@profile_app.command("profile")
+def profile(
+    out: str = typer.Option(..., "--out", help="Table database: a SQLite file path or a database URL."),
+    name: str | None = typer.Option(None, "--name", help="Table name (default: hardware label + runtime)."),
+    backend: str = typer.Option("onnxruntime", "--backend", help="Measurement backend."),
+    provider: str = typer.Option("CPUExecutionProvider", "--provider", help="onnxruntime execution provider."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Intra-op threads."),
+    graph_opt: str = typer.Option("all", "--graph-opt", help="Graph optimisation: disable|basic|extended|all."),
+    units: list[str] = typer.Option(["all"], "--units",
+                                    help="'all' (every unit of the space) or architectures (repeatable)."),
+    space: str = typer.Option("paper", "--space", help="Search space: paper or code."),
+    label: str | None = typer.Option(None, "--label", help="Hardware label stored with the table."),
+    min_time: float = typer.Option(0.15, "--min-time", help="Minimum seconds of timed runs per unit."),
+    max_time: float = typer.Option(0.5, "--max-time", help="Time cap per unit in seconds."),
+    seed: int = typer.Option(0, "--seed", help="Seed of unit weights and inputs."),
+    clock: str = typer.Option("wall", "--clock", help=CLOCK_HELP),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Measure every unit of the space (or of the given architectures) into TABLE; resumable."""
+    from latency_tables.profile import hardware_of_this_machine, profile_units
+    from latency_tables.store import LatencyStore
+    from latency_tables.units import all_units, units_of
+    from profilers.backends import get_backend
+    from tracking.space import Architecture
+
+    sp = _space(space)
+    if units == ["all"]:
+        todo = all_units(sp)
+    else:
+        todo = [u for text in units for u in units_of(Architecture.parse(text, sp), sp)]
+    if backend == "onnxruntime":
+        be = get_backend(backend, provider=provider, threads=threads, graph_optimization=graph_opt)
+    else:
+        raise ValueError("lutnas profile measures ONNX unit models: use --backend onnxruntime")
+    store = LatencyStore(out)
+    with _progress("profile", not quiet) as progress:
+        rep = profile_units(store, be, todo, name, hardware_of_this_machine(label), _protocol(min_time, max_time, clock),
+                            seed, progress=progress)
+    typer.echo(f"table {rep.table.name!r}: measured {len(rep.measured)} unit(s), skipped {len(rep.skipped)} "
+               f"already present; export {rep.export_s:.1f} s, measurement {rep.measure_s:.1f} s; "
+               f"per-run overhead {rep.table.overhead_ms:.4f} ms")
+
+
+@latency_app.command("predict")
+def predict(
+    archs: list[str] = typer.Argument(..., help="Architectures (LightTrack strings or JSON)."),
+    table: str = typer.Option(..., "--table", help="Table database (SQLite path or URL)."),
+    name: str | None = typer.Option(None, "--name", help="Table name, if the database holds several."),
+    space: str = typer.Option("paper", "--space"),
+    raw: bool = typer.Option(False, "--raw", help="Ignore the table's calibration."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Predicted search-graph latency (ms per frame) of architectures."""
+    from latency_tables.predict import LatencyPredictor
+    from tracking.space import Architecture
+
+    sp = _space(space)
+    parsed = [Architecture.parse(a, sp) for a in archs]
+    store = _open(table)
+    info = store.find(name)
+    pred = LatencyPredictor.from_store(store, info.name, sp, calibrated=not raw)
+    values = [pred.predict(a) for a in parsed]
+    if as_json:
+        typer.echo(json.dumps({"table": info.name, "calibrated": bool(pred.calibration),
+                               "predictions": [{"arch": a.to_string(), "latency_ms": v}
+                                               for a, v in zip(parsed, values, strict=True)]}, indent=2))
+    else:
+        for a, v in zip(parsed, values, strict=True):
+            typer.echo(f"{v:8.3f} ms  {a.to_string()}")
+
+
+@latency_app.command("fastest")
+def fastest(
+    table: str = typer.Option(..., "--table"),
+    name: str | None = typer.Option(None, "--name"),
+    space: str = typer.Option("paper", "--space"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The minimum predicted latency reachable in the space, and an architecture reaching it."""
+    from latency_tables.predict import LatencyPredictor
+
+    store = _open(table)
+    pred = LatencyPredictor.from_store(store, name, _space(space))
+    ms, arch = pred.fastest()
+    if as_json:
+        typer.echo(json.dumps({"latency_ms": ms, "arch": arch.to_string()}))
+    else:
+        typer.echo(f"{ms:.3f} ms  {arch.to_string()}")
+
+
+def _open(table: str) -> Any:
+    from latency_tables.store import LatencyStore
+
+    if "://" not in table and not Path(table).is_file():
+        raise FileNotFoundError(f"no such table database: {table}")
+    return LatencyStore(table, create=False)
+
+
+@latency_app.command("validate")
+def validate(
+    table: str = typer.Option(..., "--table"),
+    name: str | None = typer.Option(None, "--name"),
+    samples: int = typer.Option(20, "--samples", min=2, help="Random subnets to measure end to end."),
+    seed: int = typer.Option(0, "--seed"),
+    space: str = typer.Option("paper", "--space"),
+    repeats: int = typer.Option(1, "--repeats", min=1, help="Measure each subnet this many times (median)."),
+    noise_runs: int = typer.Option(5, "--noise-runs", min=0, help="Repeated runs of one model for the noise floor."),
+    min_time: float = typer.Option(0.15, "--min-time"),
+    max_time: float = typer.Option(0.5, "--max-time"),
+    as_json: bool = typer.Option(False, "--json"),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Measure sampled subnets end to end with the table's runtime settings and compare."""
+    from latency_tables.fidelity import validate as run_validate
+    from latency_tables.predict import LatencyPredictor
+
+    store = _open(table)
+    info = store.find(name)
+    pred = LatencyPredictor.from_store(store, info.name, _space(space))
+    backend = _backend_from_runtime(info.runtime)
+    with _progress("validate", not quiet and not as_json) as progress:
+        rep = run_validate(pred, backend, samples, seed,
+                           _protocol(min_time, max_time, info.runtime.get("clock", "wall")), repeats,
+                           noise_runs, progress=progress)
+    rep["table"] = info.name
+    if as_json:
+        typer.echo(json.dumps(rep, indent=2))
+        return
+    typer.echo(_format_report(rep))
+
+
+def _format_report(rep: dict[str, Any]) -> str:
+    lines = [f"{rep['samples']} subnets, table {rep.get('table', '?')}",
+             f"{'':14}{'within 5%':>10}{'within 10%':>11}{'RMSPE':>8}{'Spearman':>9}"]
+    rows = [("LUT", "")]
+    if "raw_within_5" in rep:
+        rows.append(("LUT (raw sum)", "raw_"))
+    rows.append(("FLOPs (fit)", "flops_"))
+    for label, p in rows:
+        lines.append(f"{label:14}{rep[p + 'within_5']:>10.1%}{rep[p + 'within_10']:>11.1%}"
+                     f"{rep[p + 'rmspe']:>8.1%}{rep[p + 'spearman']:>9.3f}")
+    if "noise_cv" in rep:
+        lines.append(f"noise floor: run-to-run CV {rep['noise_cv']:.1%} (range {rep['noise_range']:.1%})")
+    return "\n".join(lines)
+
+
+@latency_app.command("calibrate")
+def calibrate(
+    table: str = typer.Option(..., "--table"),
+    name: str | None = typer.Option(None, "--name"),
+    samples: int = typer.Option(10, "--samples", min=4),
+    seed: int = typer.Option(1000, "--seed", help="Seed of the calibration subnets (use another for validate)."),
+    space: str = typer.Option("paper", "--space"),
+    features: list[str] = typer.Option(["raw_ms"], "--feature", help="raw_ms, n_blocks, n_head_layers (repeatable)."),
+    repeats: int = typer.Option(1, "--repeats", min=1),
+    min_time: float = typer.Option(0.15, "--min-time"),
+    max_time: float = typer.Option(0.5, "--max-time"),
+    clear: bool = typer.Option(False, "--clear", help="Remove the table's calibration instead."),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Fit a linear correction on measured subnets and store it with the table."""
+    import tempfile
+
+    from latency_tables.calibrate import fit_calibration
+    from latency_tables.fidelity import export_search_graphs, measure_models
+    from latency_tables.predict import LatencyPredictor
+    from tracking.space import sample_many
+
+    store = _open(table)
+    info = store.find(name)
+    if clear:
+        store.update(info.id, calibration=None)
+        typer.echo(f"table {info.name!r}: calibration removed")
+        return
+    sp = _space(space)
+    pred = LatencyPredictor.from_store(store, info.name, sp, calibrated=False)
+    archs = sample_many(samples, seed, sp)
+    pred.predict_batch(archs)  # missing units fail before any measurement
+    backend = _backend_from_runtime(info.runtime)
+    with tempfile.TemporaryDirectory() as tmp, _progress("calibrate", not quiet) as progress:
+        paths = export_search_graphs(archs, tmp, sp, seed, progress)
+        measured = measure_models(backend, paths, _protocol(min_time, max_time, info.runtime.get("clock", "wall")),
+                                  repeats, seed, progress)
+    calib = fit_calibration(pred, archs, measured, features)
+    store.update(info.id, calibration=calib)
+    b, a, cv = calib["before"], calib["after"], calib["after_cv"]
+    typer.echo(f"table {info.name!r}: calibrated on {samples} subnets; within 10%: {b['within_10']:.0%} -> "
+               f"{a['within_10']:.0%} (leave-one-out {cv['within_10']:.0%}); RMSPE {b['rmspe']:.1%} -> "
+               f"{a['rmspe']:.1%} (leave-one-out {cv['rmspe']:.1%})")
+
+
+@latency_app.command("export")
+def export(
+    table: str = typer.Option(..., "--table"),
+    out: Path = typer.Option(..., "--out", help="FILE.csv or FILE.parquet"),
+    name: str | None = typer.Option(None, "--name"),
+) -> None:
+    """Write a table to CSV or Parquet."""
+    store = _open(table)
+    info = store.find(name)
+    path = store.export_file(info.id, out)
+    typer.echo(f"wrote {len(store.keys(info.id))} entries of {info.name!r} to {path}")
+
+
+@latency_app.command("import")
+def import_(
+    file: Path = typer.Argument(..., help="FILE.csv or FILE.parquet written by 'lutnas latency export'."),
+    table: str = typer.Option(..., "--table", help="Target database (created if absent)."),
+    name: str | None = typer.Option(None, "--name", help="Table name (default: the file's)."),
+    replace: bool = typer.Option(False, "--replace", help="Drop the table's existing entries first."),
+) -> None:
+    """Read a CSV or Parquet table file into a database."""
+    from latency_tables.store import LatencyStore
+
+    store = LatencyStore(table)
+    info = store.import_file(file, name, replace)
+    typer.echo(f"imported {len(store.keys(info.id))} entries into {info.name!r}")
+
+
+@latency_app.command("tables")
+def tables(table: str = typer.Option(..., "--table"), as_json: bool = typer.Option(False, "--json")) -> None:
+    """List the tables of a database."""
+    store = _open(table)
+    rows = [{"name": t.name, "entries": len(store.keys(t.id)), "runtime": t.runtime, "hardware": t.hardware,
+             "overhead_ms": t.overhead_ms, "calibrated": t.calibration is not None} for t in store.tables()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            typer.echo(f"{r['name']}: {r['entries']} entries{' (calibrated)' if r['calibrated'] else ''}")

@@ -1,0 +1,119 @@
+"""Fidelity of LUT predictions: measure end-to-end search graphs of sampled subnets with the same
+backend and settings as the units, and compare (and compare FLOPs as a latency proxy).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from profilers.backends import Backend
+from profilers.measure import Protocol, measure
+from tracking.space import Architecture, SearchSpace
+
+Progress = Callable[[str, int, int], None]
+
+
+def export_search_graphs(archs: Sequence[Architecture], out_dir: str | Path, space: SearchSpace,
+                         seed: int = 0, progress: Progress | None = None) -> list[Path]:
+    """Export each architecture's search graph (``search.onnx``) from one seeded random supernet."""
+    import torch
+
+    from tracking.export import export_onnx
+    from tracking.subnet import extract_subnet
+    from tracking.supernet import Supernet
+
+    torch.manual_seed(seed)
+    supernet = Supernet(space).eval()
+    paths = []
+    for i, arch in enumerate(archs):
+        d = Path(out_dir) / f"{i:04d}-{arch.canonical_id()}"
+        paths.append(export_onnx(extract_subnet(supernet, arch), d)["search"])
+        if progress:
+            progress("export", i + 1, len(archs))
+    return paths
+
+
+def measure_models(backend: Backend, paths: Sequence[Path], protocol: Protocol, repeats: int = 1,
+                   seed: int = 0, progress: Progress | None = None) -> np.ndarray:
+    """Median latency (ms) of each model; with ``repeats`` > 1, the median of that many
+    interleaved measurements (so slow drifts of a shared machine hit every model alike)."""
+    out = np.zeros((repeats, len(paths)))
+    done = 0
+    for r in range(repeats):
+        for i, p in enumerate(paths):
+            out[r, i] = measure(backend, p, protocol, seed).median_ms
+            done += 1
+            if progress:
+                progress("measure", done, repeats * len(paths))
+    return np.median(out, axis=0)
+
+
+def agreement(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
+    """Share within +-5% / +-10%, RMSPE and Spearman rank correlation (fractions)."""
+    predicted, measured = np.asarray(predicted, float), np.asarray(measured, float)
+    rel = (predicted - measured) / measured
+    rho = spearmanr(predicted, measured).statistic if len(measured) > 1 else float("nan")
+    return {"within_5": float(np.mean(np.abs(rel) <= 0.05)), "within_10": float(np.mean(np.abs(rel) <= 0.10)),
+            "rmspe": float(np.sqrt(np.mean(rel**2))), "mean_error": float(np.mean(rel)),
+            "spearman": float(rho)}
+
+
+def flops_proxy(flops: np.ndarray, measured: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+    """Least-squares fit latency ~ a * FLOPs + b (in-sample, which flatters FLOPs) and its figures."""
+    a, b = np.polyfit(np.asarray(flops, float), np.asarray(measured, float), 1)
+    pred = a * np.asarray(flops, float) + b
+    return pred, {"slope_ms_per_gmac": float(a * 1e9), "intercept_ms": float(b)}
+
+
+def noise_floor(backend: Backend, path: Path, protocol: Protocol, runs: int = 5, seed: int = 0) -> dict[str, float]:
+    """Run-to-run spread of one model's median: coefficient of variation over ``runs`` measurements."""
+    medians = np.array([measure(backend, path, protocol, seed).median_ms for _ in range(runs)])
+    return {"noise_cv": float(np.std(medians, ddof=1) / np.mean(medians)) if runs > 1 else 0.0,
+            "noise_range": float((medians.max() - medians.min()) / np.median(medians)),
+            "noise_medians_ms": [float(m) for m in medians]}  # type: ignore[dict-item]
+
+
+def fidelity_report(predicted: np.ndarray, measured: np.ndarray, flops: np.ndarray,
+                    raw_predicted: np.ndarray | None = None) -> dict[str, Any]:
+    """The figures of a validation: LUT prediction vs measurement, and the FLOPs proxy."""
+    report: dict[str, Any] = {"samples": int(len(measured)), **agreement(predicted, measured)}
+    fp, fit = flops_proxy(flops, measured)
+    report.update({f"flops_{k}": v for k, v in agreement(fp, measured).items()})
+    report["flops_fit"] = fit
+    if raw_predicted is not None:
+        report.update({f"raw_{k}": v for k, v in agreement(raw_predicted, measured).items()})
+    report["measured_ms"] = [float(m) for m in measured]
+    report["predicted_ms"] = [float(p) for p in predicted]
+    return report
+
+
+def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, protocol: Protocol = Protocol(),
+             repeats: int = 1, noise_runs: int = 5, workdir: str | Path | None = None,
+             progress: Progress | None = None) -> dict[str, Any]:
+    """Sample ``samples`` subnets (seeded), predict, export and measure their search graphs end to
+    end, and report agreement, the FLOPs proxy's agreement and the noise floor."""
+    from tracking.flops import count_flops_params
+    from tracking.space import sample_many
+
+    if samples < 2:
+        raise ValueError("validate needs at least 2 samples")
+    space = predictor.space
+    archs = sample_many(samples, seed, space)
+    predicted = predictor.predict_batch(archs)  # raises MissingUnitsError before any work
+    raw = np.array([predictor.raw_sum(a) for a in archs])
+    flops = np.array([count_flops_params(a, space)[0] for a in archs], dtype=float)
+    with tempfile.TemporaryDirectory(prefix="lutnas-validate-") as tmp:
+        paths = export_search_graphs(archs, workdir or tmp, space, seed, progress)
+        measured = measure_models(backend, paths, protocol, repeats, seed, progress)
+        noise = noise_floor(backend, paths[0], protocol, noise_runs, seed) if noise_runs > 1 else {}
+    report = fidelity_report(predicted, measured, flops, raw if predictor.calibration else None)
+    report.update(noise)
+    report.update({"seed": seed, "repeats": repeats, "runtime": backend.config(),
+                   "archs": [a.to_string() for a in archs], "flops": [int(f) for f in flops]})
+    return report

@@ -1,0 +1,218 @@
+"""Latency prediction from a LUT: the sum of an architecture's units, corrected for the per-run
+overhead (paid once per unit measurement, once per end-to-end run) and optionally calibrated.
+
+Prediction is linear in the units, so a calibration of the form
+``a * raw_ms + b_blocks * n_blocks + b_head * n_head_layers + c`` folds into per-gene lookup
+arrays: :meth:`LatencyPredictor.predict_genes` is a handful of numpy gathers, and
+:meth:`LatencyPredictor.fastest` is an exact per-gene minimisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latency_tables.units import (
+    adjust_unit,
+    block_unit,
+    ds_unit,
+    head_units,
+    neck_unit,
+    stem_unit,
+    units_of,
+)
+from tracking.space import HEAD_KERNELS, MBCONV_CHOICES, SKIP, Architecture, Head, SearchSpace, from_genes
+
+CALIBRATION_FEATURES = ("raw_ms", "n_blocks", "n_head_layers")
+
+
+class MissingUnitsError(ValueError):
+    """The table has no entry for some units; ``keys`` names them."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self.keys = sorted(set(keys))
+        shown = ", ".join(self.keys[:5]) + (f" and {len(self.keys) - 5} more" if len(self.keys) > 5 else "")
+        super().__init__(f"latency table has no entry for {len(self.keys)} unit(s): {shown}")
+
+
+class LatencyPredictor:
+    """Predicts search-graph latency (ms per frame) from unit medians.
+
+    ``medians``: unit key -> median ms as measured alone; ``overhead_ms``: per-run overhead that
+    each of those measurements includes once; ``calibration``: ``{"coef": {feature: value},
+    "intercept": value}`` over :data:`CALIBRATION_FEATURES`, or None.
+    """
+
+    def __init__(self, medians: Mapping[str, float], space: SearchSpace | None = None,
+                 overhead_ms: float | None = None, calibration: Mapping[str, Any] | None = None) -> None:
+        self.space = space or SearchSpace.paper()
+        self.medians = {k: float(v) for k, v in medians.items()}
+        self.overhead_ms = float(overhead_ms or 0.0)
+        self.calibration = dict(calibration) if calibration else None
+        coef = (self.calibration or {}).get("coef", {})
+        unknown = set(coef) - set(CALIBRATION_FEATURES)
+        if unknown:
+            raise ValueError(f"unknown calibration features {sorted(unknown)}")
+        self._a = float(coef.get("raw_ms", 1.0))
+        self._b_block = float(coef.get("n_blocks", 0.0))
+        self._b_head = float(coef.get("n_head_layers", 0.0))
+        self._c = float((self.calibration or {}).get("intercept", 0.0))
+        self._build_arrays()
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_store(cls, store: Any, name: str | None = None, space: SearchSpace | None = None,
+                   calibrated: bool = True) -> LatencyPredictor:
+        """From a :class:`~latency_tables.store.LatencyStore` (or a path/URL) and a table name."""
+        from latency_tables.store import LatencyStore
+
+        if isinstance(store, str | Path):
+            store = LatencyStore(store, create=False)
+        info = store.find(name)
+        return cls(store.medians(info.id), space, info.overhead_ms, info.calibration if calibrated else None)
+
+    def _cost(self, key: str) -> float:
+        """Net cost of one unit (its overhead removed); NaN when missing."""
+        m = self.medians.get(key)
+        return np.nan if m is None else m - self.overhead_ms
+
+    def _build_arrays(self) -> None:
+        sp = self.space
+        a = self._a
+        cost = self._cost
+        positions = [(s, b) for s, n in enumerate(sp.stage_blocks) for b in range(n)]
+        self.n_block_genes = len(positions)
+        # Block costs [position, choice], already calibrated (a * cost + per-block term).
+        self.block_cost = np.array([[a * cost(block_unit(sp, s, b, c).key) + self._b_block
+                                     for c in range(len(MBCONV_CHOICES))] for s, b in positions])
+        # Blocks after the output position do not run: prefix mask per output index.
+        outs = sp.output_positions
+        last = [positions.index(p) for p in outs]
+        self.active = np.array([[i <= li for i in range(len(positions))] for li in last])
+        self.block_cost[~self.active.any(axis=0)] = 0.0  # positions no output position reaches
+        # Constant units and the output adjust, per output index.
+        const = cost(stem_unit(sp).key) + cost(ds_unit(sp).key) + cost(neck_unit(sp).key)
+        self.out_cost = np.array([a * (const + cost(adjust_unit(sp, s).key)) for s, _ in outs])
+        # Unused positions contribute 0 where inactive even if their entries are missing.
+        self.base = self._c + a * self.overhead_ms
+        # Heads: first layer [width, kernel choice], later layers [width, choice incl. skip = 0],
+        # output conv [width] per tower.
+        nw = len(sp.head_widths)
+        self.head_first = np.zeros((nw, len(HEAD_KERNELS)))
+        self.head_later = np.zeros((nw, 3))
+        self.tower_out = {"cls": np.zeros(nw), "reg": np.zeros(nw)}
+        for w in range(nw):
+            for c in range(len(HEAD_KERNELS)):
+                us = head_units(sp, Head(w, (c,) * sp.head_layers), "cls")
+                self.head_first[w, c] = a * cost(us[0].key) + self._b_head
+                self.head_later[w, c] = a * cost(us[1].key) + self._b_head
+            self.head_later[w, SKIP] = 0.0
+            for tower in ("cls", "reg"):
+                out = head_units(sp, Head(w, (0,) * sp.head_layers), tower)[-1]
+                self.tower_out[tower][w] = a * cost(out.key)
+        self.n_genes = self.n_block_genes + 1 + 2 * (1 + sp.head_layers)
+        from tracking.space import enumerate_genes
+
+        self._gene_bound = np.array([n for _, n in enumerate_genes(sp)])
+
+    # -- prediction -----------------------------------------------------------------------
+    def raw_sum(self, arch: Architecture) -> float:
+        """Uncalibrated prediction: sum of units minus the extra per-run overheads."""
+        units = units_of(arch, self.space)
+        missing = [u.key for u in units if u.key not in self.medians]
+        if missing:
+            raise MissingUnitsError(missing)
+        return sum(self.medians[u.key] for u in units) - (len(units) - 1) * self.overhead_ms
+
+    def features(self, arch: Architecture) -> dict[str, float]:
+        """The calibration features of ``arch``."""
+        units = units_of(arch, self.space)
+        return {"raw_ms": self.raw_sum(arch), "n_blocks": float(sum(u.kind == "mbconv" for u in units)),
+                "n_head_layers": float(sum(u.kind == "head" for u in units))}
+
+    def predict(self, arch: Architecture) -> float:
+        """Predicted search-graph latency of ``arch`` in ms (unit lookups, then calibration)."""
+        arch.validate(self.space)
+        f = self.features(arch)
+        return (self._a * f["raw_ms"] + self._b_block * f["n_blocks"]
+                + self._b_head * f["n_head_layers"] + self._c)
+
+    def predict_batch(self, archs: Sequence[Architecture]) -> np.ndarray:
+        from tracking.space import to_genes
+
+        if not archs:
+            return np.zeros(0)
+        return self.predict_genes(np.array([to_genes(a, self.space) for a in archs], dtype=np.int64))
+
+    def predict_genes(self, genes: np.ndarray) -> np.ndarray:
+        """Vectorised prediction for gene rows (layout of ``tracking.space.to_genes``)."""
+        g = np.asarray(genes)
+        if g.ndim != 2 or g.shape[1] != self.n_genes:
+            raise ValueError(f"genes must have shape (n, {self.n_genes}), got {g.shape}")
+        if g.size and ((g < 0).any() or (g >= self._gene_bound).any()):
+            row, col = np.argwhere((g < 0) | (g >= self._gene_bound))[0]
+            raise ValueError(f"gene {col} of row {row} is {g[row, col]}, outside 0..{self._gene_bound[col] - 1}")
+        nb = self.n_block_genes
+        out = g[:, nb]
+        block = self.block_cost[np.arange(nb), g[:, :nb]]  # [n, nb]
+        total = self.base + self.out_cost[out]
+        total = total + np.where(self.active[out], block, 0.0).sum(axis=1)
+        i = nb + 1
+        for tower in ("cls", "reg"):
+            w = g[:, i]
+            total = total + self.head_first[w, g[:, i + 1]] + self.tower_out[tower][w]
+            total = total + self.head_later[w[:, None], g[:, i + 2 : i + 1 + self.space.head_layers]].sum(axis=1)
+            i += 1 + self.space.head_layers
+        if np.isnan(total).any():
+            bad = np.flatnonzero(np.isnan(total))[:50]
+            missing: set[str] = set()
+            for row in bad:
+                arch = from_genes(g[row].tolist(), self.space)
+                missing |= {u.key for u in units_of(arch, self.space) if u.key not in self.medians}
+            raise MissingUnitsError(sorted(missing))
+        return total
+
+    # -- the fastest network --------------------------------------------------------------
+    def fastest(self) -> tuple[float, Architecture]:
+        """The exact minimum predicted latency of the space and one architecture reaching it
+        (per-gene minimisation; blocks after the output position cost nothing)."""
+        best_block = self.block_cost.min(axis=1)
+        best_choice = self.block_cost.argmin(axis=1)
+        if np.isnan(best_block).any() or np.isnan(self.out_cost).any():
+            missing = [u for u in self._space_keys() if u not in self.medians]
+            raise MissingUnitsError(missing)
+        backbone = np.where(self.active, best_block[None, :], 0.0).sum(axis=1) + self.out_cost
+        o = int(np.argmin(backbone))
+        total = self.base + float(backbone[o])
+        heads = []
+        for tower in ("cls", "reg"):
+            per_width = (self.head_first.min(axis=1) + self.head_later.min(axis=1) * (self.space.head_layers - 1)
+                         + self.tower_out[tower])
+            w = int(np.argmin(per_width))
+            total += float(per_width[w])
+            later = int(np.argmin(self.head_later[w]))
+            heads.append(Head(w, (int(np.argmin(self.head_first[w])),) + (later,) * (self.space.head_layers - 1)))
+        stage, block = self.space.output_positions[o]
+        choices = iter(int(c) for c in best_choice)
+        backbone_choices = tuple(tuple(next(choices) for _ in range(n)) for n in self.space.stage_blocks)
+        arch = Architecture(backbone_choices, stage, block, heads[0], heads[1]).canonical()
+        return total, arch
+
+    def _space_keys(self) -> list[str]:
+        from latency_tables.units import all_units
+
+        return [u.key for u in all_units(self.space)]
+
+    def missing_units(self) -> list[str]:
+        """Keys of the space's units the table lacks."""
+        return [k for k in self._space_keys() if k not in self.medians]
+
+
+def fastest_latency(predictor: LatencyPredictor, space: SearchSpace | None = None) -> float:
+    """Minimum predicted latency (ms) reachable in ``space`` (default: the predictor's), exact."""
+    if space is not None and space != predictor.space:
+        predictor = LatencyPredictor(predictor.medians, space, predictor.overhead_ms, predictor.calibration)
+    return predictor.fastest()[0]

@@ -1,0 +1,259 @@
+"""Decomposition of an architecture's search graph into measurable units, with canonical keys.
+
+What is predicted is the per-frame search graph (search image + precomputed template feature ->
+cls, reg). Its units, in execution order:
+
+* ``stem``, the stage-0 ``dsconv``;
+* one ``mbconv`` per active backbone block (its real input shape, kernel, expansion, stride);
+* the ``adjust`` (BN + 1x1) of the output position;
+* the ``neck`` (correlation with the template feature ``zf``, channel attention, 1x1);
+* each non-skip ``head`` layer of both towers (input/output width, kernel; skip costs nothing);
+* the ``cls`` and ``reg`` output convs.
+
+A unit is identified by what determines its cost: type, input shape(s) and choices, e.g.
+``mbconv:in24x64x64:out40:k5:e6:s2``. Block positions with the same input shape share keys.
+
+This module is pure Python (shapes are derived from the ``SearchSpace``); only
+:func:`build_unit_module` and :func:`export_unit_onnx` import torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tracking.space import HEAD_KERNELS, MBCONV_CHOICES, SKIP, Architecture, Head, SearchSpace
+
+# Mirrors tracking.ops (checked by tests/latency/test_units.py): kept here so that keys and
+# predictions need no torch import.
+CORR_CHANNELS = 96
+FEATURE_STRIDE = 16
+STEM_KERNEL = 3
+DS_KERNEL = 3
+OUTPUT_KERNEL = 3
+
+KINDS = ("stem", "dsconv", "mbconv", "adjust", "neck", "head", "cls", "reg")
+
+
+@dataclass(frozen=True, order=True)
+class Unit:
+    """One measurable piece of the search graph. ``shape`` is the (C, H, W) input."""
+
+    kind: str
+    shape: tuple[int, int, int]
+    out_ch: int
+    kernel: int = 0
+    expansion: int = 0
+    stride: int = 1
+    template: tuple[int, int, int] | None = None  # the neck's second input (zf)
+
+    @property
+    def key(self) -> str:
+        c, h, w = self.shape
+        k = f"{self.kind}:in{c}x{h}x{w}:out{self.out_ch}"
+        if self.kind == "mbconv":
+            return f"{k}:k{self.kernel}:e{self.expansion}:s{self.stride}"
+        if self.kind in ("stem", "dsconv"):
+            return f"{k}:k{self.kernel}:s{self.stride}"
+        if self.kind == "adjust":
+            return f"{k}:s{self.stride}"
+        if self.kind == "neck":
+            zc, zh, zw = self.template or (0, 0, 0)
+            return f"{k}:z{zc}x{zh}x{zw}"
+        return f"{k}:k{self.kernel}"  # head, cls, reg
+
+    def inputs(self) -> list[tuple[str, tuple[int, ...]]]:
+        """ONNX input names and shapes of this unit's model (batch 1)."""
+        if self.kind == "neck":
+            assert self.template is not None
+            return [("zf", (1, *self.template)), ("x", (1, *self.shape))]
+        return [("x", (1, *self.shape))]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+# -- shapes of the space ----------------------------------------------------------------------
+
+def stage_input_size(space: SearchSpace, stage: int) -> int:
+    """Spatial size of the search image at the input of searchable ``stage``."""
+    return space.search_size // (space.stage_stride_total(stage - 1) if stage > 0 else 2)
+
+
+def block_unit(space: SearchSpace, stage: int, block: int, choice: int) -> Unit:
+    """The MBConv unit of ``choice`` at block position (stage, block)."""
+    k, e = MBCONV_CHOICES[choice]
+    size = stage_input_size(space, stage)
+    out_ch = space.stage_channels[stage]
+    if block == 0:
+        in_ch = space.stage_channels[stage - 1] if stage > 0 else space.stem_channels
+        stride = space.stage_strides[stage]
+    else:
+        in_ch, stride = out_ch, 1
+        size //= space.stage_strides[stage]
+    return Unit("mbconv", (in_ch, size, size), out_ch, k, e, stride)
+
+
+def adjust_unit(space: SearchSpace, stage: int) -> Unit:
+    size = space.search_size // space.stage_stride_total(stage)
+    stride = max(1, size * FEATURE_STRIDE // space.search_size)
+    return Unit("adjust", (space.stage_channels[stage], size, size), CORR_CHANNELS, stride=stride)
+
+
+def _feature_size(space: SearchSpace, image: int) -> int:
+    return image // FEATURE_STRIDE
+
+
+def stem_unit(space: SearchSpace) -> Unit:
+    return Unit("stem", (3, space.search_size, space.search_size), space.stem_channels, STEM_KERNEL, stride=2)
+
+
+def ds_unit(space: SearchSpace) -> Unit:
+    s = space.search_size // 2
+    return Unit("dsconv", (space.stem_channels, s, s), space.stem_channels, DS_KERNEL, stride=1)
+
+
+def neck_unit(space: SearchSpace) -> Unit:
+    x, z = _feature_size(space, space.search_size), _feature_size(space, space.template_size)
+    return Unit("neck", (CORR_CHANNELS, x, x), space.neck_channels, template=(CORR_CHANNELS, z, z))
+
+
+def head_units(space: SearchSpace, head: Head, tower: str) -> list[Unit]:
+    """Non-skip layers of one tower, then its output conv (``tower``: ``cls`` or ``reg``)."""
+    s = _feature_size(space, space.search_size)
+    width = space.head_widths[head.width]
+    units, ch = [], space.neck_channels
+    for c in head.layers:
+        if c == SKIP:
+            continue
+        units.append(Unit("head", (ch, s, s), width, HEAD_KERNELS[c]))
+        ch = width
+    # Skip layers are identities, so the output conv always sees the tower width after layer 1.
+    units.append(Unit(tower, (width, s, s), 1 if tower == "cls" else 4, OUTPUT_KERNEL))
+    return units
+
+
+def units_of(arch: Architecture, space: SearchSpace | None = None) -> list[Unit]:
+    """Every unit ``arch``'s search graph runs, in execution order (repeats included)."""
+    space = space or SearchSpace.paper()
+    units = [stem_unit(space), ds_unit(space)]
+    units += [block_unit(space, s, b, c) for s, b, c in arch.active_blocks()]
+    units.append(adjust_unit(space, arch.out_stage))
+    units.append(neck_unit(space))
+    units += head_units(space, arch.cls, "cls")
+    units += head_units(space, arch.reg, "reg")
+    return units
+
+
+def all_units(space: SearchSpace | None = None) -> list[Unit]:
+    """Every distinct unit of the space, sorted by key."""
+    space = space or SearchSpace.paper()
+    found: dict[str, Unit] = {}
+
+    def add(u: Unit) -> None:
+        found.setdefault(u.key, u)
+
+    add(stem_unit(space))
+    add(ds_unit(space))
+    last_stage = max(space.output_stages)
+    for s in range(last_stage + 1):
+        for b in range(space.stage_blocks[s]):
+            for c in range(len(MBCONV_CHOICES)):
+                add(block_unit(space, s, b, c))
+    for s in space.output_stages:
+        add(adjust_unit(space, s))
+    add(neck_unit(space))
+    for w in range(len(space.head_widths)):
+        for c in range(len(HEAD_KERNELS)):
+            layers = (c,) + (c,) * (space.head_layers - 1)
+            for tower in ("cls", "reg"):
+                for u in head_units(space, Head(w, layers), tower):
+                    add(u)
+    return [found[k] for k in sorted(found)]
+
+
+def parse_key(key: str) -> Unit:
+    """Inverse of :attr:`Unit.key` (raises ValueError on a malformed key)."""
+    kind, *parts = key.split(":")
+    fields: dict[str, str] = {}
+    for p in parts:
+        prefix = "in" if p.startswith("in") else "out" if p.startswith("out") else p[:1]
+        fields[prefix] = p[len(prefix):]
+    try:
+        shape = tuple(int(v) for v in fields["in"].split("x"))
+        template = tuple(int(v) for v in fields["z"].split("x")) if "z" in fields else None
+        unit = Unit(kind, shape, int(fields["out"]),  # type: ignore[arg-type]
+                    kernel=int(fields.get("k", 0)), expansion=int(fields.get("e", 0)),
+                    stride=int(fields.get("s", 1)), template=template)  # type: ignore[arg-type]
+    except (KeyError, ValueError):
+        raise ValueError(f"malformed unit key {key!r}") from None
+    if kind not in KINDS or len(shape) != 3 or unit.key != key:
+        raise ValueError(f"malformed unit key {key!r}")
+    return unit
+
+
+# -- torch side: modules and ONNX export --------------------------------------------------------
+
+def build_unit_module(unit: Unit, seed: int = 0) -> Any:
+    """The ``tracking.ops`` module of ``unit``, random-initialised from ``seed`` (eval mode).
+
+    BN running statistics are randomised too, so that folding produces ordinary weights; latency
+    does not depend on weight values.
+    """
+    import torch
+
+    from tracking import ops
+
+    torch.manual_seed(seed)
+    c = unit.shape[0]
+    if unit.kind == "stem":
+        m = ops.Stem(c, unit.out_ch)
+    elif unit.kind == "dsconv":
+        m = ops.DSConv(c, unit.out_ch, unit.kernel, unit.stride)
+    elif unit.kind == "mbconv":
+        m = ops.MBConv(c, unit.out_ch, unit.kernel, unit.expansion, unit.stride)
+    elif unit.kind == "adjust":
+        m = ops.OutputAdjust(c, unit.out_ch, unit.stride)
+    elif unit.kind == "neck":
+        m = ops.Neck(out_ch=unit.out_ch)
+    elif unit.kind == "head":
+        m = ops.HeadLayer(c, unit.out_ch, unit.kernel)
+    elif unit.kind == "cls":
+        m = ops.ClsOutput(c)
+    elif unit.kind == "reg":
+        m = ops.RegOutput(c)
+    else:
+        raise ValueError(f"unknown unit kind {unit.kind!r}")
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.1, 0.1)
+                mod.running_var.uniform_(0.5, 1.5)
+    return m.eval()
+
+
+def export_unit_onnx(unit: Unit, path: str | Path, seed: int = 0) -> Path:
+    """Export ``unit`` alone to ONNX with the subnet exporter's own settings (``tracking.export``:
+    opset 17, TorchScript exporter, eval mode so BNs after convs are folded, constant folding), so
+    the unit graph holds exactly the ops the exported subnet has at that place."""
+    import torch
+
+    from tracking import export
+
+    # tracking.export's exporter function (public name requested; private one as fallback).
+    export_module = getattr(export, "export_module", None) or export._export
+    module = build_unit_module(unit, seed)
+    gen = torch.Generator().manual_seed(seed)
+    args = tuple(torch.randn(*shape, generator=gen) for _, shape in unit.inputs())
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        export_module(module, args, path, [n for n, _ in unit.inputs()], ["y"])
+    return path
+
+
+def unit_filename(unit: Unit | str) -> str:
+    """A file name for a unit's ONNX model (``:`` is not portable in file names)."""
+    key = unit if isinstance(unit, str) else unit.key
+    return key.replace(":", "_") + ".onnx"

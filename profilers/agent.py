@@ -1,0 +1,201 @@
+"""``lutnas-agent``: the on-device profiler agent (numpy + onnxruntime + httpx only).
+
+Loop: lease up to ``--batch`` units from the server, download each unit's ONNX model, measure
+it with :mod:`profilers.measure`, upload the result at once (so a crash loses at most the unit
+being measured), heartbeat the lease from a background thread while measuring. SIGTERM/SIGINT
+finish the unit in hand, upload it, and leave; the other leased units go back to the pool when
+the lease expires. Uploads are idempotent on the server, so a retried upload is harmless.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from profilers.backends import get_backend
+from profilers.measure import Protocol, measure
+
+RETRY_STATUSES = {502, 503, 504}
+
+
+class AgentError(Exception):
+    """A problem the agent cannot fix by retrying (bad token, bad configuration)."""
+
+
+@dataclass
+class AgentConfig:
+    server: str
+    token: str
+    provider: str = "CPUExecutionProvider"
+    threads: int = 1
+    graph_optimization: str = "all"
+    batch: int = 8
+    lease_seconds: float = 120.0
+    exit_when_done: bool = False
+    idle_wait: float = 10.0
+    protocol: Protocol = Protocol()
+    max_units: int | None = None
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.stop = threading.Event()
+        self.client = httpx.Client(base_url=config.server.rstrip("/"), timeout=120.0,
+                                   headers={"Authorization": f"Bearer {config.token}"})
+        self.backend = get_backend("onnxruntime", provider=config.provider, threads=config.threads,
+                                   graph_optimization=config.graph_optimization)
+        self.measured = 0
+
+    # -- HTTP with retries --------------------------------------------------------------
+    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        delay = 0.5
+        for attempt in range(8):
+            try:
+                r = self.client.request(method, url, **kwargs)
+            except httpx.TransportError as e:
+                if attempt == 7 or self.stop.is_set():
+                    raise AgentError(f"server unreachable: {e}") from None
+            else:
+                if r.status_code not in RETRY_STATUSES:
+                    if r.status_code in (401, 403):
+                        raise AgentError(f"server refused the token: {_detail(r)}")
+                    return r
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        raise AgentError(f"{method} {url} kept failing")
+
+    def _json(self, method: str, url: str, **kwargs: Any) -> Any:
+        r = self._request(method, url, **kwargs)
+        if r.status_code >= 400:
+            raise AgentError(f"{method} {url}: {r.status_code} {_detail(r)}")
+        return r.json()
+
+    # -- protocol -----------------------------------------------------------------------
+    def lease(self) -> dict[str, Any]:
+        n = self.config.batch
+        if self.config.max_units is not None:
+            n = min(n, self.config.max_units - self.measured)
+        return self._json("POST", "/v1/agent/leases",
+                          json={"max_units": n, "lease_seconds": self.config.lease_seconds})
+
+    def _heartbeat_loop(self, lease_id: str, done: threading.Event) -> None:
+        interval = max(1.0, self.config.lease_seconds / 3)
+        while not done.wait(interval):
+            try:
+                self._request("POST", "/v1/agent/heartbeat", json={"lease_id": lease_id})
+            except AgentError:
+                return
+
+    def measure_unit(self, unit: dict[str, Any]) -> dict[str, Any]:
+        r = self._request("GET", unit["onnx_url"])
+        if r.status_code >= 400:
+            raise AgentError(f"download of {unit['key']}: {r.status_code} {_detail(r)}")
+        m = measure(self.backend, r.content, self.config.protocol)
+        return {"unit_key": unit["key"], **m.to_dict()}
+
+    def upload(self, lease_id: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._json("POST", "/v1/agent/results", json={"lease_id": lease_id, "results": results})
+
+    def run(self) -> int:
+        """Work until stopped (or until no work is left with ``exit_when_done``); units measured."""
+        while not self.stop.is_set():
+            if self.config.max_units is not None and self.measured >= self.config.max_units:
+                break
+            lease = self.lease()
+            units = lease["units"]
+            if not units:
+                if self.config.exit_when_done:
+                    break
+                self.stop.wait(self.config.idle_wait)
+                continue
+            done = threading.Event()
+            beat = threading.Thread(target=self._heartbeat_loop, args=(lease["lease_id"], done), daemon=True)
+            beat.start()
+            try:
+                for unit in units:
+                    if self.stop.is_set():
+                        break  # the rest of the lease returns to the pool when it expires
+                    result = self.measure_unit(unit)
+                    self.upload(lease["lease_id"], [result])
+                    self.measured += 1
+                    _log(f"measured {unit['key']}: {result['median_ms']:.3f} ms "
+                         f"({self.measured} so far)")
+            finally:
+                done.set()
+        self.client.close()
+        return self.measured
+
+
+def _detail(r: httpx.Response) -> str:
+    try:
+        body = r.json()
+        return str(body.get("detail") or body)
+    except ValueError:
+        return r.text[:200]
+
+
+def _log(msg: str) -> None:
+    print(f"lutnas-agent: {msg}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None = None) -> AgentConfig:
+    p = argparse.ArgumentParser(prog="lutnas-agent", description="Measure latency-table units for a lutnas server.")
+    p.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8000")
+    p.add_argument("--token", required=True, help="agent token (lna_...) of one hardware target")
+    p.add_argument("--provider", default="CPUExecutionProvider", help="onnxruntime execution provider")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads")
+    p.add_argument("--graph-optimization", default="all", choices=["disable", "basic", "extended", "all"])
+    p.add_argument("--batch", type=int, default=8, help="units per lease")
+    p.add_argument("--lease-seconds", type=float, default=120.0)
+    p.add_argument("--exit-when-done", action="store_true", help="exit when the server has no work left")
+    p.add_argument("--idle-wait", type=float, default=10.0, help="seconds to wait when there is no work")
+    p.add_argument("--max-units", type=int, default=None, help="stop after measuring this many units")
+    p.add_argument("--min-time", type=float, default=Protocol.min_time_s, help="seconds per unit, at least")
+    p.add_argument("--max-time", type=float, default=Protocol.max_time_s, help="seconds per unit, at most")
+    a = p.parse_args(argv)
+    if a.batch < 1 or a.batch > 256:
+        p.error("--batch must be in 1..256")
+    if a.lease_seconds <= 0:
+        p.error("--lease-seconds must be > 0")
+    try:
+        protocol = Protocol(min_time_s=min(a.min_time, a.max_time), max_time_s=a.max_time)
+    except ValueError as e:
+        p.error(str(e))
+    return AgentConfig(server=a.server, token=a.token, provider=a.provider, threads=a.threads,
+                       graph_optimization=a.graph_optimization, batch=a.batch,
+                       lease_seconds=a.lease_seconds, exit_when_done=a.exit_when_done,
+                       idle_wait=a.idle_wait, protocol=protocol, max_units=a.max_units)
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_args(argv)
+    try:
+        agent = Agent(config)
+    except ValueError as e:
+        _log(f"error: {e}")
+        sys.exit(2)
+
+    def _stop(signum: int, _frame: Any) -> None:
+        _log(f"signal {signum}: finishing the current unit, then stopping")
+        agent.stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        n = agent.run()
+    except AgentError as e:
+        _log(f"error: {e}")
+        sys.exit(2)
+    _log(f"stopped after measuring {n} units")
+
+
+if __name__ == "__main__":
+    main()

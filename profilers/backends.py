@@ -1,0 +1,285 @@
+"""Measurement backends, registered by name.
+
+Running is separate from parsing (after nn-Meter's ``builder/backends/interface.py``): a
+backend loads a model and returns raw per-run timings in nanoseconds; turning those into
+statistics is ``profilers.measure``'s job. This module imports only numpy, onnxruntime (lazily)
+and the standard library, so it runs on a device without torch, fastapi or sqlalchemy.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ModelSource = str | Path | bytes
+
+_REGISTRY: dict[str, type[Backend]] = {}
+CLOCKS: dict[str, Callable[[], int]] = {"wall": time.perf_counter_ns, "cpu": time.process_time_ns}
+
+
+def register_backend(name: str) -> Callable[[type[Backend]], type[Backend]]:
+    """Class decorator: make a backend available to :func:`get_backend` under ``name``."""
+
+    def deco(cls: type[Backend]) -> type[Backend]:
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def available_backends() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_backend(name: str, **config: Any) -> Backend:
+    """A configured backend by name (``onnxruntime``, ``torch``); unknown names raise ValueError."""
+    try:
+        cls = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown backend {name!r}; available: {', '.join(available_backends())}") from None
+    return cls(**config)
+
+
+class LoadedModel(ABC):
+    """A model ready to run on fixed, seeded random inputs."""
+
+    @abstractmethod
+    def run(self) -> None:
+        """One inference."""
+
+    def time_runs(self, n: int, clock: str = "wall") -> np.ndarray:
+        """Time of each of ``n`` consecutive runs in nanoseconds (raw, unparsed). ``clock``:
+        ``wall`` (latency as a user sees it) or ``cpu`` (CPU time of this process: immune to
+        preemption by other processes on a shared machine, equal to wall time on a quiet one
+        for single-threaded runs)."""
+        out = np.empty(n, dtype=np.int64)
+        clock_fn = CLOCKS[clock]
+        run = self.run
+        for i in range(n):
+            t0 = clock_fn()
+            run()
+            out[i] = clock_fn() - t0
+        return out
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (optional)."""
+
+
+class Backend(ABC):
+    """A runtime configuration on this device (runtime, provider, threads, precision)."""
+
+    name: str = "?"
+
+    @abstractmethod
+    def load(self, model: ModelSource, seed: int = 0) -> LoadedModel:
+        """Load a model and build its random inputs from ``seed``."""
+
+    @abstractmethod
+    def runtime_info(self) -> dict[str, Any]:
+        """Runtime name/version and configuration, recorded with every measurement."""
+
+    def config(self) -> dict[str, Any]:
+        """The configuration a LUT is keyed by (backend, provider, threads, precision, ...)."""
+        info = self.runtime_info()
+        return {k: info[k] for k in ("backend", "provider", "threads", "precision", "graph_optimization")
+                if k in info}
+
+
+# -- onnxruntime ------------------------------------------------------------------------------
+
+_ORT_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}
+
+GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "all")
+
+
+def random_inputs(specs: Sequence[tuple[str, Sequence[Any], Any]], seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded random arrays for ``(name, shape, dtype)`` specs; symbolic dims become 1."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for name, shape, dtype in specs:
+        dims = [d if isinstance(d, int) and d > 0 else 1 for d in shape]
+        dtype = np.dtype(dtype)
+        if dtype.kind == "f":
+            arr = rng.standard_normal(dims, dtype=np.float32).astype(dtype)
+        elif dtype.kind == "b":
+            arr = rng.integers(0, 2, dims).astype(dtype)
+        else:
+            arr = rng.integers(0, 8, dims).astype(dtype)
+        feeds[name] = np.ascontiguousarray(arr)
+    return feeds
+
+
+class _OrtModel(LoadedModel):
+    def __init__(self, session: Any, feeds: dict[str, np.ndarray], device: str) -> None:
+        import onnxruntime as ort
+
+        self.session = session
+        self.feeds = feeds
+        # IO binding: inputs bound once, outputs bound once to device-allocated buffers, so a run
+        # measures the graph, not numpy conversions (the same for unit and end-to-end models).
+        self.binding = session.io_binding()
+        for name, arr in feeds.items():
+            self.binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(arr, device, 0))
+        for out in session.get_outputs():
+            self.binding.bind_output(out.name, device)
+        self.session.run_with_iobinding(self.binding)  # allocates the bound outputs once
+        outputs = self.binding.get_outputs()
+        self.binding.clear_binding_outputs()
+        for out, val in zip(session.get_outputs(), outputs, strict=True):
+            self.binding.bind_ortvalue_output(out.name, val)
+
+    def run(self) -> None:
+        self.session.run_with_iobinding(self.binding)
+
+    def outputs(self) -> list[np.ndarray]:
+        return [v.numpy() for v in self.binding.get_outputs()]
+
+
+@register_backend("onnxruntime")
+class OnnxRuntimeBackend(Backend):
+    """onnxruntime with any execution provider, ``threads`` intra-op threads, inter-op 1,
+    sequential execution and a chosen graph optimisation level."""
+
+    def __init__(self, provider: str = "CPUExecutionProvider", threads: int = 1,
+                 graph_optimization: str = "all", precision: str = "fp32",
+                 provider_options: dict[str, Any] | None = None) -> None:
+        import onnxruntime as ort
+
+        if provider not in ort.get_available_providers():
+            raise ValueError(f"execution provider {provider!r} is not available here; available: "
+                             f"{', '.join(ort.get_available_providers())}")
+        if graph_optimization not in GRAPH_OPT_LEVELS:
+            raise ValueError(f"graph_optimization must be one of {', '.join(GRAPH_OPT_LEVELS)}")
+        if int(threads) < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        if precision != "fp32":
+            raise ValueError("only fp32 models are profiled by this backend for now")
+        self.provider = provider
+        self.threads = int(threads)
+        self.graph_optimization = graph_optimization
+        self.precision = precision
+        self.provider_options = provider_options or {}
+
+    def session_options(self) -> Any:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[self.graph_optimization]
+        so.log_severity_level = 3
+        return so
+
+    def load(self, model: ModelSource, seed: int = 0) -> LoadedModel:
+        import onnxruntime as ort
+
+        if not isinstance(model, bytes) and not Path(model).is_file():
+            raise FileNotFoundError(f"no such model file: {model}")
+        src = model if isinstance(model, bytes) else str(model)
+        session = ort.InferenceSession(src, sess_options=self.session_options(),
+                                       providers=[(self.provider, self.provider_options)])
+        specs = []
+        for inp in session.get_inputs():
+            if inp.type not in _ORT_TYPES:
+                raise ValueError(f"input {inp.name!r} has unsupported type {inp.type}")
+            specs.append((inp.name, inp.shape, _ORT_TYPES[inp.type]))
+        device = "cuda" if self.provider in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else "cpu"
+        return _OrtModel(session, random_inputs(specs, seed), device)
+
+    def runtime_info(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        return {
+            "backend": self.name,
+            "runtime": "onnxruntime",
+            "runtime_version": ort.__version__,
+            "provider": self.provider,
+            "threads": self.threads,
+            "inter_op_threads": 1,
+            "execution_mode": "sequential",
+            "graph_optimization": self.graph_optimization,
+            "precision": self.precision,
+        }
+
+
+# -- torch (CPU) --------------------------------------------------------------------------------
+
+class _TorchModel(LoadedModel):
+    def __init__(self, module: Any, inputs: tuple[Any, ...]) -> None:
+        self.module = module
+        self.inputs = inputs
+        import torch
+
+        self._torch = torch
+
+    def run(self) -> None:
+        with self._torch.inference_mode():
+            self.module(*self.inputs)
+
+
+@register_backend("torch")
+class TorchBackend(Backend):
+    """PyTorch on CPU. Loads a TorchScript file/bytes, or an ``nn.Module`` directly; inputs are
+    seeded random tensors of ``input_shapes`` (list of shapes, one per positional input)."""
+
+    def __init__(self, threads: int = 1, input_shapes: Sequence[Sequence[int]] | None = None,
+                 precision: str = "fp32") -> None:
+        if int(threads) < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        if precision != "fp32":
+            raise ValueError("only fp32 is supported by the torch backend")
+        self.threads = int(threads)
+        self.input_shapes = [tuple(s) for s in input_shapes] if input_shapes else None
+        self.precision = precision
+
+    def load(self, model: ModelSource | Any, seed: int = 0) -> LoadedModel:
+        import io
+
+        import torch
+
+        torch.set_num_threads(self.threads)
+        if isinstance(model, bytes):
+            module = torch.jit.load(io.BytesIO(model), map_location="cpu")
+        elif isinstance(model, str | Path):
+            module = torch.jit.load(str(model), map_location="cpu")
+        else:
+            module = model
+        module.eval()
+        if not self.input_shapes:
+            raise ValueError("the torch backend needs input_shapes (one shape per model input)")
+        feeds = random_inputs([(f"in{i}", s, np.float32) for i, s in enumerate(self.input_shapes)], seed)
+        return _TorchModel(module, tuple(torch.from_numpy(a) for a in feeds.values()))
+
+    def runtime_info(self) -> dict[str, Any]:
+        import torch
+
+        return {
+            "backend": self.name,
+            "runtime": "torch",
+            "runtime_version": torch.__version__,
+            "provider": "cpu",
+            "threads": self.threads,
+            "graph_optimization": "none",
+            "precision": self.precision,
+        }

@@ -1,0 +1,152 @@
+"""The measurement protocol, and the parsing of raw timings into statistics.
+
+Protocol: warm-up, then batches of repetitions until the relative IQR (IQR / median) falls under
+a threshold after a minimum time, or a time cap / run cap is hit. Statistics: median, p10, p90,
+IQR, count. Every result carries environment metadata (``profilers.env``).
+
+Per-run overhead (the runtime's fixed cost of one call, paid once per unit model but only once
+per end-to-end model) is measured on an identity model (:func:`measure_overhead`) so that a sum
+of units can be corrected to match end-to-end runs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from profilers.backends import CLOCKS, Backend, LoadedModel, ModelSource
+from profilers.env import environment
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How long and how often to run one model."""
+
+    warmup_runs: int = 5
+    warmup_s: float = 0.05
+    min_runs: int = 10
+    max_runs: int = 100_000
+    min_time_s: float = 0.15
+    max_time_s: float = 0.5
+    rel_iqr: float = 0.05  # stop early once IQR / median is below this (after min_time_s)
+    batch_s: float = 0.025  # check the stopping rule about this often
+    clock: str = "wall"  # or "cpu" (see LoadedModel.time_runs)
+
+    def __post_init__(self) -> None:
+        if self.clock not in CLOCKS:
+            raise ValueError(f"clock must be one of {', '.join(CLOCKS)}")
+        if self.min_runs < 1 or self.max_runs < self.min_runs:
+            raise ValueError("need 1 <= min_runs <= max_runs")
+        if self.max_time_s <= 0 or self.min_time_s > self.max_time_s:
+            raise ValueError("need 0 <= min_time_s <= max_time_s and max_time_s > 0")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    iqr_ms: float
+    count: int
+    env: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rel_iqr(self) -> float:
+        return self.iqr_ms / self.median_ms if self.median_ms > 0 else float("inf")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarize(times_ns: np.ndarray, env: dict[str, Any] | None = None) -> Measurement:
+    """Parse raw per-run timings (nanoseconds) into statistics (milliseconds)."""
+    t = np.asarray(times_ns, dtype=np.float64) / 1e6
+    if t.size == 0:
+        raise ValueError("no timings to summarize")
+    p10, q1, med, q3, p90 = np.percentile(t, [10, 25, 50, 75, 90])
+    return Measurement(float(med), float(p10), float(p90), float(q3 - q1), int(t.size), dict(env or {}))
+
+
+def time_loaded(model: LoadedModel, protocol: Protocol = Protocol()) -> np.ndarray:
+    """Run the protocol on a loaded model; raw timings (ns) after warm-up."""
+    t_end = time.perf_counter() + protocol.warmup_s
+    n = 0
+    while n < protocol.warmup_runs or time.perf_counter() < t_end:
+        model.run()
+        n += 1
+    chunks: list[np.ndarray] = []
+    count = 0
+    start = time.perf_counter()
+    batch = 1
+    while True:
+        t = model.time_runs(batch, protocol.clock)
+        chunks.append(t)
+        count += batch
+        elapsed = time.perf_counter() - start
+        if count >= protocol.max_runs or elapsed >= protocol.max_time_s:
+            break
+        if count >= protocol.min_runs and elapsed >= protocol.min_time_s:
+            allt = np.concatenate(chunks)
+            q1, med, q3 = np.percentile(allt, [25, 50, 75])
+            if med > 0 and (q3 - q1) / med < protocol.rel_iqr:
+                break
+        per_run = max(float(np.median(t)) / 1e9, 1e-6)
+        batch = int(min(max(1, protocol.batch_s / per_run), protocol.max_runs - count))
+    return np.concatenate(chunks)
+
+
+def measure(backend: Backend, model: ModelSource | LoadedModel, protocol: Protocol = Protocol(),
+            seed: int = 0) -> Measurement:
+    """Measure one model (path, bytes or an already loaded model) with ``backend``."""
+    loaded = model if isinstance(model, LoadedModel) else backend.load(model, seed=seed)
+    try:
+        times = time_loaded(loaded, protocol)
+    finally:
+        if loaded is not model:
+            loaded.close()
+    return summarize(times, {**environment(backend.runtime_info()), "clock": protocol.clock})
+
+
+# -- per-run overhead ---------------------------------------------------------------------------
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _field(num: int, payload: bytes | int | str) -> bytes:
+    if isinstance(payload, int):
+        return _varint(num << 3) + _varint(payload)
+    if isinstance(payload, str):
+        payload = payload.encode()
+    return _varint(num << 3 | 2) + _varint(len(payload)) + payload
+
+
+def identity_model(shape: tuple[int, ...] = (1,), opset: int = 17) -> bytes:
+    """A serialized ONNX model ``y = Identity(x)`` (float32), written without the onnx package."""
+    dims = b"".join(_field(1, _field(1, d)) for d in shape)  # TensorShapeProto.dim{dim_value}
+    tensor_type = _field(1, 1) + _field(2, dims)  # elem_type FLOAT, shape
+    type_proto = _field(1, tensor_type)
+
+    def value_info(name: str) -> bytes:
+        return _field(1, name) + _field(2, type_proto)
+
+    node = _field(1, "x") + _field(2, "y") + _field(4, "Identity")
+    graph = _field(1, node) + _field(2, "overhead") + _field(11, value_info("x")) + _field(12, value_info("y"))
+    return (_field(1, 8) + _field(2, "lutnas") + _field(7, graph)
+            + _field(8, _field(1, "") + _field(2, opset)))
+
+
+def measure_overhead(backend: Backend, protocol: Protocol = Protocol()) -> Measurement:
+    """Per-run overhead of ``backend``: the median time of an identity model."""
+    return measure(backend, identity_model(), protocol)

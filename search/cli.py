@@ -1,0 +1,145 @@
+"""``lutnas search run``: a local search over a trained supernet with measured latency tables.
+
+Heavy imports (torch, via the supernet) happen inside the command, after every cheap check, so
+bad input fails in well under a second with one line (the assembler turns ValueError/OSError
+into ``error: ...`` and exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+search_app = typer.Typer(help="Run a search locally.", no_args_is_help=True)
+
+
+def parse_table_spec(spec: str) -> tuple[str, str | None]:
+    """``PATH_OR_URL`` or ``PATH_OR_URL#TABLE_NAME``."""
+    location, _, name = spec.partition("#")
+    if not location:
+        raise typer.BadParameter(f"--table {spec!r}: expected a SQLite file or database URL")
+    return location, (name or None)
+
+
+def load_tables(specs: list[str], space: Any) -> dict[str, Any]:
+    """``{table name: LatencyPredictor}`` for every ``--table``."""
+    from latency_tables.predict import LatencyPredictor
+    from latency_tables.store import LatencyStore
+
+    out: dict[str, Any] = {}
+    for spec in specs:
+        location, name = parse_table_spec(spec)
+        if "://" not in location and not Path(location).is_file():
+            raise FileNotFoundError(f"--table {location!r}: no such file (make one with `lutnas profile`)")
+        store = LatencyStore(location, create=False)
+        try:
+            tables = store.tables()
+        except Exception as e:  # not a database, or not one of ours
+            raise ValueError(f"--table {location!r} is not a latency-table database ({type(e).__name__})") from None
+        if name is None and len(tables) > 1:
+            raise ValueError(f"--table {location!r} holds {len(tables)} tables; name one as "
+                             f"{location}#NAME: {', '.join(t.name for t in tables)}")
+        info = store.find(name)
+        if info.name in out:
+            raise ValueError(f"table {info.name!r} given twice")
+        out[info.name] = LatencyPredictor.from_store(store, info.name, space)
+    return out
+
+
+def _config(**kwargs: Any) -> Any:
+    from pydantic import ValidationError
+
+    from search.config import SearchConfig
+
+    try:
+        return SearchConfig(**kwargs)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        raise ValueError(f"{where}: {err['msg']}") from None
+
+
+@search_app.command("run")
+def run(
+    supernet: Path = typer.Option(..., "--supernet", help="Supernet checkpoint (.pt)."),
+    data: Path = typer.Option(..., "--data", help="Validation data directory (GOT-10k layout)."),
+    table: list[str] = typer.Option(..., "--table", help="Latency table: SQLite file or URL, "
+                                    "optionally #NAME; repeat for several targets."),
+    out: Path = typer.Option(..., "--out", help="Output directory."),
+    budget_ms: float | None = typer.Option(None, "--budget-ms", help="Latency budget (ms): constrained evolution."),
+    pareto: bool = typer.Option(False, "--pareto", help="Multi-objective search (NSGA-II): accuracy vs latency."),
+    target: str | None = typer.Option(None, "--target", help="Table the budget applies to (default: first)."),
+    max_mflops: float | None = typer.Option(None, "--max-mflops", help="Also cap MACs (millions)."),
+    max_mparams: float | None = typer.Option(None, "--max-mparams", help="Also cap parameters (millions)."),
+    population: int = typer.Option(48, "--population", help="Population size (4..1000)."),
+    generations: int = typer.Option(20, "--generations", help="Generations (1..1000)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    mode: str = typer.Option("pairs", "--mode", help="Validation mode: pairs or sequences."),
+    predictor: bool = typer.Option(False, "--predictor", help="Pre-screen children with an accuracy predictor."),
+    code_space: bool = typer.Option(False, "--code-space", help="Allow the 40-channel stage as output."),
+    resume: bool = typer.Option(False, "--resume", help="Resume from OUT/state.json."),
+) -> None:
+    """Search the supernet for the best trackers under a latency budget, or their Pareto front."""
+    if pareto == (budget_ms is not None):
+        raise typer.BadParameter("give exactly one of --budget-ms X or --pareto")
+    if mode not in ("pairs", "sequences"):
+        raise typer.BadParameter(f"--mode must be pairs or sequences, got {mode!r}")
+    cfg = _config(algorithm="pareto" if pareto else "evolution", budget_ms=budget_ms, target=target,
+                  max_mflops=max_mflops, max_mparams=max_mparams, population=population,
+                  generations=generations, seed=seed, predictor=predictor,
+                  space="code" if code_space else "paper", parents=min(10, population),
+                  batch_size=8)
+    if not supernet.is_file():
+        raise FileNotFoundError(f"--supernet {str(supernet)!r}: no such file")
+    if not data.is_dir():
+        raise FileNotFoundError(f"--data {str(data)!r}: no such directory")
+    space = cfg.search_space()
+    tables = load_tables(table, space)
+    if cfg.target is not None and cfg.target not in tables:
+        raise ValueError(f"--target {cfg.target!r} is not one of the tables: {', '.join(tables)}")
+
+    from search.runner import check_config, run_search
+
+    check_config(cfg, tables)  # infeasible budget, missing units: before loading the supernet
+    state_path = out / "state.json"
+    state = None
+    if resume:
+        from search.state import loads
+
+        if not state_path.is_file():
+            raise FileNotFoundError(f"--resume: no state at {state_path}")
+        state = loads(state_path.read_text())
+    out.mkdir(parents=True, exist_ok=True)
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from search.evaluators import SupernetAccuracy
+    from search.report import plot_pareto, write_ranked
+
+    accuracy = SupernetAccuracy.from_checkpoint(str(supernet), str(data), mode=mode)
+    done = int(state["generation"]) if state else 0
+    with Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn()) as bar:
+        task = bar.add_task("starting", total=cfg.generations, completed=done)
+
+        def on_generation(p: dict[str, Any], st: dict[str, Any]) -> None:
+            tmp = state_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(st))
+            tmp.replace(state_path)  # atomic: a crash never leaves half a state
+            bar.update(task, completed=p["generation"] + 1, description=(
+                f"evaluated {p['evaluated']}, cache hits {p['cache_hits']}, best {p['best_score']:.4f}, "
+                f"front {p['front_size']}"))
+
+        result = run_search(cfg, accuracy, tables, state=state, on_generation=on_generation)
+    csv_path, json_path = write_ranked(result, out)
+    png = plot_pareto(result, out / "pareto.png", cfg.budget_ms, cfg.target or next(iter(tables)))
+    best = result.best
+    typer.echo(f"evaluated {result.evaluated} architectures ({result.cache_hits} cache hits); "
+               f"front {len(result.front)}, hypervolume {result.hypervolume:.4f}")
+    if best is not None:
+        lat = ", ".join(f"{t} {v:.3f} ms" for t, v in best.latency_ms.items())
+        typer.echo(f"best: {best.arch} score {best.score:.4f} ({lat})")
+    typer.echo(f"wrote {csv_path}, {json_path}, {png}")

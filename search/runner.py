@@ -1,0 +1,139 @@
+"""``run_search``: the one entry point the CLI and the service's worker call.
+
+The worker persists ``on_generation``'s state after every generation and passes it back as
+``state`` to resume; ``should_stop`` is polled between evaluation batches (cancellation), and a
+stopped run returns the last complete generation's state, so nothing half-done is ever saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from search import evolution, nsga
+from search.config import SearchConfig
+from search.engine import Engine
+from search.evaluators import (
+    AccuracyEvaluator,
+    FlopsEvaluator,
+    LatencyEvaluator,
+    LatencyModel,
+    latency_evaluators,
+)
+from search.executor import Executor, InProcessExecutor, SearchStopped
+
+ALGORITHMS = {"evolution": evolution, "pareto": nsga}
+
+
+class RankedArch(BaseModel):
+    rank: int
+    arch: str = Field(description="LightTrack string")
+    canonical_id: str
+    score: float
+    latency_ms: dict[str, float]
+    macs: int | None = None
+    params: int | None = None
+    feasible: bool = True
+    on_front: bool = False
+    generation: int
+
+
+class SearchResult(BaseModel):
+    algorithm: str
+    completed: bool = Field(description="False when should_stop ended the run early")
+    generations_done: int
+    evaluated: int = Field(description="architectures scored by the accuracy evaluator")
+    cache_hits: int
+    stats: dict[str, int]
+    ranked: list[RankedArch]
+    front: list[RankedArch]
+    hypervolume: float
+    reference: dict[str, Any] = Field(description="hypervolume reference point (see docs/search.md)")
+    spearman: list[float | None]
+    history: list[dict[str, Any]]
+    state: dict[str, Any]
+
+    @property
+    def best(self) -> RankedArch | None:
+        return self.ranked[0] if self.ranked else None
+
+
+ProgressCallback = Callable[[dict[str, Any], dict[str, Any]], None]
+
+
+def run_search(config: SearchConfig, accuracy: AccuracyEvaluator,
+               latencies: Mapping[str, LatencyModel | LatencyEvaluator], state: dict[str, Any] | None = None,
+               on_generation: ProgressCallback | None = None, should_stop: Callable[[], bool] | None = None,
+               executor: Executor | None = None, flops: FlopsEvaluator | None | bool = True) -> SearchResult:
+    """Run (or resume) a search.
+
+    ``latencies``: ``{target name: LatencyPredictor}``. ``on_generation(progress, state)`` is
+    called after every generation with a progress dict (generation, evaluated, cache_hits,
+    best_score/arch/latency, front_size, hypervolume, spearman) and the JSON-serialisable state.
+    ``flops``: True builds a :class:`FlopsEvaluator` (MACs and params in the results), False/None
+    leaves them out.
+    """
+    space = config.search_space()
+    lat = latency_evaluators(latencies, space)
+    fl = FlopsEvaluator(space) if flops is True else (flops or None)
+    engine = Engine(config, accuracy, lat, executor or InProcessExecutor(config.batch_size), fl,
+                    should_stop, state)
+    algo = ALGORITHMS[config.algorithm]
+    completed = True
+    while engine.generation < config.generations:
+        if should_stop is not None and should_stop():
+            completed = False
+            break
+        snapshot = engine.state_dict()
+        try:
+            n_new = algo.generation(engine)
+        except SearchStopped:
+            engine = Engine(config, accuracy, lat, engine.executor, fl, should_stop, snapshot)
+            completed = False
+            break
+        progress = engine.progress(n_new)
+        engine.history.append(progress)
+        engine.generation += 1
+        if on_generation is not None:
+            on_generation(progress, engine.state_dict())
+    return _result(engine, algo, completed)
+
+
+def check_config(config: SearchConfig, latencies: Mapping[str, LatencyModel | LatencyEvaluator],
+                 flops: FlopsEvaluator | None | bool = True) -> None:
+    """Raise ValueError (e.g. :class:`InfeasibleBudgetError` naming the fastest latency reachable,
+    or ``MissingUnitsError``) for a search that cannot run, without evaluating anything."""
+    space = config.search_space()
+    fl = FlopsEvaluator(space) if flops is True else (flops or None)
+    Engine(config, _NoAccuracy(), latency_evaluators(latencies, space), InProcessExecutor(), fl)
+
+
+class _NoAccuracy:
+    def evaluate(self, archs: Any) -> list[float]:
+        raise RuntimeError("check_config evaluates nothing")
+
+
+def _result(engine: Engine, algo: Any, completed: bool) -> SearchResult:
+    front_ids, hv = engine.front()
+    on_front = set(front_ids)
+
+    def row(rank: int, cid: str) -> RankedArch:
+        r = engine.records[cid]
+        return RankedArch(rank=rank, arch=r["arch"], canonical_id=cid, score=r["accuracy"],
+                          latency_ms=r["latency"], macs=r.get("macs"), params=r.get("params"),
+                          on_front=cid in on_front, generation=r["generation"])
+
+    ranked = [row(i + 1, c) for i, c in enumerate(algo.ranked(engine))]
+    by_id = {r.canonical_id: r for r in ranked}
+    reference = {"accuracy": 0.0, "latency_ms": {t: engine.reference[t] for t in engine.targets},
+                 "normalised_point": [1.0] * (1 + len(engine.targets) + len(engine.cfg.extra_objectives)),
+                 "objectives": ["1 - score"] + [f"latency[{t}] / {engine.reference[t]:.6g} ms"
+                                                for t in engine.targets]
+                 + [f"{o} / {engine.reference[o]:.6g}" for o in engine.cfg.extra_objectives]}
+    return SearchResult(
+        algorithm=engine.cfg.algorithm, completed=completed, generations_done=engine.generation,
+        evaluated=engine.stats["evaluated"], cache_hits=engine.stats["cache_hits"], stats=dict(engine.stats),
+        ranked=ranked, front=[by_id[c] for c in front_ids], hypervolume=hv, reference=reference,
+        spearman=list(engine.spearman), history=list(engine.history), state=engine.state_dict())

@@ -1,0 +1,69 @@
+"""FastAPI application factory.
+
+``create_app(settings)`` builds the app over one engine; ``migrate=True`` (the default) brings
+the schema to the newest Alembic revision at startup, and ``worker=True`` runs an embedded job
+worker thread (the one-machine default of ``lutnas serve``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from server import problems
+from server.db import create_engine_for, make_sessionmaker
+from server.settings import Settings
+
+log = logging.getLogger("lutnas.server")
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True, worker: bool = False) -> FastAPI:
+    settings = settings or Settings.from_env()
+    engine = create_engine_for(settings.database_url)
+    if migrate:
+        from server.migrate import upgrade
+
+        upgrade(engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        thread = None
+        if worker:
+            from server.worker import Worker
+
+            thread = Worker(app.state.sessionmaker, settings, name="embedded").start_thread()
+        try:
+            yield
+        finally:
+            if thread is not None:
+                thread.stop()
+            engine.dispose()
+
+    app = FastAPI(title="lutnas", version="1", lifespan=lifespan,
+                  description="Hardware-aware NAS for lightweight trackers (docs/api.md).")
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    problems.install(app)
+
+    from server.routes import (
+        agent,
+        architectures,
+        hardware,
+        latency,
+        pareto,
+        searches,
+        supernets,
+        teams,
+    )
+
+    for module in (teams, hardware, agent, latency, supernets, searches, architectures, pareto):
+        app.include_router(module.router)
+    for route in app.routes:  # operation ids are the function names given in docs/api.md
+        if isinstance(route, APIRoute) and route.operation_id is None:
+            route.operation_id = route.name
+    return app

@@ -1,0 +1,86 @@
+"""API keys and agent tokens: generated once, stored as sha256, looked up per request."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from server.deps import SessionDep
+from server.models import AgentToken, ApiKey, Hardware, Team
+from server.problems import Problem
+
+TEAM_PREFIX = "lnt_"
+AGENT_PREFIX = "lna_"
+
+
+def new_secret(prefix: str) -> str:
+    return prefix + secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_team(session: Session, name: str) -> tuple[Team, str]:
+    """A new team and its first API key (returned in clear, once)."""
+    if session.scalar(select(Team).where(Team.name == name)) is not None:
+        raise Problem(409, f"team {name!r} already exists", "name")
+    team = Team(name=name)
+    session.add(team)
+    session.flush()
+    key = new_secret(TEAM_PREFIX)
+    session.add(ApiKey(team_id=team.id, key_hash=hash_secret(key), prefix=key[:8]))
+    session.flush()
+    return team, key
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(401, "missing or malformed Authorization header (expected 'Bearer <key>')",
+                      headers={"WWW-Authenticate": "Bearer"})
+    return token.strip()
+
+
+def current_team(request: Request, session: SessionDep) -> Team:
+    token = _bearer(request)
+    if not token.startswith(TEAM_PREFIX):
+        raise Problem(401, "not a team API key", headers={"WWW-Authenticate": "Bearer"})
+    team = session.scalar(
+        select(Team).join(ApiKey, ApiKey.team_id == Team.id).where(ApiKey.key_hash == hash_secret(token)))
+    if team is None:
+        raise Problem(401, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
+    return team
+
+
+def current_agent(request: Request, session: SessionDep) -> tuple[AgentToken, Hardware]:
+    token = _bearer(request)
+    if not token.startswith(AGENT_PREFIX):
+        raise Problem(401, "not an agent token", headers={"WWW-Authenticate": "Bearer"})
+    row = session.execute(
+        select(AgentToken, Hardware).join(Hardware, Hardware.id == AgentToken.hardware_id)
+        .where(AgentToken.token_hash == hash_secret(token))).first()
+    if row is None:
+        raise Problem(401, "unknown agent token", headers={"WWW-Authenticate": "Bearer"})
+    return row[0], row[1]
+
+
+def require_admin(request: Request) -> None:
+    admin = request.app.state.settings.admin_token
+    if not admin:
+        raise Problem(404, "no such resource")  # admin endpoints do not exist without a token
+    token = _bearer(request)
+    if not hmac.compare_digest(token, admin):
+        raise Problem(401, "wrong admin token", headers={"WWW-Authenticate": "Bearer"})
+
+
+TeamDep = Annotated[Team, Depends(current_team)]
+AgentDep = Annotated[tuple[AgentToken, Hardware], Depends(current_agent)]
+AdminDep = Annotated[None, Depends(require_admin)]

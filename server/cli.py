@@ -1,0 +1,116 @@
+"""Commands of the server package: ``lutnas serve``, ``lutnas worker``, ``lutnas admin``."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Any
+
+import typer
+
+serve_app = typer.Typer(help="Run the REST API (with an embedded worker).")
+worker_app = typer.Typer(help="Run a search-job worker.")
+admin_app = typer.Typer(help="Administration: teams, database migrations.", no_args_is_help=True)
+
+DbOption = typer.Option(None, "--database-url", help="database URL (default: $LUTNAS_DATABASE_URL or "
+                        "a SQLite file under ~/.lutnas/)")
+
+
+def _settings(database_url: str | None) -> Any:
+    from server.settings import Settings
+
+    try:
+        return Settings.from_env(database_url=database_url)
+    except Exception as e:  # pydantic ValidationError: one line for the user
+        raise ValueError(f"bad configuration: {str(e).splitlines()[0]} {str(e).splitlines()[1:2]}") from None
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@serve_app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="port to listen on"),
+    no_worker: bool = typer.Option(False, "--no-worker", help="do not run the embedded job worker"),
+    database_url: str | None = DbOption,
+) -> None:
+    """Serve the API (migrating the database first) with an embedded search worker."""
+    import uvicorn
+
+    from server.app import create_app
+
+    _logging()
+    app = create_app(_settings(database_url), worker=not no_worker)
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+@worker_app.command()
+def worker(
+    database_url: str | None = DbOption,
+    once: bool = typer.Option(False, "--once", help="take at most one job, then exit"),
+) -> None:
+    """Claim and run queued search jobs until SIGTERM (the current job is re-queued at the
+    next generation boundary and resumed by another worker)."""
+    from server.db import create_engine_for, make_sessionmaker
+    from server.migrate import upgrade
+    from server.worker import Worker
+
+    _logging()
+    settings = _settings(database_url)
+    engine = create_engine_for(settings.database_url)
+    upgrade(engine)
+    w = Worker(make_sessionmaker(engine), settings, name="cli")
+
+    def _stop(signum: int, _frame: Any) -> None:
+        logging.getLogger("lutnas.worker").info("signal %s: stopping after the current batch", signum)
+        w.stop_event.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    if once:
+        w.run_once()
+    else:
+        w.run_forever()
+    engine.dispose()
+
+
+@admin_app.command("create-team")
+def create_team(name: str = typer.Argument(..., help="team name"), database_url: str | None = DbOption) -> None:
+    """Create a team and print its API key (shown only this once)."""
+    from server.auth import create_team as _create
+    from server.db import create_engine_for, make_sessionmaker, session_scope
+    from server.migrate import upgrade
+    from server.problems import Problem
+    from server.schemas import TeamCreate
+
+    try:
+        TeamCreate(name=name)
+    except Exception:  # noqa: BLE001
+        raise typer.BadParameter("team names are letters, digits, '_', '.', '-' (1..128)", param_hint="NAME") from None
+    settings = _settings(database_url)
+    engine = create_engine_for(settings.database_url)
+    upgrade(engine)
+    try:
+        with session_scope(make_sessionmaker(engine)) as s:
+            team, key = _create(s, name)
+    except Problem as e:
+        raise ValueError(e.detail) from None
+    finally:
+        engine.dispose()
+    typer.echo(f"team {team.id} {team.name}")
+    typer.echo(key)
+
+
+@admin_app.command("migrate")
+def migrate(database_url: str | None = DbOption) -> None:
+    """Bring the database schema to the newest version shipped with this package."""
+    from server.db import create_engine_for
+    from server.migrate import current_revision, upgrade
+
+    settings = _settings(database_url)
+    engine = create_engine_for(settings.database_url)
+    upgrade(engine)
+    typer.echo(f"database at revision {current_revision(engine)}")
+    engine.dispose()

@@ -1,0 +1,67 @@
+"""Engine and sessions of the service database, and the database clock.
+
+Engines come from ``latency_tables.db.make_engine`` (SQLite pragmas, pool pre-ping) so the
+service and the LUT code agree on one configuration. Times that decide state changes (lease
+expiry, worker heartbeats) come from :func:`db_now`: the PostgreSQL server clock when there is
+one (several machines, one clock, as Optuna's RDB storage does), the process clock for the
+embedded SQLite file (one machine).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from latency_tables.db import make_engine
+
+
+def create_engine_for(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        return make_engine(url)
+    return make_engine(url, pool_size=20, max_overflow=20)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session committed on success, rolled back on error."""
+    with factory() as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def db_now(session: Session) -> dt.datetime:
+    """Current UTC time from the database server (PostgreSQL) or this process (SQLite)."""
+    if session.get_bind().dialect.name == "postgresql":
+        value = session.scalar(select(func.now()))
+        assert value is not None
+        return value.astimezone(dt.UTC)
+    return dt.datetime.now(dt.UTC)
+
+
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def insert_ignore(session: Session, model: type, rows: list[dict], conflict: list[str]) -> int:
+    """Insert ``rows``, skipping those that collide on the unique ``conflict`` columns;
+    returns how many were inserted (``INSERT ... ON CONFLICT DO NOTHING`` on both dialects)."""
+    if not rows:
+        return 0
+    if is_postgres(session):
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(model).values(rows).on_conflict_do_nothing(index_elements=conflict)
+    return int(session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]

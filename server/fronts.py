@@ -1,0 +1,51 @@
+"""Pareto fronts of score (higher is better) vs latency (lower is better) on one target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from search.pareto import hypervolume_2d, pareto_mask
+from server.models import ArchitectureRow, FrontPoint, Search
+
+
+def front_of(points: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """Non-dominated (arch id, score, latency) points, one per architecture, fastest first."""
+    best: dict[str, tuple[str, float, float]] = {}
+    for p in points:
+        best.setdefault(p[0], p)
+    pts = list(best.values())
+    if not pts:
+        return []
+    F = np.array([[-s, lat] for _, s, lat in pts], dtype=float)
+    keep = pareto_mask(F)
+    out = [p for p, k in zip(pts, keep, strict=True) if k]
+    return sorted(out, key=lambda p: (p[2], -p[1], p[0]))
+
+
+def pareto_payload(session: Session, searches: list[Search], hardware_id: int) -> dict[str, Any]:
+    """The front across ``searches`` on ``hardware_id``, with its hypervolume.
+
+    Reference point: score 0 and the largest reference latency of those searches (the slowest
+    architecture their spaces allow on this target, as the search engine uses), so the
+    hypervolume is in score x ms and comparable between searches of one (supernet, target).
+    """
+    ids = [s.id for s in searches]
+    rows = session.execute(
+        select(FrontPoint.arch_id, FrontPoint.score, FrontPoint.latency_ms, ArchitectureRow.lighttrack)
+        .join(ArchitectureRow, ArchitectureRow.id == FrontPoint.arch_id)
+        .where(FrontPoint.search_id.in_(ids), FrontPoint.hardware_id == hardware_id)).all()
+    names = {r.arch_id: r.lighttrack for r in rows}
+    front = front_of([(r.arch_id, float(r.score), float(r.latency_ms)) for r in rows])
+    refs = [float(v) for s in searches
+            if (v := (s.summary or {}).get("reference_ms", {}).get(str(hardware_id))) is not None]
+    ref_lat = max(refs) if refs else (max((p[2] for p in front), default=0.0) * 1.1)
+    hv = hypervolume_2d(np.array([[-s, lat] for _, s, lat in front], dtype=float).reshape(-1, 2),
+                        np.array([0.0, ref_lat])) if front else 0.0
+    return {"hardware_id": hardware_id, "reference_point": {"score": 0.0, "latency_ms": ref_lat},
+            "hypervolume": float(hv),
+            "points": [{"architecture_id": a, "lighttrack": names[a], "score": s, "latency_ms": lat}
+                       for a, s, lat in front]}

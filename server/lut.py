@@ -1,0 +1,59 @@
+"""Architectures at the edge (parsing with field-named errors) and LUT predictions for a target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from latency_tables.db import LatencyEntry, LatencyTable
+from server.models import Hardware
+from server.problems import Problem
+from server.workunits import OVERHEAD_KEY, space_of
+from tracking.space import Architecture, ArchitectureError
+
+
+def parse_architectures(values: list[str | dict[str, Any]], space: str, field: str) -> list[Architecture]:
+    """Parse LightTrack strings or JSON objects; the first bad one is a 422 naming ``field.i``."""
+    sp = space_of(space)
+    out = []
+    for i, v in enumerate(values):
+        try:
+            out.append(Architecture.parse(v, sp) if isinstance(v, str) else Architecture.from_json(v, sp))
+        except ArchitectureError as e:
+            raise Problem(422, str(e), f"{field}.{i}") from None
+    return out
+
+
+def lut_entries(session: Session, table_id: int) -> dict[str, float]:
+    rows = session.execute(select(LatencyEntry.unit_key, LatencyEntry.median_ms)
+                           .where(LatencyEntry.table_id == table_id)).all()
+    return {k: float(v) for k, v in rows}
+
+
+def predictor_for(session: Session, hw: Hardware) -> Any:
+    """The ``latency_tables.predict.LatencyPredictor`` of a target's table."""
+    from latency_tables.predict import LatencyPredictor
+
+    table = session.get(LatencyTable, hw.table_id)
+    assert table is not None
+    entries = lut_entries(session, hw.table_id)
+    overhead = entries.pop(OVERHEAD_KEY, table.overhead_ms or 0.0)
+    return LatencyPredictor(entries, overhead_ms=overhead, space=space_of(hw.space),
+                            calibration=table.calibration)
+
+
+def predict_for(session: Session, hw: Hardware, archs: list[Architecture]) -> list[float]:
+    """LUT latencies of ``archs``; a 409 problem saying how many units are missing."""
+    from latency_tables.predict import MissingUnitsError
+
+    predictor = predictor_for(session, hw)
+    try:
+        return [float(x) for x in predictor.predict_batch(archs)]
+    except MissingUnitsError as e:
+        n = len(e.keys)
+        raise Problem(409, f"{n} unit{'s' if n != 1 else ''} of these architectures "
+                      f"{'are' if n != 1 else 'is'} not measured yet on hardware {hw.id}",
+                      "architectures", kind="missing-units",
+                      extra={"missing_units": n, "missing_sample": sorted(e.keys)[:20]}) from None

@@ -1,0 +1,81 @@
+"""The profiler-agent protocol (agent tokens; each token opens only its own hardware's work)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
+from sqlalchemy import select, update
+
+from latency_tables.db import LatencyEntry, LatencyTable
+from server.auth import AgentDep
+from server.db import insert_ignore
+from server.deps import SessionDep, SettingsDep
+from server.models import WorkUnit, utcnow
+from server.problems import Problem
+from server.schemas import HeartbeatOut, HeartbeatRequest, LeaseOut, LeaseRequest, ResultsOut, ResultsUpload
+from server.workunits import OVERHEAD_KEY, claim, extend, unit_onnx_path
+
+router = APIRouter(prefix="/v1/agent", tags=["agent"])
+
+
+@router.post("/leases", response_model=LeaseOut, operation_id="lease_units")
+def lease_units(body: LeaseRequest, agent: AgentDep, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+    token, hw = agent
+    seconds = min(body.lease_seconds or settings.lease_seconds, settings.max_lease_seconds)
+    lease_id, expires, keys = claim(session, hw.id, token.id, body.max_units, seconds)
+    return {"lease_id": lease_id, "expires_at": expires,
+            "units": [{"key": k, "onnx_url": f"/v1/agent/units/onnx?key={k}"} for k in keys]}
+
+
+@router.get("/units/onnx", operation_id="download_unit", response_class=FileResponse,
+            responses={200: {"content": {"application/octet-stream": {}}}})
+def download_unit(agent: AgentDep, session: SessionDep, settings: SettingsDep,
+                  key: str = Query(min_length=1, max_length=255)) -> FileResponse:
+    _, hw = agent
+    known = session.scalar(select(WorkUnit.id).where(WorkUnit.hardware_id == hw.id, WorkUnit.unit_key == key))
+    if known is None:
+        raise Problem(404, f"unit {key!r} is not part of this hardware target's work", "key")
+    path = unit_onnx_path(settings.data_dir / "units", hw.space, key)
+    return FileResponse(path, media_type="application/octet-stream",
+                        filename=key.replace(":", "_") + ".onnx")
+
+
+@router.post("/results", response_model=ResultsOut, operation_id="upload_results")
+def upload_results(body: ResultsUpload, agent: AgentDep, session: SessionDep) -> ResultsOut:
+    _, hw = agent
+    keys = [r.unit_key for r in body.results]
+    known = set(session.scalars(
+        select(WorkUnit.unit_key).where(WorkUnit.hardware_id == hw.id, WorkUnit.unit_key.in_(keys))))
+    for i, r in enumerate(body.results):
+        if r.unit_key not in known:
+            raise Problem(422, f"unit {r.unit_key!r} is not part of this hardware target's work",
+                          f"results.{i}.unit_key")
+    # One row per unit: the first result wins, repeats (retries, a second agent after a lease
+    # expired) are counted as duplicates. Results are accepted even after the lease expired:
+    # a finished measurement is still a valid one.
+    seen: dict[str, dict[str, Any]] = {}
+    for r in body.results:
+        seen.setdefault(r.unit_key, {"table_id": hw.table_id, **r.model_dump(), "measured_at": utcnow()})
+    stored = insert_ignore(session, LatencyEntry, list(seen.values()), ["table_id", "unit_key"])
+    session.execute(update(WorkUnit).where(WorkUnit.hardware_id == hw.id, WorkUnit.unit_key.in_(list(seen)))
+                    .values(done=True, lease_id=None, lease_expires_at=None)
+                    .execution_options(synchronize_session=False))
+    if OVERHEAD_KEY in seen:
+        overhead = session.scalar(select(LatencyEntry.median_ms).where(
+            LatencyEntry.table_id == hw.table_id, LatencyEntry.unit_key == OVERHEAD_KEY))
+        session.execute(update(LatencyTable).where(LatencyTable.id == hw.table_id)
+                        .values(overhead_ms=overhead))
+    session.commit()
+    return ResultsOut(stored=stored, duplicates=len(body.results) - stored)
+
+
+@router.post("/heartbeat", response_model=HeartbeatOut, operation_id="agent_heartbeat")
+def agent_heartbeat(body: HeartbeatRequest, agent: AgentDep, session: SessionDep,
+                    settings: SettingsDep) -> HeartbeatOut:
+    _, hw = agent
+    expires = extend(session, hw.id, body.lease_id, settings.lease_seconds)
+    if expires is None:
+        raise Problem(404, "lease is unknown, expired or finished; lease new units", "lease_id")
+    return HeartbeatOut(expires_at=expires)

@@ -1,0 +1,132 @@
+"""Search jobs: submit (202 + Location), list, get, cancel, ranked results, Pareto fronts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from server.auth import TeamDep
+from server.deps import SessionDep
+from server.fronts import pareto_payload
+from server.models import ArchitectureRow, Hardware, Search, SearchResult, Supernet, Team, utcnow
+from server.pagination import PageSize, PageToken, decode_token, page
+from server.problems import Problem, not_found
+from server.schemas import ParetoOut, Progress, ResultItem, SearchCreate, SearchOut
+from server.workunits import space_of
+
+router = APIRouter(prefix="/v1/searches", tags=["searches"])
+
+
+def get_team_search(session: Session, team: Team, search_id: int) -> Search:
+    s = session.get(Search, search_id)
+    if s is None or s.team_id != team.id:
+        raise not_found("search", search_id)
+    return s
+
+
+def _timings(s: Search) -> dict[str, float]:
+    out: dict[str, float] = {}
+    if s.started_at:
+        out["queued_s"] = round((s.started_at - s.created_at).total_seconds(), 3)
+        end = s.finished_at or utcnow()
+        out["running_s"] = round((end - s.started_at).total_seconds(), 3)
+    if s.finished_at:
+        out["total_s"] = round((s.finished_at - s.created_at).total_seconds(), 3)
+    out.update({k: float(v) for k, v in (s.summary or {}).get("timings", {}).items()})
+    return out
+
+
+def search_out(s: Search) -> SearchOut:
+    return SearchOut(id=s.id, status=s.status, request=s.request, progress=Progress(**(s.progress or {})),
+                     created_at=s.created_at, started_at=s.started_at, finished_at=s.finished_at,
+                     error=s.error, timings=_timings(s))
+
+
+@router.post("", status_code=202, response_model=SearchOut, operation_id="submit_search")
+def submit_search(body: SearchCreate, team: TeamDep, session: SessionDep, response: Response) -> SearchOut:
+    sn = session.get(Supernet, body.supernet_id)
+    if sn is None or sn.team_id != team.id:
+        raise Problem(422, f"supernet {body.supernet_id} not found", "supernet_id")
+    spaces = set()
+    for i, hid in enumerate(body.hardware_ids):
+        hw = session.get(Hardware, hid)
+        if hw is None or hw.team_id != team.id:
+            raise Problem(422, f"hardware {hid} not found", f"hardware_ids.{i}")
+        spaces.add(hw.space)
+    if len(spaces) > 1:
+        raise Problem(422, "all hardware targets of a search must use the same search space", "hardware_ids")
+    space = spaces.pop()
+    if tuple(sn.space.get("output_stages", ())) != space_of(space).output_stages:
+        raise Problem(422, f"the supernet's space does not match the hardware's space {space!r}", "supernet_id")
+    s = Search(team_id=team.id, supernet_id=sn.id, request=body.model_dump(mode="json"), status="queued",
+               progress=Progress(generations=body.generations).model_dump(), summary={})
+    session.add(s)
+    session.commit()
+    response.headers["Location"] = f"/v1/searches/{s.id}"
+    return search_out(s)
+
+
+@router.get("", operation_id="list_searches")
+def list_searches(team: TeamDep, session: SessionDep, page_size: PageSize = 50,
+                  page_token: PageToken = None) -> dict[str, Any]:
+    before = decode_token(page_token)
+    q = select(Search).where(Search.team_id == team.id)
+    if before is not None:
+        q = q.where(Search.id < before)
+    rows = list(session.scalars(q.order_by(Search.id.desc()).limit(page_size + 1)))
+    result = page(rows, page_size, lambda s: s.id)
+    result["items"] = [search_out(s) for s in result["items"]]
+    return result
+
+
+@router.get("/{search_id}", response_model=SearchOut, operation_id="get_search")
+def get_search(search_id: int, team: TeamDep, session: SessionDep) -> SearchOut:
+    return search_out(get_team_search(session, team, search_id))
+
+
+@router.post("/{search_id}/cancel", response_model=SearchOut, operation_id="cancel_search")
+def cancel_search(search_id: int, team: TeamDep, session: SessionDep) -> SearchOut:
+    s = get_team_search(session, team, search_id)
+    # queued: cancelled at once (conditional, so a worker claiming it at the same moment wins
+    # or loses cleanly); running: flagged, the worker stops between evaluation batches.
+    session.execute(update(Search).where(Search.id == s.id, Search.status == "queued")
+                    .values(status="cancelled", finished_at=utcnow()).execution_options(synchronize_session=False))
+    session.execute(update(Search).where(Search.id == s.id, Search.status == "running")
+                    .values(cancel_requested=True).execution_options(synchronize_session=False))
+    session.commit()
+    session.refresh(s)
+    return search_out(s)
+
+
+@router.get("/{search_id}/results", operation_id="list_results")
+def list_results(search_id: int, team: TeamDep, session: SessionDep, page_size: PageSize = 50,
+                 page_token: PageToken = None) -> dict[str, Any]:
+    s = get_team_search(session, team, search_id)
+    after = decode_token(page_token)
+    q = (select(SearchResult.rank, SearchResult.arch_id, SearchResult.score, SearchResult.latency_ms,
+                SearchResult.feasible, ArchitectureRow.lighttrack, ArchitectureRow.flops, ArchitectureRow.params)
+         .join(ArchitectureRow, ArchitectureRow.id == SearchResult.arch_id)
+         .where(SearchResult.search_id == s.id))
+    if after is not None:
+        q = q.where(SearchResult.rank > after)
+    rows = session.execute(q.order_by(SearchResult.rank).limit(page_size + 1)).all()
+    result = page(rows, page_size, lambda r: r.rank)
+    result["items"] = [ResultItem(rank=r.rank, architecture_id=r.arch_id, lighttrack=r.lighttrack, score=r.score,
+                                  latency_ms=r.latency_ms, flops=r.flops, params=r.params, feasible=r.feasible)
+                       for r in result["items"]]
+    return result
+
+
+@router.get("/{search_id}/pareto", response_model=ParetoOut, operation_id="get_search_pareto")
+def get_search_pareto(search_id: int, team: TeamDep, session: SessionDep,
+                      hardware_id: int | None = None) -> dict[str, Any]:
+    s = get_team_search(session, team, search_id)
+    hw_ids = [int(h) for h in s.request["hardware_ids"]]
+    if hardware_id is None:
+        hardware_id = hw_ids[0]
+    elif hardware_id not in hw_ids:
+        raise Problem(404, f"search {s.id} did not run on hardware {hardware_id}", "hardware_id")
+    return pareto_payload(session, [s], hardware_id)

@@ -1,0 +1,187 @@
+"""Supernets: registered by server-side paths (JSON) or uploaded (multipart, size-limited)."""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import io
+import secrets
+import shutil
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from server.auth import TeamDep
+from server.deps import SessionDep, SettingsDep
+from server.models import Supernet, Team
+from server.pagination import PageSize, PageToken, decode_token, page
+from server.problems import Problem, not_found
+from server.schemas import SupernetCreate, SupernetOut
+
+router = APIRouter(prefix="/v1/supernets", tags=["supernets"])
+
+_BODY_SCHEMA = {
+    "content": {
+        "application/json": {"schema": SupernetCreate.model_json_schema()},
+        "multipart/form-data": {"schema": {
+            "type": "object", "required": ["name", "checkpoint", "data"],
+            "properties": {"name": {"type": "string"},
+                           "checkpoint": {"type": "string", "format": "binary"},
+                           "data": {"type": "string", "format": "binary",
+                                    "description": ".tar.gz of a GOT-10k-layout folder"}}}},
+    },
+    "required": True,
+}
+
+
+def get_team_supernet(session: Session, team: Team, supernet_id: int) -> Supernet:
+    sn = session.get(Supernet, supernet_id)
+    if sn is None or sn.team_id != team.id:
+        raise not_found("supernet", supernet_id)
+    return sn
+
+
+def read_checkpoint_space(path: Path, field: str) -> dict[str, Any]:
+    """Load the checkpoint once (torch) to check it and read its search space."""
+    from tracking.checkpoint import load_supernet
+
+    try:
+        net, _meta = load_supernet(path)
+    except (OSError, ValueError, KeyError) as e:
+        raise Problem(422, str(e).splitlines()[0] if str(e) else "unreadable checkpoint", field) from None
+    return net.space.to_dict()
+
+
+def check_data_dir(path: Path, field: str) -> None:
+    from tracking.data import read_dataset
+
+    if not path.is_dir():
+        raise Problem(422, f"validation data folder not found: {path}", field)
+    try:
+        data = read_dataset(path, on_error="skip")
+    except (OSError, ValueError) as e:
+        raise Problem(422, f"unreadable validation data: {e}", field) from None
+    if len(data) == 0:
+        raise Problem(422, f"no usable GOT-10k-layout sequences under {path}", field)
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    """The body, or a 413 problem once it passes ``limit`` bytes. The rest of an oversize body
+    is read and dropped (not stored) so the client gets the answer instead of a broken pipe."""
+    buf = bytearray()
+    over = False
+    async for chunk in request.stream():
+        if over:
+            continue
+        buf += chunk
+        if len(buf) > limit:
+            over = True
+            buf = bytearray()
+    if over:
+        raise Problem(413, f"upload is larger than the limit of {limit / (1024 * 1024):g} MB")
+    return bytes(buf)
+
+
+def _parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """Form fields of a multipart body: name -> (filename, bytes). The standard library's MIME
+    parser is enough here (python-multipart is not a dependency)."""
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    msg = email.parser.BytesParser(policy=email.policy.HTTP).parse(io.BytesIO(head + body))
+    if not msg.is_multipart():
+        raise Problem(400, "malformed multipart body")
+    out: dict[str, tuple[str | None, bytes]] = {}
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not name:
+            continue
+        payload = part.get_payload(decode=True) or b""
+        out[str(name)] = (part.get_filename(), payload)
+    return out
+
+
+def _safe_extract(data: bytes, dest: Path) -> Path:
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+            tar.extractall(dest, filter="data")  # refuses absolute paths, links out, devices
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise Problem(422, f"data is not a readable .tar.gz archive: {e}", "data") from None
+    entries = [p for p in dest.iterdir() if not p.name.startswith(".")]
+    # an archive of one top folder holding the sequences: use that folder
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else dest
+
+
+def _store_upload(fields: dict[str, tuple[str | None, bytes]], data_root: Path) -> tuple[Path, Path, dict[str, Any]]:
+    folder = data_root / "supernets" / secrets.token_hex(8)
+    folder.mkdir(parents=True)
+    try:
+        ckpt = folder / "checkpoint.pt"
+        ckpt.write_bytes(fields["checkpoint"][1])
+        (folder / "data").mkdir()
+        data_dir = _safe_extract(fields["data"][1], folder / "data")
+        space = read_checkpoint_space(ckpt, "checkpoint")
+        check_data_dir(data_dir, "data")
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return ckpt, data_dir, space
+
+
+@router.post("", status_code=201, response_model=SupernetOut, operation_id="register_supernet",
+             openapi_extra={"requestBody": _BODY_SCHEMA})
+async def register_supernet(request: Request, team: TeamDep, session: SessionDep, settings: SettingsDep,
+                            response: Response) -> Supernet:
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/form-data"):
+        body = await _read_limited(request, settings.max_upload_bytes)
+        fields = await run_in_threadpool(_parse_multipart, ctype, body)
+        for f in ("name", "checkpoint", "data"):
+            if f not in fields:
+                raise Problem(422, f"multipart field {f!r} is required", f)
+        name = fields["name"][1].decode("utf-8", "replace").strip()
+        if not name or len(name) > 128:
+            raise Problem(422, "name must be 1..128 characters", "name")
+        ckpt, data_dir, space = await run_in_threadpool(_store_upload, fields, settings.data_dir)
+        sn = Supernet(team_id=team.id, name=name, checkpoint_path=str(ckpt), data_path=str(data_dir), space=space)
+    elif ctype.startswith("application/json") or not ctype:
+        raw = await _read_limited(request, 1024 * 1024)
+        try:
+            req = SupernetCreate.model_validate_json(raw or b"{}")
+        except ValidationError as e:
+            err = e.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or None
+            detail = "request body is not valid JSON" if err["type"] == "json_invalid" else f"{field}: {err['msg']}"
+            raise Problem(422, detail, field if err["type"] != "json_invalid" else None) from None
+        ckpt, data_dir = Path(req.checkpoint_path).expanduser(), Path(req.data_path).expanduser()
+        space = await run_in_threadpool(read_checkpoint_space, ckpt, "checkpoint_path")
+        await run_in_threadpool(check_data_dir, data_dir, "data_path")
+        sn = Supernet(team_id=team.id, name=req.name, checkpoint_path=str(ckpt.resolve()),
+                      data_path=str(data_dir.resolve()), space=space)
+    else:
+        raise Problem(415, "send application/json (server-side paths) or multipart/form-data (upload)")
+    session.add(sn)
+    session.commit()
+    response.headers["Location"] = f"/v1/supernets/{sn.id}"
+    return sn
+
+
+@router.get("", operation_id="list_supernets")
+def list_supernets(team: TeamDep, session: SessionDep, page_size: PageSize = 50,
+                   page_token: PageToken = None) -> dict[str, Any]:
+    after = decode_token(page_token)
+    q = select(Supernet).where(Supernet.team_id == team.id)
+    if after is not None:
+        q = q.where(Supernet.id > after)
+    result = page(list(session.scalars(q.order_by(Supernet.id).limit(page_size + 1))), page_size, lambda s: s.id)
+    result["items"] = [SupernetOut.model_validate(s, from_attributes=True) for s in result["items"]]
+    return result
+
+
+@router.get("/{supernet_id}", response_model=SupernetOut, operation_id="get_supernet")
+def get_supernet(supernet_id: int, team: TeamDep, session: SessionDep) -> Supernet:
+    return get_team_supernet(session, team, supernet_id)

@@ -1,0 +1,260 @@
+"""Pydantic models of the API's request and response bodies (docs/api.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+HardwareKind = Literal["cpu", "mobile-gpu", "jetson", "server-gpu"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TeamCreate(Strict):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class TeamOut(BaseModel):
+    id: int
+    name: str
+
+
+class TeamCreated(TeamOut):
+    api_key: str
+
+
+class Runtime(Strict):
+    backend: Literal["onnxruntime", "torch"] = "onnxruntime"
+    provider: str = Field("CPUExecutionProvider", min_length=1, max_length=64)
+    threads: int = Field(1, ge=0, le=256)
+    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+
+
+class HardwareCreate(Strict):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    kind: HardwareKind
+    runtime: Runtime = Field(default_factory=Runtime)
+    space: Literal["paper", "code"] = "paper"
+
+
+class Coverage(BaseModel):
+    measured: int
+    total: int
+    fraction: float
+
+
+class CoverageDetail(Coverage):
+    missing_sample: list[str]
+
+
+class HardwareOut(BaseModel):
+    id: int
+    name: str
+    kind: str
+    runtime: dict[str, Any]
+    space: str
+    created_at: dt.datetime
+    coverage: Coverage
+
+
+class AgentTokenCreate(Strict):
+    name: str = Field(min_length=1, max_length=128)
+
+
+class AgentTokenOut(BaseModel):
+    id: int
+    hardware_id: int
+    name: str
+    token: str
+
+
+class LeaseRequest(Strict):
+    max_units: int = Field(8, ge=1, le=256)
+    lease_seconds: float | None = Field(None, gt=0)
+
+
+class LeasedUnit(BaseModel):
+    key: str
+    onnx_url: str
+
+
+class LeaseOut(BaseModel):
+    lease_id: str
+    expires_at: dt.datetime
+    units: list[LeasedUnit]
+
+
+class UnitResult(Strict):
+    unit_key: str = Field(min_length=1, max_length=255)
+    median_ms: float = Field(ge=0)
+    p10_ms: float = Field(ge=0)
+    p90_ms: float = Field(ge=0)
+    iqr_ms: float = Field(ge=0)
+    count: int = Field(ge=1)
+    env: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> UnitResult:
+        values = (self.median_ms, self.p10_ms, self.p90_ms, self.iqr_ms)
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError("timings must be finite numbers")
+        if not self.p10_ms <= self.median_ms <= self.p90_ms:
+            raise ValueError("need p10_ms <= median_ms <= p90_ms")
+        return self
+
+
+class ResultsUpload(Strict):
+    lease_id: str = Field(min_length=1, max_length=64)
+    results: list[UnitResult] = Field(max_length=1024)
+
+
+class ResultsOut(BaseModel):
+    stored: int
+    duplicates: int
+
+
+class HeartbeatRequest(Strict):
+    lease_id: str = Field(min_length=1, max_length=64)
+
+
+class HeartbeatOut(BaseModel):
+    expires_at: dt.datetime
+
+
+class LatencyEntryOut(BaseModel):
+    unit_key: str
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    iqr_ms: float
+    count: int
+    measured_at: dt.datetime
+
+
+class PredictRequest(Strict):
+    architectures: list[str | dict[str, Any]] = Field(min_length=1, max_length=10_000)
+
+
+class Prediction(BaseModel):
+    id: str
+    lighttrack: str
+    latency_ms: float
+
+
+class PredictOut(BaseModel):
+    predictions: list[Prediction]
+
+
+class SupernetCreate(Strict):
+    name: str = Field(min_length=1, max_length=128)
+    checkpoint_path: str = Field(min_length=1)
+    data_path: str = Field(min_length=1)
+
+
+class SupernetOut(BaseModel):
+    id: int
+    name: str
+    space: dict[str, Any]
+    created_at: dt.datetime
+
+
+class SearchCreate(Strict):
+    supernet_id: int
+    hardware_ids: list[int] = Field(min_length=1, max_length=8)
+    objective: Literal["pareto", "budget"] = "pareto"
+    budget_ms: float | None = Field(None, gt=0)
+    budget_hardware_id: int | None = None
+    population: int = Field(16, ge=4, le=512)
+    generations: int = Field(4, ge=1, le=200)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    mode: Literal["pairs", "sequences"] = "pairs"
+    use_predictor: bool = False
+    missing_units: Literal["wait", "fail"] = "wait"
+
+    @field_validator("hardware_ids")
+    @classmethod
+    def _unique(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError("hardware_ids must not repeat")
+        return v
+
+    @model_validator(mode="after")
+    def _budget(self) -> SearchCreate:
+        if self.objective == "budget":
+            if self.budget_ms is None:
+                raise ValueError("objective 'budget' needs budget_ms")
+            if self.budget_hardware_id is None:
+                self.budget_hardware_id = self.hardware_ids[0]
+            if self.budget_hardware_id not in self.hardware_ids:
+                raise ValueError("budget_hardware_id must be one of hardware_ids")
+        return self
+
+
+class Progress(BaseModel):
+    generation: int = 0
+    generations: int = 0
+    evaluated: int = 0
+    cache_hits: int = 0
+    best_score: float | None = None
+    front_size: int = 0
+    fraction: float = 0.0
+    note: str | None = None
+
+
+class SearchOut(BaseModel):
+    id: int
+    status: str
+    request: dict[str, Any]
+    progress: Progress
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    error: str | None
+    timings: dict[str, float] = Field(default_factory=dict)
+
+
+class ResultItem(BaseModel):
+    rank: int
+    architecture_id: str
+    lighttrack: str
+    score: float
+    latency_ms: dict[str, float]
+    flops: int | None
+    params: int | None
+    feasible: bool
+
+
+class FrontPointOut(BaseModel):
+    architecture_id: str
+    lighttrack: str
+    score: float
+    latency_ms: float
+
+
+class ParetoOut(BaseModel):
+    hardware_id: int
+    reference_point: dict[str, float]
+    hypervolume: float
+    points: list[FrontPointOut]
+
+
+class ArchScore(BaseModel):
+    supernet_id: int
+    search_id: int
+    score: float
+
+
+class ArchitectureOut(BaseModel):
+    id: str
+    lighttrack: str
+    arch: dict[str, Any]
+    flops: int | None
+    params: int | None
+    latency_ms: dict[str, float]
+    scores: list[ArchScore]

@@ -1,0 +1,85 @@
+"""Service configuration from ``LUTNAS_*`` environment variables (pydantic at the edge).
+
+pydantic-settings is not a dependency, so :meth:`Settings.from_env` reads the environment
+itself; every field can also be passed explicitly (tests build a ``Settings`` directly).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+def default_database_url() -> str:
+    """SQLite file under ``~/.lutnas/`` (or ``./lutnas.db`` when the home is not writable)."""
+    home = Path("~/.lutnas").expanduser()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        path = home / "lutnas.db"
+    except OSError:
+        path = Path("lutnas.db").resolve()
+    return f"sqlite:///{path}"
+
+
+def default_data_dir() -> Path:
+    return Path("~/.lutnas").expanduser()
+
+
+class Settings(BaseModel):
+    database_url: str = Field(default_factory=default_database_url)
+    admin_token: str | None = None
+    max_upload_mb: float = Field(200.0, gt=0)
+    lease_seconds: float = Field(120.0, gt=0, description="default agent lease length")
+    max_lease_seconds: float = Field(3600.0, gt=0)
+    heartbeat_seconds: float = Field(5.0, gt=0, description="worker heartbeat interval")
+    heartbeat_timeout: float = Field(60.0, gt=0, description="a running job silent this long is re-queued")
+    poll_seconds: float = Field(1.0, gt=0, description="worker idle poll interval")
+    data_dir: Path = Field(default_factory=default_data_dir, description="uploads and the unit ONNX cache")
+    # Comma-separated unit-key prefixes/keys; when set, only matching units are profiling work.
+    # Meant for tests and small demos (the full paper space has a few hundred units).
+    unit_filter: list[str] | None = None
+    # Validation scoring of the worker (tracking.validate.ValidationScorer); smaller is faster
+    # and noisier. Scores are cached per (supernet, mode, architecture), so keep these fixed.
+    scorer_pairs: int = Field(256, ge=1)
+    scorer_bn_batches: int = Field(2, ge=0)
+    scorer_bn_batch_size: int = Field(32, ge=1)
+    scorer_max_sequences: int = Field(20, ge=1)
+    scorer_max_frames: int = Field(50, ge=2)
+    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads of the worker")
+    missing_units_retry_seconds: float = Field(5.0, gt=0, description="a waiting job is re-checked this often")
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        env = os.environ
+        values: dict[str, object] = {}
+        mapping = {
+            "database_url": "LUTNAS_DATABASE_URL",
+            "admin_token": "LUTNAS_ADMIN_TOKEN",
+            "max_upload_mb": "LUTNAS_MAX_UPLOAD_MB",
+            "lease_seconds": "LUTNAS_LEASE_SECONDS",
+            "max_lease_seconds": "LUTNAS_MAX_LEASE_SECONDS",
+            "heartbeat_seconds": "LUTNAS_HEARTBEAT_SECONDS",
+            "heartbeat_timeout": "LUTNAS_HEARTBEAT_TIMEOUT",
+            "poll_seconds": "LUTNAS_POLL_SECONDS",
+            "data_dir": "LUTNAS_DATA_DIR",
+            "scorer_pairs": "LUTNAS_SCORER_PAIRS",
+            "scorer_bn_batches": "LUTNAS_SCORER_BN_BATCHES",
+            "scorer_bn_batch_size": "LUTNAS_SCORER_BN_BATCH_SIZE",
+            "scorer_max_sequences": "LUTNAS_SCORER_MAX_SEQUENCES",
+            "scorer_max_frames": "LUTNAS_SCORER_MAX_FRAMES",
+            "torch_threads": "LUTNAS_TORCH_THREADS",
+            "missing_units_retry_seconds": "LUTNAS_MISSING_UNITS_RETRY_SECONDS",
+        }
+        for field, var in mapping.items():
+            if env.get(var):
+                values[field] = env[var]
+        if env.get("LUTNAS_UNIT_FILTER"):
+            values["unit_filter"] = [s.strip() for s in env["LUTNAS_UNIT_FILTER"].split(",") if s.strip()]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(values)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)

@@ -1,0 +1,115 @@
+"""Profiling work of a hardware target: which units, their ONNX files, and atomic leases.
+
+The work of a target is every distinct unit of its search space
+(``latency_tables.units.all_units``) plus the per-run overhead unit ``overhead:empty`` (an
+identity model). Unit ONNX files depend only on the unit key, so they are exported once on
+demand and cached on disk under ``<data_dir>/units/``.
+
+Claiming is one statement, ``UPDATE work_units SET lease=... WHERE id IN (SELECT ... LIMIT n)``:
+on PostgreSQL the subquery takes ``FOR UPDATE SKIP LOCKED`` so concurrent agents skip each
+other's rows; on SQLite the single statement runs under the database write lock, so two
+claims are serialised. Either way a unit with a live lease is never handed out twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import secrets
+import tempfile
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from latency_tables.units import Unit, all_units, export_unit_onnx
+from server.db import db_now, is_postgres
+from server.models import WorkUnit
+from tracking.space import SearchSpace
+
+OVERHEAD_KEY = "overhead:empty"
+_export_lock = threading.Lock()
+
+
+def space_of(name: str) -> SearchSpace:
+    return SearchSpace.code() if name == "code" else SearchSpace.paper()
+
+
+@lru_cache(maxsize=4)
+def units_by_key(space: str) -> dict[str, Unit]:
+    return {u.key: u for u in all_units(space_of(space))}
+
+
+def work_keys(space: str, unit_filter: list[str] | None = None) -> list[str]:
+    """Unit keys a target of ``space`` must measure (optionally only keys starting with a filter)."""
+    keys = [OVERHEAD_KEY, *units_by_key(space)]
+    if unit_filter:
+        keys = [k for k in keys if any(k.startswith(f) for f in unit_filter)]
+    return keys
+
+
+def unit_onnx_path(cache_dir: Path, space: str, key: str) -> Path:
+    """Path of the cached ONNX file of ``key``, exporting it first if needed."""
+    name = hashlib.sha256(key.encode()).hexdigest()[:32] + ".onnx"
+    path = cache_dir / name
+    if path.exists():
+        return path
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with _export_lock:  # one torch export at a time; other requests wait for the file
+        if path.exists():
+            return path
+        fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
+        os.close(fd)
+        try:
+            if key == OVERHEAD_KEY:
+                from profilers.measure import identity_model
+
+                Path(tmp).write_bytes(identity_model())
+            else:
+                export_unit_onnx(units_by_key(space)[key], tmp)
+            os.replace(tmp, path)  # atomic: readers never see a half-written file
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return path
+
+
+def _free(now: dt.datetime):  # type: ignore[no-untyped-def]
+    return and_(WorkUnit.done.is_(False),
+                or_(WorkUnit.lease_id.is_(None), WorkUnit.lease_expires_at < now))
+
+
+def claim(session: Session, hardware_id: int, agent_token_id: int, max_units: int,
+          lease_seconds: float) -> tuple[str, dt.datetime, list[str]]:
+    """Lease up to ``max_units`` free units; returns (lease id, expiry, unit keys). Commits."""
+    now = db_now(session)
+    expires = now + dt.timedelta(seconds=lease_seconds)
+    lease_id = secrets.token_hex(16)
+    ids = (select(WorkUnit.id).where(WorkUnit.hardware_id == hardware_id, _free(now))
+           .order_by(WorkUnit.id).limit(max_units))
+    if is_postgres(session):
+        ids = ids.with_for_update(skip_locked=True)
+    session.execute(
+        update(WorkUnit).where(WorkUnit.id.in_(ids.scalar_subquery()), _free(now))
+        .values(lease_id=lease_id, lease_expires_at=expires, agent_token_id=agent_token_id)
+        .execution_options(synchronize_session=False))
+    session.commit()
+    keys = list(session.scalars(
+        select(WorkUnit.unit_key).where(WorkUnit.hardware_id == hardware_id, WorkUnit.lease_id == lease_id)
+        .order_by(WorkUnit.id)))
+    return lease_id, expires, keys
+
+
+def extend(session: Session, hardware_id: int, lease_id: str, lease_seconds: float) -> dt.datetime | None:
+    """Push a live lease's expiry forward; None when the lease is unknown, expired or finished."""
+    now = db_now(session)
+    expires = now + dt.timedelta(seconds=lease_seconds)
+    res = session.execute(
+        update(WorkUnit).where(WorkUnit.hardware_id == hardware_id, WorkUnit.lease_id == lease_id,
+                               WorkUnit.done.is_(False), WorkUnit.lease_expires_at >= now)
+        .values(lease_expires_at=expires).execution_options(synchronize_session=False))
+    session.commit()
+    return expires if res.rowcount else None  # type: ignore[attr-defined]

@@ -1,0 +1,121 @@
+"""A real lutnas server on loopback for the SDK and CLI tests.
+
+The server runs in a subprocess (uvicorn via ``lutnas serve``, no embedded worker) over a temporary
+SQLite database, with an admin token so the tests can create teams through the REST API.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from client import Client
+
+ADMIN_TOKEN = "test-admin-token"  # only this test server's; never a real secret
+_names = itertools.count(1)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def lutnas_bin() -> str:
+    return str(Path(sys.executable).parent / "lutnas")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for subprocesses: no ambient LUTNAS_* settings leak into a test."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LUTNAS_")}
+    env.update(extra)
+    return env
+
+
+@dataclass
+class LiveServer:
+    url: str
+    admin_token: str
+    log: Path
+
+    def admin(self) -> Client:
+        return Client(self.url, self.admin_token, retries=0)
+
+    def new_team(self, prefix: str = "team") -> Client:
+        """A fresh team and a client holding its key."""
+        with self.admin() as admin:
+            team = admin.teams.create(f"{prefix}-{next(_names)}")
+        assert team.api_key and team.api_key.startswith("lnt_")
+        return Client(self.url, team.api_key, retries=0)
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    root = tmp_path_factory.mktemp("lutnas-server")
+    port = free_port()
+    log = root / "server.log"
+    env = clean_env(
+        LUTNAS_DATABASE_URL=f"sqlite:///{root / 'lutnas.db'}",
+        LUTNAS_ADMIN_TOKEN=ADMIN_TOKEN,
+        LUTNAS_DATA_DIR=str(root / "data"),
+    )
+    cmd = [lutnas_bin(), "serve", "--host", "127.0.0.1", "--port", str(port), "--no-worker"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server did not answer /healthz within 120 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.25)
+        yield LiveServer(url=url, admin_token=ADMIN_TOKEN, log=log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture()
+def dead_url() -> str:
+    """A loopback URL where nothing listens (connection refused)."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture()
+def team(live_server: LiveServer) -> Iterator[Client]:
+    with live_server.new_team() as c:
+        yield c
+
+
+def run_lutnas(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [lutnas_bin(), *args], env=env if env is not None else clean_env(), capture_output=True, text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture()
+def lutnas():
+    """Run the installed ``lutnas`` command: ``lutnas("hardware", "list", env=...)``."""
+    return run_lutnas

@@ -1,0 +1,90 @@
+"""``lutnas search run`` error paths: one line on stderr, exit code 2, nothing evaluated."""
+
+import pytest
+
+from lutnas.cli import main
+from search.evaluators import LatencyEvaluator
+
+from .conftest import synthetic_unit_ms, write_store
+
+
+@pytest.fixture
+def files(tmp_path, space):
+    ckpt = tmp_path / "supernet.pt"
+    ckpt.write_bytes(b"not reached: the table checks fail first")
+    data = tmp_path / "val"
+    data.mkdir()
+    one = write_store(tmp_path / "cpu.sqlite", {"cpu": synthetic_unit_ms(space, 1.0, 1)})
+    two = write_store(tmp_path / "two.sqlite", {"a": synthetic_unit_ms(space, 1.0, 1),
+                                               "b": synthetic_unit_ms(space, 0.5, 2)})
+    partial = dict(list(synthetic_unit_ms(space, 1.0, 1).items())[::2])
+    holes = write_store(tmp_path / "holes.sqlite", {"holes": partial})
+    return {"ckpt": str(ckpt), "data": str(data), "one": one, "two": two, "holes": holes,
+            "out": str(tmp_path / "out")}
+
+
+def run_cli(capsys, argv):
+    with pytest.raises(SystemExit) as e:
+        main(["search", "run", *argv])
+    err = capsys.readouterr().err.strip()
+    return e.value.code, err
+
+
+def base(f, table=None):
+    return ["--supernet", f["ckpt"], "--data", f["data"], "--table", table or f["one"], "--out", f["out"]]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([], "exactly one of --budget-ms X or --pareto"),
+    (["--pareto", "--budget-ms", "3"], "exactly one of --budget-ms X or --pareto"),
+    (["--pareto", "--population", "3"], "population"),
+    (["--pareto", "--generations", "0"], "generations"),
+    (["--pareto", "--mode", "frames"], "--mode must be pairs or sequences"),
+    (["--budget-ms", "0.001"], "cannot be met: the fastest architecture of the space takes"),
+    (["--budget-ms", "5", "--target", "npu"], "not one of the tables"),
+    (["--pareto", "--resume"], "no state at"),
+])
+def test_bad_arguments_exit_2_with_one_line(capsys, files, extra, message):
+    code, err = run_cli(capsys, base(files) + extra)
+    assert code == 2
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_infeasible_budget_names_the_fastest_latency(capsys, files, space):
+    from latency_tables.predict import LatencyPredictor
+
+    fastest = LatencyEvaluator("cpu", LatencyPredictor(synthetic_unit_ms(space, 1.0, 1), space), space).extreme()[0]
+    code, err = run_cli(capsys, base(files) + ["--budget-ms", f"{fastest * 0.5:.4f}"])
+    assert code == 2 and f"{fastest:.4g} ms" in err and "'cpu'" in err
+
+
+@pytest.mark.parametrize("which, message", [
+    ("missing", "no such file"),
+    ("two", "holds 2 tables; name one"),
+    ("holes", "no entry for"),
+    ("notadb", "is not a latency-table database"),
+])
+def test_bad_tables(capsys, files, tmp_path, which, message):
+    table = {"missing": str(tmp_path / "nope.sqlite"), "two": files["two"], "holes": files["holes"]}.get(which)
+    if which == "notadb":
+        table = str(tmp_path / "junk.sqlite")
+        (tmp_path / "junk.sqlite").write_text("hello")
+    code, err = run_cli(capsys, base(files, table) + ["--pareto"])
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+
+
+def test_named_table_and_missing_inputs(capsys, files):
+    code, err = run_cli(capsys, base(files, files["two"] + "#zzz") + ["--pareto"])
+    assert code == 2 and "no latency table named 'zzz'" in err
+    f = dict(files, ckpt=files["ckpt"] + ".missing")
+    code, err = run_cli(capsys, base(f) + ["--pareto"])
+    assert code == 2 and "--supernet" in err and "no such file" in err
+    f = dict(files, data=files["data"] + "/missing")
+    code, err = run_cli(capsys, base(f) + ["--pareto"])
+    assert code == 2 and "--data" in err
+
+
+def test_code_space_table_check(capsys, files):
+    # the paper table lacks the 40-channel stage's output units the code space needs
+    code, err = run_cli(capsys, base(files) + ["--pareto", "--code-space"])
+    assert code == 2 and "no entry for" in err

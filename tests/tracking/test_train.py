@@ -1,0 +1,104 @@
+"""Supernet training: losses, schedule, path sampling, resume == uninterrupted, CLI errors."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from lutnas.cli import main
+from tracking.checkpoint import load_supernet
+from tracking.data import SynthConfig, generate_synthetic
+from tracking.space import SearchSpace
+from tracking.supernet import Supernet
+from tracking.train import TrainConfig, iou_loss, lr_at, path_for_iteration, train_supernet, weighted_bce
+
+torch.set_num_threads(1)
+
+TINY = TrainConfig(epochs=1, iters_per_epoch=2, batch_size=2, lr=0.01, warmup_iters=1, seed=5, threads=1)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train") / "data"
+    generate_synthetic(root, 2, 4, seed=0, config=SynthConfig(width=160, height=120, max_size=40), progress=False)
+    return root
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err
+
+
+def test_weighted_bce_balances_positives_and_negatives():
+    label = torch.zeros(1, 1, 16, 16)
+    label[0, 0, 8, 8] = 1
+    assert weighted_bce(torch.zeros(1, 1, 16, 16), label).item() == pytest.approx(math.log(2))
+    logits = torch.full((1, 1, 16, 16), -10.0)  # negatives right, the positive wrong
+    expected = 0.5 * torch.nn.functional.softplus(torch.tensor(10.0)).item() + 0.5 * math.log1p(math.exp(-10))
+    assert weighted_bce(logits, label).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_iou_loss_hand_checked():
+    label = torch.zeros(1, 1, 16, 16)
+    label[0, 0, 3, 4] = 1
+    target = torch.full((1, 4, 16, 16), 2.0)
+    assert iou_loss(target.clone(), target, label).item() == pytest.approx(0.0, abs=1e-6)
+    pred = torch.full((1, 4, 16, 16), 1.0)  # 2x2 box inside a 4x4 box: I = 4, U = 16
+    assert iou_loss(pred, target, label).item() == pytest.approx(-math.log(5 / 17))
+    assert iou_loss(pred, target, torch.zeros_like(label)).item() == 0.0
+
+
+def test_lr_warmup_then_decay():
+    cfg = TrainConfig(epochs=1, iters_per_epoch=100, lr=0.1, warmup_iters=10, final_lr_ratio=0.1)
+    lrs = [lr_at(cfg, i) for i in range(100)]
+    assert lrs[0] == pytest.approx(0.01) and lrs[9] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False)) and lrs[-1] >= 0.01
+
+
+def test_paths_uniform_and_seeded():
+    space = SearchSpace.paper()
+    paths = [path_for_iteration(0, i, space) for i in range(50)]
+    assert paths == [path_for_iteration(0, i, space) for i in range(50)]
+    assert len({p.canonical_id() for p in paths}) == 50
+    assert {p.out_stage for p in paths} == {2, 3}
+
+
+def test_resume_equals_uninterrupted(data, tmp_path):
+    full = train_supernet(data, tmp_path / "full.pt", TINY, progress=False)
+    assert full["total_iterations"] == 2
+    part = train_supernet(data, tmp_path / "part.pt", TINY, progress=False, stop_after=1)  # mid-epoch
+    assert part["total_iterations"] == 1
+    _, meta = load_supernet(tmp_path / "part.pt")
+    assert meta["iteration"] == 1 and meta["epoch"] == 0 and "optimizer" in meta
+    assert meta["config"]["batch_size"] == 2 and meta["space"] == SearchSpace.paper().to_dict()
+    train_supernet(data, tmp_path / "part.pt", TINY, progress=False, resume=True)
+    a, meta_a = load_supernet(tmp_path / "full.pt")
+    b, meta_b = load_supernet(tmp_path / "part.pt")
+    assert meta_b["iteration"] == 2
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert [h[1] for h in meta_a["history"]] == [h[1] for h in meta_b["history"]]
+    assert len(meta_a["history"]) == 2 and all(math.isfinite(h[1]) for h in meta_a["history"])
+    torch.manual_seed(TINY.seed)
+    init = Supernet(SearchSpace.paper()).state_dict()  # what training started from
+    assert any(not torch.equal(init[k], sa[k]) for k in sa)
+
+
+def test_refuses_to_overwrite(data, tmp_path):
+    out = tmp_path / "x.pt"
+    out.write_bytes(b"")
+    with pytest.raises(FileExistsError, match="--resume"):
+        train_supernet(data, out, TINY, progress=False)
+
+
+def test_cli_train_errors(tmp_path, capsys):
+    code, _, err = run(capsys, "supernet", "train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "c.pt"))
+    assert code == 2 and "does not exist" in err and err.count("\n") == 1
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsys, "supernet", "train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "c.pt"))
+    assert code == 2 and "no usable sequences" in err and err.count("\n") == 1

@@ -1,0 +1,108 @@
+"""Validation scores: BN recalibration leaves the supernet unchanged, determinism, both modes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lutnas.cli import main
+from tracking.bn import path_batchnorms, recalibrated
+from tracking.checkpoint import save_checkpoint
+from tracking.data import SynthConfig, generate_synthetic
+from tracking.space import LIGHTTRACK_MOBILE, lighttrack_mobile, sample_many
+from tracking.supernet import Supernet
+from tracking.validate import ValidationScorer, box_iou_xyxy, decode_boxes
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("val") / "data"
+    generate_synthetic(root, 2, 4, seed=7, config=SynthConfig(width=160, height=120, max_size=40), progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def supernet() -> Supernet:
+    torch.manual_seed(0)
+    return Supernet()
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err
+
+
+def test_decode_boxes_hand_checked():
+    cls = torch.zeros(1, 1, 16, 16)
+    cls[0, 0, 2, 3] = 5.0
+    reg = torch.zeros(1, 4, 16, 16)
+    reg[0, :, 2, 3] = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    # cell (2, 3) is centred at (3*16+8, 2*16+8) = (56, 40)
+    assert decode_boxes(cls, reg).tolist() == [[55.0, 38.0, 59.0, 44.0]]
+    assert box_iou_xyxy(torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([[5.0, 5, 15, 15]])).item() == pytest.approx(25 / 175)
+
+
+def test_recalibration_is_undone(supernet, data):
+    arch = lighttrack_mobile()
+    before = {k: v.clone() for k, v in supernet.state_dict().items()}
+    bns = path_batchnorms(supernet, arch)
+    assert len(bns) > 20
+    z, x = torch.randn(2, 3, 128, 128), torch.randn(2, 3, 256, 256)
+    supernet.train()
+    with recalibrated(supernet, arch, [(z, x)]):
+        assert not supernet.training
+        assert not torch.equal(bns[0].running_mean, before["stem.bn.running_mean"])
+        assert bns[0].num_batches_tracked.item() == 2  # template and search branch
+    assert supernet.training and bns[0].momentum == 0.1
+    after = supernet.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    supernet.eval()
+
+
+def test_pairs_mode_deterministic_and_order_independent(supernet, data):
+    before = {k: v.clone() for k, v in supernet.state_dict().items()}
+    scorer = ValidationScorer(supernet, data, "pairs", n_pairs=4, batch_size=2, bn_batches=1, bn_batch_size=2)
+    mobile, other = lighttrack_mobile(), sample_many(1, seed=3)[0]
+    first = scorer.score(mobile)
+    many = scorer.score_many([other, mobile])
+    assert 0.0 <= first["score"] <= 1.0 and first["pairs"] == 4 and first["arch"] == LIGHTTRACK_MOBILE
+    assert many[1]["score"] == first["score"]
+    again = ValidationScorer(supernet, data, "pairs", n_pairs=4, batch_size=2, bn_batches=1, bn_batch_size=2)
+    assert again.score(other)["score"] == many[0]["score"]
+    after = supernet.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_sequences_mode(supernet, data):
+    scorer = ValidationScorer(supernet, data, "sequences", max_sequences=1, max_frames=3, bn_batches=1,
+                              bn_batch_size=2)
+    res = scorer.score(lighttrack_mobile())
+    assert res["frames"] == 2 and res["sequences"] == 1
+    assert res["score"] == pytest.approx((res["ao"] + res["sr50"]) / 2)
+    assert 0 <= res["sr75"] <= res["sr50"] <= 1
+    assert scorer.score(lighttrack_mobile())["score"] == res["score"]
+
+
+def test_bad_mode(supernet, data):
+    with pytest.raises(ValueError, match="mode"):
+        ValidationScorer(supernet, data, "frames")  # type: ignore[arg-type]
+
+
+def test_cli_evaluate(supernet, data, tmp_path, capsys):
+    ckpt = save_checkpoint(tmp_path / "s.pt", supernet, {})
+    code, _, err = run(capsys, "supernet", "evaluate", LIGHTTRACK_MOBILE, "--supernet", str(tmp_path / "no.pt"),
+                       "--data", str(data))
+    assert code == 2 and "does not exist" in err and err.count("\n") == 1
+    code, _, err = run(capsys, "supernet", "evaluate", LIGHTTRACK_MOBILE, "--supernet", str(ckpt),
+                       "--data", str(data), "--mode", "video")
+    assert code == 2 and "pairs or sequences" in err
+    code, out, err = run(capsys, "supernet", "evaluate", LIGHTTRACK_MOBILE, "--supernet", str(ckpt),
+                         "--data", str(data), "--pairs", "2", "--bn-batches", "1", "--bn-batch-size", "2", "--json")
+    assert code == 0, err
+    assert '"mode": "pairs"' in out

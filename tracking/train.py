@@ -1,0 +1,226 @@
+"""Single-path one-shot supernet training (LightTrack / SPOS).
+
+Each iteration samples one path uniformly from the search space (every backbone block choice,
+the output position, both heads' widths and layers), runs a batch of template/search pairs
+through it and updates only the weights on that path.
+
+Losses (LightTrack): weighted binary cross-entropy for classification (0.5 x mean over positive
+cells + 0.5 x mean over negative cells) and the IoU loss ``-log((I + 1) / (U + 1))`` on positive
+cells for regression; total = cls + 1.2 x reg. SGD, momentum 0.9, weight decay 1e-4, linear
+warm-up then cosine decay.
+
+Determinism and resuming: the path and the pairs of global iteration ``g`` are drawn from seeds
+derived from ``(config.seed, g)`` only, and the checkpoint carries the weights, BN statistics,
+optimizer state and ``g``; so a run resumed from any checkpoint gives the same weights as one
+that never stopped (same thread count, same machine).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor
+
+from tracking.data.got10k import read_dataset
+from tracking.data.pairs import PairConfig, PairDataset, collate
+from tracking.space import Architecture, SearchSpace, sample
+
+
+class TrainConfig(BaseModel):
+    """Training settings; stored in the checkpoint's meta (``config``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(1, ge=1)
+    iters_per_epoch: int = Field(100, ge=1)
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(0.02, gt=0)
+    warmup_iters: int = Field(20, ge=0)
+    final_lr_ratio: float = Field(0.05, ge=0, le=1)
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    cls_weight: float = 1.0
+    reg_weight: float = 1.2
+    grad_clip: float = Field(10.0, gt=0)
+    seed: int = 0
+    threads: int | None = Field(None, ge=1)
+    space: Literal["paper", "code"] = "paper"
+    checkpoint_every: int = Field(0, ge=0, description="also checkpoint every N iterations (0: per epoch)")
+    pairs: dict[str, Any] = Field(default_factory=dict, description="PairConfig overrides")
+
+    @property
+    def total_iters(self) -> int:
+        return self.epochs * self.iters_per_epoch
+
+    def search_space(self) -> SearchSpace:
+        return SearchSpace.code() if self.space == "code" else SearchSpace.paper()
+
+    def pair_config(self) -> PairConfig:
+        return PairConfig(**self.pairs)
+
+
+def lr_at(cfg: TrainConfig, it: int) -> float:
+    """Linear warm-up to ``lr`` then cosine decay to ``lr * final_lr_ratio``."""
+    if it < cfg.warmup_iters:
+        return cfg.lr * (it + 1) / cfg.warmup_iters
+    span = max(1, cfg.total_iters - cfg.warmup_iters)
+    t = min(1.0, (it - cfg.warmup_iters) / span)
+    lo = cfg.lr * cfg.final_lr_ratio
+    return lo + 0.5 * (cfg.lr - lo) * (1 + math.cos(math.pi * t))
+
+
+def path_for_iteration(seed: int, it: int, space: SearchSpace) -> Architecture:
+    """The uniformly sampled path of global iteration ``it`` (depends on nothing else)."""
+    return sample(random.Random(f"lutnas-path-{seed}-{it}"), space)
+
+
+# -- losses -------------------------------------------------------------------------------------
+
+def weighted_bce(logits: Tensor, label: Tensor) -> Tensor:
+    """0.5 x BCE over positives + 0.5 x BCE over negatives (each a mean; empty side counts 0)."""
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, label, reduction="none")
+    pos, neg = label > 0.5, label <= 0.5
+    lp = loss[pos].mean() if pos.any() else loss.sum() * 0
+    ln = loss[neg].mean() if neg.any() else loss.sum() * 0
+    return 0.5 * lp + 0.5 * ln
+
+
+def iou_loss(pred: Tensor, target: Tensor, label: Tensor) -> Tensor:
+    """``-log((I + 1) / (U + 1))`` between ltrb boxes sharing a cell centre, mean over positives."""
+    pos = label[:, 0] > 0.5  # [B,16,16]
+    if not pos.any():
+        return pred.sum() * 0
+    p = pred.permute(0, 2, 3, 1)[pos]  # [P,4]
+    t = target.permute(0, 2, 3, 1)[pos]
+    wi = torch.minimum(p[:, 0], t[:, 0]) + torch.minimum(p[:, 2], t[:, 2])
+    hi = torch.minimum(p[:, 1], t[:, 1]) + torch.minimum(p[:, 3], t[:, 3])
+    inter = wi.clamp(min=0) * hi.clamp(min=0)
+    area_p = (p[:, 0] + p[:, 2]) * (p[:, 1] + p[:, 3])
+    area_t = (t[:, 0] + t[:, 2]) * (t[:, 1] + t[:, 3])
+    union = area_p + area_t - inter
+    return -torch.log((inter + 1) / (union + 1)).mean()
+
+
+def tracking_loss(cls: Tensor, reg: Tensor, batch: dict[str, Tensor], cfg: TrainConfig) -> tuple[Tensor, Tensor, Tensor]:
+    lc = weighted_bce(cls, batch["cls"])
+    lr = iou_loss(reg, batch["reg"], batch["cls"])
+    return cfg.cls_weight * lc + cfg.reg_weight * lr, lc, lr
+
+
+# -- the loop -----------------------------------------------------------------------------------
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.SGD:
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def train_supernet(data_dir: str | Path, out: str | Path, config: TrainConfig | dict | None = None,
+                   progress: bool = True, resume: bool = False, overwrite: bool = False,
+                   stop_after: int | None = None) -> dict[str, Any]:
+    """Train a supernet on ``data_dir`` and save it to ``out`` (``tracking.checkpoint`` format).
+
+    ``resume=True`` continues from ``out`` (its stored config wins, except ``epochs``, which may be
+    raised). ``stop_after`` stops (and checkpoints) after that many global iterations, as an
+    interruption would. Returns a summary: iterations run, seconds, final losses, checkpoint path.
+    """
+    from tracking.checkpoint import load_supernet, save_checkpoint
+    from tracking.supernet import Supernet
+
+    out = Path(out)
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig(**(config or {}))
+    start, history, opt_state = 0, [], None
+    if resume and out.exists():
+        supernet, meta = load_supernet(out)
+        stored = TrainConfig(**meta["config"])
+        cfg = stored.model_copy(update={"epochs": max(stored.epochs, cfg.epochs)})
+        start = int(meta["iteration"])
+        history = list(meta.get("history", []))
+        opt_state = meta.get("optimizer")
+    elif out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists: pass --resume to continue it or --overwrite to replace it")
+    else:
+        seed_everything(cfg.seed)
+        supernet = Supernet(cfg.search_space())
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    data = read_dataset(data_dir, on_error="skip")
+    if len(data) == 0:
+        raise ValueError(f"{data_dir}: no usable sequences ({len(data.issues)} issues; run `lutnas data check`)")
+    pairs = PairDataset(data, cfg.total_iters * cfg.batch_size, seed=cfg.seed, config=cfg.pair_config())
+    opt = make_optimizer(supernet.parameters(), cfg)
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+    space = supernet.space
+    end = cfg.total_iters if stop_after is None else min(cfg.total_iters, stop_after)
+
+    def save(it: int) -> None:
+        meta = {"space": space.to_dict(), "config": cfg.model_dump(), "epoch": it // cfg.iters_per_epoch,
+                "iteration": it, "optimizer": opt.state_dict(), "history": history,
+                "data": str(Path(data_dir).resolve())}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(out, supernet, meta)
+
+    supernet.train()
+    t0 = time.perf_counter()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = [TextColumn("epoch {task.fields[epoch]}/{task.total_epochs}".replace("{task.total_epochs}", str(cfg.epochs))),
+               BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn()]
+    it = start
+    running = None
+    try:
+        with Progress(*columns, disable=not progress) as bar:
+            task = bar.add_task("train", total=cfg.total_iters, completed=start, epoch=start // cfg.iters_per_epoch + 1,
+                                loss="-")
+            for it in range(start, end):
+                arch = path_for_iteration(cfg.seed, it, space)
+                batch = collate([pairs[it * cfg.batch_size + k] for k in range(cfg.batch_size)])
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(cfg, it)
+                cls, reg = supernet(batch["template"], batch["search"], arch)
+                loss, lc, lreg = tracking_loss(cls, reg, batch, cfg)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_([p for p in supernet.parameters() if p.grad is not None], cfg.grad_clip)
+                opt.step()
+                lv, lcv, lrv = loss.item(), lc.item(), lreg.item()
+                history.append([it, lv, lcv, lrv])
+                running = lv if running is None else 0.95 * running + 0.05 * lv
+                done = it + 1
+                bar.update(task, completed=done, epoch=min(done // cfg.iters_per_epoch + 1, cfg.epochs),
+                           loss=f"{running:.3f} (cls {lcv:.3f} reg {lrv:.3f})")
+                if done % cfg.iters_per_epoch == 0 or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
+                    save(done)
+            it = end
+    except KeyboardInterrupt:
+        save(len(history) and history[-1][0] + 1 or start)
+        raise
+    if end > start and end % cfg.iters_per_epoch != 0:
+        save(end)
+    elif end == start and not out.exists():
+        save(end)
+    seconds = time.perf_counter() - t0
+    last = history[-min(len(history), 20):]
+    return {
+        "checkpoint": str(out),
+        "iterations": end - start,
+        "total_iterations": end,
+        "seconds": seconds,
+        "iters_per_s": (end - start) / seconds if seconds > 0 and end > start else None,
+        "loss": float(np.mean([h[1] for h in last])) if last else None,
+        "cls_loss": float(np.mean([h[2] for h in last])) if last else None,
+        "reg_loss": float(np.mean([h[3] for h in last])) if last else None,
+        "config": cfg.model_dump(),
+    }

@@ -1,0 +1,147 @@
+"""Validation score of a candidate architecture on the trained supernet.
+
+For each candidate: recalibrate the BN statistics of its path on a fixed set of training pairs
+(:mod:`tracking.bn`), then score it
+
+* ``pairs`` mode (fast proxy): mean IoU of the predicted box (highest-scoring cell, its l,t,r,b
+  box) against the true box on a fixed, seeded set of validation template/search pairs, batched;
+* ``sequences`` mode (the paper's score): one-pass tracking of the validation sequences with the
+  real :class:`tracking.tracker.Tracker`; GOT-10k AO, SR@0.5, SR@0.75; score = (AO + SR@0.5) / 2.
+
+BN statistics are restored after every candidate and no weight is ever updated, so candidates
+are scored independently of their order. Crops and calibration batches are prepared once, in
+the constructor, from seeds; a score depends only on (supernet, data, settings, arch).
+
+Cost per candidate (CPU): ``bn_batches * bn_batch_size`` template+search forwards in train mode,
+plus ``n_pairs`` forwards (pairs mode) or one forward per frame with batch 1 plus the tracker's
+crop (sequences mode). ``benchmarks/bench_validation.py`` prints the figures.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from tracking.bn import recalibrated
+from tracking.data.got10k import Dataset, read_dataset
+from tracking.data.pairs import PairConfig, PairDataset, collate
+from tracking.metrics import got10k_scores, sequence_ious
+from tracking.space import Architecture
+from tracking.supernet import cell_centres
+
+Mode = Literal["pairs", "sequences"]
+
+
+def decode_boxes(cls: torch.Tensor, reg: torch.Tensor) -> torch.Tensor:
+    """Box ``(x1, y1, x2, y2)`` in search pixels of the highest-scoring cell of each sample."""
+    b = cls.shape[0]
+    idx = cls.reshape(b, -1).argmax(dim=1)
+    centres = cell_centres(cls.shape[-1]).reshape(2, -1)  # [2, 256]
+    cx, cy = centres[0, idx], centres[1, idx]
+    ltrb = reg.reshape(b, 4, -1)[torch.arange(b), :, idx]  # [B, 4]
+    return torch.stack([cx - ltrb[:, 0], cy - ltrb[:, 1], cx + ltrb[:, 2], cy + ltrb[:, 3]], dim=1)
+
+
+def box_iou_xyxy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    x1 = torch.maximum(a[:, 0], b[:, 0])
+    y1 = torch.maximum(a[:, 1], b[:, 1])
+    x2 = torch.minimum(a[:, 2], b[:, 2])
+    y2 = torch.minimum(a[:, 3], b[:, 3])
+    inter = (x2 - x1).clamp(min=0) * (y2 - y1).clamp(min=0)
+    area = lambda r: (r[:, 2] - r[:, 0]).clamp(min=0) * (r[:, 3] - r[:, 1]).clamp(min=0)  # noqa: E731
+    return inter / (area(a) + area(b) - inter).clamp(min=1e-9)
+
+
+class ValidationScorer:
+    """Scores architectures on one supernet: ``score(arch) -> dict``, ``score_many(archs)``.
+
+    ``data_dir``: validation data (GOT-10k layout). ``bn_data_dir``: training data for BN
+    recalibration (default: ``data_dir``). ``bn_batches=0`` skips recalibration.
+    """
+
+    def __init__(self, supernet: torch.nn.Module, data_dir: str | Path, mode: Mode = "pairs", *,
+                 bn_data_dir: str | Path | None = None, bn_batches: int = 2, bn_batch_size: int = 32,
+                 n_pairs: int = 256, batch_size: int = 64, max_sequences: int | None = 20,
+                 max_frames: int | None = 50, seed: int = 0, tracker_config: Any = None,
+                 pair_config: PairConfig | None = None, progress: bool = False) -> None:
+        if mode not in ("pairs", "sequences"):
+            raise ValueError(f"mode must be 'pairs' or 'sequences', got {mode!r}")
+        self.supernet, self.mode, self.seed = supernet, mode, seed
+        self.batch_size, self.progress = batch_size, progress
+        self.tracker_config = tracker_config
+        self.data: Dataset = read_dataset(data_dir, on_error="skip")
+        if len(self.data) == 0:
+            raise ValueError(f"{data_dir}: no usable validation sequences")
+        bn_data = self.data if bn_data_dir is None else read_dataset(bn_data_dir, on_error="skip")
+        pcfg = pair_config or PairConfig()
+        bn_pairs = PairDataset(bn_data, bn_batches * bn_batch_size, seed=seed + 1, config=pcfg)
+        self.bn_batches = [
+            (b["template"], b["search"])
+            for b in (collate([bn_pairs[i * bn_batch_size + k] for k in range(bn_batch_size)])
+                      for i in range(bn_batches))]
+        if mode == "pairs":
+            val = PairDataset(self.data, n_pairs, seed=seed, config=pcfg)
+            self.pairs = collate([val[i] for i in range(n_pairs)])
+        else:
+            self.sequences = self.data.sequences[:max_sequences] if max_sequences else self.data.sequences
+            self.max_frames = max_frames
+
+    def score(self, arch: Architecture) -> dict[str, Any]:
+        """``{"score", ...}``; pairs mode adds ``mean_iou``, ``sr50``; sequences mode ``ao``,
+        ``sr50``, ``sr75``, ``frames``. Also ``arch`` (LightTrack string) and ``seconds``."""
+        arch.validate(self.supernet.space)
+        t0 = time.perf_counter()
+        with recalibrated(self.supernet, arch, self.bn_batches):
+            res = self._score_pairs(arch) if self.mode == "pairs" else self._score_sequences(arch)
+        res["arch"] = arch.to_string()
+        res["mode"] = self.mode
+        res["seconds"] = time.perf_counter() - t0
+        return res
+
+    def score_many(self, archs: list[Architecture]) -> list[dict[str, Any]]:
+        from rich.progress import Progress
+
+        out = []
+        with Progress(disable=not self.progress, transient=True) as bar:
+            task = bar.add_task(f"scoring ({self.mode})", total=len(archs))
+            for a in archs:
+                out.append(self.score(a))
+                bar.advance(task)
+        return out
+
+    # -- modes ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _score_pairs(self, arch: Architecture) -> dict[str, Any]:
+        n = self.pairs["box"].shape[0]
+        ious = []
+        for s in range(0, n, self.batch_size):
+            z = self.pairs["template"][s:s + self.batch_size]
+            x = self.pairs["search"][s:s + self.batch_size]
+            cls, reg = self.supernet.track(self.supernet.template_feature(z, arch), x, arch)
+            ious.append(box_iou_xyxy(decode_boxes(cls, reg), self.pairs["box"][s:s + self.batch_size]))
+        iou = torch.cat(ious).numpy().astype(np.float64)
+        return {"score": float(iou.mean()), "mean_iou": float(iou.mean()), "sr50": float((iou > 0.5).mean()),
+                "pairs": int(n)}
+
+    def _score_sequences(self, arch: Architecture) -> dict[str, Any]:
+        from tracking.tracker import Tracker
+
+        all_ious = []
+        for seq in self.sequences:
+            n = len(seq) if not self.max_frames else min(len(seq), self.max_frames)
+            tracker = Tracker((self.supernet, arch), self.tracker_config)
+            first = seq.load_frame(0)
+            tracker.init(first, tuple(seq.boxes[0]))
+            pred = [seq.boxes[0]]
+            for i in range(1, n):
+                box, _ = tracker.update(seq.load_frame(i))
+                pred.append(box)
+            bound = (first.shape[1], first.shape[0])
+            all_ious.append(sequence_ious(np.asarray(pred), seq.boxes[:n], bound=bound))
+        res = got10k_scores(all_ious)
+        res["sequences"] = len(self.sequences)
+        return res
