@@ -1,6 +1,6 @@
 """LightTrack-Mobile: FLOPs, params, and ms per search frame in PyTorch eager vs onnxruntime.
 
-Usage: ``python benchmarks/bench_model.py [--runs 200] [--warmup 20]``. Prints one line a figure.
+Usage: ``python benchmarks/bench_model.py [--runs 100] [--warmup 20]``. Prints one line a figure.
 Random-init weights (seed 0): speed does not depend on the weight values.
 """
 
@@ -39,7 +39,7 @@ def median_ms(fn: Callable[[], object], runs: int, warmup: int, label: str) -> f
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=20)
     args = ap.parse_args()
 

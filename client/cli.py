@@ -14,6 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -72,6 +73,10 @@ def _console() -> Console:
 
 def _echo_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -190,7 +195,7 @@ def hardware_show(
     for k, v in hw.runtime.model_dump().items():
         t.add_row(f"runtime.{k}", str(v))
     t.add_row("space", hw.space)
-    t.add_row("created (UTC)", str(hw.created_at or "-"))
+    t.add_row("created (UTC)", _when(hw.created_at))
     t.add_row("coverage", f"{coverage.measured}/{coverage.total} units ({coverage.fraction:.1%})")
     if coverage.missing_sample:
         t.add_row("missing (sample)", "\n".join(coverage.missing_sample[:10]))
@@ -251,7 +256,7 @@ def _search_table(info: SearchInfo) -> Table:
     t.add_row("best score", _fmt(p.best_score, 4))
     t.add_row("front size", str(p.front_size))
     for label, when in (("created", info.created_at), ("started", info.started_at), ("finished", info.finished_at)):
-        t.add_row(f"{label} (UTC)", str(when or "-"))
+        t.add_row(f"{label} (UTC)", _when(when))
     if info.error:
         t.add_row("error", info.error)
     return t
@@ -462,8 +467,9 @@ def search_results(
     latency_cols = sorted({k for row in rows for k in row if k.startswith("latency_ms_")})
     t = Table(title=f"search {search_id}: top {len(rows)}")
     for col in ["rank", "id", "score", *(f"ms @hw {c[len('latency_ms_'):]}" for c in latency_cols),
-                "MFLOPs", "params (k)", "feasible", "lighttrack"]:
-        t.add_column(col, overflow="fold")
+                "MFLOPs", "params (k)", "feasible"]:
+        t.add_column(col, no_wrap=True)
+    t.add_column("lighttrack", overflow="fold")
     for row in rows:
         flops, params = row.get("flops"), row.get("params")
         t.add_row(
@@ -558,8 +564,9 @@ def search_pareto(
         return
     hv = f", hypervolume {front.hypervolume:.4g}" if front.hypervolume is not None else ""
     t = Table(title=f"{title}: Pareto front on hardware {front.hardware_id} ({len(front.points)} points{hv})")
-    for col in ("latency ms", "score", "id", "lighttrack"):
-        t.add_column(col, overflow="fold")
+    for col in ("latency ms", "score", "id"):
+        t.add_column(col, no_wrap=True)
+    t.add_column("lighttrack", overflow="fold")
     for p in sorted(front.points, key=lambda p: p.latency_ms):
         t.add_row(_fmt(p.latency_ms, 2), _fmt(p.score, 4), p.architecture_id, p.lighttrack)
     _console().print(t)

@@ -63,6 +63,7 @@ class Transport:
         self.backoff = backoff
         self.jitter = jitter
         self._rng = random.Random(seed)
+        self._owns_http = http is None  # a caller's httpx.Client is the caller's to close
         self._http = http or httpx.Client(
             base_url=self.server,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
@@ -70,7 +71,8 @@ class Transport:
         )
 
     def close(self) -> None:
-        self._http.close()
+        if self._owns_http:
+            self._http.close()
 
     # -- requests --------------------------------------------------------------------------
 
@@ -96,6 +98,7 @@ class Transport:
         files: FilesFactory | None = None,
         auth: bool = True,
         timeout: float | None = None,
+        retry: bool = True,
     ) -> httpx.Response:
         """Send one request (with retries) and return the response; raise on error statuses.
 
@@ -114,6 +117,7 @@ class Transport:
         if timeout is not None:
             extra["timeout"] = timeout
         url = f"{self.server}{path}"
+        retries = self.retries if retry else 0
         attempt = 0
         while True:
             try:
@@ -139,12 +143,12 @@ class Transport:
             except httpx.InvalidURL as e:
                 raise LutnasConfigError(f"malformed request URL {url!r}: {e}") from None
             else:
-                if response.status_code != 503 or attempt >= self.retries:
+                if response.status_code != 503 or attempt >= retries:
                     if response.status_code >= 400:
                         raise _api_error(response, method, url)
                     return response
                 error, retry_after = _api_error(response, method, url), response.headers.get("Retry-After")
-            if attempt >= self.retries:
+            if attempt >= retries:
                 raise LutnasConnectionError(
                     f"cannot reach the lutnas server at {self.server}: {_reason(error)} "
                     f"(after {attempt + 1} attempt{'s' if attempt else ''})"
@@ -152,7 +156,7 @@ class Transport:
             delay = self._delay(attempt, retry_after)
             attempt += 1
             log.warning(
-                "%s %s: %s; retry %d/%d in %.2fs", method, url, _reason(error), attempt, self.retries, delay
+                "%s %s: %s; retry %d/%d in %.2fs", method, url, _reason(error), attempt, retries, delay
             )
             time.sleep(delay)
 

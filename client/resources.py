@@ -209,7 +209,7 @@ class Architectures(Resource):
     def export(
         self,
         architecture_id: str,
-        format: ExportFormat = "onnx",  # noqa: A002 - the API's parameter name
+        format: ExportFormat = "onnx",  # the API's parameter name
         supernet_id: int | None = None,
         out_dir: str | Path | None = None,
     ) -> bytes | dict[str, Path]:
@@ -380,6 +380,23 @@ class Search:
     def best(self) -> SearchResult | None:
         """The top-ranked architecture, or None when the search has no results."""
         return next(iter(self.results(page_size=1)), None)
+
+    def export(
+        self,
+        architecture_id: str | None = None,
+        format: ExportFormat = "onnx",  # the API's parameter name
+        out_dir: str | Path | None = None,
+    ) -> bytes | dict[str, Path]:
+        """Export one of this search's architectures (default: the best) with the search's supernet.
+
+        Same return values as :meth:`Architectures.export`.
+        """
+        if architecture_id is None:
+            best = self.best()
+            if best is None:
+                raise LutnasConfigError(f"search {self.id} has no results yet (status {self.status})")
+            architecture_id = best.architecture_id
+        return Architectures(self._t).export(architecture_id, format, self.supernet_id, out_dir)  # type: ignore[call-overload]
 
 
 class Searches(Resource):

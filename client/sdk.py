@@ -13,10 +13,12 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from client.errors import LutnasAPIError, LutnasConnectionError, LutnasTimeoutError
 from client.http import DEFAULT_SERVER, Transport
 from client.models import Me, ParetoFront
 from client.resources import (
@@ -74,6 +76,10 @@ class Client:
     def server(self) -> str:
         return self._t.server
 
+    @property
+    def api_key(self) -> str | None:
+        return self._t.api_key
+
     def __repr__(self) -> str:
         return f"Client(server={self.server!r})"
 
@@ -89,6 +95,21 @@ class Client:
     def health(self) -> dict[str, Any]:
         """``GET /healthz`` (no key needed)."""
         return self._t.json("GET", "/healthz", auth=False)
+
+    def wait_until_ready(self, timeout: float = 60.0, poll: float = 0.25) -> dict[str, Any]:
+        """Poll ``/healthz`` until the server answers with database ok (e.g. right after start)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                health = self._t.json("GET", "/healthz", auth=False, retry=False)
+                if health.get("database") == "ok":
+                    return health
+                last = f"database {health.get('database')}"
+            except (LutnasConnectionError, LutnasAPIError) as e:
+                last = str(e)
+            if time.monotonic() >= deadline:
+                raise LutnasTimeoutError(f"server {self.server} not ready after {timeout:g}s: {last}")
+            time.sleep(poll)
 
     def me(self) -> Me:
         """The team the key belongs to."""

@@ -112,7 +112,8 @@ class Agent:
             lease = self.lease()
             units = lease["units"]
             if not units:
-                if self.config.exit_when_done:
+                # nothing free; units leased by other (perhaps dead) agents may come back
+                if self.config.exit_when_done and not lease.get("remaining"):
                     break
                 self.stop.wait(self.config.idle_wait)
                 continue
@@ -155,7 +156,7 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
     p.add_argument("--graph-optimization", default="all", choices=["disable", "basic", "extended", "all"])
     p.add_argument("--batch", type=int, default=8, help="units per lease")
     p.add_argument("--lease-seconds", type=float, default=120.0)
-    p.add_argument("--exit-when-done", action="store_true", help="exit when the server has no work left")
+    p.add_argument("--exit-when-done", action="store_true", help="exit once every unit of the target is measured")
     p.add_argument("--idle-wait", type=float, default=10.0, help="seconds to wait when there is no work")
     p.add_argument("--max-units", type=int, default=None, help="stop after measuring this many units")
     p.add_argument("--min-time", type=float, default=Protocol.min_time_s, help="seconds per unit, at least")

@@ -78,6 +78,8 @@ def run(
     generations: int = typer.Option(20, "--generations", help="Generations (1..1000)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     mode: str = typer.Option("pairs", "--mode", help="Validation mode: pairs or sequences."),
+    pairs: int = typer.Option(256, "--pairs", min=1, help="Validation pairs per candidate (pairs mode)."),
+    bn_batches: int = typer.Option(2, "--bn-batches", min=0, help="BN recalibration batches per candidate."),
     predictor: bool = typer.Option(False, "--predictor", help="Pre-screen children with an accuracy predictor."),
     code_space: bool = typer.Option(False, "--code-space", help="Allow the 40-channel stage as output."),
     resume: bool = typer.Option(False, "--resume", help="Resume from OUT/state.json."),
@@ -119,7 +121,12 @@ def run(
     from search.evaluators import SupernetAccuracy
     from search.report import plot_pareto, write_ranked
 
-    accuracy = SupernetAccuracy.from_checkpoint(str(supernet), str(data), mode=mode)
+    accuracy = SupernetAccuracy.from_checkpoint(str(supernet), str(data), mode=mode, n_pairs=pairs,
+                                                bn_batches=bn_batches)
+    net_space = accuracy.scorer.supernet.space
+    if not set(space.output_stages) <= set(net_space.output_stages):
+        raise ValueError(f"the supernet was trained for output stages {list(net_space.output_stages)}; "
+                         f"drop --code-space")
     done = int(state["generation"]) if state else 0
     with Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn()) as bar:

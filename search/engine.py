@@ -84,7 +84,9 @@ class Engine:
         self.train_ids: list[str] = []
         self.spearman: list[float | None] = []
         self.history: list[dict[str, Any]] = []
-        self._genes: dict[str, np.ndarray] = {}  # derived from records; not part of the state
+        # derived from records, not part of the state
+        self._genes: dict[str, np.ndarray] = {}
+        self._F: dict[str, np.ndarray] = {}
         if state is not None:
             self.load_state(state)
 
@@ -277,14 +279,20 @@ class Engine:
 
     def objectives(self, cids: list[str]) -> np.ndarray:
         """Minimisation matrix: 1 - accuracy, latency / reference per target, then extras."""
-        rows = []
-        for c in cids:
-            r = self.records[c]
-            row = [1.0 - r["accuracy"]] + [r["latency"][t] / self.reference[t] for t in self.targets]
+        n_obj = 1 + len(self.targets) + len(self.cfg.extra_objectives)
+        if not cids:
+            return np.zeros((0, n_obj))
+        return np.stack([self._objective_row(c) for c in cids])
+
+    def _objective_row(self, cid: str) -> np.ndarray:
+        row = self._F.get(cid)
+        if row is None:  # records never change once written, so rows are cached
+            r = self.records[cid]
+            vals = [1.0 - r["accuracy"]] + [r["latency"][t] / self.reference[t] for t in self.targets]
             for o in self.cfg.extra_objectives:
-                row.append((r["macs"] if o == "flops" else r["params"]) / self.reference[o])
-            rows.append(row)
-        return np.array(rows, dtype=float).reshape(len(cids), 1 + len(self.targets) + len(self.cfg.extra_objectives))
+                vals.append((r["macs"] if o == "flops" else r["params"]) / self.reference[o])
+            row = self._F[cid] = np.array(vals, dtype=float)
+        return row
 
     def candidate_objectives(self, cands: list[Candidate], accuracy: np.ndarray) -> np.ndarray:
         lat = np.stack([c.latency for c in cands]) / np.array([self.reference[t] for t in self.targets])
@@ -329,7 +337,7 @@ class Engine:
     def state_dict(self) -> dict[str, Any]:
         return {
             "version": st.STATE_VERSION, "config": self.cfg.model_dump(mode="json"),
-            "targets": list(self.targets), "generation": self.generation,
+            "targets": list(self.targets), "reference": dict(self.reference), "generation": self.generation,
             "population": list(self.population), "records": {k: dict(v) for k, v in self.records.items()},
             "rng": st.rng_to_json(self.rng), "stats": dict(self.stats),
             "predictor": {"train_ids": list(self.train_ids), "spearman": list(self.spearman)},
@@ -346,6 +354,12 @@ class Engine:
             raise ValueError(f"search state was made with a different configuration ({', '.join(diff)})")
         if state.get("targets") != self.targets:
             raise ValueError(f"search state targets {state.get('targets')} differ from {self.targets}")
+        saved_ref = state.get("reference", {})
+        changed = [t for t in self.targets
+                   if t in saved_ref and not math.isclose(saved_ref[t], self.reference[t], rel_tol=1e-9)]
+        if changed:
+            raise ValueError(f"latency table(s) {', '.join(changed)} changed since the search state was saved "
+                             "(the slowest architecture's latency differs); start a new search")
         self.generation = int(state["generation"])
         self.population = list(state["population"])
         self.records = {k: dict(v) for k, v in state["records"].items()}

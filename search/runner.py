@@ -82,11 +82,12 @@ def run_search(config: SearchConfig, accuracy: AccuracyEvaluator,
                     should_stop, state)
     algo = ALGORITHMS[config.algorithm]
     completed = True
+    # the last complete generation's state, to fall back to if a stop lands mid-generation
+    snapshot = engine.state_dict() if should_stop is not None else None
     while engine.generation < config.generations:
         if should_stop is not None and should_stop():
             completed = False
             break
-        snapshot = engine.state_dict()
         try:
             n_new = algo.generation(engine)
         except SearchStopped:
@@ -96,8 +97,10 @@ def run_search(config: SearchConfig, accuracy: AccuracyEvaluator,
         progress = engine.progress(n_new)
         engine.history.append(progress)
         engine.generation += 1
-        if on_generation is not None:
-            on_generation(progress, engine.state_dict())
+        if on_generation is not None or should_stop is not None:
+            snapshot = engine.state_dict()
+            if on_generation is not None:
+                on_generation(progress, snapshot)
     return _result(engine, algo, completed)
 
 

@@ -63,5 +63,8 @@ def insert_ignore(session: Session, model: type, rows: list[dict], conflict: lis
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(model).values(rows).on_conflict_do_nothing(index_elements=conflict)
-    return int(session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
+    table = model.__table__  # type: ignore[attr-defined]
+    pk = list(table.primary_key.columns)[0]
+    # RETURNING counts what was inserted on both dialects (rowcount is -1 for batched psycopg inserts)
+    stmt = insert(table).values(rows).on_conflict_do_nothing(index_elements=conflict).returning(pk)
+    return len(session.execute(stmt).all())

@@ -88,6 +88,7 @@ class LeaseOut(BaseModel):
     lease_id: str
     expires_at: dt.datetime
     units: list[LeasedUnit]
+    remaining: int = Field(description="units of this target not measured yet (leased ones included)")
 
 
 class UnitResult(Strict):

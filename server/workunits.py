@@ -22,7 +22,7 @@ import threading
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from latency_tables.units import Unit, all_units, export_unit_onnx
@@ -83,8 +83,9 @@ def _free(now: dt.datetime):  # type: ignore[no-untyped-def]
 
 
 def claim(session: Session, hardware_id: int, agent_token_id: int, max_units: int,
-          lease_seconds: float) -> tuple[str, dt.datetime, list[str]]:
-    """Lease up to ``max_units`` free units; returns (lease id, expiry, unit keys). Commits."""
+          lease_seconds: float) -> tuple[str, dt.datetime, list[str], int]:
+    """Lease up to ``max_units`` free units; returns (lease id, expiry, unit keys, units not
+    measured yet). Commits."""
     now = db_now(session)
     expires = now + dt.timedelta(seconds=lease_seconds)
     lease_id = secrets.token_hex(16)
@@ -100,7 +101,9 @@ def claim(session: Session, hardware_id: int, agent_token_id: int, max_units: in
     keys = list(session.scalars(
         select(WorkUnit.unit_key).where(WorkUnit.hardware_id == hardware_id, WorkUnit.lease_id == lease_id)
         .order_by(WorkUnit.id)))
-    return lease_id, expires, keys
+    remaining = session.scalar(select(func.count()).where(WorkUnit.hardware_id == hardware_id,
+                                                          WorkUnit.done.is_(False)))
+    return lease_id, expires, keys, int(remaining or 0)
 
 
 def extend(session: Session, hardware_id: int, lease_id: str, lease_seconds: float) -> dt.datetime | None:

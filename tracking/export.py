@@ -45,7 +45,11 @@ class _SearchBranch(nn.Module):
         return TrackerPath.track(self.net, zf, search)
 
 
-def _export(module: nn.Module, args: tuple[Tensor, ...], path: Path, inputs: list[str], outputs: list[str]) -> None:
+def export_module(module: nn.Module, args: tuple[Tensor, ...], path: str | Path, inputs: list[str],
+                  outputs: list[str]) -> None:
+    """Export any module with the subnet exporter's settings (opset 17, TorchScript exporter, eval
+    mode, constant folding): ``latency_tables`` exports single units with it so that each unit's
+    graph holds the same ops as the subnet at that place. ``module`` should be in eval mode."""
     with warnings.catch_warnings():
         # the TorchScript exporter is deprecated in favour of dynamo; it is the fast one here
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -71,8 +75,8 @@ def export_onnx(subnet: TrackerPath, out_dir: str | Path, template_size: int = 1
     with torch.no_grad():
         zf = TrackerPath.template_feature(net, z)
     paths = {"template": out / "template.onnx", "search": out / "search.onnx"}
-    _export(_TemplateBranch(net), (z,), paths["template"], ["template"], ["zf"])
-    _export(_SearchBranch(net), (x, zf), paths["search"], ["search", "zf"], ["cls", "reg"])
+    export_module(_TemplateBranch(net), (z,), paths["template"], ["template"], ["zf"])
+    export_module(_SearchBranch(net), (x, zf), paths["search"], ["search", "zf"], ["cls", "reg"])
     arch = getattr(subnet, "arch", None)
     if arch is not None:
         (out / "arch.json").write_text(json.dumps({"lighttrack": arch.to_string(), "arch": arch.to_json()}, indent=2))
@@ -111,3 +115,6 @@ class OnnxTrackerModel:
         cls, reg = self.search_session.run(
             ["cls", "reg"], {"search": np.ascontiguousarray(x, np.float32), "zf": zf})
         return cls, reg
+
+
+_export = export_module  # older private name

@@ -24,8 +24,8 @@ router = APIRouter(prefix="/v1/agent", tags=["agent"])
 def lease_units(body: LeaseRequest, agent: AgentDep, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
     token, hw = agent
     seconds = min(body.lease_seconds or settings.lease_seconds, settings.max_lease_seconds)
-    lease_id, expires, keys = claim(session, hw.id, token.id, body.max_units, seconds)
-    return {"lease_id": lease_id, "expires_at": expires,
+    lease_id, expires, keys, remaining = claim(session, hw.id, token.id, body.max_units, seconds)
+    return {"lease_id": lease_id, "expires_at": expires, "remaining": remaining,
             "units": [{"key": k, "onnx_url": f"/v1/agent/units/onnx?key={k}"} for k in keys]}
 
 

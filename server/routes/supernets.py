@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.message
 import email.parser
 import email.policy
 import io
@@ -89,19 +90,30 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 
 
 def _parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
-    """Form fields of a multipart body: name -> (filename, bytes). The standard library's MIME
-    parser is enough here (python-multipart is not a dependency)."""
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
-    msg = email.parser.BytesParser(policy=email.policy.HTTP).parse(io.BytesIO(head + body))
-    if not msg.is_multipart():
-        raise Problem(400, "malformed multipart body")
+    """Form fields of a multipart body: name -> (filename, bytes). Parts are split on the
+    boundary byte-exactly (binary-safe); only the small part headers go through the standard
+    library's header parser (python-multipart is not a dependency)."""
+    ctype = email.message.Message()
+    ctype["content-type"] = content_type
+    boundary = ctype.get_param("boundary")
+    if not isinstance(boundary, str) or not boundary:
+        raise Problem(400, "multipart body without a boundary")
+    delimiter = b"--" + boundary.encode("latin-1")
     out: dict[str, tuple[str | None, bytes]] = {}
-    for part in msg.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if not name:
+    for chunk in body.split(delimiter)[1:]:
+        if chunk.startswith(b"--"):
+            break  # closing delimiter
+        head, sep, payload = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            raise Problem(400, "malformed multipart body")
+        headers = email.parser.BytesHeaderParser(policy=email.policy.HTTP).parsebytes(head.lstrip(b"\r\n"))
+        disposition = headers.get("content-disposition")
+        if disposition is None:
             continue
-        payload = part.get_payload(decode=True) or b""
-        out[str(name)] = (part.get_filename(), payload)
+        params = dict(disposition.params)
+        name = params.get("name")
+        if name:
+            out[str(name)] = (params.get("filename"), payload.removesuffix(b"\r\n"))
     return out
 
 

@@ -47,16 +47,20 @@ def test_missing_key_is_one_line_and_exit_2(lutnas, dead_url: str) -> None:
 
 
 def test_remote_commands_never_import_torch(dead_url: str) -> None:
-    code = (
+    script = (
         "import atexit, sys\n"
         "atexit.register(lambda: print('HEAVY', [m for m in ('torch', 'sqlalchemy', 'fastapi') if m in sys.modules]))\n"
         "from lutnas.cli import main\n"
         "main(sys.argv[1:])\n"
     )
-    for args in (["--help"], ["hardware", "list", "--server", dead_url, "--api-key", "lnt_x"], ["agents", "--help"]):
-        proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=_env(),
+    remote = ["--server", dead_url, "--api-key", "lnt_x"]
+    cases = [(["--help"], 0), (["hardware", "list", *remote], 2), (["agents", "--help"], 0),
+             (["search", "status", "1", *remote], 2)]
+    for args, expected in cases:
+        proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=_env(),
                               timeout=120)
         assert "HEAVY []" in proc.stdout, (args, proc.stdout, proc.stderr)
+        assert proc.returncode == expected and "Traceback" not in proc.stderr, (args, proc.returncode, proc.stderr)
 
 
 def test_hardware_and_agent_commands_against_a_live_server(lutnas, live_server) -> None:

@@ -88,3 +88,44 @@ def test_code_space_table_check(capsys, files):
     # the paper table lacks the 40-channel stage's output units the code space needs
     code, err = run_cli(capsys, base(files) + ["--pareto", "--code-space"])
     assert code == 2 and "no entry for" in err
+
+
+@pytest.mark.slow
+def test_search_run_end_to_end_on_a_real_supernet(capsys, tmp_path, space):
+    import json
+
+    import pandas as pd
+    import torch
+
+    from tracking.checkpoint import save_checkpoint
+    from tracking.data.synth import generate_synthetic
+    from tracking.supernet import Supernet
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "net.pt", Supernet(space), {"note": "untrained, for the CLI path"})
+    data = generate_synthetic(tmp_path / "val", sequences=2, frames=6, seed=0, progress=False)
+    tables = write_store(tmp_path / "t.sqlite", {"cpu": synthetic_unit_ms(space, 1.0, 1),
+                                                 "gpu": synthetic_unit_ms(space, 0.3, 2)})
+    out = tmp_path / "out"
+    argv = ["search", "run", "--supernet", str(ckpt), "--data", str(data), "--table", tables + "#cpu",
+            "--table", tables + "#gpu", "--pareto", "--population", "4", "--generations", "2",
+            "--pairs", "4", "--bn-batches", "0", "--out", str(out)]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 0, capsys.readouterr().err
+    assert "wrote" in capsys.readouterr().out
+    doc = json.loads((out / "ranked.json").read_text())
+    archs = doc["architectures"]
+    assert doc["evaluated"] == len(archs) >= 4 and doc["front"]
+    assert set(archs[0]["latency_ms"]) == {"cpu", "gpu"} and archs[0]["macs"] > 0 and archs[0]["params"] > 0
+    csv = pd.read_csv(out / "ranked.csv")
+    assert list(csv["arch"]) == [a["arch"] for a in archs]
+    assert {"latency_ms[cpu]", "latency_ms[gpu]", "canonical_id", "score"} <= set(csv.columns)
+    assert (out / "pareto.png").stat().st_size > 1000
+    # resuming the finished state re-evaluates nothing and writes the same ranking
+    with pytest.raises(SystemExit) as e:
+        main(argv + ["--resume"])
+    assert e.value.code == 0
+    again = json.loads((out / "ranked.json").read_text())
+    assert again["architectures"] == archs

@@ -162,3 +162,24 @@ def test_predictor_prescreening_saves_expensive_evaluations(surrogate, cpu_table
     assert on.best.score >= max(x.score for x in off_first)
     rho = [s for s in on.spearman if s is not None]
     assert len(rho) >= 5 and np.mean(rho) > 0.2
+
+
+def test_flops_and_params_as_extra_objectives(surrogate, cpu_table):
+    r = run_search(small(algorithm="pareto", extra_objectives=["flops", "params"]), surrogate, {"cpu": cpu_table})
+    assert len(r.reference["normalised_point"]) == 4
+    F = np.array([[1 - x.score, x.latency_ms["cpu"], x.macs, x.params] for x in r.ranked], dtype=float)
+    assert (pareto_mask(F) == np.array([x.on_front for x in r.ranked])).all()
+    with pytest.raises(ValueError, match="algorithm .pareto. only"):
+        SearchConfig(extra_objectives=["flops"])
+
+
+def test_resume_rejects_a_changed_latency_table(space, surrogate, cpu_table):
+    from latency_tables.predict import LatencyPredictor
+
+    from .conftest import synthetic_unit_ms
+
+    states = []
+    run_search(small(generations=2), surrogate, {"cpu": cpu_table}, on_generation=lambda p, s: states.append(s))
+    remeasured = LatencyPredictor(synthetic_unit_ms(space, 1.2, 1), space)
+    with pytest.raises(ValueError, match="changed since the search state was saved"):
+        run_search(small(generations=2), surrogate, {"cpu": remeasured}, state=states[0])

@@ -100,7 +100,7 @@ def service_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, st
         "LUTNAS_TORCH_THREADS": "1", "LUTNAS_SCORER_PAIRS": "8", "LUTNAS_SCORER_BN_BATCHES": "1",
         "LUTNAS_SCORER_BN_BATCH_SIZE": "4", "LUTNAS_HEARTBEAT_SECONDS": "0.5", "LUTNAS_HEARTBEAT_TIMEOUT": "6",
         "LUTNAS_POLL_SECONDS": "0.3", "LUTNAS_MISSING_UNITS_RETRY_SECONDS": "1",
-        "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+        "LUTNAS_MAX_UPLOAD_MB": "64", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
     })
     env.update(extra)
     return env

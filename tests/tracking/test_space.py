@@ -4,8 +4,18 @@ import random
 import pytest
 
 from tracking.space import (
-    LIGHTTRACK_MOBILE, MBCONV_CHOICES, Architecture, ArchitectureError, SearchSpace, crossover,
-    from_genes, lighttrack_mobile, mutate, sample, sample_many, to_genes,
+    LIGHTTRACK_MOBILE,
+    MBCONV_CHOICES,
+    Architecture,
+    ArchitectureError,
+    SearchSpace,
+    crossover,
+    from_genes,
+    lighttrack_mobile,
+    mutate,
+    sample,
+    sample_many,
+    to_genes,
 )
 
 
