@@ -466,7 +466,7 @@ def search_results(
         rows.append(row)
     latency_cols = sorted({k for row in rows for k in row if k.startswith("latency_ms_")})
     t = Table(title=f"search {search_id}: top {len(rows)}")
-    for col in ["rank", "id", "score", *(f"ms @hw {c[len('latency_ms_'):]}" for c in latency_cols),
+    for col in ["rank", "id", "score", *(f"ms @hw {name.removeprefix('latency_ms_')}" for name in latency_cols),
                 "MFLOPs", "params (k)", "feasible"]:
         t.add_column(col, no_wrap=True)
     t.add_column("lighttrack", overflow="fold")
@@ -476,7 +476,7 @@ def search_results(
             str(row["rank"]),
             str(row["architecture_id"]),
             _fmt(row.get("score"), 4),
-            *(_fmt(row.get(c), 2) for c in latency_cols),
+            *(_fmt(row.get(name), 2) for name in latency_cols),
             _fmt(flops / 1e6, 1) if isinstance(flops, int | float) else "-",
             _fmt(params / 1e3, 1) if isinstance(params, int | float) else "-",
             _fmt(row.get("feasible")),

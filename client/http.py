@@ -149,9 +149,13 @@ class Transport:
                     return response
                 error, retry_after = _api_error(response, method, url), response.headers.get("Retry-After")
             if attempt >= retries:
+                what = (
+                    f"cannot reach the lutnas server at {self.server}"
+                    if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
+                    else f"{method} {url} failed"
+                )
                 raise LutnasConnectionError(
-                    f"cannot reach the lutnas server at {self.server}: {_reason(error)} "
-                    f"(after {attempt + 1} attempt{'s' if attempt else ''})"
+                    f"{what}: {_reason(error)} (after {attempt + 1} attempt{'s' if attempt else ''})"
                 ) from None
             delay = self._delay(attempt, retry_after)
             attempt += 1

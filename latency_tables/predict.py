@@ -179,11 +179,11 @@ class LatencyPredictor:
     def fastest(self) -> tuple[float, Architecture]:
         """The exact minimum predicted latency of the space and one architecture reaching it
         (per-gene minimisation; blocks after the output position cost nothing)."""
+        arrays = (self.block_cost, self.out_cost, self.head_first, self.head_later, *self.tower_out.values())
+        if any(np.isnan(a).any() for a in arrays):  # exactness needs every unit of the space
+            raise MissingUnitsError(self.missing_units())
         best_block = self.block_cost.min(axis=1)
         best_choice = self.block_cost.argmin(axis=1)
-        if np.isnan(best_block).any() or np.isnan(self.out_cost).any():
-            missing = [u for u in self._space_keys() if u not in self.medians]
-            raise MissingUnitsError(missing)
         backbone = np.where(self.active, best_block[None, :], 0.0).sum(axis=1) + self.out_cost
         o = int(np.argmin(backbone))
         total = self.base + float(backbone[o])

@@ -74,8 +74,10 @@ class LazyGroup(typer.core.TyperGroup):
             formatter.write_dl([(n, h) for n, (_, h) in GROUPS.items()])
 
 
+# rich_markup_mode=None: typer's rich help would load every group to list it (importing torch).
 cli = LazyGroup(
     name="lutnas",
+    rich_markup_mode=None,
     help="lutnas: hardware-aware architecture search for lightweight trackers (LightTrack space).",
 )
 

@@ -36,6 +36,8 @@ class SearchConfig(BaseModel):
     predictor_min_samples: int = Field(32, ge=4, le=100000)
     screen_ratio: float = Field(0.5, gt=0, le=1, description="fraction of screened children evaluated")
     max_tries: int = Field(20, ge=1, le=1000, description="proposals allowed per wanted child")
+    seed_extremes: bool = Field(True, description="pareto: start from the fastest and the largest "
+                                "architectures besides random ones")
     repair: bool = Field(True, description="repair infeasible children towards the fastest architecture")
     reference_ms: dict[str, float] | None = Field(
         None, description="hypervolume reference latency per target (default: slowest architecture)")

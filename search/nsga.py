@@ -48,7 +48,7 @@ def generation(engine: Engine) -> int:
             return mutate(crossover(tournament(), tournament(), rng), rng, cfg.mutation_prob, space)
 
         cands += engine.propose(child, cfg.population, taken)
-    elif engine.generation == 0:
+    elif engine.generation == 0 and cfg.seed_extremes:
         cands += engine.extremes(taken)
     cands += engine.propose(lambda: sample(rng, space), cfg.population - len(cands), taken)
 

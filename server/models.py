@@ -122,6 +122,7 @@ class WorkUnit(Base):
     done: Mapped[bool] = mapped_column(Boolean, default=False)
     lease_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    lease_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)  # heartbeats extend by this
     agent_token_id: Mapped[int | None] = mapped_column(
         ForeignKey("agent_tokens.id", ondelete="SET NULL"), nullable=True)
 

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from latency_tables.db import LatencyEntry
 from server.db import db_now, insert_ignore, is_postgres, session_scope
 from server.fronts import front_of
 from server.lut import predictor_for
@@ -40,6 +41,7 @@ from server.models import (
     Supernet,
 )
 from server.settings import Settings
+from server.workunits import OVERHEAD_KEY
 from tracking.space import Architecture
 
 log = logging.getLogger("lutnas.worker")
@@ -241,7 +243,11 @@ class Worker:
                 assert hw is not None
                 p = predictor_for(s, hw)
                 predictors[str(hw.id)] = p
-                if gap := p.missing_units():
+                gap = set(p.missing_units())
+                if not s.scalar(select(LatencyEntry.id).where(LatencyEntry.table_id == hw.table_id,
+                                                              LatencyEntry.unit_key == OVERHEAD_KEY)):
+                    gap.add(OVERHEAD_KEY)  # the per-run overhead is part of every target's work
+                if gap:
                     missing[hw.id] = len(gap)
             saved = s.get(SearchState, sid)
             state = saved.state if saved is not None else None

@@ -95,7 +95,8 @@ def claim(session: Session, hardware_id: int, agent_token_id: int, max_units: in
         ids = ids.with_for_update(skip_locked=True)
     session.execute(
         update(WorkUnit).where(WorkUnit.id.in_(ids.scalar_subquery()), _free(now))
-        .values(lease_id=lease_id, lease_expires_at=expires, agent_token_id=agent_token_id)
+        .values(lease_id=lease_id, lease_expires_at=expires, lease_seconds=lease_seconds,
+                agent_token_id=agent_token_id)
         .execution_options(synchronize_session=False))
     session.commit()
     keys = list(session.scalars(
@@ -106,10 +107,17 @@ def claim(session: Session, hardware_id: int, agent_token_id: int, max_units: in
     return lease_id, expires, keys, int(remaining or 0)
 
 
-def extend(session: Session, hardware_id: int, lease_id: str, lease_seconds: float) -> dt.datetime | None:
-    """Push a live lease's expiry forward; None when the lease is unknown, expired or finished."""
+def extend(session: Session, hardware_id: int, lease_id: str) -> dt.datetime | None:
+    """Push a live lease's expiry forward by its own length; None when the lease is unknown,
+    expired or finished."""
     now = db_now(session)
-    expires = now + dt.timedelta(seconds=lease_seconds)
+    seconds = session.scalar(
+        select(WorkUnit.lease_seconds).where(WorkUnit.hardware_id == hardware_id, WorkUnit.lease_id == lease_id,
+                                             WorkUnit.done.is_(False), WorkUnit.lease_expires_at >= now).limit(1))
+    if seconds is None:
+        session.rollback()
+        return None
+    expires = now + dt.timedelta(seconds=seconds)
     res = session.execute(
         update(WorkUnit).where(WorkUnit.hardware_id == hardware_id, WorkUnit.lease_id == lease_id,
                                WorkUnit.done.is_(False), WorkUnit.lease_expires_at >= now)

@@ -72,10 +72,9 @@ def upload_results(body: ResultsUpload, agent: AgentDep, session: SessionDep) ->
 
 
 @router.post("/heartbeat", response_model=HeartbeatOut, operation_id="agent_heartbeat")
-def agent_heartbeat(body: HeartbeatRequest, agent: AgentDep, session: SessionDep,
-                    settings: SettingsDep) -> HeartbeatOut:
+def agent_heartbeat(body: HeartbeatRequest, agent: AgentDep, session: SessionDep) -> HeartbeatOut:
     _, hw = agent
-    expires = extend(session, hw.id, body.lease_id, settings.lease_seconds)
+    expires = extend(session, hw.id, body.lease_id)
     if expires is None:
         raise Problem(404, "lease is unknown, expired or finished; lease new units", "lease_id")
     return HeartbeatOut(expires_at=expires)

@@ -47,6 +47,7 @@ class LiveServer:
     url: str
     admin_token: str
     log: Path
+    env: dict[str, str]  # the server's environment (database, data dir): a worker shares it
 
     def admin(self) -> Client:
         return Client(self.url, self.admin_token, retries=0)
@@ -86,7 +87,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
             if time.monotonic() > deadline:
                 pytest.fail(f"server did not answer /healthz within 120 s:\n{log.read_text()[-3000:]}")
             time.sleep(0.25)
-        yield LiveServer(url=url, admin_token=ADMIN_TOKEN, log=log)
+        yield LiveServer(url=url, admin_token=ADMIN_TOKEN, log=log, env=env)
     finally:
         proc.terminate()
         try:
@@ -94,6 +95,24 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def supernet_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """An (untrained, seeded) paper-space supernet checkpoint and a tiny synthetic validation set."""
+    import torch
+
+    from tracking.checkpoint import save_checkpoint
+    from tracking.data.synth import generate_synthetic
+    from tracking.space import SearchSpace
+    from tracking.supernet import Supernet
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("supernet")
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(root / "supernet.pt", Supernet(SearchSpace.paper()), {"epoch": 0})
+    data = generate_synthetic(root / "val", sequences=1, frames=3, seed=0, progress=False)
+    return ckpt, data
 
 
 @pytest.fixture()

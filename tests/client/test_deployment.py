@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,38 @@ def test_every_environment_variable_is_documented(compose: dict) -> None:
     assert not missing, f"not documented in docs/deployment.md: {missing}"
     assert {"LUTNAS_DATABASE_URL", "LUTNAS_ADMIN_TOKEN", "LUTNAS_MAX_UPLOAD_MB", "LUTNAS_SERVER",
             "LUTNAS_API_KEY", "LUTNAS_AGENT_TOKEN"} <= documented
+
+
+def test_the_image_install_ships_every_module_and_migration(tmp_path: Path) -> None:
+    """Build the wheel from exactly what the Dockerfile copies: nothing the service needs at run
+    time (modules, Alembic migrations and templates, package data) may be left behind."""
+    text = (ROOT / "Dockerfile").read_text()
+    copied = re.findall(r"^COPY (\S+(?: \S+)*) \S+$", text, re.M)
+    src = tmp_path / "src"
+    for line in copied:
+        for name in line.split():
+            path = ROOT / name
+            if path.is_dir():
+                shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                (src / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, src / name)
+    out = tmp_path / "wheel"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q", "-w", str(out)],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [wheel] = out.glob("lutnas-*.whl")
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    needed = {
+        str(p.relative_to(ROOT))
+        for package in PACKAGES
+        for p in (ROOT / package).rglob("*")
+        if p.suffix in {".py", ".mako", ".ini", ".json"} and "__pycache__" not in p.parts
+    }
+    assert any(n.startswith("server/migrations/versions/") for n in needed)
+    assert not needed - shipped, f"left out of the installed package: {sorted(needed - shipped)}"
+    entry_points = next(n for n in shipped if n.endswith(".dist-info/entry_points.txt"))
+    scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "lutnas = lutnas.cli:main" in scripts and "lutnas-agent = profilers.agent:main" in scripts

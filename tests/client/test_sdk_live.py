@@ -48,7 +48,7 @@ def test_register_get_and_list_with_pagination(live_server, team: Client) -> Non
     # page_size=1 forces one request per item: the iterator must follow next_page_token.
     pages: list[httpx.Request] = []
     http = httpx.Client(base_url=live_server.url, event_hooks={"request": [pages.append]})
-    with Client(live_server.url, team._t.api_key, http=http) as counted:
+    with Client(live_server.url, team.api_key, http=http) as counted:
         listed = list(counted.hardware.list(page_size=1))
     assert [h.name for h in listed] == names  # a team sees only its own targets, in id order
     assert len(pages) >= 3 and all(r.url.params["page_size"] == "1" for r in pages)

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from client import Client, LutnasAPIError, LutnasConnectionError
+from client import Client, LutnasAPIError, LutnasConnectionError, LutnasTimeoutError
 from client.http import Transport
 
 pytestmark = pytest.mark.timeout(120)
@@ -119,3 +119,13 @@ def test_importing_the_sdk_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_wait_until_ready_polls_health(flaky, dead_url: str) -> None:
+    url, handler = flaky
+    handler.fail_first = 3
+    with Client(url, retries=0) as c:
+        assert c.wait_until_ready(timeout=30, poll=0.01) == {"status": "ok", "database": "ok"}
+    assert len(handler.seen) == 4
+    with Client(dead_url) as c, pytest.raises(LutnasTimeoutError, match="not ready after 0.3s"):
+        c.wait_until_ready(timeout=0.3, poll=0.05)

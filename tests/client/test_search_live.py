@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,35 +19,21 @@ from client import Client, LutnasAPIError, LutnasTimeoutError, Search
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture(scope="session")
-def supernet_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """An (untrained, seeded) paper-space supernet checkpoint and a tiny synthetic validation set."""
-    import torch
-
-    from tracking.checkpoint import save_checkpoint
-    from tracking.data.synth import generate_synthetic
-    from tracking.space import SearchSpace
-    from tracking.supernet import Supernet
-
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("supernet")
-    torch.manual_seed(0)
-    ckpt = save_checkpoint(root / "supernet.pt", Supernet(SearchSpace.paper()), {"epoch": 0})
-    data = generate_synthetic(root / "val", sequences=1, frames=3, seed=0, progress=False)
-    return ckpt, data
-
-
 @pytest.fixture()
-def queued(team: Client, supernet_files: tuple[Path, Path]) -> Search:
+def queued(team: Client, supernet_files: tuple[Path, Path]) -> Iterator[Search]:
     ckpt, data = supernet_files
     hw = team.hardware.register("search-cpu")
     sn = team.supernets.register("paper-untrained", str(ckpt), str(data))
-    return team.searches.submit(sn.id, [hw.id], population=4, generations=1, seed=0)
+    search = team.searches.submit(sn.id, [hw.id], population=4, generations=1, seed=0)
+    yield search
+    for s in team.searches.list():  # leave no queued job for a worker another test may start
+        if not s.done:
+            s.cancel()
 
 
 def _env(live_server, team: Client) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LUTNAS_")}
-    env.update(LUTNAS_SERVER=live_server.url, LUTNAS_API_KEY=team._t.api_key or "")
+    env.update(LUTNAS_SERVER=live_server.url, LUTNAS_API_KEY=team.api_key or "")
     return env
 
 

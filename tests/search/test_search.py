@@ -183,3 +183,16 @@ def test_resume_rejects_a_changed_latency_table(space, surrogate, cpu_table):
     remeasured = LatencyPredictor(synthetic_unit_ms(space, 1.2, 1), space)
     with pytest.raises(ValueError, match="changed since the search state was saved"):
         run_search(small(generations=2), surrogate, {"cpu": remeasured}, state=states[0])
+
+
+def test_defaults_are_lighttracks_evolution():
+    c = SearchConfig()
+    assert (c.population, c.generations, c.parents, c.n_mutations, c.n_crossovers, c.mutation_prob) == \
+        (48, 20, 10, 24, 24, 0.1)
+
+
+def test_evolution_improves_on_its_random_first_generation(surrogate, cpu_table):
+    seen = []
+    run_search(small(budget_ms=4.0, generations=6), surrogate, {"cpu": cpu_table},
+               on_generation=lambda p, s: seen.append(p["best_score"]))
+    assert seen[-1] > seen[0] and seen == sorted(seen)

@@ -53,7 +53,7 @@ def test_service_end_to_end(service: Service, artifacts: dict[str, Path]) -> Non
 
     # 1. An agent killed (SIGKILL) in the middle of a lease loses nothing: its units come back
     #    after the lease expires and a second agent measures them, one row per unit.
-    first = service.agent(token, "--batch", str(total), "--lease-seconds", "4", "--min-time", "0.2",
+    first = service.agent(token, "--batch", str(total), "--lease-seconds", "8", "--min-time", "0.2",
                           "--max-time", "0.2", "--idle-wait", "0.5")
     wait_for(lambda: coverage(c, hid)["measured"] >= 2, 120, 0.2, "the first agent's first units")
     first.send_signal(signal.SIGKILL)

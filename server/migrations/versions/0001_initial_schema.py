@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-25 13:44:52.782308
+Create Date: 2026-11-25 13:55:28.529225
 """
 
 from __future__ import annotations
@@ -213,6 +213,7 @@ def upgrade() -> None:
     sa.Column('done', sa.Boolean(), nullable=False),
     sa.Column('lease_id', sa.String(length=64), nullable=True),
     sa.Column('lease_expires_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('lease_seconds', sa.Float(), nullable=True),
     sa.Column('agent_token_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['agent_token_id'], ['agent_tokens.id'], name=op.f('fk_work_units_agent_token_id_agent_tokens'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['hardware_id'], ['hardware.id'], name=op.f('fk_work_units_hardware_id_hardware'), ondelete='CASCADE'),

@@ -1,0 +1,224 @@
+"""API latency with many stored results, and agent upload throughput, on SQLite and PostgreSQL.
+
+Starts a real ``lutnas serve --no-worker`` (uvicorn) per database, stores one finished search
+with ``--n`` (default 100k) evaluated architectures directly in the database (bulk insert), then
+prints p50/p99 latency of the results and Pareto endpoints with 1 and 16 concurrent clients, and
+the rate of agent result uploads (one result per request, as ``lutnas-agent`` sends them).
+
+    python benchmarks/bench_api.py [--n 100000] [--requests 400] [--databases sqlite,postgresql]
+
+PostgreSQL: a throwaway database on $LUTNAS_BENCH_PG (default
+postgresql+psycopg://postgres@127.0.0.1:5432/postgres), dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+from sqlalchemy import insert
+
+from server.db import create_engine_for
+from server.fronts import front_of
+from server.migrate import upgrade
+from server.models import ArchitectureRow, FrontPoint, Hardware, Search, SearchResult, Supernet
+from server.pagination import encode_token
+from tracking.space import sample_many
+
+ADMIN = "bench-admin-token"
+PG = os.environ.get("LUTNAS_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fill(url: str, team_id: int, hardware_id: int, n: int, seed: int = 0) -> tuple[int, int]:
+    """One succeeded search with ``n`` ranked results and its front; (search id, supernet id)."""
+    engine = create_engine_for(url)
+    rng = np.random.default_rng(seed)
+    archs = sample_many(n, seed)
+    ids = [a.canonical_id() for a in archs]
+    uniq = {}
+    for cid, a in zip(ids, archs, strict=True):
+        uniq.setdefault(cid, a.to_string())
+    scores = rng.uniform(0.2, 0.8, n)
+    lat = rng.uniform(5.0, 40.0, n)
+    with engine.begin() as conn:
+        sn = conn.execute(insert(Supernet).values(team_id=team_id, name="bench", checkpoint_path="-", data_path="-",
+                                                  space={"output_stages": [2, 3]}).returning(Supernet.id)).scalar_one()
+        sid = conn.execute(insert(Search).values(
+            team_id=team_id, supernet_id=sn, status="succeeded", request={"hardware_ids": [hardware_id]},
+            progress={"generation": 1, "generations": 1, "fraction": 1.0}, summary={"reference_ms": {
+                str(hardware_id): 45.0}})).inserted_primary_key[0]
+        rows = [{"id": k, "lighttrack": v, "flops": 300_000_000, "params": 1_000_000} for k, v in uniq.items()]
+        for i in range(0, len(rows), 5000):
+            conn.execute(insert(ArchitectureRow), rows[i:i + 5000])
+        order = np.argsort(-scores, kind="stable")
+        res = [{"search_id": sid, "rank": r + 1, "arch_id": ids[j], "score": float(scores[j]),
+                "latency_ms": {str(hardware_id): float(lat[j])}, "feasible": True} for r, j in enumerate(order)]
+        for i in range(0, len(res), 5000):
+            conn.execute(insert(SearchResult), res[i:i + 5000])
+        front = front_of([(ids[j], float(scores[j]), float(lat[j])) for j in range(n)])
+        conn.execute(insert(FrontPoint), [{"search_id": sid, "hardware_id": hardware_id, "arch_id": a, "score": s,
+                                           "latency_ms": m} for a, s, m in front])
+    engine.dispose()
+    return sid, sn
+
+
+def timed(url: str, key: str, paths: Callable[[], str], clients: int, requests: int) -> np.ndarray:
+    per = max(1, requests // clients)
+    out: list[float] = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as c:
+            c.get("/v1/me")  # connect
+            mine = []
+            for _ in range(per):
+                t0 = time.perf_counter()
+                r = c.get(paths())
+                mine.append((time.perf_counter() - t0) * 1000)
+                assert r.status_code == 200, r.text
+            with lock:
+                out.extend(mine)
+
+    threads = [threading.Thread(target=run) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return np.array(out)
+
+
+def uploads_per_second(url: str, client: httpx.Client, clients: int, targets: int) -> float:
+    """Register ``targets`` hardware targets and upload every unit of each, one per request."""
+    jobs = []
+    for _ in range(targets):
+        hw = client.post("/v1/hardware", json={"name": f"up-{secrets.token_hex(4)}", "kind": "cpu"}).json()
+        tok = client.post(f"/v1/hardware/{hw['id']}/agent-tokens", json={"name": "b"}).json()["token"]
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {tok}"}, timeout=60) as a:
+            lease = a.post("/v1/agent/leases", json={"max_units": 256}).json()
+        jobs += [(tok, lease["lease_id"], u["key"]) for u in lease["units"]]
+    random.Random(0).shuffle(jobs)
+    chunks = [jobs[i::clients] for i in range(clients)]
+
+    def run(chunk: list[tuple[str, str, str]]) -> None:
+        with httpx.Client(base_url=url, timeout=60) as c:
+            for tok, lease_id, key in chunk:
+                r = c.post("/v1/agent/results", headers={"Authorization": f"Bearer {tok}"}, json={
+                    "lease_id": lease_id, "results": [{"unit_key": key, "median_ms": 1.0, "p10_ms": 0.9,
+                                                       "p90_ms": 1.2, "iqr_ms": 0.1, "count": 50, "env": {}}]})
+                assert r.status_code == 200 and r.json()["stored"] == 1, r.text
+
+    threads = [threading.Thread(target=run, args=(ch,)) for ch in chunks]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(jobs) / (time.perf_counter() - t0)
+
+
+def bench(name: str, url: str, n: int, requests: int) -> None:
+    engine = create_engine_for(url)
+    upgrade(engine)
+    engine.dispose()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LUTNAS_")}
+    env.update({"LUTNAS_DATABASE_URL": url, "LUTNAS_ADMIN_TOKEN": ADMIN,
+                "LUTNAS_DATA_DIR": tempfile.mkdtemp(prefix="lutnas-bench-")})
+    log = open(Path(env["LUTNAS_DATA_DIR"]) / "server.log", "wb")  # noqa: SIM115
+    server = subprocess.Popen([str(Path(sys.executable).parent / "lutnas"), "serve", "--no-worker", "--port",
+                               str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
+            team = admin.post("/v1/teams", json={"name": f"bench-{secrets.token_hex(3)}"}).json()
+        key = team["api_key"]
+        client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+        hw = client.post("/v1/hardware", json={"name": "bench-cpu", "kind": "cpu"}).json()
+        engine = create_engine_for(url)
+        with engine.connect() as conn:
+            team_id = conn.execute(Hardware.__table__.select().where(Hardware.id == hw["id"])).one().team_id
+        engine.dispose()
+        t0 = time.perf_counter()
+        sid, sn = fill(url, team_id, hw["id"], n)
+        print(f"[{name}] stored {n} evaluated architectures in {time.perf_counter() - t0:.1f} s", flush=True)
+        rng = random.Random(0)
+        endpoints: dict[str, Callable[[], str]] = {
+            "search pareto": lambda: f"/v1/searches/{sid}/pareto?hardware_id={hw['id']}",
+            "team pareto": lambda: f"/v1/pareto?supernet_id={sn}&hardware_id={hw['id']}",
+            "results page 1": lambda: f"/v1/searches/{sid}/results?page_size=50",
+            "results deep page": lambda: (f"/v1/searches/{sid}/results?page_size=50&page_token="
+                                          f"{encode_token(rng.randrange(n - 50))}"),
+        }
+        for label, paths in endpoints.items():
+            for clients in (1, 16):
+                ms = timed(base, key, paths, clients, requests)
+                print(f"[{name}] {label:18s} clients={clients:2d}  p50 {np.percentile(ms, 50):7.1f} ms  "
+                      f"p99 {np.percentile(ms, 99):7.1f} ms  ({len(ms)} requests)", flush=True)
+        for clients in (1, 16):
+            rate = uploads_per_second(base, client, clients, targets=4)
+            print(f"[{name}] agent result uploads clients={clients:2d}  {rate:7.1f} /s", flush=True)
+        client.close()
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=100_000, help="stored evaluated architectures")
+    p.add_argument("--requests", type=int, default=400, help="requests per endpoint and concurrency")
+    p.add_argument("--databases", default="sqlite,postgresql")
+    a = p.parse_args()
+    for db in a.databases.split(","):
+        if db == "sqlite":
+            with tempfile.TemporaryDirectory() as tmp:
+                bench("sqlite", f"sqlite:///{tmp}/bench.db", a.n, a.requests)
+        elif db == "postgresql":
+            import psycopg
+
+            dsn = PG.replace("postgresql+psycopg://", "postgresql://")
+            try:
+                psycopg.connect(dsn, connect_timeout=3).close()
+            except psycopg.Error as e:
+                print(f"[postgresql] skipped: not reachable ({e})")
+                continue
+            name = f"lutnas_bench_{secrets.token_hex(3)}"
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            try:
+                bench("postgresql", PG.rsplit("/", 1)[0] + "/" + name, a.n, a.requests)
+            finally:
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        else:
+            raise SystemExit(f"unknown database {db!r}")
+
+
+if __name__ == "__main__":
+    main()

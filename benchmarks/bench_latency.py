@@ -1,0 +1,126 @@
+"""Latency lookup table figures: profiling time, fidelity against end-to-end runs, and prediction
+throughput (onnxruntime CPU execution provider on this machine).
+
+For each thread count: profile every unit of the space into a fresh SQLite table (timed), measure
+``--samples`` random subnets' search graphs end to end with identical session options, and print
+the share predicted within +-5% / +-10%, RMSPE and Spearman next to the FLOPs proxy (least-squares
+fit of latency on MACs, in-sample) and the noise floor (run-to-run spread of one model). A linear
+calibration is also fitted on ``--calib-samples`` other subnets and its figures printed.
+
+    python benchmarks/bench_latency.py                       # full run (quiet machine)
+    python benchmarks/bench_latency.py --samples 20 --threads 1   # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from latency_tables.calibrate import fit_calibration
+from latency_tables.fidelity import agreement, export_search_graphs, flops_proxy, measure_models, noise_floor
+from latency_tables.predict import LatencyPredictor
+from latency_tables.profile import profile_units
+from latency_tables.store import LatencyStore
+from latency_tables.units import all_units
+from profilers import Protocol, get_backend
+from tracking.flops import count_flops_params
+from tracking.space import SearchSpace, sample_many, to_genes
+
+
+def _row(label: str, a: dict) -> str:
+    return f"  {label:24}{a['within_5']:>9.1%}{a['within_10']:>11.1%}{a['rmspe']:>8.1%}{a['spearman']:>10.3f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samples", type=int, default=100, help="random subnets measured end to end")
+    ap.add_argument("--calib-samples", type=int, default=12, help="other subnets used to fit a calibration")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="end-to-end measurements per subnet (median); default 1 for 1 thread, 3 otherwise")
+    ap.add_argument("--space", choices=["paper", "code"], default="paper")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="cpu: process CPU time, robust on a shared machine (meaningful for 1 thread)")
+    ap.add_argument("--min-time", type=float, default=0.15)
+    ap.add_argument("--max-time", type=float, default=0.5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, default=None, help="also write all figures to this file")
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    space = SearchSpace.paper() if args.space == "paper" else SearchSpace.code()
+    protocol = Protocol(min_time_s=args.min_time, max_time_s=args.max_time, clock=args.clock)
+    units = all_units(space)
+    archs = sample_many(args.samples, args.seed, space)
+    calib_archs = sample_many(args.calib_samples, args.seed + 10_000, space)
+    flops = np.array([count_flops_params(a, space)[0] for a in archs], float)
+    results: dict = {"space": args.space, "units": len(units), "samples": args.samples, "clock": args.clock}
+    print(f"space {args.space}: {len(units)} distinct units; {args.samples} validation subnets "
+          f"+ {args.calib_samples} calibration subnets; clock {args.clock}")
+
+    with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
+        t0 = time.perf_counter()
+        paths = export_search_graphs(archs + calib_archs, Path(tmp) / "e2e", space, args.seed)
+        print(f"exported {len(paths)} search graphs in {time.perf_counter() - t0:.1f} s")
+        val_paths, cal_paths = paths[: len(archs)], paths[len(archs):]
+
+        for threads in args.threads:
+            repeats = args.repeats or (1 if threads == 1 else 3)
+            backend = get_backend("onnxruntime", threads=threads)
+            store = LatencyStore(Path(tmp) / f"lut-t{threads}.db")
+            t0 = time.perf_counter()
+            rep = profile_units(store, backend, units, name=f"bench-t{threads}", protocol=protocol,
+                                seed=args.seed)
+            profile_s = time.perf_counter() - t0
+            pred = LatencyPredictor.from_store(store, rep.table.name, space)
+            measured = measure_models(backend, val_paths, protocol, repeats, args.seed)
+            cal_measured = measure_models(backend, cal_paths, protocol, repeats, args.seed)
+            noise = noise_floor(backend, val_paths[0], protocol, runs=5, seed=args.seed)
+
+            raw = pred.predict_batch(archs)
+            calib = fit_calibration(pred, calib_archs, cal_measured)
+            cal_pred = LatencyPredictor(pred.medians, space, pred.overhead_ms, calib).predict_batch(archs)
+            fp, fit = flops_proxy(flops, measured)
+            fig = {"raw": agreement(raw, measured), "calibrated": agreement(cal_pred, measured),
+                   "flops": agreement(fp, measured)}
+
+            genes = np.array([to_genes(a, space) for a in sample_many(1000, 1, space)] * 100)
+            pred.predict_genes(genes)  # warm
+            t = time.perf_counter()
+            for _ in range(5):
+                pred.predict_genes(genes)
+            per_s = 5 * len(genes) / (time.perf_counter() - t)
+
+            print(f"\n== onnxruntime CPU EP, {threads} thread(s), {repeats} measurement(s) per subnet ==")
+            print(f"profiled {len(rep.measured)} units in {profile_s:.1f} s (export {rep.export_s:.1f} s, "
+                  f"measure {rep.measure_s:.1f} s); per-run overhead {rep.table.overhead_ms * 1000:.1f} us")
+            print(f"end-to-end latency: median {np.median(measured):.2f} ms "
+                  f"(min {measured.min():.2f}, max {measured.max():.2f})")
+            print(f"  {'predictor':24}{'within 5%':>9}{'within 10%':>11}{'RMSPE':>8}{'Spearman':>10}")
+            print(_row("LUT sum (raw)", fig["raw"]))
+            print(_row(f"LUT calibrated (n={args.calib_samples})", fig["calibrated"]))
+            print(_row("FLOPs, least squares", fig["flops"]))
+            print(f"  mean error: raw {fig['raw']['mean_error']:+.1%}, calibrated "
+                  f"{fig['calibrated']['mean_error']:+.1%}; calibration {calib['coef']} + {calib['intercept']:.3f} ms")
+            print(f"  noise floor: run-to-run CV {noise['noise_cv']:.1%}, range {noise['noise_range']:.1%} "
+                  f"over 5 runs of one subnet")
+            print(f"predictions: {per_s / 1e6:.2f} M/s on a {len(genes)}-row batch "
+                  f"(fastest reachable: {pred.fastest()[0]:.2f} ms)")
+            results[f"threads_{threads}"] = {
+                "repeats": repeats, "profile_s": profile_s, "export_s": rep.export_s, "measure_s": rep.measure_s,
+                "overhead_ms": rep.table.overhead_ms, **{k: v for k, v in fig.items()}, "flops_fit": fit,
+                "calibration": calib, **noise, "predictions_per_s": per_s,
+                "measured_ms": measured.tolist(), "raw_ms": raw.tolist()}
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

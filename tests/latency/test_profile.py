@@ -1,0 +1,84 @@
+"""A small real profile (onnxruntime, SQLite), resume, prediction and the CLI around it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from latency_tables.predict import LatencyPredictor, MissingUnitsError
+from latency_tables.profile import profile_units
+from latency_tables.store import LatencyStore
+from latency_tables.units import parse_key
+from profilers import Protocol, get_backend
+from tracking.space import LIGHTTRACK_MOBILE, lighttrack_mobile
+
+KEYS = ["stem:in3x256x256:out16:k3:s2", "adjust:in96x16x16:out96:s1", "neck:in96x16x16:out128:z96x8x8",
+        "head:in128x16x16:out192:k3", "cls:in256x16x16:out1:k3"]
+FAST = Protocol(warmup_runs=2, min_runs=5, min_time_s=0.02, max_time_s=0.1)
+
+
+def test_profile_a_few_units_and_resume(tmp_path):
+    db = tmp_path / "lut.db"
+    store = LatencyStore(db)
+    backend = get_backend("onnxruntime", threads=1)
+    units = [parse_key(k) for k in KEYS]
+    phases = []
+    rep = profile_units(store, backend, units[:3], protocol=FAST, progress=lambda *a: phases.append(a))
+    assert sorted(rep.measured) == sorted(KEYS[:3]) and rep.skipped == []
+    assert ("measure", 3, 3) in phases
+    assert rep.table.runtime["threads"] == 1 and rep.table.runtime["backend"] == "onnxruntime"
+    # Resumed run over all five: the three present are skipped, two are measured.
+    rep2 = profile_units(LatencyStore(db), backend, units, protocol=FAST)
+    assert sorted(rep2.skipped) == sorted(KEYS[:3]) and sorted(rep2.measured) == sorted(KEYS[3:])
+    info = store.find()
+    assert info.overhead_ms is not None and 0 < info.overhead_ms < 1
+    med = store.medians(info.id)
+    assert set(med) == set(KEYS) and all(v > 0 for v in med.values())
+    # The stem (3x256x256 -> 16x128x128 conv) costs more than a 16x16 output conv.
+    assert med[KEYS[0]] > med[KEYS[4]]
+    with pytest.raises(MissingUnitsError) as e:
+        LatencyPredictor.from_store(db).fastest()
+    assert "mbconv:in16x128x128:out24:k3:e4:s2" in e.value.keys
+
+
+def _lutnas(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lutnas.cli", *args], capture_output=True, text=True)
+
+
+def test_cli_profile_predict_export_import(tmp_path):
+    db = tmp_path / "lut.db"
+    r = _lutnas("profile", "--out", str(db), "--units", LIGHTTRACK_MOBILE, "--quiet",
+                "--min-time", "0.01", "--max-time", "0.03", "--label", "ci")
+    assert r.returncode == 0, r.stderr
+    assert "measured 24 unit(s)" in r.stdout
+    r = _lutnas("profile", "--out", str(db), "--units", LIGHTTRACK_MOBILE, "--quiet", "--label", "ci")
+    assert "measured 0 unit(s), skipped 24" in r.stdout
+    r = _lutnas("latency", "predict", "--table", str(db), LIGHTTRACK_MOBILE, "--json")
+    assert r.returncode == 0, r.stderr
+    pred = json.loads(r.stdout)["predictions"][0]
+    assert pred["arch"] == LIGHTTRACK_MOBILE and pred["latency_ms"] > 0
+    assert pred["latency_ms"] == pytest.approx(LatencyPredictor.from_store(db).predict(lighttrack_mobile()))
+    out = tmp_path / "t.parquet"
+    assert _lutnas("latency", "export", "--table", str(db), "--out", str(out)).returncode == 0
+    r = _lutnas("latency", "import", str(out), "--table", str(tmp_path / "copy.db"))
+    assert r.returncode == 0 and "imported 24 entries" in r.stdout
+
+
+def test_cli_bad_input_is_one_line_exit_2(tmp_path):
+    db = tmp_path / "lut.db"
+    LatencyStore(db).get_or_create("x", {}, {"backend": "onnxruntime"})
+    cases = [
+        ("latency", "predict", "--table", str(db), "back_123"),
+        ("latency", "predict", "--table", str(tmp_path / "absent.db"), LIGHTTRACK_MOBILE),
+        ("latency", "predict", "--table", str(db), LIGHTTRACK_MOBILE),  # table has no entries
+        ("latency", "export", "--table", str(db), "--out", str(tmp_path / "t.xlsx")),
+        ("profile", "--out", str(db), "--threads", "0"),
+        ("profile", "--out", str(db), "--provider", "NoSuchExecutionProvider"),
+    ]
+    for args in cases:
+        r = _lutnas(*args)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert "Traceback" not in r.stderr and r.stderr.strip(), args
