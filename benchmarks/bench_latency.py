@@ -28,6 +28,7 @@ from latency_tables.profile import profile_units
 from latency_tables.store import LatencyStore
 from latency_tables.units import all_units
 from profilers import Protocol, get_backend
+from profilers.measure import auto_flush_bytes
 from tracking.flops import count_flops_params
 from tracking.space import SearchSpace, sample_many, to_genes
 
@@ -46,6 +47,8 @@ def main() -> None:
     ap.add_argument("--space", choices=["paper", "code"], default="paper")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="cpu: process CPU time, robust on a shared machine (meaningful for 1 thread)")
+    ap.add_argument("--flush-kib", type=int, default=None,
+                    help="bytes read before each run to evict L2 (default: 4 x L2; 0 disables)")
     ap.add_argument("--min-time", type=float, default=0.15)
     ap.add_argument("--max-time", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
@@ -56,14 +59,17 @@ def main() -> None:
 
     torch.set_num_threads(1)
     space = SearchSpace.paper() if args.space == "paper" else SearchSpace.code()
-    protocol = Protocol(min_time_s=args.min_time, max_time_s=args.max_time, clock=args.clock)
+    flush = auto_flush_bytes() if args.flush_kib is None else args.flush_kib * 1024
+    protocol = Protocol(min_time_s=args.min_time, max_time_s=args.max_time, clock=args.clock, flush_bytes=flush)
     units = all_units(space)
     archs = sample_many(args.samples, args.seed, space)
     calib_archs = sample_many(args.calib_samples, args.seed + 10_000, space)
     flops = np.array([count_flops_params(a, space)[0] for a in archs], float)
-    results: dict = {"space": args.space, "units": len(units), "samples": args.samples, "clock": args.clock}
+    results: dict = {"space": args.space, "units": len(units), "samples": args.samples, "clock": args.clock,
+                     "flush_bytes": flush}
     print(f"space {args.space}: {len(units)} distinct units; {args.samples} validation subnets "
-          f"+ {args.calib_samples} calibration subnets; clock {args.clock}")
+          f"+ {args.calib_samples} calibration subnets; clock {args.clock}; "
+          f"cache flush {flush // 1024} KiB before each run")
 
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
         t0 = time.perf_counter()

@@ -60,12 +60,36 @@ def _backend_from_runtime(runtime: dict[str, Any]) -> Any:
     return get_backend(runtime.get("backend", "onnxruntime"), **cfg)
 
 
-def _protocol(min_time: float, max_time: float, clock: str = "wall") -> Any:
+def _protocol(min_time: float, max_time: float, clock: str = "wall", flush_bytes: int = 0) -> Any:
     from profilers.measure import Protocol
 
     if clock not in ("wall", "cpu"):
         raise typer.BadParameter("clock must be wall or cpu", param_hint="--clock")
-    return Protocol(min_time_s=min(min_time, max_time), max_time_s=max_time, clock=clock)
+    if min_time < 0 or max_time <= 0:
+        raise typer.BadParameter("times must be positive", param_hint="--min-time/--max-time")
+    return Protocol(min_time_s=min(min_time, max_time), max_time_s=max_time, clock=clock,
+                    flush_bytes=flush_bytes)
+
+
+def _table_protocol(runtime: dict[str, Any], min_time: float, max_time: float) -> Any:
+    """The protocol a table was measured with (end-to-end runs must use the same)."""
+    return _protocol(min_time, max_time, runtime.get("clock", "wall"), int(runtime.get("flush_bytes", 0)))
+
+
+def _flush_bytes(text: str) -> int:
+    from profilers.measure import auto_flush_bytes
+
+    if text == "auto":
+        return auto_flush_bytes()
+    if text in ("none", "0"):
+        return 0
+    if not text.isdigit():
+        raise typer.BadParameter("use auto, none or a size in KiB", param_hint="--flush")
+    return int(text) * 1024
+
+
+FLUSH_HELP = ("Bytes read before each timed run to evict private caches, as inside a whole network: "
+              "auto (4 x L2), none, or KiB.")
 
 
 CLOCK_HELP = ("wall: latency as seen (default); cpu: process CPU time, robust to other processes on a "
@@ -88,6 +112,7 @@ def profile(
     max_time: float = typer.Option(0.5, "--max-time", help="Time cap per unit in seconds."),
     seed: int = typer.Option(0, "--seed", help="Seed of unit weights and inputs."),
     clock: str = typer.Option("wall", "--clock", help=CLOCK_HELP),
+    flush: str = typer.Option("auto", "--flush", help=FLUSH_HELP),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Measure every unit of the space (or of the given architectures) into TABLE; resumable."""
@@ -108,7 +133,8 @@ def profile(
         raise ValueError("lutnas profile measures ONNX unit models: use --backend onnxruntime")
     store = LatencyStore(out)
     with _progress("profile", not quiet) as progress:
-        rep = profile_units(store, be, todo, name, hardware_of_this_machine(label), _protocol(min_time, max_time, clock),
+        rep = profile_units(store, be, todo, name, hardware_of_this_machine(label),
+                               _protocol(min_time, max_time, clock, _flush_bytes(flush)),
                             seed, progress=progress)
     typer.echo(f"table {rep.table.name!r}: measured {len(rep.measured)} unit(s), skipped {len(rep.skipped)} "
                f"already present; export {rep.export_s:.1f} s, measurement {rep.measure_s:.1f} s; "
@@ -194,7 +220,7 @@ def validate(
     backend = _backend_from_runtime(info.runtime)
     with _progress("validate", not quiet and not as_json) as progress:
         rep = run_validate(pred, backend, samples, seed,
-                           _protocol(min_time, max_time, info.runtime.get("clock", "wall")), repeats,
+                           _table_protocol(info.runtime, min_time, max_time), repeats,
                            noise_runs, progress=progress)
     rep["table"] = info.name
     if as_json:
@@ -222,10 +248,12 @@ def _format_report(rep: dict[str, Any]) -> str:
 def calibrate(
     table: str = typer.Option(..., "--table"),
     name: str | None = typer.Option(None, "--name"),
-    samples: int = typer.Option(10, "--samples", min=4),
+    samples: int = typer.Option(10, "--samples", min=2),
     seed: int = typer.Option(1000, "--seed", help="Seed of the calibration subnets (use another for validate)."),
     space: str = typer.Option("paper", "--space"),
-    features: list[str] = typer.Option(["raw_ms"], "--feature", help="raw_ms, n_blocks, n_head_layers (repeatable)."),
+    method: str = typer.Option("scale", "--method", help="scale (robust ratio), linear (Huber) or ols."),
+    features: list[str] = typer.Option(["raw_ms"], "--feature",
+                                       help="linear/ols: raw_ms, n_blocks, n_head_layers (repeatable)."),
     repeats: int = typer.Option(1, "--repeats", min=1),
     min_time: float = typer.Option(0.15, "--min-time"),
     max_time: float = typer.Option(0.5, "--max-time"),
@@ -253,9 +281,9 @@ def calibrate(
     backend = _backend_from_runtime(info.runtime)
     with tempfile.TemporaryDirectory() as tmp, _progress("calibrate", not quiet) as progress:
         paths = export_search_graphs(archs, tmp, sp, seed, progress)
-        measured = measure_models(backend, paths, _protocol(min_time, max_time, info.runtime.get("clock", "wall")),
+        measured = measure_models(backend, paths, _table_protocol(info.runtime, min_time, max_time),
                                   repeats, seed, progress)
-    calib = fit_calibration(pred, archs, measured, features)
+    calib = fit_calibration(pred, archs, measured, features, method)
     store.update(info.id, calibration=calib)
     b, a, cv = calib["before"], calib["after"], calib["after_cv"]
     typer.echo(f"table {info.name!r}: calibrated on {samples} subnets; within 10%: {b['within_10']:.0%} -> "

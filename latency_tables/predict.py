@@ -117,6 +117,12 @@ class LatencyPredictor:
         from tracking.space import enumerate_genes
 
         self._gene_bound = np.array([n for _, n in enumerate_genes(sp)])
+        # Flattened views for predict_genes' gathers.
+        self._block_flat = self.block_cost.ravel()
+        self._block_offsets = np.arange(self.n_block_genes) * len(MBCONV_CHOICES)
+        self._last_block = np.array(last)
+        self._first_flat = self.head_first.ravel()
+        self._later_flat = self.head_later.ravel()
 
     # -- prediction -----------------------------------------------------------------------
     def raw_sum(self, arch: Architecture) -> float:
@@ -155,17 +161,18 @@ class LatencyPredictor:
         if g.size and ((g < 0).any() or (g >= self._gene_bound).any()):
             row, col = np.argwhere((g < 0) | (g >= self._gene_bound))[0]
             raise ValueError(f"gene {col} of row {row} is {g[row, col]}, outside 0..{self._gene_bound[col] - 1}")
-        nb = self.n_block_genes
+        nb, nl = self.n_block_genes, self.space.head_layers
         out = g[:, nb]
-        block = self.block_cost[np.arange(nb), g[:, :nb]]  # [n, nb]
-        total = self.base + self.out_cost[out]
-        total = total + np.where(self.active[out], block, 0.0).sum(axis=1)
+        # Blocks run up to the output position: a prefix sum read at the output's last block.
+        block = self._block_flat[g[:, :nb] + self._block_offsets]  # [n, nb]
+        backbone = np.cumsum(block, axis=1)[np.arange(len(g)), self._last_block[out]]
+        total = self.base + self.out_cost[out] + backbone
         i = nb + 1
         for tower in ("cls", "reg"):
             w = g[:, i]
-            total = total + self.head_first[w, g[:, i + 1]] + self.tower_out[tower][w]
-            total = total + self.head_later[w[:, None], g[:, i + 2 : i + 1 + self.space.head_layers]].sum(axis=1)
-            i += 1 + self.space.head_layers
+            later = self._later_flat[w[:, None] * 3 + g[:, i + 2 : i + 1 + nl]].sum(axis=1)
+            total += self._first_flat[w * len(HEAD_KERNELS) + g[:, i + 1]] + self.tower_out[tower][w] + later
+            i += 1 + nl
         if np.isnan(total).any():
             bad = np.flatnonzero(np.isnan(total))[:50]
             missing: set[str] = set()

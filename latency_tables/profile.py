@@ -43,7 +43,7 @@ def profile_units(store: LatencyStore, backend: Backend, units: Sequence[Unit], 
     """Measure every unit not yet in the table ``name`` (default: derived from hardware and
     runtime) and store the results; also measures the per-run overhead once per table."""
     hardware = hardware or hardware_of_this_machine()
-    runtime = {**backend.config(), "clock": protocol.clock}
+    runtime = {**backend.config(), "clock": protocol.clock, "flush_bytes": protocol.flush_bytes}
     info = store.get_or_create(name or default_table_name(hardware, runtime), hardware, runtime)
     have = store.keys(info.id)
     todo = list({u.key: u for u in units if u.key not in have}.values())

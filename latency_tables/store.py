@@ -230,7 +230,8 @@ def read_table_file(path: str | Path) -> pd.DataFrame:
 
 def _runtime_key(runtime: Mapping[str, Any]) -> tuple[Any, ...]:
     keys = ("backend", "provider", "threads", "precision", "graph_optimization")
-    return (*(str(runtime.get(k)) for k in keys), str(runtime.get("clock", "wall")))
+    return (*(str(runtime.get(k)) for k in keys), str(runtime.get("clock", "wall")),
+            int(runtime.get("flush_bytes", 0)))
 
 
 def _as_datetime(value: Any) -> dt.datetime:

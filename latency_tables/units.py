@@ -257,3 +257,13 @@ def unit_filename(unit: Unit | str) -> str:
     """A file name for a unit's ONNX model (``:`` is not portable in file names)."""
     key = unit if isinstance(unit, str) else unit.key
     return key.replace(":", "_") + ".onnx"
+
+
+def unit_onnx_bytes(unit: Unit | str, seed: int = 0) -> bytes:
+    """The unit's ONNX model as bytes (e.g. for the server to hand to a profiler agent);
+    ``unit`` may be a key."""
+    import tempfile
+
+    u = parse_key(unit) if isinstance(unit, str) else unit
+    with tempfile.TemporaryDirectory(prefix="lutnas-unit-") as tmp:
+        return export_unit_onnx(u, Path(tmp) / unit_filename(u), seed).read_bytes()

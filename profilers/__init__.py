@@ -5,16 +5,26 @@ Importable with only numpy + onnxruntime (no torch, fastapi or sqlalchemy).
 
 from profilers.backends import Backend, LoadedModel, available_backends, get_backend, register_backend
 from profilers.env import environment
-from profilers.measure import Measurement, Protocol, measure, measure_overhead, summarize
+from profilers.measure import (
+    Measurement,
+    Protocol,
+    auto_flush_bytes,
+    identity_model,
+    measure,
+    measure_overhead,
+    summarize,
+)
 
 __all__ = [
     "Backend",
     "LoadedModel",
     "Measurement",
     "Protocol",
+    "auto_flush_bytes",
     "available_backends",
     "environment",
     "get_backend",
+    "identity_model",
     "measure",
     "measure_overhead",
     "register_backend",

@@ -53,15 +53,20 @@ class LoadedModel(ABC):
     def run(self) -> None:
         """One inference."""
 
-    def time_runs(self, n: int, clock: str = "wall") -> np.ndarray:
-        """Time of each of ``n`` consecutive runs in nanoseconds (raw, unparsed). ``clock``:
-        ``wall`` (latency as a user sees it) or ``cpu`` (CPU time of this process: immune to
-        preemption by other processes on a shared machine, equal to wall time on a quiet one
-        for single-threaded runs)."""
+    def time_runs(self, n: int, clock: str = "wall", flush: np.ndarray | None = None) -> np.ndarray:
+        """Time of each of ``n`` consecutive runs in nanoseconds (raw, unparsed).
+
+        ``clock``: ``wall`` (latency as a user sees it) or ``cpu`` (CPU time of this process:
+        immune to preemption by other processes on a shared machine, equal to wall time on a
+        quiet one for single-threaded runs). ``flush``: a buffer read (untimed) before every run
+        to evict the private caches, as a unit inside a whole network finds them.
+        """
         out = np.empty(n, dtype=np.int64)
         clock_fn = CLOCKS[clock]
         run = self.run
         for i in range(n):
+            if flush is not None:
+                flush.sum()  # read only: no dirty lines left to write back during the run
             t0 = clock_fn()
             run()
             out[i] = clock_fn() - t0

@@ -50,6 +50,29 @@ def _frequency() -> dict[str, Any]:
     return out
 
 
+def _size_bytes(text: str) -> int | None:
+    text = text.strip().upper()
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    digits = text.rstrip("KMGB")
+    return int(digits) * scale if digits.isdigit() else None
+
+
+@functools.cache
+def cache_sizes() -> dict[str, int]:
+    """Per-level cache sizes of CPU 0 in bytes (``{"L1d": ..., "L2": ..., "L3": ...}``), where
+    /sys exposes them."""
+    out: dict[str, int] = {}
+    base = Path("/sys/devices/system/cpu/cpu0/cache")
+    for idx in sorted(base.glob("index*")) if base.exists() else []:
+        level, kind, size = (_read(str(idx / f)) for f in ("level", "type", "size"))
+        if not level or not size or kind == "Instruction":
+            continue
+        value = _size_bytes(size)
+        if value:
+            out[f"L{level}{'d' if kind == 'Data' else ''}"] = value
+    return out
+
+
 def environment(runtime: dict[str, Any] | None = None) -> dict[str, Any]:
     """This machine's facts, merged with a backend's ``runtime_info()``."""
     try:
@@ -66,6 +89,7 @@ def environment(runtime: dict[str, Any] | None = None) -> dict[str, Any]:
         "hostname": platform.node(),
     }
     env.update(_frequency())
+    env.update({f"cache_{k}_kib": v // 1024 for k, v in cache_sizes().items()})
     load = _read("/proc/loadavg")
     if load:
         env["loadavg_1m"] = float(load.split()[0])

@@ -34,16 +34,33 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="port to listen on"),
     no_worker: bool = typer.Option(False, "--no-worker", help="do not run the embedded job worker"),
+    workers: int = typer.Option(1, "--workers", min=1, max=64, help="API processes (each with its own "
+                                "embedded job worker unless --no-worker)"),
     database_url: str | None = DbOption,
 ) -> None:
     """Serve the API (migrating the database first) with an embedded search worker."""
+    import os
+
     import uvicorn
 
     from server.app import create_app
 
     _logging()
-    app = create_app(_settings(database_url), worker=not no_worker)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    settings = _settings(database_url)
+    if workers == 1:
+        app = create_app(settings, worker=not no_worker)
+        uvicorn.run(app, host=host, port=port, log_level="info")
+        return
+    from server.db import create_engine_for
+    from server.migrate import upgrade
+
+    engine = create_engine_for(settings.database_url)
+    upgrade(engine)  # once, before the processes start
+    engine.dispose()
+    os.environ["LUTNAS_DATABASE_URL"] = settings.database_url
+    os.environ["LUTNAS_EMBEDDED_WORKER"] = "0" if no_worker else "1"
+    uvicorn.run("server.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level="info")
 
 
 @worker_app.command()

@@ -8,22 +8,26 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from search.pareto import hypervolume_2d, pareto_mask
+from search.pareto import hypervolume_2d
 from server.models import ArchitectureRow, FrontPoint, Search
 
 
 def front_of(points: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
-    """Non-dominated (arch id, score, latency) points, one per architecture, fastest first."""
+    """Non-dominated (arch id, score, latency) points, one per architecture, fastest first.
+
+    Two objectives: sort by latency (then score, descending) and sweep, keeping a point when it
+    scores strictly better than every faster one; O(n log n), so 100k results cost little.
+    """
     best: dict[str, tuple[str, float, float]] = {}
     for p in points:
         best.setdefault(p[0], p)
-    pts = list(best.values())
-    if not pts:
-        return []
-    F = np.array([[-s, lat] for _, s, lat in pts], dtype=float)
-    keep = pareto_mask(F)
-    out = [p for p, k in zip(pts, keep, strict=True) if k]
-    return sorted(out, key=lambda p: (p[2], -p[1], p[0]))
+    front: list[tuple[str, float, float]] = []
+    top = -np.inf
+    for p in sorted(best.values(), key=lambda p: (p[2], -p[1], p[0])):
+        if p[1] > top:
+            front.append(p)
+            top = p[1]
+    return front
 
 
 def pareto_payload(session: Session, searches: list[Search], hardware_id: int) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from latency_tables.db import LatencyTable
 from server.auth import AGENT_PREFIX, TeamDep, hash_secret, new_secret
 from server.deps import SessionDep, SettingsDep
 from server.models import AgentToken, Hardware, Team, WorkUnit
-from server.pagination import PageSize, PageToken, decode_token, page
+from server.pagination import Page, PageSize, PageToken, decode_token, page
 from server.problems import Problem, not_found
 from server.schemas import AgentTokenCreate, AgentTokenOut, Coverage, HardwareCreate, HardwareOut
 from server.workunits import work_keys
@@ -66,7 +66,7 @@ def register_hardware(body: HardwareCreate, team: TeamDep, session: SessionDep, 
     return hardware_out(hw, Coverage(measured=0, total=len(keys), fraction=0.0))
 
 
-@router.get("/v1/hardware", operation_id="list_hardware")
+@router.get("/v1/hardware", response_model=Page[HardwareOut], operation_id="list_hardware")
 def list_hardware(team: TeamDep, session: SessionDep, page_size: PageSize = 50,
                   page_token: PageToken = None) -> dict[str, Any]:
     after = decode_token(page_token)

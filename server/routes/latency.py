@@ -16,7 +16,7 @@ from server.auth import TeamDep
 from server.deps import SessionDep
 from server.lut import parse_architectures, predict_for
 from server.models import WorkUnit
-from server.pagination import PageSize, PageToken, decode_token, page
+from server.pagination import Page, PageSize, PageToken, decode_token, page
 from server.routes.hardware import coverage, get_team_hardware
 from server.schemas import CoverageDetail, LatencyEntryOut, PredictOut, PredictRequest
 
@@ -29,7 +29,7 @@ def _entry(e: LatencyEntry) -> dict[str, Any]:
     return LatencyEntryOut.model_validate(e, from_attributes=True).model_dump()
 
 
-@router.get("", operation_id="list_latency_entries")
+@router.get("", response_model=Page[LatencyEntryOut], operation_id="list_latency_entries")
 def list_latency_entries(hardware_id: int, team: TeamDep, session: SessionDep, page_size: PageSize = 50,
                          page_token: PageToken = None) -> dict[str, Any]:
     hw = get_team_hardware(session, team, hardware_id)

@@ -12,7 +12,7 @@ from server.auth import TeamDep
 from server.deps import SessionDep
 from server.fronts import pareto_payload
 from server.models import ArchitectureRow, Hardware, Search, SearchResult, Supernet, Team, utcnow
-from server.pagination import PageSize, PageToken, decode_token, page
+from server.pagination import Page, PageSize, PageToken, decode_token, page
 from server.problems import Problem, not_found
 from server.schemas import ParetoOut, Progress, ResultItem, SearchCreate, SearchOut
 from server.workunits import space_of
@@ -69,7 +69,7 @@ def submit_search(body: SearchCreate, team: TeamDep, session: SessionDep, respon
     return search_out(s)
 
 
-@router.get("", operation_id="list_searches")
+@router.get("", response_model=Page[SearchOut], operation_id="list_searches")
 def list_searches(team: TeamDep, session: SessionDep, page_size: PageSize = 50,
                   page_token: PageToken = None) -> dict[str, Any]:
     before = decode_token(page_token)
@@ -101,7 +101,7 @@ def cancel_search(search_id: int, team: TeamDep, session: SessionDep) -> SearchO
     return search_out(s)
 
 
-@router.get("/{search_id}/results", operation_id="list_results")
+@router.get("/{search_id}/results", response_model=Page[ResultItem], operation_id="list_results")
 def list_results(search_id: int, team: TeamDep, session: SessionDep, page_size: PageSize = 50,
                  page_token: PageToken = None) -> dict[str, Any]:
     s = get_team_search(session, team, search_id)

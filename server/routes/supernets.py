@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from server.auth import TeamDep
 from server.deps import SessionDep, SettingsDep
 from server.models import Supernet, Team
-from server.pagination import PageSize, PageToken, decode_token, page
+from server.pagination import Page, PageSize, PageToken, decode_token, page
 from server.problems import Problem, not_found
 from server.schemas import SupernetCreate, SupernetOut
 
@@ -182,7 +182,7 @@ async def register_supernet(request: Request, team: TeamDep, session: SessionDep
     return sn
 
 
-@router.get("", operation_id="list_supernets")
+@router.get("", response_model=Page[SupernetOut], operation_id="list_supernets")
 def list_supernets(team: TeamDep, session: SessionDep, page_size: PageSize = 50,
                    page_token: PageToken = None) -> dict[str, Any]:
     after = decode_token(page_token)

@@ -82,3 +82,26 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path):
         r = _lutnas(*args)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert "Traceback" not in r.stderr and r.stderr.strip(), args
+
+
+def test_validate_json_has_the_agreed_keys(tmp_path):
+    from tracking.space import sample_many
+
+    db = tmp_path / "lut.db"
+    archs = [a.to_string() for a in sample_many(2, 5)]
+    args = ["--quiet", "--min-time", "0.01", "--max-time", "0.03"]
+    r = _lutnas("profile", "--out", str(db), *[x for a in archs for x in ("--units", a)], *args)
+    assert r.returncode == 0, r.stderr
+    r = _lutnas("latency", "validate", "--table", str(db), "--samples", "2", "--seed", "5", "--noise-runs", "2",
+                "--min-time", "0.01", "--max-time", "0.05", "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    for key in ("samples", "within_5", "within_10", "rmspe", "spearman", "flops_within_10", "flops_spearman",
+                "noise_cv"):
+        assert key in rep, key
+    assert rep["samples"] == 2 and rep["archs"] == archs
+    assert 0 <= rep["within_5"] <= rep["within_10"] <= 1 and rep["noise_cv"] >= 0
+    assert all(m > 0 for m in rep["measured_ms"])
+    # A sample needing units the table lacks fails before any measurement, naming a unit.
+    r = _lutnas("latency", "validate", "--table", str(db), "--samples", "30", "--seed", "6", "--json")
+    assert r.returncode == 2 and "no entry for" in r.stderr

@@ -58,6 +58,10 @@ def test_protocol_respects_caps_and_clock():
     assert m.count <= 7
     m = measure(be, identity_model(), Protocol(min_time_s=0.01, max_time_s=0.05, clock="cpu"))
     assert m.env["clock"] == "cpu" and m.median_ms > 0
+    m = measure(be, identity_model(), Protocol(min_time_s=0.01, max_time_s=0.05, flush_bytes=1 << 20))
+    assert m.env["flush_bytes"] == 1 << 20 and m.count >= 10
+    with pytest.raises(ValueError):
+        Protocol(flush_bytes=-1)
     with pytest.raises(ValueError):
         Protocol(clock="sundial")
     with pytest.raises(ValueError):

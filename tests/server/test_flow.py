@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from tests.server.conftest import Service, agent_token, register_hardware, wait_for
+from tests.server.conftest import BIN, Service, agent_token, free_port, register_hardware, wait_for
 
 FAST = ("--min-time", "0.01", "--max-time", "0.03")
 
@@ -51,11 +51,20 @@ def test_service_end_to_end(service: Service, artifacts: dict[str, Path]) -> Non
     hid, total = hw["id"], hw["coverage"]["total"]
     token = agent_token(c, hid, "bench-1")
 
-    # 1. An agent killed (SIGKILL) in the middle of a lease loses nothing: its units come back
+    # 1. SIGTERM: the agent finishes and uploads the unit in hand, then exits cleanly.
+    polite = service.agent(token, "--batch", "4", "--lease-seconds", "2", "--min-time", "0.2", "--max-time", "0.2")
+    wait_for(lambda: coverage(c, hid)["measured"] >= 1, 120, 0.2, "the first measured unit")
+    polite.send_signal(signal.SIGTERM)
+    assert polite.wait(60) == 0
+    by_polite = coverage(c, hid)["measured"]
+    assert 1 <= by_polite <= 4
+    time.sleep(2.5)  # its lease runs out
+
+    #    An agent killed (SIGKILL) in the middle of a lease loses nothing: its units come back
     #    after the lease expires and a second agent measures them, one row per unit.
     first = service.agent(token, "--batch", str(total), "--lease-seconds", "8", "--min-time", "0.2",
                           "--max-time", "0.2", "--idle-wait", "0.5")
-    wait_for(lambda: coverage(c, hid)["measured"] >= 2, 120, 0.2, "the first agent's first units")
+    wait_for(lambda: coverage(c, hid)["measured"] >= by_polite + 2, 120, 0.2, "the first agent's first units")
     first.send_signal(signal.SIGKILL)
     first.wait(30)
     killed_at = time.monotonic()
@@ -136,6 +145,26 @@ def test_service_end_to_end(service: Service, artifacts: dict[str, Path]) -> Non
     assert c.get(f"/v1/searches/{sid}/pareto").json() == c.get(f"/v1/searches/{reference}/pareto").json()
     replacement.send_signal(signal.SIGTERM)
     assert replacement.wait(60) == 0
+
+    # 5. `lutnas serve` without --no-worker runs searches itself (embedded worker thread); the
+    #    scores of this repeat of search 1 come from the score cache.
+    port = free_port()
+    embedded = service.spawn([str(BIN / "lutnas"), "serve", "--port", str(port)], "embedded")
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _healthy(url), 120, 0.5, "the embedded-worker server")
+    with httpx.Client(base_url=url, headers=c.headers, timeout=120) as c2:
+        again = wait_search(c2, c2.post("/v1/searches", json=request).json()["id"])
+        assert again["status"] == "succeeded" and again["progress"]["evaluated"] == s1["progress"]["evaluated"]
+        assert all_results(c2, again["id"]) == results
+    embedded.send_signal(signal.SIGTERM)
+    assert embedded.wait(60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url + "/healthz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def test_search_waits_for_missing_units(service: Service, artifacts: dict[str, Path]) -> None:

@@ -1,0 +1,148 @@
+"""``lutnas demo``: the whole pipeline on this machine with the embedded SQLite default.
+
+Synthetic tracking data -> a small one-shot supernet -> this CPU's latency lookup table ->
+a Pareto search (accuracy vs measured latency) -> the ranked front and its plot.
+
+Every step keeps its output in the work folder and is skipped when a re-run finds it complete,
+so a second run takes seconds and an interrupted one resumes (training from its last checkpoint,
+profiling from the last measured unit, the search from its last generation).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+demo_app = typer.Typer(add_completion=False, help="The whole pipeline on this machine, end to end.")
+
+
+def _step(console: Any, n: int, title: str) -> float:
+    console.rule(f"[bold]{n}/5 {title}")
+    return time.perf_counter()
+
+
+def _done(console: Any, t0: float, what: str) -> None:
+    console.print(f"[green]done[/green] {what} ({time.perf_counter() - t0:.1f} s)")
+
+
+@demo_app.command("demo")
+def demo(
+    workdir: Path = typer.Option(Path("lutnas-demo"), "--workdir", help="Where everything is kept."),
+    sequences: int = typer.Option(24, "--sequences", min=2, help="Synthetic training sequences."),
+    frames: int = typer.Option(40, "--frames", min=4, help="Frames per synthetic sequence."),
+    iterations: int = typer.Option(300, "--iterations", min=1, help="Supernet training iterations."),
+    batch: int = typer.Option(8, "--batch", min=1, help="Training batch size."),
+    population: int = typer.Option(16, "--population", min=4, help="Search population."),
+    generations: int = typer.Option(6, "--generations", min=1, help="Search generations."),
+    threads: int = typer.Option(2, "--threads", min=1, help="Torch threads for training and scoring."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random step."),
+) -> None:
+    """Synthetic data, a small supernet, this CPU's latency table, a Pareto search, its front."""
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    torch.set_num_threads(threads)
+    workdir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+
+    # 1. data ---------------------------------------------------------------------------
+    from tracking.data.synth import generate_synthetic
+
+    t0 = _step(console, 1, "synthetic tracking data")
+    train_dir, val_dir = workdir / "data" / "train", workdir / "data" / "val"
+    for d, n, s in ((train_dir, sequences, seed), (val_dir, max(4, sequences // 4), seed + 1000)):
+        if (d / "list.txt").is_file():
+            console.print(f"reusing {d}")
+        else:
+            generate_synthetic(d, n, frames, seed=s)
+    _done(console, t0, f"train {train_dir}, validation {val_dir} (held-out seed)")
+
+    # 2. supernet -----------------------------------------------------------------------
+    from tracking.checkpoint import load_supernet
+    from tracking.train import TrainConfig, train_supernet
+
+    t0 = _step(console, 2, "one-shot supernet training (single path, uniform sampling)")
+    ckpt = workdir / "supernet.pt"
+    cfg = TrainConfig(epochs=1, iters_per_epoch=iterations, batch_size=batch, seed=seed, threads=threads,
+                      checkpoint_every=50)
+    done_iters = int(load_supernet(ckpt)[1].get("iteration", 0)) if ckpt.is_file() else 0
+    if done_iters >= cfg.total_iters:
+        console.print(f"reusing {ckpt} ({done_iters} iterations)")
+    else:
+        train_supernet(train_dir, ckpt, cfg, progress=True, resume=ckpt.is_file())
+    _done(console, t0, f"supernet {ckpt}")
+
+    # 3. latency table --------------------------------------------------------------------
+    from latency_tables.cli import _progress
+    from latency_tables.predict import LatencyPredictor
+    from latency_tables.profile import hardware_of_this_machine, profile_units
+    from latency_tables.store import LatencyStore
+    from latency_tables.units import all_units
+    from profilers.backends import get_backend
+    from profilers.measure import Protocol
+    from tracking.space import SearchSpace
+
+    t0 = _step(console, 3, "this CPU's latency lookup table (onnxruntime, 1 thread)")
+    space = SearchSpace.paper()
+    store = LatencyStore(workdir / "latency.db")
+    backend = get_backend("onnxruntime", provider="CPUExecutionProvider", threads=1)
+    with _progress("profile") as progress:
+        rep = profile_units(store, backend, all_units(space), "this-cpu", hardware_of_this_machine(),
+                            Protocol(), seed, progress=progress)
+    console.print(f"table {rep.table.name!r}: {len(rep.measured)} unit(s) measured, {len(rep.skipped)} reused")
+    table = LatencyPredictor.from_store(store, "this-cpu", space)
+    _done(console, t0, f"latency table {workdir / 'latency.db'}")
+
+    # 4. search --------------------------------------------------------------------------
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from search.config import SearchConfig
+    from search.evaluators import SupernetAccuracy
+    from search.report import plot_pareto, write_ranked
+    from search.runner import run_search
+    from search.state import loads
+
+    t0 = _step(console, 4, "Pareto search: tracking score vs measured latency (NSGA-II)")
+    out = workdir / "search"
+    out.mkdir(exist_ok=True)
+    state_path = out / "state.json"
+    config = SearchConfig(algorithm="pareto", population=population, generations=generations, seed=seed,
+                          predictor=True, predictor_min_samples=min(32, population * 2), batch_size=8,
+                          parents=min(10, population))
+    state = loads(state_path.read_text()) if state_path.is_file() else None
+    if state is not None and state.get("config") not in (None, config.model_dump(mode="json")):
+        state = None  # settings changed: start afresh rather than resume a different search
+    accuracy = SupernetAccuracy.from_checkpoint(str(ckpt), str(val_dir), mode="pairs", n_pairs=64,
+                                                bn_data_dir=str(train_dir), bn_batches=2, bn_batch_size=16)
+    with Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("", total=generations, completed=int(state["generation"]) if state else 0)
+
+        def on_generation(p: dict[str, Any], st: dict[str, Any]) -> None:
+            tmp = state_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(st))
+            tmp.replace(state_path)
+            bar.update(task, completed=p["generation"] + 1,
+                       description=f"evaluated {p['evaluated']}, front {p['front_size']}")
+
+        result = run_search(config, accuracy, {"this-cpu": table}, state=state, on_generation=on_generation)
+    csv_path, json_path = write_ranked(result, out)
+    png = plot_pareto(result, out / "pareto.png")
+    _done(console, t0, f"{result.evaluated} candidates scored on the supernet")
+
+    # 5. the front -------------------------------------------------------------------------
+    _step(console, 5, "the Pareto front (fastest first)")
+    t = Table("latency ms", "score", "MACs M", "params M")
+    t.add_column("LightTrack string", overflow="fold")
+    for r in sorted(result.front, key=lambda r: r.latency_ms["this-cpu"]):
+        t.add_row(f"{r.latency_ms['this-cpu']:.2f}", f"{r.score:.4f}", f"{(r.macs or 0) / 1e6:.0f}",
+                  f"{(r.params or 0) / 1e6:.2f}", r.arch)
+    console.print(t)
+    console.print(f"hypervolume {result.hypervolume:.4f}; ranked: {csv_path}, {json_path}; plot: {png}")
+    console.print(f"[bold]demo finished in {time.perf_counter() - start:.0f} s[/bold] (work folder {workdir})")
