@@ -26,11 +26,23 @@ from latency_tables.fidelity import agreement, export_search_graphs, flops_proxy
 from latency_tables.predict import LatencyPredictor
 from latency_tables.profile import profile_units
 from latency_tables.store import LatencyStore
-from latency_tables.units import all_units
-from profilers import Protocol, get_backend
+from latency_tables.units import all_units, export_unit_onnx, unit_filename
+from profilers import Protocol, get_backend, measure
 from profilers.measure import auto_flush_bytes
 from tracking.flops import count_flops_params
 from tracking.space import SearchSpace, sample_many, to_genes
+
+
+def interleaved_medians(backend, paths: list[Path], protocol: Protocol, rounds: int, seed: int) -> np.ndarray:
+    """Median over ``rounds`` of each model's median, every round in a fresh random order of
+    ALL models (units and end-to-end graphs together): on a shared machine, load drifts then hit
+    units and whole graphs alike instead of biasing one against the other."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((rounds, len(paths)))
+    for r in range(rounds):
+        for i in rng.permutation(len(paths)):
+            out[r, i] = measure(backend, paths[i], protocol, seed).median_ms
+    return np.median(out, axis=0)
 
 
 def _row(label: str, a: dict) -> str:
@@ -44,6 +56,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=None,
                     help="end-to-end measurements per subnet (median); default 1 for 1 thread, 3 otherwise")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of the interleaved measurement (units and graphs shuffled together); 0 skips it")
     ap.add_argument("--space", choices=["paper", "code"], default="paper")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="cpu: process CPU time, robust on a shared machine (meaningful for 1 thread)")
@@ -96,6 +110,14 @@ def main() -> None:
             fp, fit = flops_proxy(flops, measured)
             fig = {"raw": agreement(raw, measured), "calibrated": agreement(cal_pred, measured),
                    "flops": agreement(fp, measured)}
+            if args.rounds:
+                unit_paths = [export_unit_onnx(u, Path(tmp) / "units" / unit_filename(u), args.seed) for u in units]
+                both = interleaved_medians(backend, unit_paths + val_paths, protocol, args.rounds, args.seed)
+                inter = LatencyPredictor(dict(zip([u.key for u in units], both[: len(units)], strict=True)),
+                                         space, pred.overhead_ms)
+                inter_measured = both[len(units):]
+                fig["interleaved"] = agreement(inter.predict_batch(archs), inter_measured)
+                fig["interleaved_flops"] = agreement(flops_proxy(flops, inter_measured)[0], inter_measured)
 
             genes = np.array([to_genes(a, space) for a in sample_many(1000, 1, space)] * 100)
             pred.predict_genes(genes)  # warm
@@ -113,6 +135,10 @@ def main() -> None:
             print(_row("LUT sum (raw)", fig["raw"]))
             print(_row(f"LUT calibrated (n={args.calib_samples})", fig["calibrated"]))
             print(_row("FLOPs, least squares", fig["flops"]))
+            if args.rounds:
+                print(f"  interleaved, {args.rounds} round(s) (units and graphs shuffled together, medians):")
+                print(_row("LUT sum (raw)", fig["interleaved"]))
+                print(_row("FLOPs, least squares", fig["interleaved_flops"]))
             print(f"  mean error: raw {fig['raw']['mean_error']:+.1%}, calibrated "
                   f"{fig['calibrated']['mean_error']:+.1%}; calibration {calib['coef']} + {calib['intercept']:.3f} ms")
             print(f"  noise floor: run-to-run CV {noise['noise_cv']:.1%}, range {noise['noise_range']:.1%} "

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
 from latency_tables.db import LatencyEntry, LatencyTable, create_schema, make_engine
@@ -60,8 +61,12 @@ class LatencyStore:
 
     # -- tables -------------------------------------------------------------------------
     def tables(self) -> list[TableInfo]:
-        with self.session() as s:
-            return [TableInfo.of(t) for t in s.scalars(select(LatencyTable).order_by(LatencyTable.id))]
+        try:
+            with self.session() as s:
+                return [TableInfo.of(t) for t in s.scalars(select(LatencyTable).order_by(LatencyTable.id))]
+        except DatabaseError as e:  # not a database, or one without our tables
+            raise ValueError(f"{self.engine.url.render_as_string(hide_password=True)} is not a latency-table "
+                             f"database ({str(e.orig).splitlines()[0] if e.orig else type(e).__name__})") from None
 
     def find(self, name: str | None = None) -> TableInfo:
         """The table called ``name``; without a name, the only table of the database."""
