@@ -112,12 +112,18 @@ def main() -> None:
                    "flops": agreement(fp, measured)}
             if args.rounds:
                 unit_paths = [export_unit_onnx(u, Path(tmp) / "units" / unit_filename(u), args.seed) for u in units]
-                both = interleaved_medians(backend, unit_paths + val_paths, protocol, args.rounds, args.seed)
-                inter = LatencyPredictor(dict(zip([u.key for u in units], both[: len(units)], strict=True)),
+                both = interleaved_medians(backend, unit_paths + val_paths + cal_paths, protocol, args.rounds,
+                                           args.seed)
+                nu, nv = len(units), len(val_paths)
+                inter = LatencyPredictor(dict(zip([u.key for u in units], both[:nu], strict=True)),
                                          space, pred.overhead_ms)
-                inter_measured = both[len(units):]
+                inter_measured = both[nu : nu + nv]
+                inter_calib = fit_calibration(inter, calib_archs, both[nu + nv :])
+                inter_cal = LatencyPredictor(inter.medians, space, inter.overhead_ms, inter_calib)
                 fig["interleaved"] = agreement(inter.predict_batch(archs), inter_measured)
+                fig["interleaved_calibrated"] = agreement(inter_cal.predict_batch(archs), inter_measured)
                 fig["interleaved_flops"] = agreement(flops_proxy(flops, inter_measured)[0], inter_measured)
+                fig["interleaved_calibration"] = inter_calib
 
             genes = np.array([to_genes(a, space) for a in sample_many(1000, 1, space)] * 100)
             pred.predict_genes(genes)  # warm
@@ -138,7 +144,10 @@ def main() -> None:
             if args.rounds:
                 print(f"  interleaved, {args.rounds} round(s) (units and graphs shuffled together, medians):")
                 print(_row("LUT sum (raw)", fig["interleaved"]))
+                print(_row(f"LUT calibrated (n={args.calib_samples})", fig["interleaved_calibrated"]))
                 print(_row("FLOPs, least squares", fig["interleaved_flops"]))
+                print(f"  mean error: raw {fig['interleaved']['mean_error']:+.1%}, calibrated "
+                      f"{fig['interleaved_calibrated']['mean_error']:+.1%}")
             print(f"  mean error: raw {fig['raw']['mean_error']:+.1%}, calibrated "
                   f"{fig['calibrated']['mean_error']:+.1%}; calibration {calib['coef']} + {calib['intercept']:.3f} ms")
             print(f"  noise floor: run-to-run CV {noise['noise_cv']:.1%}, range {noise['noise_range']:.1%} "

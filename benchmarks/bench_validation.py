@@ -12,6 +12,7 @@ Data defaults to runs/synth-train and runs/synth-val (``lutnas data synth`` make
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import tempfile
 import time
@@ -70,6 +71,28 @@ def bare_sequences(sub, inputs) -> None:
             sub.track(zf, x)
 
 
+def spread(net, args) -> None:
+    """Scores of N random architectures (seed 0) in both modes; rank agreement of the modes."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    archs = sample_many(args.spread, seed=0, space=net.space)
+    scores = {}
+    for mode in ("pairs", "sequences"):
+        scorer = ValidationScorer(net, args.val_data, mode, bn_data_dir=args.train_data,
+                                  max_sequences=args.sequences, max_frames=args.frames, progress=True)
+        t = time.perf_counter()
+        res = scorer.score_many(archs)
+        scores[mode] = np.array([r["score"] for r in res])
+        v = scores[mode]
+        print(f"[spread {mode}] {len(archs)} archs: min {v.min():.3f} median {np.median(v):.3f} "
+              f"max {v.max():.3f} std {v.std():.3f} ({(time.perf_counter() - t) / len(archs):.1f} s/arch)")
+    rho = spearmanr(scores["pairs"], scores["sequences"]).statistic
+    print(f"[spread] Spearman rho (pairs vs sequences) over {len(archs)} archs: {rho:.3f}")
+    for a, p, q in zip(archs, scores["pairs"], scores["sequences"], strict=True):
+        print(f"  {a.to_string()}  pairs {p:.3f}  sequences {q:.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--supernet", type=Path, default=Path("runs/supernet-synth.pt"))
@@ -80,6 +103,9 @@ def main() -> None:
     ap.add_argument("--sequences", type=int, default=5)
     ap.add_argument("--frames", type=int, default=50)
     ap.add_argument("--train-iters", type=int, default=6)
+    ap.add_argument("--spread", type=int, default=0,
+                    help="also score N random architectures in both modes: spread and Spearman rho")
+    ap.add_argument("--skip-timing", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.supernet.is_file():
@@ -91,6 +117,10 @@ def main() -> None:
     archs = [lighttrack_mobile(), *sample_many(args.candidates - 1, seed=0)]
     print(f"supernet: {source}; threads {args.threads}; {len(archs)} candidates (LightTrack-Mobile first)")
 
+    if args.spread:
+        spread(net, args)
+    if args.skip_timing:
+        return
     for mode in ("pairs", "sequences"):
         kw = dict(bn_data_dir=args.train_data, max_sequences=args.sequences, max_frames=args.frames)
         scorer = ValidationScorer(net, args.val_data, mode, **kw)
@@ -101,12 +131,14 @@ def main() -> None:
         rows = []
         for a in archs:
             sub = extract_subnet(net, a).eval()
-            run_bare = (lambda s=sub: bare_pairs(s, inputs, scorer.batch_size)) if mode == "pairs" else \
-                (lambda s=sub: bare_sequences(s, inputs))
+            if mode == "pairs":
+                run_bare = functools.partial(bare_pairs, sub, inputs, scorer.batch_size)
+            else:
+                run_bare = functools.partial(bare_sequences, sub, inputs)
             run_bare()  # warm-up
             bare = timed(run_bare)
-            full = timed(lambda a=a: scorer.score(a))
-            plain = timed(lambda a=a: no_bn.score(a))
+            full = timed(functools.partial(scorer.score, a))
+            plain = timed(functools.partial(no_bn.score, a))
             rows.append((full, plain, bare))
         full, plain, bare = (statistics.mean(r[i] for r in rows) for i in range(3))
         print(f"[{mode}] over {what}: {full:.2f} s/candidate (BN recal included), {plain:.2f} s without "

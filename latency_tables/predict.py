@@ -24,7 +24,17 @@ from latency_tables.units import (
     stem_unit,
     units_of,
 )
-from tracking.space import HEAD_KERNELS, MBCONV_CHOICES, SKIP, Architecture, Head, SearchSpace, from_genes
+from tracking.space import (
+    HEAD_KERNELS,
+    MBCONV_CHOICES,
+    SKIP,
+    Architecture,
+    Head,
+    SearchSpace,
+    enumerate_genes,
+    from_genes,
+    to_genes,
+)
 
 CALIBRATION_FEATURES = ("raw_ms", "n_blocks", "n_head_layers")
 
@@ -96,7 +106,6 @@ class LatencyPredictor:
         # Constant units and the output adjust, per output index.
         const = cost(stem_unit(sp).key) + cost(ds_unit(sp).key) + cost(neck_unit(sp).key)
         self.out_cost = np.array([a * (const + cost(adjust_unit(sp, s).key)) for s, _ in outs])
-        # Unused positions contribute 0 where inactive even if their entries are missing.
         self.base = self._c + a * self.overhead_ms
         # Heads: first layer [width, kernel choice], later layers [width, choice incl. skip = 0],
         # output conv [width] per tower.
@@ -108,14 +117,13 @@ class LatencyPredictor:
             for c in range(len(HEAD_KERNELS)):
                 us = head_units(sp, Head(w, (c,) * sp.head_layers), "cls")
                 self.head_first[w, c] = a * cost(us[0].key) + self._b_head
-                self.head_later[w, c] = a * cost(us[1].key) + self._b_head
+                if sp.head_layers > 1:
+                    self.head_later[w, c] = a * cost(us[1].key) + self._b_head
             self.head_later[w, SKIP] = 0.0
             for tower in ("cls", "reg"):
                 out = head_units(sp, Head(w, (0,) * sp.head_layers), tower)[-1]
                 self.tower_out[tower][w] = a * cost(out.key)
         self.n_genes = self.n_block_genes + 1 + 2 * (1 + sp.head_layers)
-        from tracking.space import enumerate_genes
-
         self._gene_bound = np.array([n for _, n in enumerate_genes(sp)])
         # Flattened views for predict_genes' gathers.
         self._block_flat = self.block_cost.ravel()
@@ -147,10 +155,10 @@ class LatencyPredictor:
                 + self._b_head * f["n_head_layers"] + self._c)
 
     def predict_batch(self, archs: Sequence[Architecture]) -> np.ndarray:
-        from tracking.space import to_genes
-
         if not archs:
             return np.zeros(0)
+        for a in archs:
+            a.validate(self.space)
         return self.predict_genes(np.array([to_genes(a, self.space) for a in archs], dtype=np.int64))
 
     def predict_genes(self, genes: np.ndarray) -> np.ndarray:

@@ -68,10 +68,3 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, worker
             route.operation_id = route.name
     return app
 
-
-def app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory`` (several worker processes): settings from the
-    environment; ``LUTNAS_EMBEDDED_WORKER=0`` disables the embedded job worker."""
-    import os
-
-    return create_app(Settings.from_env(), worker=os.environ.get("LUTNAS_EMBEDDED_WORKER", "1") != "0")

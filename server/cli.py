@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import typer
@@ -17,12 +19,33 @@ DbOption = typer.Option(None, "--database-url", help="database URL (default: $LU
 
 
 def _settings(database_url: str | None) -> Any:
+    from pydantic import ValidationError
+
     from server.settings import Settings
 
     try:
         return Settings.from_env(database_url=database_url)
-    except Exception as e:  # pydantic ValidationError: one line for the user
-        raise ValueError(f"bad configuration: {str(e).splitlines()[0]} {str(e).splitlines()[1:2]}") from None
+    except ValidationError as e:  # one line for the user, naming the setting
+        err = e.errors()[0]
+        name = ".".join(str(p) for p in err["loc"])
+        raise ValueError(f"bad configuration: LUTNAS_{name.upper()}: {err['msg']}") from None
+
+
+@contextmanager
+def _database_errors(url: str) -> Iterator[None]:
+    """Database trouble (unreachable server, unknown dialect) as one line, not a traceback."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    try:
+        yield
+    except (SQLAlchemyError, ArgumentError) as e:
+        try:
+            shown = make_url(url).render_as_string(hide_password=True)
+        except ArgumentError:
+            shown = url
+        detail = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        raise ValueError(f"database {shown}: {detail}") from None
 
 
 def _logging() -> None:
@@ -34,33 +57,18 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="port to listen on"),
     no_worker: bool = typer.Option(False, "--no-worker", help="do not run the embedded job worker"),
-    workers: int = typer.Option(1, "--workers", min=1, max=64, help="API processes (each with its own "
-                                "embedded job worker unless --no-worker)"),
     database_url: str | None = DbOption,
 ) -> None:
     """Serve the API (migrating the database first) with an embedded search worker."""
-    import os
-
     import uvicorn
 
     from server.app import create_app
 
     _logging()
     settings = _settings(database_url)
-    if workers == 1:
+    with _database_errors(settings.database_url):
         app = create_app(settings, worker=not no_worker)
-        uvicorn.run(app, host=host, port=port, log_level="info")
-        return
-    from server.db import create_engine_for
-    from server.migrate import upgrade
-
-    engine = create_engine_for(settings.database_url)
-    upgrade(engine)  # once, before the processes start
-    engine.dispose()
-    os.environ["LUTNAS_DATABASE_URL"] = settings.database_url
-    os.environ["LUTNAS_EMBEDDED_WORKER"] = "0" if no_worker else "1"
-    uvicorn.run("server.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 @worker_app.command()
@@ -68,16 +76,17 @@ def worker(
     database_url: str | None = DbOption,
     once: bool = typer.Option(False, "--once", help="take at most one job, then exit"),
 ) -> None:
-    """Claim and run queued search jobs until SIGTERM (the current job is re-queued at the
-    next generation boundary and resumed by another worker)."""
+    """Claim and run queued search jobs until SIGTERM (the current job goes back to the queue
+    at the next evaluation-batch boundary and resumes from its last finished generation)."""
     from server.db import create_engine_for, make_sessionmaker
     from server.migrate import upgrade
     from server.worker import Worker
 
     _logging()
     settings = _settings(database_url)
-    engine = create_engine_for(settings.database_url)
-    upgrade(engine)
+    with _database_errors(settings.database_url):
+        engine = create_engine_for(settings.database_url)
+        upgrade(engine)
     w = Worker(make_sessionmaker(engine), settings, name="cli")
 
     def _stop(signum: int, _frame: Any) -> None:
@@ -107,15 +116,16 @@ def create_team(name: str = typer.Argument(..., help="team name"), database_url:
     except Exception:  # noqa: BLE001
         raise typer.BadParameter("team names are letters, digits, '_', '.', '-' (1..128)", param_hint="NAME") from None
     settings = _settings(database_url)
-    engine = create_engine_for(settings.database_url)
-    upgrade(engine)
-    try:
-        with session_scope(make_sessionmaker(engine)) as s:
-            team, key = _create(s, name)
-    except Problem as e:
-        raise ValueError(e.detail) from None
-    finally:
-        engine.dispose()
+    with _database_errors(settings.database_url):
+        engine = create_engine_for(settings.database_url)
+        upgrade(engine)
+        try:
+            with session_scope(make_sessionmaker(engine)) as s:
+                team, key = _create(s, name)
+        except Problem as e:
+            raise ValueError(e.detail) from None
+        finally:
+            engine.dispose()
     typer.echo(f"team {team.id} {team.name}")
     typer.echo(key)
 
@@ -127,7 +137,8 @@ def migrate(database_url: str | None = DbOption) -> None:
     from server.migrate import current_revision, upgrade
 
     settings = _settings(database_url)
-    engine = create_engine_for(settings.database_url)
-    upgrade(engine)
-    typer.echo(f"database at revision {current_revision(engine)}")
-    engine.dispose()
+    with _database_errors(settings.database_url):
+        engine = create_engine_for(settings.database_url)
+        upgrade(engine)
+        typer.echo(f"database at revision {current_revision(engine)}")
+        engine.dispose()

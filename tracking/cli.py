@@ -179,6 +179,10 @@ def supernet_train(
     warmup: int = typer.Option(20, "--warmup", min=0, help="Warm-up iterations."),
     seed: int = typer.Option(0, "--seed"),
     threads: int = typer.Option(0, "--threads", min=0, help="torch threads (0: torch default)."),
+    checkpoint_every: int = typer.Option(0, "--checkpoint-every", min=0,
+                                         help="Also checkpoint every N iterations (0: once per epoch)."),
+    time_limit: float = typer.Option(0.0, "--time-limit", min=0.0,
+                                     help="Stop (and checkpoint, resumable) after this many minutes; 0: none."),
     code_space: bool = CodeSpace,
     resume: bool = typer.Option(False, "--resume", help="Continue training the checkpoint at --out."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint."),
@@ -189,11 +193,14 @@ def supernet_train(
     if not data.is_dir():
         raise FileNotFoundError(f"data folder {data} does not exist")
     cfg = TrainConfig(epochs=epochs, batch_size=batch, iters_per_epoch=iters_per_epoch, lr=lr,
-                      warmup_iters=warmup, seed=seed, threads=threads or None,
+                      warmup_iters=warmup, seed=seed, threads=threads or None, checkpoint_every=checkpoint_every,
                       space="code" if code_space else "paper")
-    res = train_supernet(data, out, cfg, progress=True, resume=resume, overwrite=overwrite)
-    typer.echo(f"{out}: {res['total_iterations']} iterations ({res['iterations']} now, "
-               f"{res['seconds']:.0f} s), final loss {res['loss']}")
+    res = train_supernet(data, out, cfg, progress=True, resume=resume, overwrite=overwrite,
+                         time_limit_s=time_limit * 60 or None)
+    loss = f"{res['loss']:.4f}" if res["loss"] is not None else "-"
+    typer.echo(f"{out}: {res['total_iterations']}/{cfg.total_iters} iterations ({res['iterations']} in this run, "
+               f"{res['seconds']:.0f} s), loss over the last 20 iterations {loss}"
+               + (" (stopped by --time-limit; --resume continues)" if res["stopped_early"] else ""))
 
 
 @supernet_app.command("evaluate")

@@ -53,6 +53,7 @@ class TrainConfig(BaseModel):
     threads: int | None = Field(None, ge=1)
     space: Literal["paper", "code"] = "paper"
     checkpoint_every: int = Field(0, ge=0, description="also checkpoint every N iterations (0: per epoch)")
+    channels_last: bool = Field(True, description="NHWC tensors: 1.5-2x faster on CPU for these convs")
     pairs: dict[str, Any] = Field(default_factory=dict, description="PairConfig overrides")
 
     @property
@@ -128,12 +129,14 @@ def make_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.SGD:
 
 def train_supernet(data_dir: str | Path, out: str | Path, config: TrainConfig | dict | None = None,
                    progress: bool = True, resume: bool = False, overwrite: bool = False,
-                   stop_after: int | None = None) -> dict[str, Any]:
+                   stop_after: int | None = None, time_limit_s: float | None = None) -> dict[str, Any]:
     """Train a supernet on ``data_dir`` and save it to ``out`` (``tracking.checkpoint`` format).
 
     ``resume=True`` continues from ``out`` (its stored config wins, except ``epochs``, which may be
     raised). ``stop_after`` stops (and checkpoints) after that many global iterations, as an
-    interruption would. Returns a summary: iterations run, seconds, final losses, checkpoint path.
+    interruption would; ``time_limit_s`` does the same once that many seconds have passed (the
+    checkpoint can be resumed later). Returns a summary: iterations run, seconds, final losses,
+    checkpoint path, ``stopped_early``.
     """
     from tracking.checkpoint import load_supernet, save_checkpoint
     from tracking.supernet import Supernet
@@ -155,6 +158,8 @@ def train_supernet(data_dir: str | Path, out: str | Path, config: TrainConfig | 
         supernet = Supernet(cfg.search_space())
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    supernet.to(memory_format=fmt)
     data = read_dataset(data_dir, on_error="skip")
     if len(data) == 0:
         raise ValueError(f"{data_dir}: no usable sequences ({len(data.issues)} issues; run `lutnas data check`)")
@@ -189,7 +194,8 @@ def train_supernet(data_dir: str | Path, out: str | Path, config: TrainConfig | 
                 batch = collate([pairs[it * cfg.batch_size + k] for k in range(cfg.batch_size)])
                 for g in opt.param_groups:
                     g["lr"] = lr_at(cfg, it)
-                cls, reg = supernet(batch["template"], batch["search"], arch)
+                cls, reg = supernet(batch["template"].contiguous(memory_format=fmt),
+                                    batch["search"].contiguous(memory_format=fmt), arch)
                 loss, lc, lreg = tracking_loss(cls, reg, batch, cfg)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -203,7 +209,9 @@ def train_supernet(data_dir: str | Path, out: str | Path, config: TrainConfig | 
                            loss=f"{running:.3f} (cls {lcv:.3f} reg {lrv:.3f})")
                 if done % cfg.iters_per_epoch == 0 or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
                     save(done)
-            it = end
+                if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s and done < end:
+                    end = done
+                    break
     except KeyboardInterrupt:
         save(len(history) and history[-1][0] + 1 or start)
         raise
@@ -219,6 +227,7 @@ def train_supernet(data_dir: str | Path, out: str | Path, config: TrainConfig | 
         "total_iterations": end,
         "seconds": seconds,
         "iters_per_s": (end - start) / seconds if seconds > 0 and end > start else None,
+        "stopped_early": end < cfg.total_iters,
         "loss": float(np.mean([h[1] for h in last])) if last else None,
         "cls_loss": float(np.mean([h[2] for h in last])) if last else None,
         "reg_loss": float(np.mean([h[3] for h in last])) if last else None,

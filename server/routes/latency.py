@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from typing import Any
 
@@ -26,7 +27,10 @@ CSV_COLUMNS = ["unit_key", "median_ms", "p10_ms", "p90_ms", "iqr_ms", "count", "
 
 
 def _entry(e: LatencyEntry) -> dict[str, Any]:
-    return LatencyEntryOut.model_validate(e, from_attributes=True).model_dump()
+    d = LatencyEntryOut.model_validate(e, from_attributes=True).model_dump()
+    if d["measured_at"].tzinfo is None:  # SQLite keeps no zone; the LUT stores UTC
+        d["measured_at"] = d["measured_at"].replace(tzinfo=dt.UTC)
+    return d
 
 
 @router.get("", response_model=Page[LatencyEntryOut], operation_id="list_latency_entries")

@@ -70,7 +70,10 @@ def test_cli_profile_predict_export_import(tmp_path):
 def test_cli_bad_input_is_one_line_exit_2(tmp_path):
     db = tmp_path / "lut.db"
     LatencyStore(db).get_or_create("x", {}, {"backend": "onnxruntime"})
+    junk = tmp_path / "junk.db"
+    junk.write_text("not a database")
     cases = [
+        ("latency", "tables", "--table", str(junk)),
         ("latency", "predict", "--table", str(db), "back_123"),
         ("latency", "predict", "--table", str(tmp_path / "absent.db"), LIGHTTRACK_MOBILE),
         ("latency", "predict", "--table", str(db), LIGHTTRACK_MOBILE),  # table has no entries

@@ -153,3 +153,14 @@ def test_unit_graphs_hold_exactly_the_subnet_ops(tmp_path):
     whole.pop("Identity", None)
     assert whole == total
     assert "BatchNormalization" in whole and whole["BatchNormalization"] == 1  # only the adjust's BN
+
+
+def test_unit_onnx_bytes_run_with_the_named_inputs():
+    from latency_tables.units import unit_onnx_bytes
+    from profilers import get_backend
+
+    data = unit_onnx_bytes("neck:in96x16x16:out128:z96x8x8")
+    model = get_backend("onnxruntime").load(data)
+    assert {k: v.shape for k, v in model.feeds.items()} == {"zf": (1, 96, 8, 8), "x": (1, 96, 16, 16)}
+    model.run()
+    assert model.outputs()[0].shape == (1, 128, 16, 16)

@@ -143,6 +143,14 @@ def test_service_end_to_end(service: Service, artifacts: dict[str, Path]) -> Non
     assert uninterrupted["status"] == "succeeded"
     assert all_results(c, sid) == all_results(c, reference)
     assert c.get(f"/v1/searches/{sid}/pareto").json() == c.get(f"/v1/searches/{reference}/pareto").json()
+
+    #    Cancelling a running search stops it between evaluation batches.
+    running = c.post("/v1/searches", json={**request, "generations": 50, "seed": 11}).json()["id"]
+    wait_for(lambda: c.get(f"/v1/searches/{running}").json()["progress"]["generation"] >= 1, 240, 0.2,
+             "a generation of the search to cancel")
+    assert c.post(f"/v1/searches/{running}/cancel").json()["status"] in ("running", "cancelled")
+    stopped = wait_search(c, running)
+    assert stopped["status"] == "cancelled" and stopped["progress"]["generation"] < 50
     replacement.send_signal(signal.SIGTERM)
     assert replacement.wait(60) == 0
 
