@@ -79,7 +79,8 @@ def spread(net, args) -> None:
     archs = sample_many(args.spread, seed=0, space=net.space)
     scores = {}
     for mode in ("pairs", "sequences"):
-        scorer = ValidationScorer(net, args.val_data, mode, bn_data_dir=args.train_data,
+        scorer = ValidationScorer(net, args.val_data, mode, bn_data_dir=args.train_data, n_pairs=args.pairs,
+                                  bn_batches=args.bn_batches, bn_batch_size=args.bn_batch_size,
                                   max_sequences=args.sequences, max_frames=args.frames, progress=True)
         t = time.perf_counter()
         res = scorer.score_many(archs)
@@ -103,6 +104,9 @@ def main() -> None:
     ap.add_argument("--sequences", type=int, default=5)
     ap.add_argument("--frames", type=int, default=50)
     ap.add_argument("--train-iters", type=int, default=6)
+    ap.add_argument("--pairs", type=int, default=256, help="validation pairs (pairs mode)")
+    ap.add_argument("--bn-batches", type=int, default=2)
+    ap.add_argument("--bn-batch-size", type=int, default=32)
     ap.add_argument("--spread", type=int, default=0,
                     help="also score N random architectures in both modes: spread and Spearman rho")
     ap.add_argument("--skip-timing", action="store_true")
@@ -115,15 +119,18 @@ def main() -> None:
         torch.manual_seed(0)
         net, source = Supernet().eval(), "random init"
     archs = [lighttrack_mobile(), *sample_many(args.candidates - 1, seed=0)]
-    print(f"supernet: {source}; threads {args.threads}; {len(archs)} candidates (LightTrack-Mobile first)")
+    print(f"supernet: {source}; threads {args.threads}; {len(archs)} candidates (LightTrack-Mobile first); "
+          f"{args.pairs} pairs, {args.sequences} sequences x {args.frames} frames, "
+          f"BN recalibration {args.bn_batches} x {args.bn_batch_size} pairs")
 
     if args.spread:
         spread(net, args)
     if args.skip_timing:
         return
     for mode in ("pairs", "sequences"):
-        kw = dict(bn_data_dir=args.train_data, max_sequences=args.sequences, max_frames=args.frames)
-        scorer = ValidationScorer(net, args.val_data, mode, **kw)
+        kw = dict(bn_data_dir=args.train_data, max_sequences=args.sequences, max_frames=args.frames,
+                  n_pairs=args.pairs, bn_batch_size=args.bn_batch_size)
+        scorer = ValidationScorer(net, args.val_data, mode, bn_batches=args.bn_batches, **kw)
         no_bn = ValidationScorer(net, args.val_data, mode, bn_batches=0, **kw)
         inputs = sequence_inputs(scorer) if mode == "sequences" else scorer.pairs
         what = (f"{scorer.pairs['box'].shape[0]} pairs" if mode == "pairs"

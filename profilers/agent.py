@@ -86,6 +86,19 @@ class Agent:
         return self._json("POST", "/v1/agent/leases",
                           json={"max_units": n, "lease_seconds": self.config.lease_seconds})
 
+    def check_runtime(self, runtime: dict[str, Any]) -> None:
+        """Refuse to measure under another configuration than the target's (the server would
+        reject the results anyway); say which flag to change."""
+        mine = self.backend.runtime_info()
+        for key, flag in (("backend", None), ("provider", "--provider"), ("threads", "--threads"),
+                          ("graph_optimization", "--graph-optimization"), ("precision", None)):
+            want = runtime.get(key)
+            if want is None or (key == "threads" and not want) or mine.get(key) == want:
+                continue
+            hint = f"; run with {flag} {want}" if flag else ""
+            raise AgentError(f"this hardware target is registered with {key} {want!r}, this agent uses "
+                             f"{mine.get(key)!r}{hint}")
+
     def _heartbeat_loop(self, lease_id: str, done: threading.Event) -> None:
         interval = max(1.0, self.config.lease_seconds / 3)
         while not done.wait(interval):
@@ -110,6 +123,7 @@ class Agent:
             if self.config.max_units is not None and self.measured >= self.config.max_units:
                 break
             lease = self.lease()
+            self.check_runtime(lease.get("runtime") or {})
             units = lease["units"]
             if not units:
                 # nothing free; units leased by other (perhaps dead) agents may come back

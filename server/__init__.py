@@ -1,0 +1,1 @@
+"""The lutnas REST service: FastAPI app, SQLAlchemy models, Alembic migrations, auth, job worker."""

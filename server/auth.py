@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -49,14 +50,26 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
+# key hash -> (expiry on the monotonic clock, team id, team name). Keys are never revoked or
+# re-assigned through the API, so a short-lived cache only saves a query per request.
+_TEAM_CACHE: dict[str, tuple[float, int, str]] = {}
+_TEAM_CACHE_SECONDS = 30.0
+
+
 def current_team(request: Request, session: SessionDep) -> Team:
     token = _bearer(request)
     if not token.startswith(TEAM_PREFIX):
         raise Problem(401, "not a team API key", headers={"WWW-Authenticate": "Bearer"})
-    team = session.scalar(
-        select(Team).join(ApiKey, ApiKey.team_id == Team.id).where(ApiKey.key_hash == hash_secret(token)))
+    digest = hash_secret(token)
+    hit = _TEAM_CACHE.get(digest)
+    if hit is not None and hit[0] > time.monotonic():
+        return Team(id=hit[1], name=hit[2])  # transient: routes read id and name only
+    team = session.scalar(select(Team).join(ApiKey, ApiKey.team_id == Team.id).where(ApiKey.key_hash == digest))
     if team is None:
         raise Problem(401, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
+    if len(_TEAM_CACHE) > 10_000:
+        _TEAM_CACHE.clear()
+    _TEAM_CACHE[digest] = (time.monotonic() + _TEAM_CACHE_SECONDS, team.id, team.name)
     return team
 
 

@@ -89,6 +89,7 @@ class LeaseOut(BaseModel):
     expires_at: dt.datetime
     units: list[LeasedUnit]
     remaining: int = Field(description="units of this target not measured yet (leased ones included)")
+    runtime: dict[str, Any] = Field(description="the target's runtime; agents must measure with it")
 
 
 class UnitResult(Strict):

@@ -25,7 +25,7 @@ def lease_units(body: LeaseRequest, agent: AgentDep, session: SessionDep, settin
     token, hw = agent
     seconds = min(body.lease_seconds or settings.lease_seconds, settings.max_lease_seconds)
     lease_id, expires, keys, remaining = claim(session, hw.id, token.id, body.max_units, seconds)
-    return {"lease_id": lease_id, "expires_at": expires, "remaining": remaining,
+    return {"lease_id": lease_id, "expires_at": expires, "remaining": remaining, "runtime": hw.runtime,
             "units": [{"key": k, "onnx_url": f"/v1/agent/units/onnx?key={k}"} for k in keys]}
 
 
@@ -52,6 +52,7 @@ def upload_results(body: ResultsUpload, agent: AgentDep, session: SessionDep) ->
         if r.unit_key not in known:
             raise Problem(422, f"unit {r.unit_key!r} is not part of this hardware target's work",
                           f"results.{i}.unit_key")
+        _check_runtime(r.env, hw.runtime, hw.id, i)
     # One row per unit: the first result wins, repeats (retries, a second agent after a lease
     # expired) are counted as duplicates. Results are accepted even after the lease expired:
     # a finished measurement is still a valid one.
@@ -69,6 +70,21 @@ def upload_results(body: ResultsUpload, agent: AgentDep, session: SessionDep) ->
                         .values(overhead_ms=overhead))
     session.commit()
     return ResultsOut(stored=stored, duplicates=len(body.results) - stored)
+
+
+RUNTIME_KEYS = ("backend", "provider", "threads", "graph_optimization", "precision")
+
+
+def _check_runtime(env: dict[str, Any], runtime: dict[str, Any], hardware_id: int, i: int) -> None:
+    """A result measured under another runtime configuration than the target's would corrupt
+    its table: refuse it, naming the setting (only settings the agent reports are checked)."""
+    for key in RUNTIME_KEYS:
+        want = runtime.get(key)
+        if key not in env or want is None or (key == "threads" and not want):
+            continue
+        if env[key] != want:
+            raise Problem(422, f"measured with {key} {env[key]!r}, but hardware {hardware_id} is registered "
+                          f"with {key} {want!r}", f"results.{i}.env.{key}")
 
 
 @router.post("/heartbeat", response_model=HeartbeatOut, operation_id="agent_heartbeat")

@@ -113,6 +113,10 @@ def test_agent_token_scope_upload_idempotency_and_errors(service: Service) -> No
     assert_problem(agent.post("/v1/agent/results", json={"lease_id": "x", "results": [dict(result, unit_key="nope")]}),
                    422, "results.0.unit_key")
     assert_problem(agent.post("/v1/agent/results", json={"results": []}), 422, "lease_id")
+    other_runtime = dict(result, unit_key=lease["units"][1]["key"], env={"provider": "CUDAExecutionProvider"})
+    body = assert_problem(agent.post("/v1/agent/results", json={"lease_id": "x", "results": [other_runtime]}),
+                          422, "results.0.env.provider")
+    assert "CPUExecutionProvider" in body["detail"]
     assert c.get(f"/v1/hardware/{hw}").json()["coverage"]["measured"] == 1
     assert_problem(agent.get("/v1/agent/units/onnx", params={"key": "mbconv:nope"}), 404, "key")
     onnx = agent.get(lease["units"][1]["onnx_url"])
