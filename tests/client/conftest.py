@@ -1,13 +1,16 @@
 """A real lutnas server on loopback for the SDK and CLI tests.
 
-The server runs in a subprocess (uvicorn via ``lutnas serve``, no embedded worker) over a temporary
-SQLite database, with an admin token so the tests can create teams through the REST API.
+The server runs in a subprocess (uvicorn via ``lutnas serve``, no embedded worker) with an admin
+token so the tests can create teams through the REST API. Its database is a throwaway PostgreSQL
+database when a server answers at ``LUTNAS_TEST_PG`` (CI: always), else a temporary SQLite file
+(the service tests in tests/server cover both either way).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -22,6 +25,7 @@ import pytest
 from client import Client
 
 ADMIN_TOKEN = "test-admin-token"  # only this test server's; never a real secret
+PG_ADMIN_URL = os.environ.get("LUTNAS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 _names = itertools.count(1)
 
 
@@ -61,12 +65,32 @@ class LiveServer:
 
 
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def client_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throwaway PostgreSQL database when one is reachable, else a SQLite file."""
+    try:
+        import psycopg
+
+        dsn = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn, connect_timeout=3, autocommit=True) as conn:
+            name = f"lutnas_client_{secrets.token_hex(4)}"
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except Exception:  # noqa: BLE001 - unreachable: the embedded default
+        yield f"sqlite:///{tmp_path_factory.mktemp('client-db') / 'lutnas.db'}"
+        return
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory, client_database: str) -> Iterator[LiveServer]:
     root = tmp_path_factory.mktemp("lutnas-server")
     port = free_port()
     log = root / "server.log"
     env = clean_env(
-        LUTNAS_DATABASE_URL=f"sqlite:///{root / 'lutnas.db'}",
+        LUTNAS_DATABASE_URL=client_database,
         LUTNAS_ADMIN_TOKEN=ADMIN_TOKEN,
         LUTNAS_DATA_DIR=str(root / "data"),
     )
