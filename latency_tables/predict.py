@@ -125,12 +125,37 @@ class LatencyPredictor:
                 self.tower_out[tower][w] = a * cost(out.key)
         self.n_genes = self.n_block_genes + 1 + 2 * (1 + sp.head_layers)
         self._gene_bound = np.array([n for _, n in enumerate_genes(sp)])
-        # Flattened views for predict_genes' gathers.
-        self._block_flat = self.block_cost.ravel()
-        self._block_offsets = np.arange(self.n_block_genes) * len(MBCONV_CHOICES)
-        self._last_block = np.array(last)
-        self._first_flat = self.head_first.ravel()
-        self._later_flat = self.head_later.ravel()
+        self._build_flat(last)
+
+    def _build_flat(self, last: list[int]) -> None:
+        """One flat cost table for predict_genes: gene j with value v (and the value d of the gene
+        it depends on: the output index for blocks, the width for head layers) costs
+        ``flat[off[j] + d * stride[j] + v]``, so a prediction is a single gather and a row sum."""
+        nb, nl, n_out = self.n_block_genes, self.space.head_layers, len(last)
+        segments, off, dep, stride = [], [], [], []
+
+        def add(seg: np.ndarray, dep_col: int, step: int) -> None:
+            off.append(sum(len(x) for x in segments))
+            segments.append(np.asarray(seg, float).ravel())
+            dep.append(dep_col)
+            stride.append(step)
+
+        nc = len(MBCONV_CHOICES)
+        for j in range(nb):  # [output index, choice]; 0 where the block does not run
+            add(np.where(self.active[:, j : j + 1], self.block_cost[j][None, :], 0.0), nb, nc)
+        add(self.out_cost, 0, 0)
+        col = nb + 1
+        for tower in ("cls", "reg"):
+            add(self.tower_out[tower], 0, 0)
+            add(self.head_first, col, len(HEAD_KERNELS))
+            for _ in range(nl - 1):
+                add(self.head_later, col, 3)
+            col += 1 + nl
+        assert len(off) == self.n_genes and n_out == self.active.shape[0]
+        self._flat = np.concatenate(segments)
+        self._off = np.array(off)
+        self._dep = np.array(dep)
+        self._stride = np.array(stride)
 
     # -- prediction -----------------------------------------------------------------------
     def raw_sum(self, arch: Architecture) -> float:
@@ -166,21 +191,18 @@ class LatencyPredictor:
         g = np.asarray(genes)
         if g.ndim != 2 or g.shape[1] != self.n_genes:
             raise ValueError(f"genes must have shape (n, {self.n_genes}), got {g.shape}")
-        if g.size and ((g < 0).any() or (g >= self._gene_bound).any()):
+        if g.dtype.kind not in "iu":
+            raise ValueError(f"genes must be integers, got {g.dtype}")
+        # One pass: negative values viewed as unsigned are huge, so they fail the upper bound too.
+        unsigned = g.view(np.dtype(f"u{g.dtype.itemsize}")) if g.dtype.kind == "i" else g
+        if g.size and (unsigned >= self._gene_bound).any():
             row, col = np.argwhere((g < 0) | (g >= self._gene_bound))[0]
             raise ValueError(f"gene {col} of row {row} is {g[row, col]}, outside 0..{self._gene_bound[col] - 1}")
-        nb, nl = self.n_block_genes, self.space.head_layers
-        out = g[:, nb]
-        # Blocks run up to the output position: a prefix sum read at the output's last block.
-        block = self._block_flat[g[:, :nb] + self._block_offsets]  # [n, nb]
-        backbone = np.cumsum(block, axis=1)[np.arange(len(g)), self._last_block[out]]
-        total = self.base + self.out_cost[out] + backbone
-        i = nb + 1
-        for tower in ("cls", "reg"):
-            w = g[:, i]
-            later = self._later_flat[w[:, None] * 3 + g[:, i + 2 : i + 1 + nl]].sum(axis=1)
-            total += self._first_flat[w * len(HEAD_KERNELS) + g[:, i + 1]] + self.tower_out[tower][w] + later
-            i += 1 + nl
+        idx = np.take(g, self._dep, axis=1)  # the gene each gene depends on (take: ~10x fancy indexing)
+        idx *= self._stride
+        idx += g
+        idx += self._off
+        total = self.base + self._flat[idx].sum(axis=1)
         if np.isnan(total).any():
             bad = np.flatnonzero(np.isnan(total))[:50]
             missing: set[str] = set()
