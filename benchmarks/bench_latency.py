@@ -141,6 +141,8 @@ def main() -> None:
             print(_row("LUT sum (raw)", fig["raw"]))
             print(_row(f"LUT calibrated (n={args.calib_samples})", fig["calibrated"]))
             print(_row("FLOPs, least squares", fig["flops"]))
+            print(f"  mean error: raw {fig['raw']['mean_error']:+.1%}, calibrated "
+                  f"{fig['calibrated']['mean_error']:+.1%}; calibration {calib['coef']} + {calib['intercept']:.3f} ms")
             if args.rounds:
                 print(f"  interleaved, {args.rounds} round(s) (units and graphs shuffled together, medians):")
                 print(_row("LUT sum (raw)", fig["interleaved"]))
@@ -148,8 +150,6 @@ def main() -> None:
                 print(_row("FLOPs, least squares", fig["interleaved_flops"]))
                 print(f"  mean error: raw {fig['interleaved']['mean_error']:+.1%}, calibrated "
                       f"{fig['interleaved_calibrated']['mean_error']:+.1%}")
-            print(f"  mean error: raw {fig['raw']['mean_error']:+.1%}, calibrated "
-                  f"{fig['calibrated']['mean_error']:+.1%}; calibration {calib['coef']} + {calib['intercept']:.3f} ms")
             print(f"  noise floor: run-to-run CV {noise['noise_cv']:.1%}, range {noise['noise_range']:.1%} "
                   f"over 5 runs of one subnet")
             print(f"predictions: {per_s / 1e6:.2f} M/s on a {len(genes)}-row batch "
