@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tracking.geometry import CORR_CHANNELS
+from tracking.geometry import STRIDE as FEATURE_STRIDE
 from tracking.space import HEAD_KERNELS, MBCONV_CHOICES, SKIP, Architecture, Head, SearchSpace
 
 # Mirrors tracking.ops (checked by tests/latency/test_units.py): kept here so that keys and
 # predictions need no torch import.
-CORR_CHANNELS = 96
-FEATURE_STRIDE = 16
 STEM_KERNEL = 3
 DS_KERNEL = 3
 OUTPUT_KERNEL = 3

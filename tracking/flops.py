@@ -19,19 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tracking.geometry import CORR_CHANNELS, CORR_OUT_CHANNELS, STRIDE, make_divisible
 from tracking.space import HEAD_KERNELS, MBCONV_CHOICES, SKIP, Architecture, Head, SearchSpace
-
-# Mirrors tracking.ops (kept here as plain ints so this module needs no torch).
-CORR_CHANNELS = 96
-CORR_OUT_CHANNELS = 64
-STRIDE = 16
-
-
-def make_divisible(value: float, divisor: int = 8) -> int:
-    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    if new < 0.9 * value:
-        new += divisor
-    return new
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 Every block is a plain ``nn.Module`` whose forward has no Python control flow on tensor values,
 so ``latency_tables`` can build any unit alone and export it to ONNX exactly as it appears inside
-an exported subnet. Swish is ``nn.SiLU`` and hard-sigmoid ``nn.Hardsigmoid`` (single ONNX ops in
-opset 17). Convolutions followed by a BatchNorm have no bias (the exporter folds the BN into them).
+an exported subnet. Swish is ``nn.SiLU`` (exported as Sigmoid + Mul: ONNX opset 17 has no Swish
+op) and hard-sigmoid ``nn.Hardsigmoid`` (one HardSigmoid op). Convolutions followed by a BatchNorm have no bias (the exporter folds the BN into them).
 
 Shapes (search branch, 256x256 input; the template branch is the same at 128x128):
 
@@ -24,20 +24,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-# Width of the feature that is correlated (template and search features after OutputAdjust).
-CORR_CHANNELS = 96
-# Template feature is 8x8 = 64 pixels, so pixel-wise correlation yields 64 channels.
-TEMPLATE_FEATURE_SIZE = 8
-CORR_OUT_CHANNELS = TEMPLATE_FEATURE_SIZE * TEMPLATE_FEATURE_SIZE
-STRIDE = 16
-
-
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """Round to the nearest multiple of ``divisor``, never below 90% of ``value`` (timm rule)."""
-    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    if new < 0.9 * value:
-        new += divisor
-    return new
+from tracking.geometry import (  # noqa: F401 - re-exported for the modules that build units
+    CORR_CHANNELS,
+    CORR_OUT_CHANNELS,
+    STRIDE,
+    TEMPLATE_FEATURE_SIZE,
+    make_divisible,
+)
 
 
 def se_channels(mid_ch: int, ratio: float = 0.25) -> int:
