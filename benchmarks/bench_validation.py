@@ -105,7 +105,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=50)
     ap.add_argument("--train-iters", type=int, default=6)
     ap.add_argument("--pairs", type=int, default=256, help="validation pairs (pairs mode)")
-    ap.add_argument("--bn-batches", type=int, default=2)
+    ap.add_argument("--bn-batches", type=int, default=1)
     ap.add_argument("--bn-batch-size", type=int, default=32)
     ap.add_argument("--spread", type=int, default=0,
                     help="also score N random architectures in both modes: spread and Spearman rho")

@@ -213,7 +213,7 @@ def supernet_evaluate(
     n_pairs: int = typer.Option(256, "--pairs", min=1, help="Validation pairs (pairs mode)."),
     max_sequences: int = typer.Option(20, "--sequences", min=1, help="Sequences (sequences mode)."),
     max_frames: int = typer.Option(50, "--frames", min=2, help="Frames per sequence (sequences mode)."),
-    bn_batches: int = typer.Option(2, "--bn-batches", min=0, help="BN recalibration batches (0: none)."),
+    bn_batches: int = typer.Option(1, "--bn-batches", min=0, help="BN recalibration batches (0: none)."),
     bn_batch_size: int = typer.Option(32, "--bn-batch-size", min=1, help="Pairs per recalibration batch."),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
