@@ -32,12 +32,12 @@ def _done(console: Any, t0: float, what: str) -> None:
 @demo_app.command("demo")
 def demo(
     workdir: Path = typer.Option(Path("lutnas-demo"), "--workdir", help="Where everything is kept."),
-    sequences: int = typer.Option(24, "--sequences", min=2, help="Synthetic training sequences."),
-    frames: int = typer.Option(40, "--frames", min=4, help="Frames per synthetic sequence."),
+    sequences: int = typer.Option(30, "--sequences", min=2, help="Synthetic training sequences."),
+    frames: int = typer.Option(50, "--frames", min=4, help="Frames per synthetic sequence."),
     iterations: int = typer.Option(300, "--iterations", min=1, help="Supernet training iterations."),
     batch: int = typer.Option(8, "--batch", min=1, help="Training batch size."),
-    population: int = typer.Option(16, "--population", min=4, help="Search population."),
-    generations: int = typer.Option(6, "--generations", min=1, help="Search generations."),
+    population: int = typer.Option(12, "--population", min=4, help="Search population."),
+    generations: int = typer.Option(3, "--generations", min=1, help="Search generations."),
     threads: int = typer.Option(2, "--threads", min=1, help="Torch threads for training and scoring."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random step."),
 ) -> None:
@@ -69,8 +69,9 @@ def demo(
 
     t0 = _step(console, 2, "one-shot supernet training (single path, uniform sampling)")
     ckpt = workdir / "supernet.pt"
+    # lr 0.01 with a 30-iteration warm-up: 0.04 diverged and 0.02 was unstable (docs/validation.md)
     cfg = TrainConfig(epochs=1, iters_per_epoch=iterations, batch_size=batch, seed=seed, threads=threads,
-                      checkpoint_every=50)
+                      lr=0.01, warmup_iters=30, checkpoint_every=50)
     done_iters = int(load_supernet(ckpt)[1].get("iteration", 0)) if ckpt.is_file() else 0
     if done_iters >= cfg.total_iters:
         console.print(f"reusing {ckpt} ({done_iters} iterations)")
@@ -118,8 +119,8 @@ def demo(
     state = loads(state_path.read_text()) if state_path.is_file() else None
     if state is not None and state.get("config") not in (None, config.model_dump(mode="json")):
         state = None  # settings changed: start afresh rather than resume a different search
-    accuracy = SupernetAccuracy.from_checkpoint(str(ckpt), str(val_dir), mode="pairs", n_pairs=64,
-                                                bn_data_dir=str(train_dir), bn_batches=2, bn_batch_size=16)
+    accuracy = SupernetAccuracy.from_checkpoint(str(ckpt), str(val_dir), mode="pairs", n_pairs=48,
+                                                bn_data_dir=str(train_dir), bn_batches=1, bn_batch_size=16)
     with Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("", total=generations, completed=int(state["generation"]) if state else 0)

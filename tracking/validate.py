@@ -15,9 +15,9 @@ the constructor, from seeds; a score depends only on (supernet, data, settings, 
 Cost per candidate (CPU): ``bn_batches * bn_batch_size`` (default 32) template+search forwards in
 train mode, each about 2.3x a bare eval forward of one pair, plus ``n_pairs`` (256) forwards
 batched (pairs mode) or one batch-1 forward per frame plus the tracker's crop (sequences mode,
-20 x 50 frames). Measured recalibration-free overhead is ~1.0x the bare subnet forward; with the
-default 32 recalibration pairs the total is about 1.3x (pairs) and 1.2x (sequences) the bare
-forward. ``benchmarks/bench_validation.py`` prints the figures; ``docs/validation.md`` has them.
+20 x 50 frames). Measured with the defaults: 1.10x the bare subnet forward (pairs; ~25 s per
+candidate for LightTrack-Mobile on 2 CPU threads) and 1.32x (sequences, ~137 s; 1.22x of it is the
+tracker's per-frame crop). ``benchmarks/bench_validation.py`` prints the figures; ``docs/validation.md`` has them.
 """
 
 from __future__ import annotations
