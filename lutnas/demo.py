@@ -34,10 +34,10 @@ def demo(
     workdir: Path = typer.Option(Path("lutnas-demo"), "--workdir", help="Where everything is kept."),
     sequences: int = typer.Option(30, "--sequences", min=2, help="Synthetic training sequences."),
     frames: int = typer.Option(50, "--frames", min=4, help="Frames per synthetic sequence."),
-    iterations: int = typer.Option(300, "--iterations", min=1, help="Supernet training iterations."),
+    iterations: int = typer.Option(800, "--iterations", min=1, help="Supernet training iterations."),
     batch: int = typer.Option(8, "--batch", min=1, help="Training batch size."),
-    population: int = typer.Option(12, "--population", min=4, help="Search population."),
-    generations: int = typer.Option(3, "--generations", min=1, help="Search generations."),
+    population: int = typer.Option(16, "--population", min=4, help="Search population."),
+    generations: int = typer.Option(5, "--generations", min=1, help="Search generations."),
     threads: int = typer.Option(2, "--threads", min=1, help="Torch threads for training and scoring."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random step."),
 ) -> None:
@@ -119,7 +119,7 @@ def demo(
     state = loads(state_path.read_text()) if state_path.is_file() else None
     if state is not None and state.get("config") not in (None, config.model_dump(mode="json")):
         state = None  # settings changed: start afresh rather than resume a different search
-    accuracy = SupernetAccuracy.from_checkpoint(str(ckpt), str(val_dir), mode="pairs", n_pairs=48,
+    accuracy = SupernetAccuracy.from_checkpoint(str(ckpt), str(val_dir), mode="pairs", n_pairs=64,
                                                 bn_data_dir=str(train_dir), bn_batches=1, bn_batch_size=16)
     with Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=console) as bar:
