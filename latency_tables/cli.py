@@ -31,7 +31,7 @@ def _space(name: str) -> Any:
 
 
 @contextmanager
-def _progress(description: str, enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
+def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
     """A rich progress bar fed by ``(phase, done, total)`` callbacks (on stderr)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -132,7 +132,7 @@ def profile(
     else:
         raise ValueError("lutnas profile measures ONNX unit models: use --backend onnxruntime")
     store = LatencyStore(out)
-    with _progress("profile", not quiet) as progress:
+    with progress_bar("profile", not quiet) as progress:
         rep = profile_units(store, be, todo, name, hardware_of_this_machine(label),
                                _protocol(min_time, max_time, clock, _flush_bytes(flush)),
                             seed, progress=progress)
@@ -218,7 +218,7 @@ def validate(
     info = store.find(name)
     pred = LatencyPredictor.from_store(store, info.name, _space(space))
     backend = _backend_from_runtime(info.runtime)
-    with _progress("validate", not quiet and not as_json) as progress:
+    with progress_bar("validate", not quiet and not as_json) as progress:
         rep = run_validate(pred, backend, samples, seed,
                            _table_protocol(info.runtime, min_time, max_time), repeats,
                            noise_runs, progress=progress)
@@ -279,7 +279,7 @@ def calibrate(
     archs = sample_many(samples, seed, sp)
     pred.predict_batch(archs)  # missing units fail before any measurement
     backend = _backend_from_runtime(info.runtime)
-    with tempfile.TemporaryDirectory() as tmp, _progress("calibrate", not quiet) as progress:
+    with tempfile.TemporaryDirectory() as tmp, progress_bar("calibrate", not quiet) as progress:
         paths = export_search_graphs(archs, tmp, sp, seed, progress)
         measured = measure_models(backend, paths, _table_protocol(info.runtime, min_time, max_time),
                                   repeats, seed, progress)

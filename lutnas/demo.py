@@ -80,7 +80,7 @@ def demo(
     _done(console, t0, f"supernet {ckpt}")
 
     # 3. latency table --------------------------------------------------------------------
-    from latency_tables.cli import _progress
+    from latency_tables.cli import progress_bar
     from latency_tables.predict import LatencyPredictor
     from latency_tables.profile import hardware_of_this_machine, profile_units
     from latency_tables.store import LatencyStore
@@ -93,7 +93,7 @@ def demo(
     space = SearchSpace.paper()
     store = LatencyStore(workdir / "latency.db")
     backend = get_backend("onnxruntime", provider="CPUExecutionProvider", threads=1)
-    with _progress("profile") as progress:
+    with progress_bar("profile") as progress:
         rep = profile_units(store, backend, all_units(space), "this-cpu", hardware_of_this_machine(),
                             Protocol(), seed, progress=progress)
     console.print(f"table {rep.table.name!r}: {len(rep.measured)} unit(s) measured, {len(rep.skipped)} reused")
