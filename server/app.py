@@ -68,3 +68,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, worker
             route.operation_id = route.name
     return app
 
+
+
+def create_api_process_app() -> FastAPI:
+    """App factory of one of ``lutnas serve --workers N``'s processes: settings from the
+    environment, schema already migrated by the supervisor, no job worker."""
+    return create_app(Settings.from_env(), migrate=False, worker=False)

@@ -9,6 +9,7 @@ import time
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -56,7 +57,9 @@ _TEAM_CACHE: dict[str, tuple[float, int, str]] = {}
 _TEAM_CACHE_SECONDS = 30.0
 
 
-def current_team(request: Request, session: SessionDep) -> Team:
+async def current_team(request: Request, session: SessionDep) -> Team:
+    """The team of the request's API key. Async so that a cached key costs no thread-pool hop
+    (the hot path of every team endpoint); a cache miss looks the key up in a worker thread."""
     token = _bearer(request)
     if not token.startswith(TEAM_PREFIX):
         raise Problem(401, "not a team API key", headers={"WWW-Authenticate": "Bearer"})
@@ -64,13 +67,17 @@ def current_team(request: Request, session: SessionDep) -> Team:
     hit = _TEAM_CACHE.get(digest)
     if hit is not None and hit[0] > time.monotonic():
         return Team(id=hit[1], name=hit[2])  # transient: routes read id and name only
-    team = session.scalar(select(Team).join(ApiKey, ApiKey.team_id == Team.id).where(ApiKey.key_hash == digest))
+    team = await run_in_threadpool(_team_of_key, session, digest)
     if team is None:
         raise Problem(401, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
     if len(_TEAM_CACHE) > 10_000:
         _TEAM_CACHE.clear()
     _TEAM_CACHE[digest] = (time.monotonic() + _TEAM_CACHE_SECONDS, team.id, team.name)
     return team
+
+
+def _team_of_key(session: Session, digest: str) -> Team | None:
+    return session.scalar(select(Team).join(ApiKey, ApiKey.team_id == Team.id).where(ApiKey.key_hash == digest))
 
 
 def current_agent(request: Request, session: SessionDep) -> tuple[AgentToken, Hardware]:

@@ -56,19 +56,48 @@ def _logging() -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="port to listen on"),
+    workers: int = typer.Option(1, "--workers", min=1, max=64, help="API processes (one job worker "
+                                "runs beside them unless --no-worker)"),
     no_worker: bool = typer.Option(False, "--no-worker", help="do not run the embedded job worker"),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="log every request"),
     database_url: str | None = DbOption,
 ) -> None:
     """Serve the API (migrating the database first) with an embedded search worker."""
+    import os
+
     import uvicorn
 
     from server.app import create_app
 
     _logging()
     settings = _settings(database_url)
+    if workers == 1:
+        with _database_errors(settings.database_url):
+            app = create_app(settings, worker=not no_worker)
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)
+        return
+    # Several API processes: migrate once here, let each process build its app from the
+    # environment (no migration, no worker), and run the one job worker in this supervisor.
+    from server.db import create_engine_for
+    from server.migrate import upgrade
+
     with _database_errors(settings.database_url):
-        app = create_app(settings, worker=not no_worker)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+        engine = create_engine_for(settings.database_url)
+        upgrade(engine)
+    os.environ["LUTNAS_DATABASE_URL"] = settings.database_url
+    job_worker = None
+    if not no_worker:
+        from server.db import make_sessionmaker
+        from server.worker import Worker
+
+        job_worker = Worker(make_sessionmaker(engine), settings, name="embedded").start_thread()
+    try:
+        uvicorn.run("server.app:create_api_process_app", factory=True, host=host, port=port, workers=workers,
+                    log_level="info", access_log=access_log)
+    finally:
+        if job_worker is not None:
+            job_worker.stop()
+        engine.dispose()
 
 
 @worker_app.command()

@@ -16,10 +16,13 @@ Shapes (search branch, 256x256 input; the template branch is the same at 128x128
   sees a 16x16 search and an 8x8 template feature.
 * ``Neck``: pixel-wise correlation (64 template pixels -> 64 channels), channel attention, 1x1
   conv 64 -> 128 + BN + ReLU.
-* ``HeadLayer``: one tower layer (dw kxk, pw 1x1, BN, ReLU); ``ClsOutput`` / ``RegOutput``.
+* ``HeadLayer``: one tower layer (dw kxk, pw 1x1, BN, ReLU; identity shortcut at equal width);
+  ``ClsOutput`` / ``RegOutput``.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor, nn
@@ -170,18 +173,30 @@ class Neck(nn.Module):
 
 
 class HeadLayer(nn.Module):
-    """Head tower layer (LightTrack's DSConv): dw kxk, pw 1x1, BN, ReLU."""
+    """Head tower layer (LightTrack's DSConv): dw kxk, pw 1x1, BN, ReLU; plus an identity
+    shortcut when the width is unchanged (every layer after a tower's first).
+
+    The shortcut is our addition to LightTrack's towers: with uniformly sampled layer choices
+    (3x3 / 5x5 / skip) a plain 8-layer stack never learned in single-path training here (the
+    classification loss stayed at chance), while with ``x + layer(x)`` and the BN scale starting
+    at zero every sampled depth starts as the same function and the loss falls from the first
+    iterations (docs/validation.md). It costs one add per layer (a measured part of the unit).
+    """
 
     def __init__(self, ch_in: int, ch_out: int, kernel: int) -> None:
         super().__init__()
         self.ch_in, self.ch_out, self.kernel = ch_in, ch_out, kernel
+        self.residual = ch_in == ch_out
         self.conv_dw = nn.Conv2d(ch_in, ch_in, kernel, 1, kernel // 2, groups=ch_in, bias=False)
         self.conv_pw = nn.Conv2d(ch_in, ch_out, 1, bias=False)
         self.bn = nn.BatchNorm2d(ch_out)
+        if self.residual:
+            nn.init.zeros_(self.bn.weight)
         self.act = nn.ReLU()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.act(self.bn(self.conv_pw(self.conv_dw(x))))
+        y = self.act(self.bn(self.conv_pw(self.conv_dw(x))))
+        return x + y if self.residual else y
 
 
 class ClsOutput(nn.Module):
@@ -197,15 +212,17 @@ class ClsOutput(nn.Module):
 
 
 class RegOutput(nn.Module):
-    """3x3 conv to 4 channels; distances (l, t, r, b) = 16 * ReLU(scale * conv + bias) in
-    search-image pixels. ``scale`` (init 0.1) and per-side ``bias`` (init 1.0) are learnable."""
+    """3x3 conv to 4 channels; distances (l, t, r, b) = 16 * exp(scale * conv + bias) in
+    search-image pixels. ``scale`` (init 0.1) and per-side ``bias`` (init ln 2: 32 px, about half a
+    template-sized target) are learnable. exp as in LightTrack/Ocean: distances stay positive and,
+    unlike a ReLU, never stop receiving gradient (a ReLU output died at peak LR 0.04)."""
 
     def __init__(self, ch_in: int) -> None:
         super().__init__()
         self.ch_in = ch_in
         self.conv = nn.Conv2d(ch_in, 4, 3, 1, 1)
         self.scale = nn.Parameter(torch.full((1,), 0.1))
-        self.bias = nn.Parameter(torch.ones(1, 4, 1, 1))
+        self.bias = nn.Parameter(torch.full((1, 4, 1, 1), math.log(2.0)))
 
     def forward(self, x: Tensor) -> Tensor:
-        return float(STRIDE) * torch.relu(self.scale * self.conv(x) + self.bias)
+        return float(STRIDE) * torch.exp(self.scale * self.conv(x) + self.bias)

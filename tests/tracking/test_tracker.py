@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -19,7 +21,14 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def supernet() -> Supernet:
     torch.manual_seed(0)
-    return Supernet(SearchSpace.paper()).eval()
+    net = Supernet(SearchSpace.paper())
+    # At init the head layers' residual branches are scaled by zero (identity layers), so score
+    # maps are nearly flat and their argmax ties; random BN scales make it a generic network.
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+    return net.eval()
 
 
 def moving_square(n: int = 8, h: int = 240, w: int = 320, seed: int = 0) -> tuple[list[np.ndarray], list]:
@@ -50,7 +59,7 @@ def test_crop_identity_and_padding():
     # downscaling by 2 averages pixel pairs (bilinear samples between them)
     out = crop_square(img, (15.0, 10.0), 20, 10)
     expected = img[0:20, 5:25].astype(np.float32).reshape(10, 2, 10, 2, 3).mean(axis=(1, 3))
-    np.testing.assert_allclose(out, expected, atol=1e-3)
+    np.testing.assert_allclose(out, expected, atol=1.0)  # uint8 output: rounding
     assert context_size(40, 40) == pytest.approx(80.0)
 
 
@@ -70,7 +79,7 @@ def test_box_decoding_geometry(supernet):
         for out, bias in ((sub.cls_out.conv, 0.0), (sub.reg_out.conv, 0.0)):
             out.weight.zero_()
             out.bias.fill_(bias)
-        sub.reg_out.bias.fill_(2.0)  # 16 * relu(2) = 32
+        sub.reg_out.bias.fill_(math.log(2.0))  # 16 * exp(ln 2) = 32
     frames, boxes = moving_square(2)
     tracker = Tracker(sub)
     tracker.init(frames[0], boxes[0])
