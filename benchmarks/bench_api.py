@@ -14,6 +14,7 @@ postgresql+psycopg://postgres@127.0.0.1:5432/postgres), dropped afterwards.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import random
 import secrets
@@ -81,28 +82,26 @@ def fill(url: str, team_id: int, hardware_id: int, n: int, seed: int = 0) -> tup
 
 
 def timed(url: str, key: str, paths: Callable[[], str], clients: int, requests: int) -> np.ndarray:
+    """Latencies (ms) of ``requests`` GETs from ``clients`` concurrent closed-loop clients, each
+    with its own keep-alive connection. One asyncio loop drives them all: threads would add the
+    load generator's own GIL contention to every measured latency."""
     per = max(1, requests // clients)
-    out: list[float] = []
-    lock = threading.Lock()
 
-    def run() -> None:
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as c:
-            c.get("/v1/me")  # connect
+    async def client() -> list[float]:
+        async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as c:
+            await c.get("/v1/me")  # connect
             mine = []
             for _ in range(per):
                 t0 = time.perf_counter()
-                r = c.get(paths())
+                r = await c.get(paths())
                 mine.append((time.perf_counter() - t0) * 1000)
                 assert r.status_code == 200, r.text
-            with lock:
-                out.extend(mine)
+            return mine
 
-    threads = [threading.Thread(target=run) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return np.array(out)
+    async def run() -> list[list[float]]:
+        return await asyncio.gather(*(client() for _ in range(clients)))
+
+    return np.array([ms for mine in asyncio.run(run()) for ms in mine])
 
 
 def uploads_per_second(url: str, client: httpx.Client, clients: int, targets: int) -> float:
@@ -134,7 +133,7 @@ def uploads_per_second(url: str, client: httpx.Client, clients: int, targets: in
     return len(jobs) / (time.perf_counter() - t0)
 
 
-def bench(name: str, url: str, n: int, requests: int) -> None:
+def bench(name: str, url: str, n: int, requests: int, workers: int = 1) -> None:
     engine = create_engine_for(url)
     upgrade(engine)
     engine.dispose()
@@ -143,8 +142,8 @@ def bench(name: str, url: str, n: int, requests: int) -> None:
     env.update({"LUTNAS_DATABASE_URL": url, "LUTNAS_ADMIN_TOKEN": ADMIN,
                 "LUTNAS_DATA_DIR": tempfile.mkdtemp(prefix="lutnas-bench-")})
     log = open(Path(env["LUTNAS_DATA_DIR"]) / "server.log", "wb")  # noqa: SIM115
-    server = subprocess.Popen([str(Path(sys.executable).parent / "lutnas"), "serve", "--no-worker", "--port",
-                               str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen([str(Path(sys.executable).parent / "lutnas"), "serve", "--no-worker", "--workers",
+                               str(workers), "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(240):
@@ -165,6 +164,7 @@ def bench(name: str, url: str, n: int, requests: int) -> None:
         engine.dispose()
         t0 = time.perf_counter()
         sid, sn = fill(url, team_id, hw["id"], n)
+        name = f"{name} x{workers}"
         print(f"[{name}] stored {n} evaluated architectures in {time.perf_counter() - t0:.1f} s", flush=True)
         rng = random.Random(0)
         endpoints: dict[str, Callable[[], str]] = {
@@ -194,11 +194,12 @@ def main() -> None:
     p.add_argument("--n", type=int, default=100_000, help="stored evaluated architectures")
     p.add_argument("--requests", type=int, default=400, help="requests per endpoint and concurrency")
     p.add_argument("--databases", default="sqlite,postgresql")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="API processes (lutnas serve --workers)")
     a = p.parse_args()
-    for db in a.databases.split(","):
+    for db, workers in [(db, w) for db in a.databases.split(",") for w in a.workers]:
         if db == "sqlite":
             with tempfile.TemporaryDirectory() as tmp:
-                bench("sqlite", f"sqlite:///{tmp}/bench.db", a.n, a.requests)
+                bench("sqlite", f"sqlite:///{tmp}/bench.db", a.n, a.requests, workers)
         elif db == "postgresql":
             import psycopg
 
@@ -212,7 +213,7 @@ def main() -> None:
             with psycopg.connect(dsn, autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{name}"')
             try:
-                bench("postgresql", PG.rsplit("/", 1)[0] + "/" + name, a.n, a.requests)
+                bench("postgresql", PG.rsplit("/", 1)[0] + "/" + name, a.n, a.requests, workers)
             finally:
                 with psycopg.connect(dsn, autocommit=True) as conn:
                     conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -69,9 +69,9 @@ def demo(
 
     t0 = _step(console, 2, "one-shot supernet training (single path, uniform sampling)")
     ckpt = workdir / "supernet.pt"
-    # lr 0.01 with a 30-iteration warm-up: 0.04 diverged and 0.02 was unstable (docs/validation.md)
+    # TrainConfig's defaults: peak lr 0.01 after a 30-iteration warm-up (docs/validation.md)
     cfg = TrainConfig(epochs=1, iters_per_epoch=iterations, batch_size=batch, seed=seed, threads=threads,
-                      lr=0.01, warmup_iters=30, checkpoint_every=50)
+                      checkpoint_every=50)
     done_iters = int(load_supernet(ckpt)[1].get("iteration", 0)) if ckpt.is_file() else 0
     if done_iters >= cfg.total_iters:
         console.print(f"reusing {ckpt} ({done_iters} iterations)")

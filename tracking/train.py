@@ -5,8 +5,8 @@ the output position, both heads' widths and layers), runs a batch of template/se
 through it and updates only the weights on that path.
 
 Losses (LightTrack): weighted binary cross-entropy for classification (0.5 x mean over positive
-cells + 0.5 x mean over negative cells) and the IoU loss ``-log((I + 1) / (U + 1))`` on positive
-cells for regression; total = cls + 1.2 x reg. SGD, momentum 0.9, weight decay 1e-4, linear
+cells + 0.5 x mean over negative cells) and the IoU loss ``-log((I + 1) / (U + 1))`` on every
+cell inside the true box for regression (as Ocean, whose training LightTrack reuses); total = cls + 1.2 x reg. SGD, momentum 0.9, weight decay 1e-4, linear
 warm-up then cosine decay.
 
 Determinism and resuming: the path and the pairs of global iteration ``g`` are drawn from seeds
@@ -41,8 +41,8 @@ class TrainConfig(BaseModel):
     epochs: int = Field(1, ge=1)
     iters_per_epoch: int = Field(100, ge=1)
     batch_size: int = Field(8, ge=1)
-    lr: float = Field(0.02, gt=0)
-    warmup_iters: int = Field(20, ge=0)
+    lr: float = Field(0.01, gt=0)
+    warmup_iters: int = Field(30, ge=0)
     final_lr_ratio: float = Field(0.05, ge=0, le=1)
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -93,9 +93,10 @@ def weighted_bce(logits: Tensor, label: Tensor) -> Tensor:
     return 0.5 * lp + 0.5 * ln
 
 
-def iou_loss(pred: Tensor, target: Tensor, label: Tensor) -> Tensor:
-    """``-log((I + 1) / (U + 1))`` between ltrb boxes sharing a cell centre, mean over positives."""
-    pos = label[:, 0] > 0.5  # [B,16,16]
+def iou_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """``-log((I + 1) / (U + 1))`` between ltrb boxes sharing a cell centre, mean over the cells of
+    ``mask`` (those inside the true box)."""
+    pos = mask[:, 0] > 0.5  # [B,16,16]
     if not pos.any():
         return pred.sum() * 0
     p = pred.permute(0, 2, 3, 1)[pos]  # [P,4]
@@ -111,7 +112,7 @@ def iou_loss(pred: Tensor, target: Tensor, label: Tensor) -> Tensor:
 
 def tracking_loss(cls: Tensor, reg: Tensor, batch: dict[str, Tensor], cfg: TrainConfig) -> tuple[Tensor, Tensor, Tensor]:
     lc = weighted_bce(cls, batch["cls"])
-    lr = iou_loss(reg, batch["reg"], batch["cls"])
+    lr = iou_loss(reg, batch["reg"], batch["reg_mask"])
     return cfg.cls_weight * lc + cfg.reg_weight * lr, lc, lr
 
 

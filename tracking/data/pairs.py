@@ -11,7 +11,9 @@ Labels live on the supernet's 16x16 score map (cell ``(i, j)`` centred at search
 ``(16 j + 8, 16 i + 8)``, see ``tracking/supernet.py``): a cell is positive when its centre is
 within ``pos_radius`` pixels of the target centre and inside the box, negative otherwise. The
 regression target of each cell is the ``(l, t, r, b)`` distance from the cell centre to the box
-edges in search pixels (meaningful on positive cells, where the loss uses it).
+edges in search pixels; ``reg_mask`` marks the cells whose centre is inside the box, where the
+regression loss applies (Ocean/LightTrack: every cell inside the box, not only the positives,
+so the size regression gets ~4x the supervision).
 """
 
 from __future__ import annotations
@@ -117,7 +119,8 @@ def crop_pair(t_img: np.ndarray, t_box: np.ndarray, s_img: np.ndarray, s_box: np
     y1 = (y - cy) * k + cfg.search_size / 2
     box = np.array([x1, y1, x1 + w * k, y1 + h * k], dtype=np.float32)
     cls, reg = make_labels(box, cfg.pos_radius)
-    return {"template": template, "search": search, "box": box, "cls": cls, "reg": reg}
+    reg_mask = (reg.min(axis=0) > 0).astype(np.float32)
+    return {"template": template, "search": search, "box": box, "cls": cls, "reg": reg, "reg_mask": reg_mask}
 
 
 class PairDataset(TorchDataset):
@@ -141,6 +144,7 @@ class PairDataset(TorchDataset):
             "search": to_tensor(p["search"]),
             "box": torch.from_numpy(p["box"]),
             "cls": torch.from_numpy(p["cls"])[None],
+            "reg_mask": torch.from_numpy(p["reg_mask"])[None],
             "reg": torch.from_numpy(p["reg"]),
         }
 
