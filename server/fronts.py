@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
+from fastapi import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -53,3 +57,32 @@ def pareto_payload(session: Session, searches: list[Search], hardware_id: int) -
             "hypervolume": float(hv),
             "points": [{"architecture_id": a, "lighttrack": names[a], "score": s, "latency_ms": lat}
                        for a, s, lat in front]}
+
+
+# (database, search ids, hardware id) -> the serialised payload. A succeeded search's front is written once,
+# in the transaction that marks it succeeded, and never changes, so its payload (and a team
+# front over succeeded searches only) can be served from memory; fronts of other searches are not
+# cached. Per process, bounded.
+_CACHE: OrderedDict[tuple[str, tuple[int, ...], int], bytes] = OrderedDict()
+_CACHE_SIZE = 512
+_LOCK = threading.Lock()
+
+
+def pareto_response(session: Session, searches: list[Search], hardware_id: int) -> Response:
+    """:func:`pareto_payload` as a JSON response, from the cache when every search has succeeded."""
+    key = (str(session.get_bind().url), tuple(sorted(s.id for s in searches)), hardware_id)
+    cacheable = all(s.status == "succeeded" for s in searches)
+    body = None
+    if cacheable:
+        with _LOCK:
+            body = _CACHE.get(key)
+            if body is not None:
+                _CACHE.move_to_end(key)
+    if body is None:
+        body = json.dumps(pareto_payload(session, searches, hardware_id), separators=(",", ":")).encode()
+        if cacheable:
+            with _LOCK:
+                _CACHE[key] = body
+                while len(_CACHE) > _CACHE_SIZE:
+                    _CACHE.popitem(last=False)
+    return Response(body, media_type="application/json")

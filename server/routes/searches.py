@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from server.auth import TeamDep
 from server.deps import SessionDep
-from server.fronts import pareto_payload
+from server.fronts import pareto_response
 from server.models import ArchitectureRow, Hardware, Search, SearchResult, Supernet, Team, utcnow
 from server.pagination import Page, PageSize, PageToken, decode_token, page
 from server.problems import Problem, not_found
@@ -126,11 +126,11 @@ def list_results(search_id: int, team: TeamDep, session: SessionDep, page_size: 
 
 @router.get("/{search_id}/pareto", response_model=ParetoOut, operation_id="get_search_pareto")
 def get_search_pareto(search_id: int, team: TeamDep, session: SessionDep,
-                      hardware_id: int | None = None) -> JSONResponse:
+                      hardware_id: int | None = None) -> Response:
     s = get_team_search(session, team, search_id)
     hw_ids = [int(h) for h in s.request["hardware_ids"]]
     if hardware_id is None:
         hardware_id = hw_ids[0]
     elif hardware_id not in hw_ids:
         raise Problem(404, f"search {s.id} did not run on hardware {hardware_id}", "hardware_id")
-    return JSONResponse(pareto_payload(session, [s], hardware_id))
+    return pareto_response(session, [s], hardware_id)

@@ -108,3 +108,52 @@ def test_admin_cli(tmp_path) -> None:  # type: ignore[no-untyped-def]
     bad = subprocess.run([str(BIN / "lutnas"), "admin", "create-team", "no spaces"], env=env,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_pareto_cache_serves_only_finished_fronts(engine) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from latency_tables.db import LatencyTable
+    from server.fronts import pareto_response
+    from server.models import ArchitectureRow, FrontPoint, Hardware
+
+    upgrade(engine)
+    factory = make_sessionmaker(engine)
+    with session_scope(factory) as s:
+        team = Team(name="fronts")
+        s.add(team)
+        s.flush()
+        table = LatencyTable(name="fronts-cpu", hardware={}, runtime={})
+        s.add(table)
+        s.flush()
+        hw = Hardware(team_id=team.id, name="cpu", kind="cpu", runtime={}, table_id=table.id)
+        sn = Supernet(team_id=team.id, name="x", checkpoint_path="x", data_path="x", space={})
+        s.add_all([hw, sn])
+        s.flush()
+        search = Search(team_id=team.id, supernet_id=sn.id, request={"hardware_ids": [hw.id]}, progress={},
+                        summary={}, status="running")
+        s.add(search)
+        s.add_all([ArchitectureRow(id=f"a{i}", lighttrack=f"arch{i}", flops=1, params=1) for i in range(3)])
+        s.flush()
+        s.add(FrontPoint(search_id=search.id, hardware_id=hw.id, arch_id="a0", score=0.5, latency_ms=5.0))
+        sid, hid = search.id, hw.id
+
+    def points() -> list[str]:
+        with factory() as s:
+            body = pareto_response(s, [s.get(Search, sid)], hid).body
+        return [p["architecture_id"] for p in json.loads(body)["points"]]
+
+    def add_point(arch: str, score: float, ms: float, status: str | None = None) -> None:
+        with session_scope(factory) as s:
+            s.add(FrontPoint(search_id=sid, hardware_id=hid, arch_id=arch, score=score, latency_ms=ms))
+            if status:
+                s.get(Search, sid).status = status
+
+    assert points() == ["a0"]
+    add_point("a1", 0.7, 7.0)  # a running search's front is read afresh every time
+    assert points() == ["a0", "a1"]
+    add_point("a2", 0.9, 9.0, status="succeeded")
+    assert points() == ["a0", "a1", "a2"]
+    with session_scope(factory) as s:  # never happens to a finished search: shows the cache serves it
+        s.execute(FrontPoint.__table__.delete().where(FrontPoint.arch_id == "a2"))
+    assert points() == ["a0", "a1", "a2"]
