@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -79,7 +79,7 @@ def pareto_response(session: Session, searches: list[Search], hardware_id: int) 
             if body is not None:
                 _CACHE.move_to_end(key)
     if body is None:
-        body = json.dumps(pareto_payload(session, searches, hardware_id), separators=(",", ":")).encode()
+        body = orjson.dumps(pareto_payload(session, searches, hardware_id))
         if cacheable:
             with _LOCK:
                 _CACHE[key] = body
