@@ -1,11 +1,12 @@
 """API latency with many stored results, and agent upload throughput, on SQLite and PostgreSQL.
 
-Starts a real ``lutnas serve --no-worker`` (uvicorn) per database, stores one finished search
+Starts a real ``lutnas serve --no-worker --workers N`` (uvicorn) per database and process count
+(``--workers 1 2`` by default), stores one finished search
 with ``--n`` (default 100k) evaluated architectures directly in the database (bulk insert), then
 prints p50/p99 latency of the results and Pareto endpoints with 1 and 16 concurrent clients, and
 the rate of agent result uploads (one result per request, as ``lutnas-agent`` sends them).
 
-    python benchmarks/bench_api.py [--n 100000] [--requests 400] [--databases sqlite,postgresql]
+    python benchmarks/bench_api.py [--n 100000] [--requests 400] [--databases sqlite,postgresql] [--workers 1 2]
 
 PostgreSQL: a throwaway database on $LUTNAS_BENCH_PG (default
 postgresql+psycopg://postgres@127.0.0.1:5432/postgres), dropped afterwards.

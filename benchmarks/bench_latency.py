@@ -22,11 +22,20 @@ from pathlib import Path
 import numpy as np
 
 from latency_tables.calibrate import fit_calibration
-from latency_tables.fidelity import agreement, export_search_graphs, flops_proxy, measure_models, noise_floor
+from latency_tables.fidelity import (
+    agreement,
+    export_search_graphs,
+    flops_proxy,
+    host_speed,
+    measure_models,
+    measure_with_probes,
+    noise_floor,
+    probe_keys,
+)
 from latency_tables.predict import LatencyPredictor
 from latency_tables.profile import profile_units
 from latency_tables.store import LatencyStore
-from latency_tables.units import all_units, export_unit_onnx, unit_filename
+from latency_tables.units import all_units, export_unit_onnx, parse_key, unit_filename
 from profilers import Protocol, get_backend, measure
 from profilers.measure import auto_flush_bytes
 from tracking.flops import count_flops_params
@@ -59,6 +68,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3,
                     help="rounds of the interleaved measurement (units and graphs shuffled together); 0 skips it")
     ap.add_argument("--space", choices=["paper", "code"], default="paper")
+    ap.add_argument("--profile-rounds", type=int, default=1, help="lutnas profile --rounds of the plain pass")
+    ap.add_argument("--probes", type=int, default=6, help="table units re-measured between the subnets (host drift)")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="cpu: process CPU time, robust on a shared machine (meaningful for 1 thread)")
     ap.add_argument("--flush-kib", type=int, default=None,
@@ -97,10 +108,15 @@ def main() -> None:
             store = LatencyStore(Path(tmp) / f"lut-t{threads}.db")
             t0 = time.perf_counter()
             rep = profile_units(store, backend, units, name=f"bench-t{threads}", protocol=protocol,
-                                seed=args.seed)
+                                seed=args.seed, rounds=args.profile_rounds)
             profile_s = time.perf_counter() - t0
             pred = LatencyPredictor.from_store(store, rep.table.name, space)
-            measured = measure_models(backend, val_paths, protocol, repeats, args.seed)
+            keys = probe_keys(pred.medians, args.probes)
+            probe_paths = [export_unit_onnx(parse_key(k), Path(tmp) / "probes" / unit_filename(k), args.seed)
+                           for k in keys]
+            measured, probe_now = measure_with_probes(backend, val_paths, probe_paths, protocol, repeats,
+                                                      seed=args.seed)
+            speed = host_speed(probe_now, np.array([pred.medians[k] for k in keys]))
             cal_measured = measure_models(backend, cal_paths, protocol, repeats, args.seed)
             noise = noise_floor(backend, val_paths[0], protocol, runs=5, seed=args.seed)
 
@@ -109,7 +125,7 @@ def main() -> None:
             cal_pred = LatencyPredictor(pred.medians, space, pred.overhead_ms, calib).predict_batch(archs)
             fp, fit = flops_proxy(flops, measured)
             fig = {"raw": agreement(raw, measured), "calibrated": agreement(cal_pred, measured),
-                   "flops": agreement(fp, measured)}
+                   "drift": agreement(raw * speed, measured), "host_speed": speed, "flops": agreement(fp, measured)}
             if args.rounds:
                 unit_paths = [export_unit_onnx(u, Path(tmp) / "units" / unit_filename(u), args.seed) for u in units]
                 both = interleaved_medians(backend, unit_paths + val_paths + cal_paths, protocol, args.rounds,
@@ -133,14 +149,17 @@ def main() -> None:
             per_s = 5 * len(genes) / (time.perf_counter() - t)
 
             print(f"\n== onnxruntime CPU EP, {threads} thread(s), {repeats} measurement(s) per subnet ==")
-            print(f"profiled {len(rep.measured)} units in {profile_s:.1f} s (export {rep.export_s:.1f} s, "
+            print(f"profiled {len(rep.measured)} units x {args.profile_rounds} round(s) in {profile_s:.1f} s (export {rep.export_s:.1f} s, "
                   f"measure {rep.measure_s:.1f} s); per-run overhead {rep.table.overhead_ms * 1000:.1f} us")
             print(f"end-to-end latency: median {np.median(measured):.2f} ms "
                   f"(min {measured.min():.2f}, max {measured.max():.2f})")
             print(f"  {'predictor':24}{'within 5%':>9}{'within 10%':>11}{'RMSPE':>8}{'Spearman':>10}")
             print(_row("LUT sum (raw)", fig["raw"]))
             print(_row(f"LUT calibrated (n={args.calib_samples})", fig["calibrated"]))
+            print(_row(f"LUT x host drift ({len(keys)} pr.)", fig["drift"]))
             print(_row("FLOPs, least squares", fig["flops"]))
+            print(f"  host drift since profiling: probes ran at {speed:.3f}x their table time; mean error "
+                  f"x drift {fig['drift']['mean_error']:+.1%}")
             print(f"  mean error: raw {fig['raw']['mean_error']:+.1%}, calibrated "
                   f"{fig['calibrated']['mean_error']:+.1%}; calibration {calib['coef']} + {calib['intercept']:.3f} ms")
             if args.rounds:

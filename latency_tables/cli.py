@@ -110,6 +110,8 @@ def profile(
     label: str | None = typer.Option(None, "--label", help="Hardware label stored with the table."),
     min_time: float = typer.Option(0.15, "--min-time", help="Minimum seconds of timed runs per unit."),
     max_time: float = typer.Option(0.5, "--max-time", help="Time cap per unit in seconds."),
+    rounds: int = typer.Option(1, "--rounds", min=1, max=20, help="Measure every unit this many times, in a new "
+                               "order each round, and keep its median round (robust to a shared host's slow spells)."),
     seed: int = typer.Option(0, "--seed", help="Seed of unit weights and inputs."),
     clock: str = typer.Option("wall", "--clock", help=CLOCK_HELP),
     flush: str = typer.Option("auto", "--flush", help=FLUSH_HELP),
@@ -135,7 +137,7 @@ def profile(
     with progress_bar("profile", not quiet) as progress:
         rep = profile_units(store, be, todo, name, hardware_of_this_machine(label),
                                _protocol(min_time, max_time, clock, _flush_bytes(flush)),
-                            seed, progress=progress)
+                            seed, progress=progress, rounds=rounds)
     typer.echo(f"table {rep.table.name!r}: measured {len(rep.measured)} unit(s), skipped {len(rep.skipped)} "
                f"already present; export {rep.export_s:.1f} s, measurement {rep.measure_s:.1f} s; "
                f"per-run overhead {rep.table.overhead_ms:.4f} ms")
@@ -205,6 +207,8 @@ def validate(
     space: str = typer.Option("paper", "--space"),
     repeats: int = typer.Option(1, "--repeats", min=1, help="Measure each subnet this many times (median)."),
     noise_runs: int = typer.Option(5, "--noise-runs", min=0, help="Repeated runs of one model for the noise floor."),
+    probes: int = typer.Option(6, "--probes", min=0, help="Table units re-measured between the subnets to "
+                               "measure host drift since profiling (0: none)."),
     min_time: float = typer.Option(0.15, "--min-time"),
     max_time: float = typer.Option(0.5, "--max-time"),
     as_json: bool = typer.Option(False, "--json"),
@@ -221,7 +225,7 @@ def validate(
     with progress_bar("validate", not quiet and not as_json) as progress:
         rep = run_validate(pred, backend, samples, seed,
                            _table_protocol(info.runtime, min_time, max_time), repeats,
-                           noise_runs, progress=progress)
+                           noise_runs, progress=progress, probes=probes)
     rep["table"] = info.name
     if as_json:
         typer.echo(json.dumps(rep, indent=2))
@@ -235,12 +239,17 @@ def _format_report(rep: dict[str, Any]) -> str:
     rows = [("LUT", "")]
     if "raw_within_5" in rep:
         rows.append(("LUT (raw sum)", "raw_"))
+    if "drift_within_5" in rep:
+        rows.append(("LUT x drift", "drift_"))
     rows.append(("FLOPs (fit)", "flops_"))
     for label, p in rows:
         lines.append(f"{label:14}{rep[p + 'within_5']:>10.1%}{rep[p + 'within_10']:>11.1%}"
                      f"{rep[p + 'rmspe']:>8.1%}{rep[p + 'spearman']:>9.3f}")
     if "noise_cv" in rep:
         lines.append(f"noise floor: run-to-run CV {rep['noise_cv']:.1%} (range {rep['noise_range']:.1%})")
+    if "host_speed" in rep:
+        lines.append(f"host drift: the table's probe units ran at {rep['host_speed']:.3f}x their profiled time "
+                     "(LUT x drift: the prediction scaled by it)")
     return "\n".join(lines)
 
 

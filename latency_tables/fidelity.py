@@ -62,6 +62,54 @@ def measure_models(backend: Backend, paths: Sequence[Path], protocol: Protocol, 
     return np.median(out, axis=0)
 
 
+def probe_keys(medians: dict[str, float], k: int = 6) -> list[str]:
+    """``k`` unit keys of a table spread evenly over its latency range (deterministic): the probes
+    that tell how fast the host is now compared with when the table was profiled."""
+    ordered = sorted(medians, key=lambda key: (medians[key], key))
+    if k <= 0 or not ordered:
+        return []
+    idx = np.unique(np.linspace(0, len(ordered) - 1, min(k, len(ordered))).round().astype(int))
+    return [ordered[i] for i in idx]
+
+
+def measure_with_probes(backend: Backend, paths: Sequence[Path], probe_paths: Sequence[Path], protocol: Protocol,
+                        repeats: int = 1, every: int = 4, seed: int = 0,
+                        progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`measure_models`, with one of ``probe_paths`` measured after every ``every`` models
+    (round robin, each probe at least once), so the probes see the host as the models did.
+    Returns the models' medians and each probe's median over its measurements."""
+    if not probe_paths:
+        return measure_models(backend, paths, protocol, repeats, seed, progress), np.zeros(0)
+    out = np.zeros((repeats, len(paths)))
+    probes: list[list[float]] = [[] for _ in probe_paths]
+    total = repeats * len(paths)
+    done, turn = 0, 0
+
+    def probe() -> None:
+        nonlocal turn
+        j = turn % len(probe_paths)
+        probes[j].append(measure(backend, probe_paths[j], protocol, seed).median_ms)
+        turn += 1
+
+    for r in range(repeats):
+        for i, p in enumerate(paths):
+            out[r, i] = measure(backend, p, protocol, seed).median_ms
+            done += 1
+            if done % every == 0:
+                probe()
+            if progress:
+                progress("measure", done, total)
+    while any(not v for v in probes):
+        probe()
+    return np.median(out, axis=0), np.array([np.median(v) for v in probes])
+
+
+def host_speed(now_ms: np.ndarray, table_ms: np.ndarray) -> float:
+    """How much slower (> 1) or faster the host runs the probes now than when they were profiled:
+    the median of the per-probe ratios (robust to one probe caught by a hiccup)."""
+    return float(np.median(np.asarray(now_ms, float) / np.asarray(table_ms, float))) if len(now_ms) else 1.0
+
+
 def agreement(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
     """Share within +-5% / +-10%, RMSPE and Spearman rank correlation (fractions)."""
     predicted, measured = np.asarray(predicted, float), np.asarray(measured, float)
@@ -103,9 +151,17 @@ def fidelity_report(predicted: np.ndarray, measured: np.ndarray, flops: np.ndarr
 
 def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, protocol: Protocol = Protocol(),
              repeats: int = 1, noise_runs: int = 5, workdir: str | Path | None = None,
-             progress: Progress | None = None) -> dict[str, Any]:
+             progress: Progress | None = None, probes: int = 6) -> dict[str, Any]:
     """Sample ``samples`` subnets (seeded), predict, export and measure their search graphs end to
-    end, and report agreement, the FLOPs proxy's agreement and the noise floor."""
+    end, and report agreement, the FLOPs proxy's agreement and the noise floor.
+
+    Host drift: on a shared machine the same model can run several percent (here up to 40%)
+    slower minutes later, and a table profiled then is off by as much, uniformly. ``probes`` units
+    of the table are re-measured between the subnets; ``host_speed`` is how much slower the host
+    ran them than the table says, and ``drift_*`` figures compare the prediction scaled by it
+    (the headline keys stay the unscaled prediction's).
+    """
+    from latency_tables.units import export_unit_onnx, parse_key, unit_filename
     from tracking.flops import count_flops_params
     from tracking.space import sample_many
 
@@ -118,10 +174,19 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
     flops = np.array([count_flops_params(a, space)[0] for a in archs], dtype=float)
     with tempfile.TemporaryDirectory(prefix="lutnas-validate-") as tmp:
         paths = export_search_graphs(archs, workdir or tmp, space, seed, progress)
-        measured = measure_models(backend, paths, protocol, repeats, seed, progress)
+        keys = probe_keys(predictor.medians, probes)
+        probe_paths = [export_unit_onnx(parse_key(k), Path(workdir or tmp) / "probes" / unit_filename(k), seed)
+                       for k in keys]
+        measured, probe_now = measure_with_probes(backend, paths, probe_paths, protocol, repeats, seed=seed,
+                                                  progress=progress)
         noise = noise_floor(backend, paths[0], protocol, noise_runs, seed) if noise_runs > 1 else {}
     report = fidelity_report(predicted, measured, flops, raw if predictor.calibration else None)
     report.update(noise)
+    speed = host_speed(probe_now, np.array([predictor.medians[k] for k in keys]))
+    report["host_speed"] = speed
+    report["probes"] = {k: {"table_ms": predictor.medians[k], "now_ms": float(v)} for k, v in zip(keys, probe_now,
+                                                                                              strict=True)}
+    report.update({f"drift_{k}": v for k, v in agreement(predicted * speed, measured).items()})
     report.update({"seed": seed, "repeats": repeats, "runtime": backend.config(),
                    "archs": [a.to_string() for a in archs], "flops": [int(f) for f in flops]})
     return report

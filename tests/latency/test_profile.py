@@ -40,6 +40,14 @@ def test_profile_a_few_units_and_resume(tmp_path):
     # The stem (3x256x256 -> 16x128x128 conv, ~7M MACs) costs more than the 1x1 adjust (~2.4M MACs
     # at 16x16; about 6x faster here).
     assert med[KEYS[0]] > med[KEYS[1]]
+    # Rounds: every unit measured in each round (new order per round), the median round kept.
+    phases = []
+    rep3 = profile_units(LatencyStore(tmp_path / "rounds.db"), backend, units[:3], protocol=FAST, rounds=3,
+                         progress=lambda *a: phases.append(a))
+    assert sorted(rep3.measured) == sorted(KEYS[:3]) and ("measure", 9, 9) in phases
+    assert set(LatencyStore(tmp_path / "rounds.db").medians(rep3.table.id)) == set(KEYS[:3])
+    with pytest.raises(ValueError, match="rounds"):
+        profile_units(LatencyStore(tmp_path / "rounds.db"), backend, units, protocol=FAST, rounds=0)
     with pytest.raises(MissingUnitsError) as e:
         LatencyPredictor.from_store(db).fastest()
     assert "mbconv:in16x128x128:out24:k3:e4:s2" in e.value.keys
@@ -106,6 +114,10 @@ def test_validate_json_has_the_agreed_keys(tmp_path):
     assert rep["samples"] == 2 and rep["archs"] == archs
     assert 0 <= rep["within_5"] <= rep["within_10"] <= 1 and rep["noise_cv"] >= 0
     assert all(m > 0 for m in rep["measured_ms"])
+    # host drift: table units re-measured between the subnets, and the prediction scaled by it
+    assert rep["host_speed"] > 0 and 1 <= len(rep["probes"]) <= 6
+    assert all(p["table_ms"] > 0 and p["now_ms"] > 0 for p in rep["probes"].values())
+    assert 0 <= rep["drift_within_5"] <= rep["drift_within_10"] <= 1
     # Calibration on the same two subnets is stored with the table and used by predict.
     r = _lutnas("latency", "calibrate", "--table", str(db), "--samples", "2", "--seed", "5", "--quiet",
                 "--min-time", "0.01", "--max-time", "0.05")
@@ -117,3 +129,14 @@ def test_validate_json_has_the_agreed_keys(tmp_path):
     # A sample needing units the table lacks fails before any measurement, naming a unit.
     r = _lutnas("latency", "validate", "--table", str(db), "--samples", "30", "--seed", "6", "--json")
     assert r.returncode == 2 and "no entry for" in r.stderr
+
+
+def test_probe_keys_spread_over_the_table():
+    from latency_tables.fidelity import host_speed, probe_keys
+
+    medians = {f"u{i}": float(i) for i in range(1, 21)}
+    assert probe_keys(medians, 5) == ["u1", "u6", "u11", "u15", "u20"]  # quantiles, fastest to slowest
+    assert probe_keys(medians, 50) == sorted(medians, key=medians.get)  # k > n: every unit once
+    assert probe_keys(medians, 0) == [] and probe_keys({}, 3) == []
+    assert host_speed([2.0, 4.0, 30.0], [1.0, 2.0, 3.0]) == 2.0  # median ratio: one hiccup ignored
+    assert host_speed([], []) == 1.0
