@@ -225,4 +225,6 @@ class RegOutput(nn.Module):
         self.bias = nn.Parameter(torch.full((1, 4, 1, 1), math.log(2.0)))
 
     def forward(self, x: Tensor) -> Tensor:
-        return float(STRIDE) * torch.exp(self.scale * self.conv(x) + self.bias)
+        # The clamp bounds distances to 16 * e^6 (~6,500 px, far beyond any search image): an
+        # untrained or badly normalised path must not overflow to inf.
+        return float(STRIDE) * torch.exp(torch.clamp(self.scale * self.conv(x) + self.bias, max=6.0))

@@ -132,19 +132,21 @@ class Tracker:
         s_x = cfg.search_size / scale
         x = crop_square(frame, tuple(self.centre), s_x, cfg.search_size, self.pad)
         cls, reg = self.model.track(self.zf, normalise(x)[None])
-        score = 1.0 / (1.0 + np.exp(-cls[0, 0].astype(np.float64)))
-        left, top, right, bottom = reg[0].astype(np.float64)
-        pred_cx = self.grid_x + (right - left) / 2
-        pred_cy = self.grid_y + (bottom - top) / 2
-        pred_w = np.maximum(left + right, 1e-6)
-        pred_h = np.maximum(top + bottom, 1e-6)
+        score = 0.5 * (1.0 + np.tanh(0.5 * np.nan_to_num(cls[0, 0].astype(np.float64))))  # sigmoid, no overflow
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # handled below
+            left, top, right, bottom = reg[0].astype(np.float64)
+            pred_cx = self.grid_x + (right - left) / 2
+            pred_cy = self.grid_y + (bottom - top) / 2
+            pred_w = np.maximum(left + right, 1e-6)
+            pred_h = np.maximum(top + bottom, 1e-6)
 
-        target = self.size * scale  # previous size in search-image pixels
-        s_c = _change(_sz(pred_w, pred_h) / _sz(*target))
-        r_c = _change((target[0] / target[1]) / (pred_w / pred_h))
-        penalty = np.exp(-(r_c * s_c - 1) * cfg.penalty_k)
-        pscore = penalty * score
-        pscore = pscore * (1 - cfg.window_influence) + self.window * cfg.window_influence
+            target = self.size * scale  # previous size in search-image pixels
+            s_c = _change(_sz(pred_w, pred_h) / _sz(*target))
+            r_c = _change((target[0] / target[1]) / (pred_w / pred_h))
+            penalty = np.exp(-(r_c * s_c - 1) * cfg.penalty_k)
+            pscore = penalty * score
+            pscore = pscore * (1 - cfg.window_influence) + self.window * cfg.window_influence
+            pscore = np.nan_to_num(pscore, nan=-1.0)  # cells with non-finite outputs never win
         i, j = np.unravel_index(int(np.argmax(pscore)), pscore.shape)
 
         half = cfg.search_size / 2
@@ -152,6 +154,8 @@ class Tracker:
         lr = penalty[i, j] * score[i, j] * cfg.lr
         new_size = self.size * (1 - lr) + np.array([pred_w[i, j], pred_h[i, j]]) / scale * lr
         fh, fw = self.frame_hw = frame.shape[:2]
+        if not (np.isfinite(offset).all() and np.isfinite(new_size).all()):
+            return self._box_in_frame(), 0.0  # a non-finite output must not corrupt the state: keep it
         self.centre = np.clip(self.centre + offset, 0, [fw, fh])
         self.size = np.clip(new_size, cfg.min_size, [max(fw, cfg.min_size), max(fh, cfg.min_size)])
         return self._box_in_frame(), float(score[i, j])

@@ -133,3 +133,35 @@ def test_bad_input(supernet):
         tracker.init(frame.astype(np.float32), (10, 10, 5, 5))
     with pytest.raises(TypeError):
         Tracker(object())
+
+
+class _BrokenModel:
+    """numpy model (the OnnxTrackerModel interface) whose outputs go non-finite from a frame on."""
+
+    search_session = None
+
+    def __init__(self, bad_from: int) -> None:
+        self.calls, self.bad_from = 0, bad_from
+
+    def template_feature(self, z):
+        return z
+
+    def track(self, zf, x):
+        self.calls += 1
+        cls = np.zeros((1, 1, 16, 16), np.float32)
+        cls[0, 0, 8, 8] = 1e5  # huge logit: the sigmoid must not overflow
+        reg = np.full((1, 4, 16, 16), 32.0, np.float32)
+        if self.calls >= self.bad_from:
+            reg[:] = np.inf if self.calls % 2 else np.nan
+        return cls, reg
+
+
+def test_non_finite_outputs_keep_the_last_box():
+    frames, boxes = moving_square(6)
+    tracker = Tracker(_BrokenModel(bad_from=3))
+    tracker.init(frames[0], boxes[0])
+    with np.errstate(all="raise"):
+        good = [tracker.update(f) for f in frames[1:3]]
+    later = [tracker.update(f) for f in frames[3:]]
+    assert all(np.isfinite(b).all() for b, _ in good + later)
+    assert all(b == good[-1][0] and s == 0.0 for b, s in later)  # state kept, zero confidence
