@@ -1,8 +1,8 @@
 """Local profiling: export units to ONNX, measure them on this machine, store them in a table.
 
 Resumable: units already in the table are skipped, and each result is committed as soon as it is
-measured (in its last round), so an interrupted run loses at most one unit (one round's worth with
-``rounds`` > 1).
+measured, so an interrupted run loses at most one unit. With ``rounds`` > 1 a unit is committed in
+the last round, so an interruption before it loses the earlier rounds of the uncommitted units.
 """
 
 from __future__ import annotations
