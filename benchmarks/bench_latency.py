@@ -24,18 +24,18 @@ import numpy as np
 from latency_tables.calibrate import fit_calibration
 from latency_tables.fidelity import (
     agreement,
+    export_probes,
     export_search_graphs,
     flops_proxy,
     host_speed,
     measure_models,
     measure_with_probes,
     noise_floor,
-    probe_keys,
 )
 from latency_tables.predict import LatencyPredictor
 from latency_tables.profile import profile_units
 from latency_tables.store import LatencyStore
-from latency_tables.units import all_units, export_unit_onnx, parse_key, unit_filename
+from latency_tables.units import all_units, export_unit_onnx, unit_filename
 from profilers import Protocol, get_backend, measure
 from profilers.measure import auto_flush_bytes
 from tracking.flops import count_flops_params
@@ -111,9 +111,7 @@ def main() -> None:
                                 seed=args.seed, rounds=args.profile_rounds)
             profile_s = time.perf_counter() - t0
             pred = LatencyPredictor.from_store(store, rep.table.name, space)
-            keys = probe_keys(pred.medians, args.probes)
-            probe_paths = [export_unit_onnx(parse_key(k), Path(tmp) / "probes" / unit_filename(k), args.seed)
-                           for k in keys]
+            keys, probe_paths = export_probes(pred.medians, args.probes, Path(tmp) / "probes", args.seed)
             measured, probe_now = measure_with_probes(backend, val_paths, probe_paths, protocol, repeats,
                                                       seed=args.seed)
             speed = host_speed(probe_now, np.array([pred.medians[k] for k in keys]))

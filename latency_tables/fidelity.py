@@ -72,6 +72,14 @@ def probe_keys(medians: dict[str, float], k: int = 6) -> list[str]:
     return [ordered[i] for i in idx]
 
 
+def export_probes(medians: dict[str, float], k: int, out_dir: str | Path, seed: int = 0) -> tuple[list[str], list[Path]]:
+    """The :func:`probe_keys` of a table and their unit ONNX models, exported under ``out_dir``."""
+    from latency_tables.units import export_unit_onnx, parse_key, unit_filename
+
+    keys = probe_keys(medians, k)
+    return keys, [export_unit_onnx(parse_key(key), Path(out_dir) / unit_filename(key), seed) for key in keys]
+
+
 def measure_with_probes(backend: Backend, paths: Sequence[Path], probe_paths: Sequence[Path], protocol: Protocol,
                         repeats: int = 1, every: int = 4, seed: int = 0,
                         progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -161,7 +169,6 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
     ran them than the table says, and ``drift_*`` figures compare the prediction scaled by it
     (the headline keys stay the unscaled prediction's).
     """
-    from latency_tables.units import export_unit_onnx, parse_key, unit_filename
     from tracking.flops import count_flops_params
     from tracking.space import sample_many
 
@@ -174,9 +181,7 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
     flops = np.array([count_flops_params(a, space)[0] for a in archs], dtype=float)
     with tempfile.TemporaryDirectory(prefix="lutnas-validate-") as tmp:
         paths = export_search_graphs(archs, workdir or tmp, space, seed, progress)
-        keys = probe_keys(predictor.medians, probes)
-        probe_paths = [export_unit_onnx(parse_key(k), Path(workdir or tmp) / "probes" / unit_filename(k), seed)
-                       for k in keys]
+        keys, probe_paths = export_probes(predictor.medians, probes, Path(workdir or tmp) / "probes", seed)
         measured, probe_now = measure_with_probes(backend, paths, probe_paths, protocol, repeats, seed=seed,
                                                   progress=progress)
         noise = noise_floor(backend, paths[0], protocol, noise_runs, seed) if noise_runs > 1 else {}

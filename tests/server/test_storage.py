@@ -40,6 +40,16 @@ def _fresh_schema(url: str) -> Engine:
     return engine
 
 
+def _team_with_supernet(s: Any, name: str) -> tuple[Team, Supernet]:
+    team = Team(name=name)
+    s.add(team)
+    s.flush()
+    sn = Supernet(team_id=team.id, name="x", checkpoint_path="x", data_path="x", space={})
+    s.add(sn)
+    s.flush()
+    return team, sn
+
+
 @pytest.fixture
 def engine(database_url: str, tmp_path):  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'm.db'}" if database_url.startswith("sqlite") else database_url
@@ -64,12 +74,7 @@ def test_worker_claim_is_atomic(engine) -> None:  # type: ignore[no-untyped-def]
     upgrade(engine)
     factory = make_sessionmaker(engine)
     with session_scope(factory) as s:
-        team = Team(name="claims")
-        s.add(team)
-        s.flush()
-        sn = Supernet(team_id=team.id, name="x", checkpoint_path="x", data_path="x", space={})
-        s.add(sn)
-        s.flush()
+        team, sn = _team_with_supernet(s, "claims")
         for _ in range(20):
             s.add(Search(team_id=team.id, supernet_id=sn.id, request={}, progress={}, summary={}))
     settings = Settings(database_url=str(engine.url))
@@ -120,15 +125,12 @@ def test_pareto_cache_serves_only_finished_fronts(engine) -> None:  # type: igno
     upgrade(engine)
     factory = make_sessionmaker(engine)
     with session_scope(factory) as s:
-        team = Team(name="fronts")
-        s.add(team)
-        s.flush()
+        team, sn = _team_with_supernet(s, "fronts")
         table = LatencyTable(name="fronts-cpu", hardware={}, runtime={})
         s.add(table)
         s.flush()
         hw = Hardware(team_id=team.id, name="cpu", kind="cpu", runtime={}, table_id=table.id)
-        sn = Supernet(team_id=team.id, name="x", checkpoint_path="x", data_path="x", space={})
-        s.add_all([hw, sn])
+        s.add(hw)
         s.flush()
         search = Search(team_id=team.id, supernet_id=sn.id, request={"hardware_ids": [hw.id]}, progress={},
                         summary={}, status="running")
