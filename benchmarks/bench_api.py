@@ -7,6 +7,7 @@ prints p50/p99 latency of the results and Pareto endpoints with 1 and 16 concurr
 the rate of agent result uploads (one result per request, as ``lutnas-agent`` sends them).
 
     python benchmarks/bench_api.py [--n 100000] [--requests 400] [--databases sqlite,postgresql] [--workers 1 2]
+                                    [--client aiohttp|httpx]
 
 PostgreSQL: a throwaway database on $LUTNAS_BENCH_PG (default
 postgresql+psycopg://postgres@127.0.0.1:5432/postgres), dropped afterwards.
@@ -82,14 +83,18 @@ def fill(url: str, team_id: int, hardware_id: int, n: int, seed: int = 0) -> tup
     return sid, sn
 
 
-def timed(url: str, key: str, paths: Callable[[], str], clients: int, requests: int) -> np.ndarray:
+def timed(url: str, key: str, paths: Callable[[], str], clients: int, requests: int,
+          client_lib: str = "aiohttp") -> np.ndarray:
     """Latencies (ms) of ``requests`` GETs from ``clients`` concurrent closed-loop clients, each
     with its own keep-alive connection. One asyncio loop drives them all: threads would add the
-    load generator's own GIL contention to every measured latency."""
+    load generator's own GIL contention to every measured latency. The generator shares the
+    machine's cores with the server, so its own CPU per request inflates every figure: aiohttp's
+    client costs a fraction of httpx's (``--client`` picks one)."""
     per = max(1, requests // clients)
+    headers = {"Authorization": f"Bearer {key}"}
 
-    async def client() -> list[float]:
-        async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as c:
+    async def httpx_client() -> list[float]:
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as c:
             await c.get("/v1/me")  # connect
             mine = []
             for _ in range(per):
@@ -99,8 +104,27 @@ def timed(url: str, key: str, paths: Callable[[], str], clients: int, requests: 
                 assert r.status_code == 200, r.text
             return mine
 
+    async def aiohttp_client() -> list[float]:
+        import aiohttp
+
+        conn = aiohttp.TCPConnector(limit=1)  # one keep-alive connection per client
+        async with aiohttp.ClientSession(url, headers=headers, connector=conn,
+                                         timeout=aiohttp.ClientTimeout(total=60)) as c:
+            async with c.get("/v1/me") as r:  # connect
+                await r.read()
+            mine = []
+            for _ in range(per):
+                t0 = time.perf_counter()
+                async with c.get(paths()) as r:
+                    body = await r.read()
+                mine.append((time.perf_counter() - t0) * 1000)
+                assert r.status == 200, body[:500]
+            return mine
+
+    one = aiohttp_client if client_lib == "aiohttp" else httpx_client
+
     async def run() -> list[list[float]]:
-        return await asyncio.gather(*(client() for _ in range(clients)))
+        return await asyncio.gather(*(one() for _ in range(clients)))
 
     return np.array([ms for mine in asyncio.run(run()) for ms in mine])
 
@@ -134,7 +158,7 @@ def uploads_per_second(url: str, client: httpx.Client, clients: int, targets: in
     return len(jobs) / (time.perf_counter() - t0)
 
 
-def bench(name: str, url: str, n: int, requests: int, workers: int = 1) -> None:
+def bench(name: str, url: str, n: int, requests: int, workers: int = 1, client_lib: str = "aiohttp") -> None:
     engine = create_engine_for(url)
     upgrade(engine)
     engine.dispose()
@@ -177,7 +201,7 @@ def bench(name: str, url: str, n: int, requests: int, workers: int = 1) -> None:
         }
         for label, paths in endpoints.items():
             for clients in (1, 16):
-                ms = timed(base, key, paths, clients, requests)
+                ms = timed(base, key, paths, clients, requests, client_lib)
                 print(f"[{name}] {label:18s} clients={clients:2d}  p50 {np.percentile(ms, 50):7.1f} ms  "
                       f"p99 {np.percentile(ms, 99):7.1f} ms  ({len(ms)} requests)", flush=True)
         for clients in (1, 16):
@@ -196,11 +220,13 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=400, help="requests per endpoint and concurrency")
     p.add_argument("--databases", default="sqlite,postgresql")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="API processes (lutnas serve --workers)")
+    p.add_argument("--client", choices=["aiohttp", "httpx"], default="aiohttp",
+                   help="load generator's HTTP client (it shares the cores with the server)")
     a = p.parse_args()
     for db, workers in [(db, w) for db in a.databases.split(",") for w in a.workers]:
         if db == "sqlite":
             with tempfile.TemporaryDirectory() as tmp:
-                bench("sqlite", f"sqlite:///{tmp}/bench.db", a.n, a.requests, workers)
+                bench("sqlite", f"sqlite:///{tmp}/bench.db", a.n, a.requests, workers, a.client)
         elif db == "postgresql":
             import psycopg
 
@@ -214,7 +240,7 @@ def main() -> None:
             with psycopg.connect(dsn, autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{name}"')
             try:
-                bench("postgresql", PG.rsplit("/", 1)[0] + "/" + name, a.n, a.requests, workers)
+                bench("postgresql", PG.rsplit("/", 1)[0] + "/" + name, a.n, a.requests, workers, a.client)
             finally:
                 with psycopg.connect(dsn, autocommit=True) as conn:
                     conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

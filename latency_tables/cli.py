@@ -60,7 +60,8 @@ def _backend_from_runtime(runtime: dict[str, Any]) -> Any:
     return get_backend(runtime.get("backend", "onnxruntime"), **cfg)
 
 
-def _protocol(min_time: float, max_time: float, clock: str = "wall", flush_bytes: int = 0) -> Any:
+def _protocol(min_time: float, max_time: float, clock: str = "wall", flush_bytes: int = 0,
+              warm_inputs: bool = True) -> Any:
     from profilers.measure import Protocol
 
     if clock not in ("wall", "cpu"):
@@ -68,12 +69,14 @@ def _protocol(min_time: float, max_time: float, clock: str = "wall", flush_bytes
     if min_time < 0 or max_time <= 0:
         raise typer.BadParameter("times must be positive", param_hint="--min-time/--max-time")
     return Protocol(min_time_s=min(min_time, max_time), max_time_s=max_time, clock=clock,
-                    flush_bytes=flush_bytes)
+                    flush_bytes=flush_bytes, warm_inputs=warm_inputs)
 
 
 def _table_protocol(runtime: dict[str, Any], min_time: float, max_time: float) -> Any:
     """The protocol a table was measured with (end-to-end runs must use the same)."""
-    return _protocol(min_time, max_time, runtime.get("clock", "wall"), int(runtime.get("flush_bytes", 0)))
+    # Tables from before ``warm_inputs`` existed were measured with cold inputs.
+    return _protocol(min_time, max_time, runtime.get("clock", "wall"), int(runtime.get("flush_bytes", 0)),
+                     bool(runtime.get("warm_inputs", False)))
 
 
 def _flush_bytes(text: str) -> int:

@@ -52,7 +52,8 @@ def profile_units(store: LatencyStore, backend: Backend, units: Sequence[Unit], 
     if rounds < 1:
         raise ValueError("rounds must be >= 1")
     hardware = hardware or hardware_of_this_machine()
-    runtime = {**backend.config(), "clock": protocol.clock, "flush_bytes": protocol.flush_bytes}
+    runtime = {**backend.config(), "clock": protocol.clock, "flush_bytes": protocol.flush_bytes,
+               "warm_inputs": protocol.warm_inputs}
     info = store.get_or_create(name or default_table_name(hardware, runtime), hardware, runtime)
     have = store.keys(info.id)
     todo = list({u.key: u for u in units if u.key not in have}.values())

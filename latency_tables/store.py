@@ -236,7 +236,7 @@ def read_table_file(path: str | Path) -> pd.DataFrame:
 def _runtime_key(runtime: Mapping[str, Any]) -> tuple[Any, ...]:
     keys = ("backend", "provider", "threads", "precision", "graph_optimization")
     return (*(str(runtime.get(k)) for k in keys), str(runtime.get("clock", "wall")),
-            int(runtime.get("flush_bytes", 0)))
+            int(runtime.get("flush_bytes", 0)), bool(runtime.get("warm_inputs", False)))
 
 
 def _as_datetime(value: Any) -> dt.datetime:

@@ -68,6 +68,20 @@ def test_protocol_respects_caps_and_clock():
         Protocol(min_runs=10, max_runs=5)
 
 
+def test_warm_inputs_reads_the_memory_the_model_runs_on():
+    """After the cache flush the protocol re-reads ``input_arrays()``: that must be the model's
+    own input memory (else the warm-up warms a copy), shown by writing to it and running."""
+    be = get_backend("onnxruntime", threads=1)
+    model = be.load(identity_model((2, 3)))
+    (x,) = model.input_arrays()
+    x[...] = 7.0
+    model.run()
+    np.testing.assert_array_equal(model.outputs()[0], np.full((2, 3), 7.0, np.float32))
+    for warm in (True, False):
+        m = measure(be, model, Protocol(min_time_s=0.01, max_time_s=0.05, flush_bytes=1 << 16, warm_inputs=warm))
+        assert m.env["warm_inputs"] is warm and m.count >= 10
+
+
 def test_random_inputs_are_seeded():
     specs = [("a", [1, 3, 4, 4], np.float32), ("b", ["batch", 2], np.int64)]
     x, y, z = random_inputs(specs, 1), random_inputs(specs, 1), random_inputs(specs, 2)
