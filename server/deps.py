@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, TypeVar
 
+import anyio.to_thread
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
@@ -20,6 +21,16 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         yield session
     finally:
         session.close()
+
+
+T = TypeVar("T")
+
+
+async def run_heavy(request: Request, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on the process's small pool for slow work (torch exports, upload parsing):
+    ordinary requests run on a pool of only ``api_threads`` threads (CPU-bound Python gains
+    nothing from more), and a seconds-long export must not hold one of them."""
+    return await anyio.to_thread.run_sync(fn, *args, limiter=request.app.state.heavy_limiter)
 
 
 def get_settings(request: Request) -> Settings:

@@ -49,6 +49,10 @@ class Settings(BaseModel):
     scorer_max_frames: int = Field(50, ge=2)
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads of the worker")
     missing_units_retry_seconds: float = Field(5.0, gt=0, description="a waiting job is re-checked this often")
+    # Threads running the synchronous endpoints of one API process (anyio's default is 40). The
+    # endpoints are short, CPU-bound Python; more threads than cores only fight over the GIL.
+    api_threads: int = Field(4, ge=1, description="threads serving sync endpoints in one API process")
+    api_heavy_threads: int = Field(2, ge=1, description="threads for ONNX exports and uploads (deps.run_heavy)")
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -71,6 +75,8 @@ class Settings(BaseModel):
             "scorer_max_frames": "LUTNAS_SCORER_MAX_FRAMES",
             "torch_threads": "LUTNAS_TORCH_THREADS",
             "missing_units_retry_seconds": "LUTNAS_MISSING_UNITS_RETRY_SECONDS",
+            "api_threads": "LUTNAS_API_THREADS",
+            "api_heavy_threads": "LUTNAS_API_HEAVY_THREADS",
         }
         for field, var in mapping.items():
             if env.get(var):

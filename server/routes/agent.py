@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from latency_tables.db import LatencyEntry, LatencyTable
 from server.auth import AgentDep
 from server.db import insert_ignore
-from server.deps import SessionDep, SettingsDep
-from server.models import WorkUnit, utcnow
+from server.deps import SessionDep, SettingsDep, run_heavy
+from server.models import Hardware, WorkUnit, utcnow
 from server.problems import Problem
 from server.schemas import HeartbeatOut, HeartbeatRequest, LeaseOut, LeaseRequest, ResultsOut, ResultsUpload
+from server.settings import Settings
 from server.workunits import OVERHEAD_KEY, claim, extend, unit_onnx_path
 
 router = APIRouter(prefix="/v1/agent", tags=["agent"])
@@ -31,15 +34,19 @@ def lease_units(body: LeaseRequest, agent: AgentDep, session: SessionDep, settin
 
 @router.get("/units/onnx", operation_id="download_unit", response_class=FileResponse,
             responses={200: {"content": {"application/octet-stream": {}}}})
-def download_unit(agent: AgentDep, session: SessionDep, settings: SettingsDep,
-                  key: str = Query(min_length=1, max_length=255)) -> FileResponse:
-    _, hw = agent
+async def download_unit(request: Request, agent: AgentDep, session: SessionDep, settings: SettingsDep,
+                        key: str = Query(min_length=1, max_length=255)) -> FileResponse:
+    # The first download of a unit exports it with torch: on the heavy pool (deps.run_heavy).
+    path = await run_heavy(request, _unit_file, session, agent[1], settings, key)
+    return FileResponse(path, media_type="application/octet-stream",
+                        filename=key.replace(":", "_") + ".onnx")
+
+
+def _unit_file(session: Session, hw: Hardware, settings: Settings, key: str) -> Path:
     known = session.scalar(select(WorkUnit.id).where(WorkUnit.hardware_id == hw.id, WorkUnit.unit_key == key))
     if known is None:
         raise Problem(404, f"unit {key!r} is not part of this hardware target's work", "key")
-    path = unit_onnx_path(settings.data_dir / "units", hw.space, key)
-    return FileResponse(path, media_type="application/octet-stream",
-                        filename=key.replace(":", "_") + ".onnx")
+    return unit_onnx_path(settings.data_dir / "units", hw.space, key)
 
 
 @router.post("/results", response_model=ResultsOut, operation_id="upload_results")

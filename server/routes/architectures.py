@@ -8,13 +8,14 @@ import zipfile
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.auth import TeamDep
-from server.deps import SessionDep
+from server.deps import SessionDep, run_heavy
 from server.models import ArchitectureRow, Hardware, LatencyCache, Search, SearchResult, Team
 from server.problems import Problem, not_found
 from server.routes.supernets import get_team_supernet
@@ -55,9 +56,19 @@ def get_architecture(arch_id: str, team: TeamDep, session: SessionDep) -> dict[s
 
 @router.get("/{arch_id}/export", operation_id="export_architecture", response_class=Response,
             responses={200: {"content": {"text/plain": {}, "application/json": {}, "application/zip": {}}}})
-def export_architecture(arch_id: str, team: TeamDep, session: SessionDep,
-                        format: Literal["lighttrack", "json", "onnx"] = "lighttrack",
-                        supernet_id: int | None = None) -> Response:
+async def export_architecture(request: Request, arch_id: str, team: TeamDep, session: SessionDep,
+                              format: Literal["lighttrack", "json", "onnx"] = "lighttrack",
+                              supernet_id: int | None = None) -> Response:
+    # An ONNX export runs torch for seconds: on the heavy pool, not one of the request threads.
+    run = run_heavy if format == "onnx" else _run_default
+    return await run(request, _export, session, team, arch_id, format, supernet_id)
+
+
+async def _run_default(request: Request, fn: Any, *args: Any) -> Any:
+    return await run_in_threadpool(fn, *args)
+
+
+def _export(session: Session, team: Team, arch_id: str, format: str, supernet_id: int | None) -> Response:
     row = get_team_architecture(session, team, arch_id)
     if format == "lighttrack":
         return PlainTextResponse(row.lighttrack + "\n")

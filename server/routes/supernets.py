@@ -16,10 +16,9 @@ from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from server.auth import TeamDep
-from server.deps import SessionDep, SettingsDep
+from server.deps import SessionDep, SettingsDep, run_heavy
 from server.models import Supernet, Team
 from server.pagination import Page, PageSize, PageToken, decode_token, page
 from server.problems import Problem, not_found
@@ -151,14 +150,14 @@ async def register_supernet(request: Request, team: TeamDep, session: SessionDep
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("multipart/form-data"):
         body = await _read_limited(request, settings.max_upload_bytes)
-        fields = await run_in_threadpool(_parse_multipart, ctype, body)
+        fields = await run_heavy(request, _parse_multipart, ctype, body)
         for f in ("name", "checkpoint", "data"):
             if f not in fields:
                 raise Problem(422, f"multipart field {f!r} is required", f)
         name = fields["name"][1].decode("utf-8", "replace").strip()
         if not name or len(name) > 128:
             raise Problem(422, "name must be 1..128 characters", "name")
-        ckpt, data_dir, space = await run_in_threadpool(_store_upload, fields, settings.data_dir)
+        ckpt, data_dir, space = await run_heavy(request, _store_upload, fields, settings.data_dir)
         sn = Supernet(team_id=team.id, name=name, checkpoint_path=str(ckpt), data_path=str(data_dir), space=space)
     elif ctype.startswith("application/json") or not ctype:
         raw = await _read_limited(request, 1024 * 1024)
@@ -170,8 +169,8 @@ async def register_supernet(request: Request, team: TeamDep, session: SessionDep
             detail = "request body is not valid JSON" if err["type"] == "json_invalid" else f"{field}: {err['msg']}"
             raise Problem(422, detail, field if err["type"] != "json_invalid" else None) from None
         ckpt, data_dir = Path(req.checkpoint_path).expanduser(), Path(req.data_path).expanduser()
-        space = await run_in_threadpool(read_checkpoint_space, ckpt, "checkpoint_path")
-        await run_in_threadpool(check_data_dir, data_dir, "data_path")
+        space = await run_heavy(request, read_checkpoint_space, ckpt, "checkpoint_path")
+        await run_heavy(request, check_data_dir, data_dir, "data_path")
         sn = Supernet(team_id=team.id, name=req.name, checkpoint_path=str(ckpt.resolve()),
                       data_path=str(data_dir.resolve()), space=space)
     else:
