@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -103,24 +103,29 @@ def cancel_search(search_id: int, team: TeamDep, session: SessionDep) -> SearchO
 
 
 @router.get("/{search_id}/results", response_model=Page[ResultItem], operation_id="list_results")
-def list_results(search_id: int, team: TeamDep, session: SessionDep, page_size: PageSize = 50,
+def list_results(request: Request, search_id: int, team: TeamDep, page_size: PageSize = 50,
                  page_token: PageToken = None) -> Response:
-    if session.scalar(select(Search.id).where(Search.id == search_id, Search.team_id == team.id)) is None:
-        raise not_found("search", search_id)
     after = decode_token(page_token)
+    # One statement checks ownership and reads the page (a hot endpoint: every round trip and
+    # every row object counts); a plain Core connection skips the ORM session's bookkeeping.
     q = (select(SearchResult.rank, SearchResult.arch_id, SearchResult.score, SearchResult.latency_ms,
                 SearchResult.feasible, ArchitectureRow.lighttrack, ArchitectureRow.flops, ArchitectureRow.params)
          .join(ArchitectureRow, ArchitectureRow.id == SearchResult.arch_id)
-         .where(SearchResult.search_id == search_id))
+         .join(Search, Search.id == SearchResult.search_id)
+         .where(SearchResult.search_id == search_id, Search.team_id == team.id))
     if after is not None:
         q = q.where(SearchResult.rank > after)
-    rows = session.execute(q.order_by(SearchResult.rank).limit(page_size + 1)).all()
+    with request.app.state.engine.connect() as conn:
+        rows = conn.execute(q.order_by(SearchResult.rank).limit(page_size + 1)).all()
+        if not rows and conn.scalar(select(Search.id).where(Search.id == search_id,
+                                                            Search.team_id == team.id)) is None:
+            raise not_found("search", search_id)
     result = page(rows, page_size, lambda r: r.rank)
     result["items"] = [{"rank": r.rank, "architecture_id": r.arch_id, "lighttrack": r.lighttrack, "score": r.score,
                         "latency_ms": r.latency_ms, "flops": r.flops, "params": r.params, "feasible": r.feasible}
                        for r in result["items"]]
-    # A hot endpoint: the rows are already JSON-shaped, so skip re-validating them (the declared
-    # response_model still documents the shape in the OpenAPI schema) and serialise with orjson.
+    # The rows are already JSON-shaped, so skip re-validating them (the declared response_model
+    # still documents the shape in the OpenAPI schema) and serialise with orjson.
     return Response(orjson.dumps(result), media_type="application/json")
 
 
