@@ -93,6 +93,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, client_database: str) 
         LUTNAS_DATABASE_URL=client_database,
         LUTNAS_ADMIN_TOKEN=ADMIN_TOKEN,
         LUTNAS_DATA_DIR=str(root / "data"),
+        # One request thread: a request that blocked it (e.g. an ONNX export) would show.
+        LUTNAS_API_THREADS="1",
     )
     cmd = [lutnas_bin(), "serve", "--host", "127.0.0.1", "--port", str(port), "--no-worker"]
     with log.open("wb") as out:
