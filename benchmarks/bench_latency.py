@@ -74,6 +74,7 @@ def main() -> None:
                     help="cpu: process CPU time, robust on a shared machine (meaningful for 1 thread)")
     ap.add_argument("--flush-kib", type=int, default=None,
                     help="bytes read before each run to evict L2 (default: 4 x L2; 0 disables)")
+    ap.add_argument("--warm-inputs", action="store_true", help="Protocol.warm_inputs (see bench_warm_inputs.py)")
     ap.add_argument("--min-time", type=float, default=0.15)
     ap.add_argument("--max-time", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
@@ -85,7 +86,8 @@ def main() -> None:
     torch.set_num_threads(1)
     space = SearchSpace.paper() if args.space == "paper" else SearchSpace.code()
     flush = auto_flush_bytes() if args.flush_kib is None else args.flush_kib * 1024
-    protocol = Protocol(min_time_s=args.min_time, max_time_s=args.max_time, clock=args.clock, flush_bytes=flush)
+    protocol = Protocol(min_time_s=args.min_time, max_time_s=args.max_time, clock=args.clock, flush_bytes=flush,
+                        warm_inputs=args.warm_inputs)
     units = all_units(space)
     archs = sample_many(args.samples, args.seed, space)
     calib_archs = sample_many(args.calib_samples, args.seed + 10_000, space)

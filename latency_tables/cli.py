@@ -61,7 +61,7 @@ def _backend_from_runtime(runtime: dict[str, Any]) -> Any:
 
 
 def _protocol(min_time: float, max_time: float, clock: str = "wall", flush_bytes: int = 0,
-              warm_inputs: bool = True) -> Any:
+              warm_inputs: bool = False) -> Any:
     from profilers.measure import Protocol
 
     if clock not in ("wall", "cpu"):
@@ -118,6 +118,9 @@ def profile(
     seed: int = typer.Option(0, "--seed", help="Seed of unit weights and inputs."),
     clock: str = typer.Option("wall", "--clock", help=CLOCK_HELP),
     flush: str = typer.Option("auto", "--flush", help=FLUSH_HELP),
+    warm_inputs: bool = typer.Option(False, "--warm-inputs/--cold-inputs",
+                                     help="Read each unit's input back into cache after the flush (as inside "
+                                     "the network); recorded in the table and reused by validate."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Measure every unit of the space (or of the given architectures) into TABLE; resumable."""
@@ -139,7 +142,7 @@ def profile(
     store = LatencyStore(out)
     with progress_bar("profile", not quiet) as progress:
         rep = profile_units(store, be, todo, name, hardware_of_this_machine(label),
-                               _protocol(min_time, max_time, clock, _flush_bytes(flush)),
+                               _protocol(min_time, max_time, clock, _flush_bytes(flush), warm_inputs),
                             seed, progress=progress, rounds=rounds)
     typer.echo(f"table {rep.table.name!r}: measured {len(rep.measured)} unit(s), skipped {len(rep.skipped)} "
                f"already present; export {rep.export_s:.1f} s, measurement {rep.measure_s:.1f} s; "

@@ -54,15 +54,15 @@ class LoadedModel(ABC):
         """One inference."""
 
     def time_runs(self, n: int, clock: str = "wall", flush: np.ndarray | None = None,
-                  warm_inputs: bool = True) -> np.ndarray:
+                  warm_inputs: bool = False) -> np.ndarray:
         """Time of each of ``n`` consecutive runs in nanoseconds (raw, unparsed).
 
         ``clock``: ``wall`` (latency as a user sees it) or ``cpu`` (CPU time of this process:
         immune to preemption by other processes on a shared machine, equal to wall time on a
         quiet one for single-threaded runs). ``flush``: a buffer read (untimed) before every run
-        to evict the private caches, then the inputs are read again: inside a whole network a
-        unit finds its weights cold (last used a frame ago) but its input hot (the previous unit
-        just wrote it), and activations, not weights, are most of a unit's bytes.
+        to evict the private caches, as a unit inside a whole network finds its weights (last
+        used a frame ago); with ``warm_inputs`` the inputs are then read again, since there the
+        previous unit has just written them (and activations are most of a unit's bytes).
         """
         out = np.empty(n, dtype=np.int64)
         clock_fn = CLOCKS[clock]

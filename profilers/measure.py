@@ -44,9 +44,10 @@ class Protocol:
     # unit's weights were last touched a frame ago, so a unit timed hot in L2 is optimistic
     # (about -5% on sums here); default: auto_flush_bytes().
     flush_bytes: int = field(default_factory=auto_flush_bytes)
-    # After the flush, read the inputs back into cache: inside a network the previous unit has
-    # just written them. Without this, sums of units came out about +6.5% on a 512 KiB-L2 CPU.
-    warm_inputs: bool = True
+    # After the flush, read the inputs back into cache, as inside a network where the previous
+    # unit has just written them. Off by default: two side-by-side runs on a noisy host disagreed
+    # on its effect (docs/latency.md), and tables keep the protocol they were measured with.
+    warm_inputs: bool = False
 
     def __post_init__(self) -> None:
         if self.flush_bytes < 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -30,6 +31,9 @@ def test_profile_a_few_units_and_resume(tmp_path):
     assert sorted(rep.measured) == sorted(KEYS[:3]) and rep.skipped == []
     assert ("measure", 3, 3) in phases
     assert rep.table.runtime["threads"] == 1 and rep.table.runtime["backend"] == "onnxruntime"
+    assert rep.table.runtime["warm_inputs"] is False  # the protocol is part of the table's runtime
+    warm = profile_units(LatencyStore(tmp_path / "warm.db"), backend, units[:1], protocol=replace(FAST, warm_inputs=True))
+    assert warm.table.runtime["warm_inputs"] is True
     # Resumed run over all five: the three present are skipped, two are measured.
     rep2 = profile_units(LatencyStore(db), backend, units, protocol=FAST)
     assert sorted(rep2.skipped) == sorted(KEYS[:3]) and sorted(rep2.measured) == sorted(KEYS[3:])
