@@ -34,7 +34,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, worker
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Sync endpoints are short, CPU-bound Python: 16 clients on anyio's default 40 threads
-        # fought over the GIL (p99 174 ms vs 74 ms with 2 threads, docs/service.md).
+        # fought over the GIL (results pages, 2 processes: p99 174 ms with 40, 96 ms with 4;
+        # docs/service.md).
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         thread = None
         if worker:
