@@ -198,7 +198,8 @@ def supernet_train(
     res = train_supernet(data, out, cfg, progress=True, resume=resume, overwrite=overwrite,
                          time_limit_s=time_limit * 60 or None)
     loss = f"{res['loss']:.4f}" if res["loss"] is not None else "-"
-    typer.echo(f"{out}: {res['total_iterations']}/{cfg.total_iters} iterations ({res['iterations']} in this run, "
+    total = TrainConfig(**res["config"]).total_iters  # a resumed run follows the checkpoint's config
+    typer.echo(f"{out}: {res['total_iterations']}/{total} iterations ({res['iterations']} in this run, "
                f"{res['seconds']:.0f} s), loss over the last 20 iterations {loss}"
                + (" (stopped by --time-limit; --resume continues)" if res["stopped_early"] else ""))
 

@@ -102,3 +102,11 @@ def test_cli_train_errors(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     code, _, err = run(capsys, "supernet", "train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "c.pt"))
     assert code == 2 and "no usable sequences" in err and err.count("\n") == 1
+
+
+def test_cli_resume_reports_the_checkpoints_schedule(data, tmp_path, capsys):
+    out = tmp_path / "c.pt"
+    train_supernet(data, out, TINY, progress=False)  # 2 iterations per epoch, stored in the checkpoint
+    code, stdout, _ = run(capsys, "supernet", "train", "--data", str(data), "--out", str(out), "--resume",
+                          "--epochs", "2", "--threads", "1")
+    assert code == 0 and "4/4 iterations (2 in this run" in stdout
