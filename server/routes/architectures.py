@@ -60,12 +60,9 @@ async def export_architecture(request: Request, arch_id: str, team: TeamDep, ses
                               format: Literal["lighttrack", "json", "onnx"] = "lighttrack",
                               supernet_id: int | None = None) -> Response:
     # An ONNX export runs torch for seconds: on the heavy pool, not one of the request threads.
-    run = run_heavy if format == "onnx" else _run_default
-    return await run(request, _export, session, team, arch_id, format, supernet_id)
-
-
-async def _run_default(request: Request, fn: Any, *args: Any) -> Any:
-    return await run_in_threadpool(fn, *args)
+    if format == "onnx":
+        return await run_heavy(request, _export, session, team, arch_id, format, supernet_id)
+    return await run_in_threadpool(_export, session, team, arch_id, format, supernet_id)
 
 
 def _export(session: Session, team: Team, arch_id: str, format: str, supernet_id: int | None) -> Response:
