@@ -25,6 +25,7 @@ from tracking.space import lighttrack_mobile, sample_many
 from tracking.subnet import extract_subnet
 from tracking.supernet import Supernet
 from tracking.train import TrainConfig, train_supernet
+from tracking.tune import tracker_config_from_meta
 from tracking.validate import ValidationScorer
 
 
@@ -71,7 +72,7 @@ def bare_sequences(sub, inputs) -> None:
             sub.track(zf, x)
 
 
-def spread(net, args) -> None:
+def spread(net, args, tracker) -> None:
     """Scores of N random architectures (seed 0) in both modes; rank agreement of the modes."""
     import numpy as np
     from scipy.stats import spearmanr
@@ -81,7 +82,8 @@ def spread(net, args) -> None:
     for mode in ("pairs", "sequences"):
         scorer = ValidationScorer(net, args.val_data, mode, bn_data_dir=args.train_data, n_pairs=args.pairs,
                                   bn_batches=args.bn_batches, bn_batch_size=args.bn_batch_size,
-                                  max_sequences=args.sequences, max_frames=args.frames, progress=True)
+                                  max_sequences=args.sequences, max_frames=args.frames, tracker_config=tracker,
+                                  progress=True)
         t = time.perf_counter()
         res = scorer.score_many(archs)
         scores[mode] = np.array([r["score"] for r in res])
@@ -113,23 +115,24 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.supernet.is_file():
-        net, _ = load_supernet(args.supernet)
-        source = str(args.supernet)
+        net, meta = load_supernet(args.supernet)
+        tracker = tracker_config_from_meta(meta)
+        source = f"{args.supernet} ({'tuned' if tracker else 'default'} tracker settings)"
     else:
         torch.manual_seed(0)
-        net, source = Supernet().eval(), "random init"
+        net, source, tracker = Supernet().eval(), "random init", None
     archs = [lighttrack_mobile(), *sample_many(args.candidates - 1, seed=0)]
     print(f"supernet: {source}; threads {args.threads}; {len(archs)} candidates (LightTrack-Mobile first); "
           f"{args.pairs} pairs, {args.sequences} sequences x {args.frames} frames, "
           f"BN recalibration {args.bn_batches} x {args.bn_batch_size} pairs")
 
     if args.spread:
-        spread(net, args)
+        spread(net, args, tracker)
     if args.skip_timing:
         return
     for mode in ("pairs", "sequences"):
         kw = dict(bn_data_dir=args.train_data, max_sequences=args.sequences, max_frames=args.frames,
-                  n_pairs=args.pairs, bn_batch_size=args.bn_batch_size)
+                  n_pairs=args.pairs, bn_batch_size=args.bn_batch_size, tracker_config=tracker)
         scorer = ValidationScorer(net, args.val_data, mode, bn_batches=args.bn_batches, **kw)
         no_bn = ValidationScorer(net, args.val_data, mode, bn_batches=0, **kw)
         inputs = sequence_inputs(scorer) if mode == "sequences" else scorer.pairs

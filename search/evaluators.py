@@ -201,9 +201,11 @@ class SupernetAccuracy:
     def from_checkpoint(cls, supernet_path: str, data_dir: str, mode: str = "pairs",
                         **scorer_kwargs: Any) -> SupernetAccuracy:
         from tracking.checkpoint import load_supernet  # torch: imported only when needed
+        from tracking.tune import tracker_config_from_meta
         from tracking.validate import ValidationScorer
 
-        supernet, _meta = load_supernet(supernet_path)
+        supernet, meta = load_supernet(supernet_path)
+        scorer_kwargs.setdefault("tracker_config", tracker_config_from_meta(meta))  # tuned for this supernet
         return cls(ValidationScorer(supernet, data_dir, mode=mode, **scorer_kwargs))
 
     def evaluate(self, archs: Sequence[Architecture]) -> list[float]:

@@ -179,6 +179,8 @@ def supernet_train(
     warmup: int = typer.Option(30, "--warmup", min=0, help="Warm-up iterations."),
     seed: int = typer.Option(0, "--seed"),
     threads: int = typer.Option(0, "--threads", min=0, help="torch threads (0: torch default)."),
+    workers: int = typer.Option(1, "--workers", min=0,
+                                help="Processes cropping pairs ahead of the network (0: in the training loop)."),
     checkpoint_every: int = typer.Option(0, "--checkpoint-every", min=0,
                                          help="Also checkpoint every N iterations (0: once per epoch)."),
     time_limit: float = typer.Option(0.0, "--time-limit", min=0.0,
@@ -193,7 +195,8 @@ def supernet_train(
     if not data.is_dir():
         raise FileNotFoundError(f"data folder {data} does not exist")
     cfg = TrainConfig(epochs=epochs, batch_size=batch, iters_per_epoch=iters_per_epoch, lr=lr,
-                      warmup_iters=warmup, seed=seed, threads=threads or None, checkpoint_every=checkpoint_every,
+                      warmup_iters=warmup, seed=seed, threads=threads or None, workers=workers,
+                      checkpoint_every=checkpoint_every,
                       space="code" if code_space else "paper")
     res = train_supernet(data, out, cfg, progress=True, resume=resume, overwrite=overwrite,
                          time_limit_s=time_limit * 60 or None)
@@ -217,6 +220,8 @@ def supernet_evaluate(
     bn_batches: int = typer.Option(1, "--bn-batches", min=0, help="BN recalibration batches (0: none)."),
     bn_batch_size: int = typer.Option(32, "--bn-batch-size", min=1, help="Pairs per recalibration batch."),
     seed: int = typer.Option(0, "--seed"),
+    default_tracker: bool = typer.Option(False, "--default-tracker",
+                                         help="LightTrack's tracker settings even if the checkpoint has tuned ones."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Validation score of ARCH on a trained supernet (BN recalibrated for its path)."""
@@ -228,16 +233,56 @@ def supernet_evaluate(
     a = load_arch(arch, SearchSpace.code())
 
     from tracking.checkpoint import load_supernet
+    from tracking.tune import tracker_config_from_meta
     from tracking.validate import ValidationScorer
 
-    net, _ = load_supernet(supernet)
+    net, meta = load_supernet(supernet)
     a.validate(net.space)
+    tracker = None if default_tracker else tracker_config_from_meta(meta)
     scorer = ValidationScorer(net, data, mode, bn_data_dir=bn_data, n_pairs=n_pairs,  # type: ignore[arg-type]
                               max_sequences=max_sequences, max_frames=max_frames, seed=seed,
-                              bn_batches=bn_batches, bn_batch_size=bn_batch_size)
+                              bn_batches=bn_batches, bn_batch_size=bn_batch_size, tracker_config=tracker)
     res = scorer.score(a)
+    if mode == "sequences":
+        res["tracker"] = "tuned" if tracker else "default"
     if as_json:
         typer.echo(json.dumps(res))
         return
     for k, v in res.items():
         typer.echo(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
+
+
+@supernet_app.command("tune-tracker")
+def supernet_tune_tracker(
+    supernet: Path = typer.Option(..., "--supernet", help="Supernet checkpoint; the result is stored in it."),
+    data: Path = typer.Option(..., "--data", help="TRAINING data (GOT-10k layout): never tune on validation data."),
+    arch: str = typer.Option(None, "--arch", help="Architecture tracked while tuning (default LightTrack-Mobile)."),
+    max_sequences: int = typer.Option(8, "--sequences", min=1, help="Sequences tracked per setting."),
+    max_frames: int = typer.Option(40, "--frames", min=2, help="Frames per sequence."),
+    bn_batches: int = typer.Option(2, "--bn-batches", min=0, help="BN recalibration batches (0: none)."),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Tune the tracker's size-update rate, window and scale penalty for this supernet (stored in it)."""
+    for p, what in ((supernet, "supernet checkpoint"), (data, "data folder")):
+        if not p.exists():
+            raise FileNotFoundError(f"{what} {p} does not exist")
+    from tracking.checkpoint import load_supernet, save_checkpoint
+    from tracking.tune import tune_tracker
+
+    net, meta = load_supernet(supernet)
+    a = load_arch(arch, SearchSpace.code()) if arch else None
+    if a is not None:
+        a.validate(net.space)
+    res = tune_tracker(net, data, a, max_sequences=max_sequences, max_frames=max_frames, bn_batches=bn_batches,
+                       seed=seed, progress=not as_json)
+    meta["tracker"] = res
+    save_checkpoint(supernet, net, meta)
+    if as_json:
+        typer.echo(json.dumps(res))
+        return
+    d, c = res["default"], res["config"]
+    typer.echo(f"LightTrack's settings: score {d['score']:.3f} (AO {d['ao']:.3f}, SR@0.5 {d['sr50']:.3f})")
+    typer.echo(f"tuned: lr {c['lr']}, window_influence {c['window_influence']}, penalty_k {c['penalty_k']}: "
+               f"score {res['score']:.3f} (AO {res['ao']:.3f}, SR@0.5 {res['sr50']:.3f}) on {res['sequences']} "
+               f"training sequences x {res['frames']} frames; stored in {supernet}")

@@ -172,6 +172,9 @@ class Neck(nn.Module):
         return self.act(self.bn(self.conv(self.ca(self.corr(zf, xf)))))
 
 
+RESIDUAL_BN_SCALE = 0.1  # initial BN scale of a width-preserving head layer's branch
+
+
 class HeadLayer(nn.Module):
     """Head tower layer (LightTrack's DSConv): dw kxk, pw 1x1, BN, ReLU; plus an identity
     shortcut when the width is unchanged (every layer after a tower's first).
@@ -191,7 +194,10 @@ class HeadLayer(nn.Module):
         self.conv_pw = nn.Conv2d(ch_in, ch_out, 1, bias=False)
         self.bn = nn.BatchNorm2d(ch_out)
         if self.residual:
-            nn.init.zeros_(self.bn.weight)
+            # Near-identity start, but not zero: with BN -> ReLU, a zero scale (and zero shift)
+            # makes the branch output exactly 0, where ReLU passes no gradient, so the layer
+            # would never learn (measured: every residual layer's scale still 0.0 after training).
+            nn.init.constant_(self.bn.weight, RESIDUAL_BN_SCALE)
         self.act = nn.ReLU()
 
     def forward(self, x: Tensor) -> Tensor:

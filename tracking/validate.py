@@ -96,9 +96,8 @@ class ValidationScorer:
     def score(self, arch: Architecture) -> dict[str, Any]:
         """``{"score", ...}``; pairs mode adds ``mean_iou``, ``sr50``; sequences mode ``ao``,
         ``sr50``, ``sr75``, ``frames``. Also ``arch`` (LightTrack string) and ``seconds``."""
-        arch.validate(self.supernet.space)
         t0 = time.perf_counter()
-        with recalibrated(self.supernet, arch, self.bn_batches):
+        with self.calibrated(arch):
             res = self._score_pairs(arch) if self.mode == "pairs" else self._score_sequences(arch)
         res["arch"] = arch.to_string()
         res["mode"] = self.mode
@@ -130,13 +129,25 @@ class ValidationScorer:
         return {"score": float(iou.mean()), "mean_iou": float(iou.mean()), "sr50": float((iou > 0.5).mean()),
                 "pairs": int(n)}
 
+    def calibrated(self, arch: Architecture) -> Any:
+        """Context in which ``arch``'s BN statistics are recalibrated (restored on exit)."""
+        arch.validate(self.supernet.space)
+        return recalibrated(self.supernet, arch, self.bn_batches)
+
     def _score_sequences(self, arch: Architecture) -> dict[str, Any]:
+        return self.track_sequences(arch, self.tracker_config)
+
+    def track_sequences(self, arch: Architecture, tracker_config: Any = None) -> dict[str, Any]:
+        """Sequences-mode metrics of ``arch`` with the given tracker settings, without BN
+        recalibration (run inside :meth:`calibrated` to compare settings on one calibration)."""
         from tracking.tracker import Tracker
 
+        if self.mode != "sequences":
+            raise ValueError("track_sequences needs a scorer in sequences mode")
         all_ious = []
         for seq in self.sequences:
             n = len(seq) if not self.max_frames else min(len(seq), self.max_frames)
-            tracker = Tracker((self.supernet, arch), self.tracker_config)
+            tracker = Tracker((self.supernet, arch), tracker_config)
             first = seq.load_frame(0)
             tracker.init(first, tuple(seq.boxes[0]))
             pred = [seq.boxes[0]]

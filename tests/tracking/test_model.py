@@ -174,3 +174,15 @@ def test_flops_grow_with_wider_heads():
 
     wide = replace(small, cls=Head(2, (1,) * 8), reg=Head(2, (1,) * 8))
     assert count_flops_params(wide)[0] > count_flops_params(small)[0]
+
+
+def test_residual_head_layer_learns_from_the_start():
+    # BN -> ReLU with a zero BN scale outputs exactly 0, where ReLU passes no gradient: the layer
+    # would stay the identity forever. Its scale and weights must get gradients at initialisation.
+    from tracking.ops import RESIDUAL_BN_SCALE, HeadLayer
+
+    layer = HeadLayer(16, 16, 3).train()
+    assert layer.residual and torch.allclose(layer.bn.weight, torch.full((16,), RESIDUAL_BN_SCALE))
+    x = torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(0))
+    (layer(x) * torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(1))).sum().backward()
+    assert layer.bn.weight.grad.abs().sum() > 0 and layer.conv_dw.weight.grad.abs().sum() > 0

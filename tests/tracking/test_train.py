@@ -110,3 +110,18 @@ def test_cli_resume_reports_the_checkpoints_schedule(data, tmp_path, capsys):
     code, stdout, _ = run(capsys, "supernet", "train", "--data", str(data), "--out", str(out), "--resume",
                           "--epochs", "2", "--threads", "1")
     assert code == 0 and "4/4 iterations (2 in this run" in stdout
+
+
+def test_loader_workers_give_the_same_batches(data):
+    from tracking.data.got10k import read_dataset
+    from tracking.data.pairs import PairDataset
+    from tracking.train import _batches
+
+    cfg = TINY.model_copy(update={"batch_size": 3})
+    pairs = PairDataset(read_dataset(data), 5 * 3, seed=cfg.seed, config=cfg.pair_config())
+    inline = list(_batches(pairs, cfg.model_copy(update={"workers": 0}), 1, 4))
+    ahead = list(_batches(pairs, cfg.model_copy(update={"workers": 1}), 1, 4))
+    assert len(inline) == len(ahead) == 3  # iterations 1, 2, 3
+    for a, b in zip(inline, ahead, strict=True):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(inline[0]["search"], inline[1]["search"])

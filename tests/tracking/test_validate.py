@@ -106,3 +106,37 @@ def test_cli_evaluate(supernet, data, tmp_path, capsys):
                          "--data", str(data), "--pairs", "2", "--bn-batches", "1", "--bn-batch-size", "2", "--json")
     assert code == 0, err
     assert '"mode": "pairs"' in out
+
+
+def test_cli_tune_tracker_stores_the_best_setting(supernet, data, tmp_path, capsys):
+    import json
+
+    from tracking.checkpoint import load_supernet
+    from tracking.tune import GRID, tracker_config_from_meta
+
+    ckpt = save_checkpoint(tmp_path / "s.pt", supernet, {"iteration": 3})
+    code, _, err = run(capsys, "supernet", "tune-tracker", "--supernet", str(ckpt), "--data", str(tmp_path / "none"))
+    assert code == 2 and "does not exist" in err and err.count("\n") == 1
+    small = ["--sequences", "1", "--frames", "3", "--bn-batches", "1"]
+    code, out, err = run(capsys, "supernet", "tune-tracker", "--supernet", str(ckpt), "--data", str(data), *small,
+                         "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    trials = res["trials"]
+    assert res["default"] == trials[0] and trials[0]["config"]["lr"] == 0.616  # LightTrack's values first
+    assert 1 < len(trials) <= 1 + sum(len(v) for v in GRID.values())
+    assert res["score"] == max(t["score"] for t in trials)
+    assert all(res["config"][k] in v for k, v in GRID.items())
+    _, meta = load_supernet(ckpt)
+    assert meta["tracker"] == res and meta["iteration"] == 3  # stored beside what was there
+    assert tracker_config_from_meta(meta).lr == res["config"]["lr"]
+    # evaluate uses the tuned settings (same data and calibration: the same score), or LightTrack's
+    evaluate = ["supernet", "evaluate", LIGHTTRACK_MOBILE, "--supernet", str(ckpt), "--data", str(data),
+                "--mode", "sequences", *small, "--json"]
+    code, out, err = run(capsys, *evaluate)
+    assert code == 0, err
+    tuned = json.loads(out)
+    assert tuned["tracker"] == "tuned" and tuned["score"] == pytest.approx(res["score"])
+    code, out, err = run(capsys, *evaluate, "--default-tracker")
+    default = json.loads(out)
+    assert default["tracker"] == "default" and default["score"] == pytest.approx(res["default"]["score"])
