@@ -106,6 +106,8 @@ def main() -> None:
     ap.add_argument("--sequences", type=int, default=5)
     ap.add_argument("--frames", type=int, default=50)
     ap.add_argument("--train-iters", type=int, default=6)
+    ap.add_argument("--train-rounds", type=int, default=1, help="alternating rounds of the training-speed A/B")
+    ap.add_argument("--train-only", action="store_true", help="only the training-speed A/B")
     ap.add_argument("--pairs", type=int, default=256, help="validation pairs (pairs mode)")
     ap.add_argument("--bn-batches", type=int, default=1)
     ap.add_argument("--bn-batch-size", type=int, default=32)
@@ -126,6 +128,9 @@ def main() -> None:
           f"{args.pairs} pairs, {args.sequences} sequences x {args.frames} frames, "
           f"BN recalibration {args.bn_batches} x {args.bn_batch_size} pairs")
 
+    if args.train_only:
+        train_speed(args)
+        return
     if args.spread:
         spread(net, args, tracker)
     if args.skip_timing:
@@ -155,11 +160,24 @@ def main() -> None:
               f"recalibration; bare subnet forward {bare:.2f} s; overhead {full / bare:.2f}x "
               f"({plain / bare:.2f}x without recalibration)")
 
+    train_speed(args)
+
+
+def train_speed(args) -> None:
+    """Training iterations/s with pairs cropped in the loop vs by a worker process, alternating
+    runs so host drift hits both alike."""
+    rates: dict[int, list[float]] = {0: [], 1: []}
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = TrainConfig(epochs=1, iters_per_epoch=args.train_iters, batch_size=8, threads=args.threads)
-        res = train_supernet(args.train_data, Path(tmp) / "bench.pt", cfg, progress=False)
-        print(f"[train] batch 8: {res['iters_per_s']:.3f} iterations/s "
-              f"({res['seconds'] / res['iterations']:.2f} s/iteration incl. data and one checkpoint save)")
+        for _ in range(args.train_rounds):
+            for workers in (0, 1):
+                cfg = TrainConfig(epochs=1, iters_per_epoch=args.train_iters, batch_size=8, threads=args.threads,
+                                  workers=workers)
+                res = train_supernet(args.train_data, Path(tmp) / "bench.pt", cfg, progress=False, overwrite=True)
+                rates[workers].append(res["iters_per_s"])
+    r0, r1 = statistics.median(rates[0]), statistics.median(rates[1])
+    print(f"[train] batch 8, {args.train_iters} iterations x {args.train_rounds} rounds (one checkpoint save each): "
+          f"pairs cropped in the loop {r0:.3f} it/s ({1 / r0:.2f} s/it), by a worker {r1:.3f} it/s "
+          f"({1 / r1:.2f} s/it): {r1 / r0:.2f}x")
 
 
 if __name__ == "__main__":

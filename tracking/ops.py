@@ -181,9 +181,9 @@ class HeadLayer(nn.Module):
 
     The shortcut is our addition to LightTrack's towers: with uniformly sampled layer choices
     (3x3 / 5x5 / skip) a plain 8-layer stack never learned in single-path training here (the
-    classification loss stayed at chance), while with ``x + layer(x)`` and the BN scale starting
-    at zero every sampled depth starts as the same function and the loss falls from the first
-    iterations (docs/validation.md). It costs one add per layer (a measured part of the unit).
+    classification loss stayed at chance), while with ``x + layer(x)`` and a small initial BN
+    scale every sampled depth starts as nearly the same function and the loss falls from the
+    first iterations (docs/validation.md). It costs one add per layer (a measured part of the unit).
     """
 
     def __init__(self, ch_in: int, ch_out: int, kernel: int) -> None:

@@ -55,8 +55,6 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(0, ge=0, description="also checkpoint every N iterations (0: per epoch)")
     channels_last: bool = Field(True, description="NHWC tensors: 1.5-2x faster on CPU for these convs")
     workers: int = Field(1, ge=0, description="processes preparing pairs ahead of the network (0: in the loop)")
-    reg_cells: Literal["box", "positives"] = Field(
-        "box", description="cells the IoU loss covers: every cell inside the box (Ocean) or the positives")
     pairs: dict[str, Any] = Field(default_factory=dict, description="PairConfig overrides")
 
     @property
@@ -115,7 +113,7 @@ def iou_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
 
 def tracking_loss(cls: Tensor, reg: Tensor, batch: dict[str, Tensor], cfg: TrainConfig) -> tuple[Tensor, Tensor, Tensor]:
     lc = weighted_bce(cls, batch["cls"])
-    lr = iou_loss(reg, batch["reg"], batch["reg_mask"] if cfg.reg_cells == "box" else batch["cls"])
+    lr = iou_loss(reg, batch["reg"], batch["reg_mask"])
     return cfg.cls_weight * lc + cfg.reg_weight * lr, lc, lr
 
 

@@ -22,7 +22,7 @@ from tracking.tracker import TrackerConfig
 # Searched one parameter at a time, in this order, each time keeping the best value so far.
 GRID: dict[str, tuple[float, ...]] = {
     "lr": (0.0, 0.1, 0.2, 0.35, 0.616),
-    "window_influence": (0.15, 0.225, 0.35, 0.5),
+    "window_influence": (0.15, 0.225, 0.35, 0.5, 0.65),
     "penalty_k": (0.007, 0.05, 0.15),
 }
 

@@ -6,7 +6,9 @@ For each candidate: recalibrate the BN statistics of its path on a fixed set of 
 * ``pairs`` mode (fast proxy): mean IoU of the predicted box (highest-scoring cell, its l,t,r,b
   box) against the true box on a fixed, seeded set of validation template/search pairs, batched;
 * ``sequences`` mode (the paper's score): one-pass tracking of the validation sequences with the
-  real :class:`tracking.tracker.Tracker`; GOT-10k AO, SR@0.5, SR@0.75; score = (AO + SR@0.5) / 2.
+  real :class:`tracking.tracker.Tracker`; GOT-10k AO, SR@0.5, SR@0.75; score = (AO + SR@0.5) / 2;
+  plus ``static_ao`` / ``static_score``, the same for a box that never leaves the first frame's
+  position (:func:`static_box_scores`), so a score can be read against doing nothing.
 
 BN statistics are restored after every candidate and no weight is ever updated, so candidates
 are scored independently of their order. Crops and calibration batches are prepared once, in
@@ -59,6 +61,17 @@ def box_iou_xyxy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / (area(a) + area(b) - inter).clamp(min=1e-9)
 
 
+def static_box_scores(sequences: list[Any], max_frames: int | None = None) -> dict[str, float]:
+    """GOT-10k metrics of a "tracker" that keeps the first frame's box: the bar a real tracker must
+    clear on these sequences (slow targets make it high; reported beside every sequences score)."""
+    ious = []
+    for seq in sequences:
+        n = len(seq) if not max_frames else min(len(seq), max_frames)
+        h, w = seq.load_frame(0).shape[:2]
+        ious.append(sequence_ious(np.repeat(seq.boxes[:1], n, axis=0), seq.boxes[:n], bound=(w, h)))
+    return got10k_scores(ious)
+
+
 class ValidationScorer:
     """Scores architectures on one supernet: ``score(arch) -> dict``, ``score_many(archs)``.
 
@@ -92,6 +105,7 @@ class ValidationScorer:
         else:
             self.sequences = self.data.sequences[:max_sequences] if max_sequences else self.data.sequences
             self.max_frames = max_frames
+            self.static = static_box_scores(self.sequences, max_frames)
 
     def score(self, arch: Architecture) -> dict[str, Any]:
         """``{"score", ...}``; pairs mode adds ``mean_iou``, ``sr50``; sequences mode ``ao``,
@@ -158,4 +172,5 @@ class ValidationScorer:
             all_ious.append(sequence_ious(np.asarray(pred), seq.boxes[:n], bound=bound))
         res = got10k_scores(all_ious)
         res["sequences"] = len(self.sequences)
+        res["static_ao"], res["static_score"] = self.static["ao"], self.static["score"]
         return res

@@ -87,6 +87,7 @@ def test_sequences_mode(supernet, data):
     assert res["score"] == pytest.approx((res["ao"] + res["sr50"]) / 2)
     assert 0 <= res["sr75"] <= res["sr50"] <= 1
     assert scorer.score(lighttrack_mobile())["score"] == res["score"]
+    assert 0 <= res["static_ao"] <= 1 and res["static_score"] == scorer.static["score"]
 
 
 def test_bad_mode(supernet, data):
@@ -140,3 +141,22 @@ def test_cli_tune_tracker_stores_the_best_setting(supernet, data, tmp_path, caps
     code, out, err = run(capsys, *evaluate, "--default-tracker")
     default = json.loads(out)
     assert default["tracker"] == "default" and default["score"] == pytest.approx(res["default"]["score"])
+
+
+def test_static_box_baseline_hand_checked():
+    import numpy as np
+
+    from tracking.validate import static_box_scores
+
+    class Seq:
+        boxes = np.array([[0.0, 0, 10, 10], [5, 0, 10, 10], [0, 0, 10, 10]])
+
+        def __len__(self) -> int:
+            return 3
+
+        def load_frame(self, i: int) -> np.ndarray:
+            return np.zeros((20, 20, 3), np.uint8)
+
+    res = static_box_scores([Seq()])  # frames after the first: IoU 50/150, then 1
+    assert res["ao"] == pytest.approx((1 / 3 + 1) / 2) and res["sr50"] == 0.5 and res["frames"] == 2
+    assert static_box_scores([Seq()], max_frames=2)["ao"] == pytest.approx(1 / 3)
