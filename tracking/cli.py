@@ -179,7 +179,7 @@ def supernet_train(
     warmup: int = typer.Option(30, "--warmup", min=0, help="Warm-up iterations."),
     seed: int = typer.Option(0, "--seed"),
     threads: int = typer.Option(0, "--threads", min=0, help="torch threads (0: torch default)."),
-    workers: int = typer.Option(1, "--workers", min=0,
+    workers: int = typer.Option(0, "--workers", min=0,
                                 help="Processes cropping pairs ahead of the network (0: in the training loop)."),
     checkpoint_every: int = typer.Option(0, "--checkpoint-every", min=0,
                                          help="Also checkpoint every N iterations (0: once per epoch)."),
