@@ -54,18 +54,17 @@ def tune_tracker(supernet: Any, data_dir: str | Path, arch: Architecture | None 
         raise ValueError(f"not tracker parameters: {sorted(unknown)}")
     scorer = ValidationScorer(supernet, data_dir, "sequences", bn_batches=bn_batches, bn_batch_size=bn_batch_size,
                               max_sequences=max_sequences, max_frames=max_frames, seed=seed)
-    trials: dict[tuple, dict[str, Any]] = {}
+    trials: dict[TrackerConfig, dict[str, Any]] = {}  # frozen pydantic models hash by value
     best = TrackerConfig()
     with Progress(disable=not progress, transient=True) as bar, scorer.calibrated(arch):
         task = bar.add_task("tuning the tracker", total=1 + sum(len(v) for v in grid.values()))
 
         def trial(cfg: TrackerConfig) -> dict[str, Any]:
-            key = tuple(sorted(cfg.model_dump().items()))
-            if key not in trials:
+            if cfg not in trials:
                 res = scorer.track_sequences(arch, cfg)
-                trials[key] = {"config": cfg.model_dump(), **{k: res[k] for k in ("score", "ao", "sr50")}}
+                trials[cfg] = {"config": cfg.model_dump(), **{k: res[k] for k in ("score", "ao", "sr50")}}
             bar.advance(task)
-            return trials[key]
+            return trials[cfg]
 
         default = trial(best)
         best_res = default
