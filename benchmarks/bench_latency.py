@@ -37,13 +37,14 @@ from latency_tables.profile import profile_units
 from latency_tables.store import LatencyStore
 from latency_tables.units import all_units, export_unit_onnx, unit_filename
 from profilers import Protocol, get_backend, measure
-from profilers.measure import auto_flush_bytes
+from profilers.measure import ROUND_STATS, auto_flush_bytes, combine_rounds
 from tracking.flops import count_flops_params
 from tracking.space import SearchSpace, sample_many, to_genes
 
 
-def interleaved_medians(backend, paths: list[Path], protocol: Protocol, rounds: int, seed: int) -> np.ndarray:
-    """Median over ``rounds`` of each model's median, every round in a fresh random order of
+def interleaved_medians(backend, paths: list[Path], protocol: Protocol, rounds: int, seed: int,
+                        stat: str) -> np.ndarray:
+    """``stat`` over ``rounds`` of each model's median, every round in a fresh random order of
     ALL models (units and end-to-end graphs together): on a shared machine, load drifts then hit
     units and whole graphs alike instead of biasing one against the other."""
     rng = np.random.default_rng(seed)
@@ -51,7 +52,7 @@ def interleaved_medians(backend, paths: list[Path], protocol: Protocol, rounds: 
     for r in range(rounds):
         for i in rng.permutation(len(paths)):
             out[r, i] = measure(backend, paths[i], protocol, seed).median_ms
-    return np.median(out, axis=0)
+    return combine_rounds(out, stat)
 
 
 def _row(label: str, a: dict) -> str:
@@ -64,11 +65,13 @@ def main() -> None:
     ap.add_argument("--calib-samples", type=int, default=12, help="other subnets used to fit a calibration")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=None,
-                    help="end-to-end measurements per subnet (median); default 1 for 1 thread, 3 otherwise")
+                    help="end-to-end rounds per subnet; default: --profile-rounds")
     ap.add_argument("--rounds", type=int, default=3,
                     help="rounds of the interleaved measurement (units and graphs shuffled together); 0 skips it")
     ap.add_argument("--space", choices=["paper", "code"], default="paper")
-    ap.add_argument("--profile-rounds", type=int, default=1, help="lutnas profile --rounds of the plain pass")
+    ap.add_argument("--profile-rounds", type=int, default=3, help="lutnas profile --rounds of the plain pass")
+    ap.add_argument("--round-stat", choices=ROUND_STATS, default="min",
+                    help="how rounds combine, for units and subnets alike (lutnas profile --round-stat)")
     ap.add_argument("--probes", type=int, default=6, help="table units re-measured between the subnets (host drift)")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="cpu: process CPU time, robust on a shared machine (meaningful for 1 thread)")
@@ -105,19 +108,19 @@ def main() -> None:
         val_paths, cal_paths = paths[: len(archs)], paths[len(archs):]
 
         for threads in args.threads:
-            repeats = args.repeats or (1 if threads == 1 else 3)
+            repeats = args.repeats or args.profile_rounds
             backend = get_backend("onnxruntime", threads=threads)
             store = LatencyStore(Path(tmp) / f"lut-t{threads}.db")
             t0 = time.perf_counter()
             rep = profile_units(store, backend, units, name=f"bench-t{threads}", protocol=protocol,
-                                seed=args.seed, rounds=args.profile_rounds)
+                                seed=args.seed, rounds=args.profile_rounds, round_stat=args.round_stat)
             profile_s = time.perf_counter() - t0
             pred = LatencyPredictor.from_store(store, rep.table.name, space)
             keys, probe_paths = export_probes(pred.medians, args.probes, Path(tmp) / "probes", args.seed)
-            measured, probe_now = measure_with_probes(backend, val_paths, probe_paths, protocol, repeats,
-                                                      seed=args.seed)
+            measured, probe_now, retest = measure_with_probes(backend, val_paths, probe_paths, protocol, repeats,
+                                                              seed=args.seed, round_stat=args.round_stat)
             speed = host_speed(probe_now, np.array([pred.medians[k] for k in keys]))
-            cal_measured = measure_models(backend, cal_paths, protocol, repeats, args.seed)
+            cal_measured = measure_models(backend, cal_paths, protocol, repeats, args.seed, round_stat=args.round_stat)
             noise = noise_floor(backend, val_paths[0], protocol, runs=5, seed=args.seed)
 
             raw = pred.predict_batch(archs)
@@ -129,7 +132,7 @@ def main() -> None:
             if args.rounds:
                 unit_paths = [export_unit_onnx(u, Path(tmp) / "units" / unit_filename(u), args.seed) for u in units]
                 both = interleaved_medians(backend, unit_paths + val_paths + cal_paths, protocol, args.rounds,
-                                           args.seed)
+                                           args.seed, args.round_stat)
                 nu, nv = len(units), len(val_paths)
                 inter = LatencyPredictor(dict(zip([u.key for u in units], both[:nu], strict=True)),
                                          space, pred.overhead_ms)
@@ -148,7 +151,8 @@ def main() -> None:
                 pred.predict_genes(genes)
             per_s = 5 * len(genes) / (time.perf_counter() - t)
 
-            print(f"\n== onnxruntime CPU EP, {threads} thread(s), {repeats} measurement(s) per subnet ==")
+            print(f"\n== onnxruntime CPU EP, {threads} thread(s), {repeats} round(s) per subnet, "
+                  f"{args.round_stat} round ==")
             print(f"profiled {len(rep.measured)} units x {args.profile_rounds} round(s) in {profile_s:.1f} s (export {rep.export_s:.1f} s, "
                   f"measure {rep.measure_s:.1f} s); per-run overhead {rep.table.overhead_ms * 1000:.1f} us")
             print(f"end-to-end latency: median {np.median(measured):.2f} ms "
@@ -163,20 +167,23 @@ def main() -> None:
             print(f"  mean error: raw {fig['raw']['mean_error']:+.1%}, calibrated "
                   f"{fig['calibrated']['mean_error']:+.1%}; calibration {calib['coef']} + {calib['intercept']:.3f} ms")
             if args.rounds:
-                print(f"  interleaved, {args.rounds} round(s) (units and graphs shuffled together, medians):")
+                print(f"  interleaved, {args.rounds} round(s) (units and graphs shuffled together, "
+                      f"{args.round_stat} round):")
                 print(_row("LUT sum (raw)", fig["interleaved"]))
                 print(_row(f"LUT calibrated (n={args.calib_samples})", fig["interleaved_calibrated"]))
                 print(_row("FLOPs, least squares", fig["interleaved_flops"]))
                 print(f"  mean error: raw {fig['interleaved']['mean_error']:+.1%}, calibrated "
                       f"{fig['interleaved_calibrated']['mean_error']:+.1%}")
             print(f"  noise floor: run-to-run CV {noise['noise_cv']:.1%}, range {noise['noise_range']:.1%} "
-                  f"over 5 runs of one subnet")
+                  f"over 5 back-to-back runs of one subnet; retest CV {float(retest):.1%} (probe units "
+                  f"re-measured through the run)")
             print(f"predictions: {per_s / 1e6:.2f} M/s on a {len(genes)}-row batch "
                   f"(fastest reachable: {pred.fastest()[0]:.2f} ms)")
             results[f"threads_{threads}"] = {
                 "repeats": repeats, "profile_s": profile_s, "export_s": rep.export_s, "measure_s": rep.measure_s,
                 "overhead_ms": rep.table.overhead_ms, **{k: v for k, v in fig.items()}, "flops_fit": fit,
-                "calibration": calib, **noise, "predictions_per_s": per_s,
+                "calibration": calib, **noise, "retest_cv": float(retest), "round_stat": args.round_stat,
+                "predictions_per_s": per_s,
                 "measured_ms": measured.tolist(), "raw_ms": raw.tolist()}
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -95,6 +95,25 @@ FLUSH_HELP = ("Bytes read before each timed run to evict private caches, as insi
               "auto (4 x L2), none, or KiB.")
 
 
+ROUND_STAT_HELP = ("How rounds combine: min (the least disturbed round: other load only slows runs down) "
+                   "or median.")
+
+
+def _round_stat(text: str) -> str:
+    from profilers.measure import ROUND_STATS
+
+    if text not in ROUND_STATS:
+        raise typer.BadParameter(f"use one of {', '.join(ROUND_STATS)}", param_hint="--round-stat")
+    return text
+
+
+def _table_rounds(runtime: dict[str, Any], repeats: int | None, round_stat: str | None) -> tuple[int, str]:
+    """End-to-end rounds and their statistic: as given, else as the table was profiled (tables
+    from before rounds were recorded: one round, median)."""
+    return (repeats or int(runtime.get("rounds", 1)),
+            _round_stat(round_stat) if round_stat else str(runtime.get("round_stat", "median")))
+
+
 CLOCK_HELP = ("wall: latency as seen (default); cpu: process CPU time, robust to other processes on a "
               "shared machine (1 thread only)")
 
@@ -113,8 +132,9 @@ def profile(
     label: str | None = typer.Option(None, "--label", help="Hardware label stored with the table."),
     min_time: float = typer.Option(0.15, "--min-time", help="Minimum seconds of timed runs per unit."),
     max_time: float = typer.Option(0.5, "--max-time", help="Time cap per unit in seconds."),
-    rounds: int = typer.Option(1, "--rounds", min=1, max=20, help="Measure every unit this many times, in a new "
-                               "order each round, and keep its median round (robust to a shared host's slow spells)."),
+    rounds: int = typer.Option(3, "--rounds", min=1, max=20, help="Measure every unit this many times, in a new "
+                               "order each round (robust to a shared host's slow spells)."),
+    round_stat: str = typer.Option("min", "--round-stat", help=ROUND_STAT_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of unit weights and inputs."),
     clock: str = typer.Option("wall", "--clock", help=CLOCK_HELP),
     flush: str = typer.Option("auto", "--flush", help=FLUSH_HELP),
@@ -143,7 +163,7 @@ def profile(
     with progress_bar("profile", not quiet) as progress:
         rep = profile_units(store, be, todo, name, hardware_of_this_machine(label),
                                _protocol(min_time, max_time, clock, _flush_bytes(flush), warm_inputs),
-                            seed, progress=progress, rounds=rounds)
+                            seed, progress=progress, rounds=rounds, round_stat=_round_stat(round_stat))
     typer.echo(f"table {rep.table.name!r}: measured {len(rep.measured)} unit(s), skipped {len(rep.skipped)} "
                f"already present; export {rep.export_s:.1f} s, measurement {rep.measure_s:.1f} s; "
                f"per-run overhead {rep.table.overhead_ms:.4f} ms")
@@ -211,7 +231,9 @@ def validate(
     samples: int = typer.Option(20, "--samples", min=2, help="Random subnets to measure end to end."),
     seed: int = typer.Option(0, "--seed"),
     space: str = typer.Option("paper", "--space"),
-    repeats: int = typer.Option(1, "--repeats", min=1, help="Measure each subnet this many times (median)."),
+    repeats: int | None = typer.Option(None, "--repeats", min=1, help="Rounds over the subnets (default: the "
+                                       "table's profiling rounds)."),
+    round_stat: str | None = typer.Option(None, "--round-stat", help=ROUND_STAT_HELP + " Default: the table's."),
     noise_runs: int = typer.Option(5, "--noise-runs", min=0, help="Repeated runs of one model for the noise floor."),
     probes: int = typer.Option(6, "--probes", min=0, help="Table units re-measured between the subnets to "
                                "measure host drift since profiling (0: none)."),
@@ -228,10 +250,11 @@ def validate(
     info = store.find(name)
     pred = LatencyPredictor.from_store(store, info.name, _space(space))
     backend = _backend_from_runtime(info.runtime)
+    repeats, stat = _table_rounds(info.runtime, repeats, round_stat)
     with progress_bar("validate", not quiet and not as_json) as progress:
         rep = run_validate(pred, backend, samples, seed,
                            _table_protocol(info.runtime, min_time, max_time), repeats,
-                           noise_runs, progress=progress, probes=probes)
+                           noise_runs, progress=progress, probes=probes, round_stat=stat)
     rep["table"] = info.name
     if as_json:
         typer.echo(json.dumps(rep, indent=2))
@@ -253,6 +276,9 @@ def _format_report(rep: dict[str, Any]) -> str:
                      f"{rep[p + 'rmspe']:>8.1%}{rep[p + 'spearman']:>9.3f}")
     if "noise_cv" in rep:
         lines.append(f"noise floor: run-to-run CV {rep['noise_cv']:.1%} (range {rep['noise_range']:.1%})")
+    if rep.get("retest_cv") is not None:
+        lines.append(f"retest noise: the probe units' CV over the run {rep['retest_cv']:.1%} (what ground truth "
+                     f"itself moves on this host; {rep['repeats']} round(s) per subnet, {rep['round_stat']})")
     if "host_speed" in rep:
         lines.append(f"host drift: the table's probe units ran at {rep['host_speed']:.3f}x their profiled time "
                      "(LUT x drift: the prediction scaled by it)")
@@ -269,7 +295,9 @@ def calibrate(
     method: str = typer.Option("scale", "--method", help="scale (robust ratio), linear (Huber) or ols."),
     features: list[str] = typer.Option(["raw_ms"], "--feature",
                                        help="linear/ols: raw_ms, n_blocks, n_head_layers (repeatable)."),
-    repeats: int = typer.Option(1, "--repeats", min=1),
+    repeats: int | None = typer.Option(None, "--repeats", min=1, help="Rounds over the subnets (default: the "
+                                       "table's profiling rounds)."),
+    round_stat: str | None = typer.Option(None, "--round-stat", help=ROUND_STAT_HELP + " Default: the table's."),
     min_time: float = typer.Option(0.15, "--min-time"),
     max_time: float = typer.Option(0.5, "--max-time"),
     clear: bool = typer.Option(False, "--clear", help="Remove the table's calibration instead."),
@@ -296,8 +324,9 @@ def calibrate(
     backend = _backend_from_runtime(info.runtime)
     with tempfile.TemporaryDirectory() as tmp, progress_bar("calibrate", not quiet) as progress:
         paths = export_search_graphs(archs, tmp, sp, seed, progress)
+        repeats, stat = _table_rounds(info.runtime, repeats, round_stat)
         measured = measure_models(backend, paths, _table_protocol(info.runtime, min_time, max_time),
-                                  repeats, seed, progress)
+                                  repeats, seed, progress, stat)
     calib = fit_calibration(pred, archs, measured, features, method)
     store.update(info.id, calibration=calib)
     b, a, cv = calib["before"], calib["after"], calib["after_cv"]

@@ -13,7 +13,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from profilers.backends import Backend
-from profilers.measure import Protocol, measure
+from profilers.measure import Protocol, combine_rounds, measure
 from tracking.space import Architecture, SearchSpace
 
 Progress = Callable[[str, int, int], None]
@@ -47,19 +47,18 @@ def export_search_graphs(archs: Sequence[Architecture], out_dir: str | Path, spa
     return paths
 
 
+def _round_order(n: int, r: int, seed: int) -> np.ndarray:
+    """Round 0 in the given order, later rounds shuffled (seeded): a slow spell then hits
+    different models in different rounds."""
+    return np.arange(n) if r == 0 else np.random.default_rng([seed, r]).permutation(n)
+
+
 def measure_models(backend: Backend, paths: Sequence[Path], protocol: Protocol, repeats: int = 1,
-                   seed: int = 0, progress: Progress | None = None) -> np.ndarray:
-    """Median latency (ms) of each model; with ``repeats`` > 1, the median of that many
-    interleaved measurements (so slow drifts of a shared machine hit every model alike)."""
-    out = np.zeros((repeats, len(paths)))
-    done = 0
-    for r in range(repeats):
-        for i, p in enumerate(paths):
-            out[r, i] = measure(backend, p, protocol, seed).median_ms
-            done += 1
-            if progress:
-                progress("measure", done, repeats * len(paths))
-    return np.median(out, axis=0)
+                   seed: int = 0, progress: Progress | None = None, round_stat: str = "min") -> np.ndarray:
+    """Median latency (ms) of each model; with ``repeats`` > 1, that many rounds over all models
+    (a new order each round) combined by ``round_stat`` (``profilers.measure.ROUND_STATS``)."""
+    return measure_with_probes(backend, paths, [], protocol, repeats, seed=seed, progress=progress,
+                               round_stat=round_stat)[0]
 
 
 def probe_keys(medians: dict[str, float], k: int = 6) -> list[str]:
@@ -81,13 +80,15 @@ def export_probes(medians: dict[str, float], k: int, out_dir: str | Path, seed: 
 
 
 def measure_with_probes(backend: Backend, paths: Sequence[Path], probe_paths: Sequence[Path], protocol: Protocol,
-                        repeats: int = 1, every: int = 4, seed: int = 0,
-                        progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+                        repeats: int = 1, every: int = 4, seed: int = 0, progress: Progress | None = None,
+                        round_stat: str = "min") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`measure_models`, with one of ``probe_paths`` measured after every ``every`` models
     (round robin, each probe at least once), so the probes see the host as the models did.
-    Returns the models' medians and each probe's median over its measurements."""
-    if not probe_paths:
-        return measure_models(backend, paths, protocol, repeats, seed, progress), np.zeros(0)
+    Returns the models' figures, each probe's figure (by ``round_stat`` over its measurements)
+    and the retest noise: the median over probes of the coefficient of variation of their
+    measurements, i.e. how much one model's time moved during the run (a truer noise floor on a
+    shared host than back-to-back runs; nan with fewer than two measurements per probe)."""
+    combine_rounds(np.zeros(1), round_stat)  # a bad statistic fails before any measurement
     out = np.zeros((repeats, len(paths)))
     probes: list[list[float]] = [[] for _ in probe_paths]
     total = repeats * len(paths)
@@ -100,16 +101,18 @@ def measure_with_probes(backend: Backend, paths: Sequence[Path], probe_paths: Se
         turn += 1
 
     for r in range(repeats):
-        for i, p in enumerate(paths):
-            out[r, i] = measure(backend, p, protocol, seed).median_ms
+        for i in _round_order(len(paths), r, seed):
+            out[r, i] = measure(backend, paths[i], protocol, seed).median_ms
             done += 1
-            if done % every == 0:
+            if probe_paths and done % every == 0:
                 probe()
             if progress:
                 progress("measure", done, total)
-    while any(not v for v in probes):
+    while probe_paths and any(not v for v in probes):
         probe()
-    return np.median(out, axis=0), np.array([np.median(v) for v in probes])
+    spreads = [np.std(v, ddof=1) / np.mean(v) for v in probes if len(v) > 1]
+    return (combine_rounds(out, round_stat), np.array([combine_rounds(np.array(v), round_stat) for v in probes]),
+            np.array(float(np.median(spreads)) if spreads else float("nan")))
 
 
 def host_speed(now_ms: np.ndarray, table_ms: np.ndarray) -> float:
@@ -159,7 +162,7 @@ def fidelity_report(predicted: np.ndarray, measured: np.ndarray, flops: np.ndarr
 
 def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, protocol: Protocol = Protocol(),
              repeats: int = 1, noise_runs: int = 5, workdir: str | Path | None = None,
-             progress: Progress | None = None, probes: int = 6) -> dict[str, Any]:
+             progress: Progress | None = None, probes: int = 6, round_stat: str = "min") -> dict[str, Any]:
     """Sample ``samples`` subnets (seeded), predict, export and measure their search graphs end to
     end, and report agreement, the FLOPs proxy's agreement and the noise floor.
 
@@ -167,7 +170,9 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
     slower minutes later, and a table profiled then is off by as much, uniformly. ``probes`` units
     of the table are re-measured between the subnets; ``host_speed`` is how much slower the host
     ran them than the table says, and ``drift_*`` figures compare the prediction scaled by it
-    (the headline keys stay the unscaled prediction's).
+    (the headline keys stay the unscaled prediction's). The probes' own spread over the run is
+    ``retest_cv``. With ``repeats`` > 1 every subnet is measured in that many rounds combined by
+    ``round_stat``: use the table's own (``lutnas latency validate`` does).
     """
     from tracking.flops import count_flops_params
     from tracking.space import sample_many
@@ -182,16 +187,17 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
     with tempfile.TemporaryDirectory(prefix="lutnas-validate-") as tmp:
         paths = export_search_graphs(archs, workdir or tmp, space, seed, progress)
         keys, probe_paths = export_probes(predictor.medians, probes, Path(workdir or tmp) / "probes", seed)
-        measured, probe_now = measure_with_probes(backend, paths, probe_paths, protocol, repeats, seed=seed,
-                                                  progress=progress)
+        measured, probe_now, retest = measure_with_probes(backend, paths, probe_paths, protocol, repeats, seed=seed,
+                                                          progress=progress, round_stat=round_stat)
         noise = noise_floor(backend, paths[0], protocol, noise_runs, seed) if noise_runs > 1 else {}
     report = fidelity_report(predicted, measured, flops, raw if predictor.calibration else None)
     report.update(noise)
     speed = host_speed(probe_now, np.array([predictor.medians[k] for k in keys]))
     report["host_speed"] = speed
+    report["retest_cv"] = None if np.isnan(retest) else float(retest)
     report["probes"] = {k: {"table_ms": predictor.medians[k], "now_ms": float(v)} for k, v in zip(keys, probe_now,
                                                                                               strict=True)}
     report.update({f"drift_{k}": v for k, v in agreement(predicted * speed, measured).items()})
-    report.update({"seed": seed, "repeats": repeats, "runtime": backend.config(),
+    report.update({"seed": seed, "repeats": repeats, "round_stat": round_stat, "runtime": backend.config(),
                    "archs": [a.to_string() for a in archs], "flops": [int(f) for f in flops]})
     return report

@@ -19,7 +19,7 @@ from latency_tables.store import LatencyStore, TableInfo, default_table_name
 from latency_tables.units import Unit, export_unit_onnx, unit_filename
 from profilers.backends import Backend
 from profilers.env import environment
-from profilers.measure import Protocol, measure, measure_overhead
+from profilers.measure import ROUND_STATS, Protocol, measure, measure_overhead, pick_round
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -42,18 +42,22 @@ def hardware_of_this_machine(label: str | None = None) -> dict[str, Any]:
 def profile_units(store: LatencyStore, backend: Backend, units: Sequence[Unit], name: str | None = None,
                   hardware: dict[str, Any] | None = None, protocol: Protocol = Protocol(), seed: int = 0,
                   workdir: str | Path | None = None, progress: Progress | None = None,
-                  rounds: int = 1) -> ProfileReport:
+                  rounds: int = 1, round_stat: str = "min") -> ProfileReport:
     """Measure every unit not yet in the table ``name`` (default: derived from hardware and
     runtime) and store the results; also measures the per-run overhead once per table.
 
     ``rounds`` > 1 measures the whole set that many times, each round in a new seeded order, and
-    keeps each unit's median round: a slow spell of a shared host then has to last most of the
-    profile to bias the table (one 40 s pass here came out 36% slow)."""
+    keeps each unit's fastest round (``round_stat="min"``, see ``profilers.measure.ROUND_STATS``)
+    or its median round: a slow spell of a shared host then has to hit every round of a unit to
+    bias the table (one 40 s pass here came out 36% slow). Both are recorded in the table's
+    runtime, so ``latency validate`` measures whole subnets the same way."""
     if rounds < 1:
         raise ValueError("rounds must be >= 1")
+    if round_stat not in ROUND_STATS:
+        raise ValueError(f"round_stat must be one of {', '.join(ROUND_STATS)}")
     hardware = hardware or hardware_of_this_machine()
     runtime = {**backend.config(), "clock": protocol.clock, "flush_bytes": protocol.flush_bytes,
-               "warm_inputs": protocol.warm_inputs}
+               "warm_inputs": protocol.warm_inputs, "rounds": rounds, "round_stat": round_stat}
     info = store.get_or_create(name or default_table_name(hardware, runtime), hardware, runtime)
     have = store.keys(info.id)
     todo = list({u.key: u for u in units if u.key not in have}.values())
@@ -77,9 +81,8 @@ def profile_units(store: LatencyStore, backend: Backend, units: Sequence[Unit], 
             order = list(todo) if r == 0 else rng.sample(todo, len(todo))
             for u in order:
                 results[u.key].append(measure(backend, paths[u.key], protocol, seed))
-                if r == rounds - 1:  # last round: keep the median round and commit
-                    ms = sorted(results[u.key], key=lambda m: m.median_ms)
-                    store.put(info.id, {u.key: ms[len(ms) // 2]})
+                if r == rounds - 1:  # last round: keep the representative round and commit
+                    store.put(info.id, {u.key: pick_round(results[u.key], round_stat)})
                 done += 1
                 if progress:
                     progress("measure", done, rounds * len(todo))

@@ -50,6 +50,10 @@ def test_profile_a_few_units_and_resume(tmp_path):
                          progress=lambda *a: phases.append(a))
     assert sorted(rep3.measured) == sorted(KEYS[:3]) and ("measure", 9, 9) in phases
     assert set(LatencyStore(tmp_path / "rounds.db").medians(rep3.table.id)) == set(KEYS[:3])
+    assert rep3.table.runtime["rounds"] == 3 and rep3.table.runtime["round_stat"] == "min"  # validate reuses them
+    with pytest.raises(ValueError, match="round_stat"):
+        profile_units(LatencyStore(tmp_path / "rounds.db"), backend, units, protocol=FAST, rounds=2,
+                      round_stat="mean")
     with pytest.raises(ValueError, match="rounds"):
         profile_units(LatencyStore(tmp_path / "rounds.db"), backend, units, protocol=FAST, rounds=0)
     with pytest.raises(MissingUnitsError) as e:
@@ -122,6 +126,9 @@ def test_validate_json_has_the_agreed_keys(tmp_path):
     assert rep["host_speed"] > 0 and 1 <= len(rep["probes"]) <= 6
     assert all(p["table_ms"] > 0 and p["now_ms"] > 0 for p in rep["probes"].values())
     assert 0 <= rep["drift_within_5"] <= rep["drift_within_10"] <= 1
+    # subnets measured in as many rounds as the table's units (profile's default 3), fastest kept;
+    # the probes' spread over the run is the retest noise (none here: each probe ran once)
+    assert rep["repeats"] == 3 and rep["round_stat"] == "min" and rep["retest_cv"] is None
     # Calibration on the same two subnets is stored with the table and used by predict.
     r = _lutnas("latency", "calibrate", "--table", str(db), "--samples", "2", "--seed", "5", "--quiet",
                 "--min-time", "0.01", "--max-time", "0.05")
@@ -144,3 +151,22 @@ def test_probe_keys_spread_over_the_table():
     assert probe_keys(medians, 0) == [] and probe_keys({}, 3) == []
     assert host_speed([2.0, 4.0, 30.0], [1.0, 2.0, 3.0]) == 2.0  # median ratio: one hiccup ignored
     assert host_speed([], []) == 1.0
+
+
+def test_rounds_and_retest_noise_of_measured_models(tmp_path):
+    from latency_tables.fidelity import measure_with_probes
+    from profilers.measure import identity_model
+
+    paths = []
+    for i, shape in enumerate([(1,), (64, 64), (256, 256), (512, 512)]):
+        paths.append(tmp_path / f"m{i}.onnx")
+        paths[-1].write_bytes(identity_model(shape))
+    backend = get_backend("onnxruntime", threads=1)
+    phases = []
+    figs, probes, retest = measure_with_probes(backend, paths, paths[:2], FAST, repeats=2, every=2,
+                                               progress=lambda *a: phases.append(a), round_stat="min")
+    assert ("measure", 8, 8) in phases and len(figs) == 4 and len(probes) == 2
+    assert figs[3] > figs[0] > 0  # a 1 MiB copy costs more than a 4-byte one
+    assert float(retest) >= 0  # each probe ran twice (8 models / every 2 = 4 probe runs)
+    with pytest.raises(ValueError, match="min, median"):
+        measure_with_probes(backend, paths, [], FAST, round_stat="mean")

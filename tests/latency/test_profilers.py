@@ -11,7 +11,7 @@ import pytest
 from profilers import Protocol, available_backends, get_backend, measure, measure_overhead, summarize
 from profilers.backends import random_inputs
 from profilers.env import environment
-from profilers.measure import identity_model
+from profilers.measure import Measurement, combine_rounds, identity_model, pick_round
 
 IMPORT_CHECK = """
 import sys
@@ -39,6 +39,18 @@ def test_summarize_statistics():
     assert m.count == 100 and m.env == {"cpu": "x"}
     with pytest.raises(ValueError):
         summarize([])
+
+
+def test_rounds_combine_by_min_or_median():
+    rounds = np.array([[3.0, 10.0], [1.0, 12.0], [2.0, 30.0]])  # 3 rounds x 2 models; a slow spell in round 3
+    assert combine_rounds(rounds, "min").tolist() == [1.0, 10.0]
+    assert combine_rounds(rounds, "median").tolist() == [2.0, 12.0]
+    ms = [Measurement(m, m, m, 0.0, 10) for m in (5.0, 4.0, 9.0)]
+    assert pick_round(ms, "min").median_ms == 4.0 and pick_round(ms, "median").median_ms == 5.0
+    with pytest.raises(ValueError, match="min, median"):
+        combine_rounds(rounds, "mean")
+    with pytest.raises(ValueError, match="min, median"):
+        pick_round(ms, "p10")
 
 
 def test_identity_model_runs_and_overhead_is_small():
