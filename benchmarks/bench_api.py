@@ -79,6 +79,11 @@ def fill(url: str, team_id: int, hardware_id: int, n: int, seed: int = 0) -> tup
         front = front_of([(ids[j], float(scores[j]), float(lat[j])) for j in range(n)])
         conn.execute(insert(FrontPoint), [{"search_id": sid, "hardware_id": hardware_id, "arch_id": a, "score": s,
                                            "latency_ms": m} for a, s, m in front])
+    if engine.dialect.name == "postgresql":
+        # Fresh statistics, as after any bulk load: until autovacuum gets to it (up to a minute),
+        # the planner can pick a full join over the new rows for a page read (40 ms, measured).
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE")
     engine.dispose()
     return sid, sn
 

@@ -53,6 +53,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, worker
                   description="Hardware-aware NAS for lightweight trackers (docs/api.md).")
     app.state.settings = settings
     app.state.engine = engine
+    # Reads that need no transaction (hot GET endpoints): same pool, autocommit.
+    app.state.read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.heavy_limiter = anyio.CapacityLimiter(settings.api_heavy_threads)  # deps.run_heavy
     problems.install(app)

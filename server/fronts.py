@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import orjson
 from fastapi import Response
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from search.pareto import hypervolume_2d
@@ -34,7 +34,24 @@ def front_of(points: list[tuple[str, float, float]]) -> list[tuple[str, float, f
     return front
 
 
-def pareto_payload(session: Session, searches: list[Search], hardware_id: int) -> dict[str, Any]:
+# A search as the fronts need it: ``id``, ``status``, ``request``, ``summary`` (an ORM ``Search``
+# or a row of ``SEARCH_FOR_FRONT``).
+SearchLike = Any
+
+# Built once with bound parameters (see routes/searches.py: building a select() per request costs
+# more CPU than PostgreSQL spends running it).
+SEARCH_FOR_FRONT = select(Search.id, Search.status, Search.request, Search.summary).where(
+    Search.id == bindparam("search_id"), Search.team_id == bindparam("team_id"))
+TEAM_SEARCHES_FOR_FRONT = select(Search.id, Search.status, Search.request, Search.summary).where(
+    Search.team_id == bindparam("team_id"), Search.supernet_id == bindparam("supernet_id"),
+    Search.status == "succeeded")
+_FRONT_POINTS = (select(FrontPoint.arch_id, FrontPoint.score, FrontPoint.latency_ms, ArchitectureRow.lighttrack)
+                 .join(ArchitectureRow, ArchitectureRow.id == FrontPoint.arch_id)
+                 .where(FrontPoint.search_id.in_(bindparam("ids", expanding=True)),
+                        FrontPoint.hardware_id == bindparam("hardware_id")))
+
+
+def pareto_payload(conn: Connection | Session, searches: list[SearchLike], hardware_id: int) -> dict[str, Any]:
     """The front across ``searches`` on ``hardware_id``, with its hypervolume.
 
     Reference point: score 0 and the largest reference latency of those searches (the slowest
@@ -42,10 +59,7 @@ def pareto_payload(session: Session, searches: list[Search], hardware_id: int) -
     hypervolume is in score x ms and comparable between searches of one (supernet, target).
     """
     ids = [s.id for s in searches]
-    rows = session.execute(
-        select(FrontPoint.arch_id, FrontPoint.score, FrontPoint.latency_ms, ArchitectureRow.lighttrack)
-        .join(ArchitectureRow, ArchitectureRow.id == FrontPoint.arch_id)
-        .where(FrontPoint.search_id.in_(ids), FrontPoint.hardware_id == hardware_id)).all()
+    rows = conn.execute(_FRONT_POINTS, {"ids": ids, "hardware_id": hardware_id}).all() if ids else []
     names = {r.arch_id: r.lighttrack for r in rows}
     front = front_of([(r.arch_id, float(r.score), float(r.latency_ms)) for r in rows])
     refs = [float(v) for s in searches
@@ -68,9 +82,10 @@ _CACHE_SIZE = 512
 _LOCK = threading.Lock()
 
 
-def pareto_response(session: Session, searches: list[Search], hardware_id: int) -> Response:
+def pareto_response(conn: Connection | Session, searches: list[SearchLike], hardware_id: int) -> Response:
     """:func:`pareto_payload` as a JSON response, from the cache when every search has succeeded."""
-    key = (str(session.get_bind().url), tuple(sorted(s.id for s in searches)), hardware_id)
+    bind = conn.get_bind() if isinstance(conn, Session) else conn.engine
+    key = (str(bind.url), tuple(sorted(s.id for s in searches)), hardware_id)
     cacheable = all(s.status == "succeeded" for s in searches)
     body = None
     if cacheable:
@@ -79,7 +94,7 @@ def pareto_response(session: Session, searches: list[Search], hardware_id: int) 
             if body is not None:
                 _CACHE.move_to_end(key)
     if body is None:
-        body = orjson.dumps(pareto_payload(session, searches, hardware_id))
+        body = orjson.dumps(pareto_payload(conn, searches, hardware_id))
         if cacheable:
             with _LOCK:
                 _CACHE[key] = body

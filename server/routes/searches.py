@@ -6,12 +6,12 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import select, update
+from sqlalchemy import Text, bindparam, cast, select, update
 from sqlalchemy.orm import Session
 
 from server.auth import TeamDep
 from server.deps import SessionDep
-from server.fronts import pareto_response
+from server.fronts import SEARCH_FOR_FRONT, pareto_response
 from server.models import ArchitectureRow, Hardware, Search, SearchResult, Supernet, Team, utcnow
 from server.pagination import Page, PageSize, PageToken, decode_token, page
 from server.problems import Problem, not_found
@@ -102,40 +102,52 @@ def cancel_search(search_id: int, team: TeamDep, session: SessionDep) -> SearchO
     return search_out(s)
 
 
+# Built once, with bound parameters: constructing this select() per request cost about 0.8 ms of
+# CPU (measured), more than PostgreSQL spends executing it. One statement checks ownership and
+# reads the page; ``latency_ms`` comes back as its stored JSON text and goes into the response
+# as is (decoding and re-encoding 50 small objects per page cost another ~0.5 ms).
+_RESULTS_PAGE = (
+    select(SearchResult.rank, SearchResult.arch_id, SearchResult.score,
+           cast(SearchResult.latency_ms, Text).label("latency_json"), SearchResult.feasible,
+           ArchitectureRow.lighttrack, ArchitectureRow.flops, ArchitectureRow.params)
+    .join(ArchitectureRow, ArchitectureRow.id == SearchResult.arch_id)
+    .join(Search, Search.id == SearchResult.search_id)
+    .where(SearchResult.search_id == bindparam("search_id"), Search.team_id == bindparam("team_id"),
+           SearchResult.rank > bindparam("after"))
+    .order_by(SearchResult.rank).limit(bindparam("limit")))
+
+
 @router.get("/{search_id}/results", response_model=Page[ResultItem], operation_id="list_results")
 def list_results(request: Request, search_id: int, team: TeamDep, page_size: PageSize = 50,
                  page_token: PageToken = None) -> Response:
     after = decode_token(page_token)
-    # One statement checks ownership and reads the page (a hot endpoint: every round trip and
-    # every row object counts); a plain Core connection skips the ORM session's bookkeeping.
-    q = (select(SearchResult.rank, SearchResult.arch_id, SearchResult.score, SearchResult.latency_ms,
-                SearchResult.feasible, ArchitectureRow.lighttrack, ArchitectureRow.flops, ArchitectureRow.params)
-         .join(ArchitectureRow, ArchitectureRow.id == SearchResult.arch_id)
-         .join(Search, Search.id == SearchResult.search_id)
-         .where(SearchResult.search_id == search_id, Search.team_id == team.id))
-    if after is not None:
-        q = q.where(SearchResult.rank > after)
-    with request.app.state.engine.connect() as conn:
-        rows = conn.execute(q.order_by(SearchResult.rank).limit(page_size + 1)).all()
+    params = {"search_id": search_id, "team_id": team.id, "after": 0 if after is None else after,
+              "limit": page_size + 1}  # ranks start at 1
+    # A plain Core connection in autocommit mode (a read needs no transaction: no BEGIN/ROLLBACK
+    # round trips) skips the ORM session's bookkeeping on this hot endpoint.
+    with request.app.state.read_engine.connect() as conn:
+        rows = conn.execute(_RESULTS_PAGE, params).all()
         if not rows and conn.scalar(select(Search.id).where(Search.id == search_id,
                                                             Search.team_id == team.id)) is None:
             raise not_found("search", search_id)
     result = page(rows, page_size, lambda r: r.rank)
     result["items"] = [{"rank": r.rank, "architecture_id": r.arch_id, "lighttrack": r.lighttrack, "score": r.score,
-                        "latency_ms": r.latency_ms, "flops": r.flops, "params": r.params, "feasible": r.feasible}
-                       for r in result["items"]]
+                        "latency_ms": orjson.Fragment(r.latency_json), "flops": r.flops, "params": r.params,
+                        "feasible": r.feasible} for r in result["items"]]
     # The rows are already JSON-shaped, so skip re-validating them (the declared response_model
     # still documents the shape in the OpenAPI schema) and serialise with orjson.
     return Response(orjson.dumps(result), media_type="application/json")
 
 
 @router.get("/{search_id}/pareto", response_model=ParetoOut, operation_id="get_search_pareto")
-def get_search_pareto(search_id: int, team: TeamDep, session: SessionDep,
-                      hardware_id: int | None = None) -> Response:
-    s = get_team_search(session, team, search_id)
-    hw_ids = [int(h) for h in s.request["hardware_ids"]]
-    if hardware_id is None:
-        hardware_id = hw_ids[0]
-    elif hardware_id not in hw_ids:
-        raise Problem(404, f"search {s.id} did not run on hardware {hardware_id}", "hardware_id")
-    return pareto_response(session, [s], hardware_id)
+def get_search_pareto(request: Request, search_id: int, team: TeamDep, hardware_id: int | None = None) -> Response:
+    with request.app.state.read_engine.connect() as conn:
+        s = conn.execute(SEARCH_FOR_FRONT, {"search_id": search_id, "team_id": team.id}).one_or_none()
+        if s is None:
+            raise not_found("search", search_id)
+        hw_ids = [int(h) for h in s.request["hardware_ids"]]
+        if hardware_id is None:
+            hardware_id = hw_ids[0]
+        elif hardware_id not in hw_ids:
+            raise Problem(404, f"search {s.id} did not run on hardware {hardware_id}", "hardware_id")
+        return pareto_response(conn, [s], hardware_id)
