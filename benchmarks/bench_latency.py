@@ -42,17 +42,16 @@ from tracking.flops import count_flops_params
 from tracking.space import SearchSpace, sample_many, to_genes
 
 
-def interleaved_medians(backend, paths: list[Path], protocol: Protocol, rounds: int, seed: int,
-                        stat: str) -> np.ndarray:
-    """``stat`` over ``rounds`` of each model's median, every round in a fresh random order of
-    ALL models (units and end-to-end graphs together): on a shared machine, load drifts then hit
-    units and whole graphs alike instead of biasing one against the other."""
+def interleaved_rounds(backend, paths: list[Path], protocol: Protocol, rounds: int, seed: int) -> np.ndarray:
+    """Each model's median in each of ``rounds`` rounds ([rounds, models]), every round in a fresh
+    random order of ALL models (units and end-to-end graphs together): on a shared machine, load
+    drifts then hit units and whole graphs alike instead of biasing one against the other."""
     rng = np.random.default_rng(seed)
     out = np.zeros((rounds, len(paths)))
     for r in range(rounds):
         for i in rng.permutation(len(paths)):
             out[r, i] = measure(backend, paths[i], protocol, seed).median_ms
-    return combine_rounds(out, stat)
+    return out
 
 
 def _row(label: str, a: dict) -> str:
@@ -131,8 +130,8 @@ def main() -> None:
                    "drift": agreement(raw * speed, measured), "host_speed": speed, "flops": agreement(fp, measured)}
             if args.rounds:
                 unit_paths = [export_unit_onnx(u, Path(tmp) / "units" / unit_filename(u), args.seed) for u in units]
-                both = interleaved_medians(backend, unit_paths + val_paths + cal_paths, protocol, args.rounds,
-                                           args.seed, args.round_stat)
+                both = combine_rounds(interleaved_rounds(backend, unit_paths + val_paths + cal_paths, protocol,
+                                                         args.rounds, args.seed), args.round_stat)
                 nu, nv = len(units), len(val_paths)
                 inter = LatencyPredictor(dict(zip([u.key for u in units], both[:nu], strict=True)),
                                          space, pred.overhead_ms)
@@ -175,14 +174,14 @@ def main() -> None:
                 print(f"  mean error: raw {fig['interleaved']['mean_error']:+.1%}, calibrated "
                       f"{fig['interleaved_calibrated']['mean_error']:+.1%}")
             print(f"  noise floor: run-to-run CV {noise['noise_cv']:.1%}, range {noise['noise_range']:.1%} "
-                  f"over 5 back-to-back runs of one subnet; retest CV {float(retest):.1%} (probe units "
+                  f"over 5 back-to-back runs of one subnet; retest CV {retest:.1%} (probe units "
                   f"re-measured through the run)")
             print(f"predictions: {per_s / 1e6:.2f} M/s on a {len(genes)}-row batch "
                   f"(fastest reachable: {pred.fastest()[0]:.2f} ms)")
             results[f"threads_{threads}"] = {
                 "repeats": repeats, "profile_s": profile_s, "export_s": rep.export_s, "measure_s": rep.measure_s,
                 "overhead_ms": rep.table.overhead_ms, **{k: v for k, v in fig.items()}, "flops_fit": fit,
-                "calibration": calib, **noise, "retest_cv": float(retest), "round_stat": args.round_stat,
+                "calibration": calib, **noise, "retest_cv": retest, "round_stat": args.round_stat,
                 "predictions_per_s": per_s,
                 "measured_ms": measured.tolist(), "raw_ms": raw.tolist()}
     if args.json:

@@ -17,12 +17,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_latency import interleaved_rounds  # same folder: the benchmark's shuffled-rounds loop
 from scipy.stats import spearmanr
 
 from latency_tables.fidelity import agreement, export_search_graphs
 from latency_tables.predict import LatencyPredictor
 from latency_tables.units import all_units, export_unit_onnx, unit_filename
-from profilers import Protocol, get_backend, measure, measure_overhead
+from profilers import Protocol, get_backend, measure_overhead
 from tracking.space import SearchSpace, sample_many
 
 
@@ -46,14 +47,9 @@ def main() -> None:
         graphs = export_search_graphs(archs, Path(tmp) / "e2e", space, args.seed)
         unit_paths = [export_unit_onnx(u, Path(tmp) / "u" / unit_filename(u), args.seed) for u in units]
         overhead = measure_overhead(backend, protocol).median_ms
-        paths = unit_paths + graphs
-        rng = np.random.default_rng(args.seed)
-        out = np.zeros((args.rounds, len(paths)))
-        for r in range(args.rounds):
-            t0 = time.perf_counter()
-            for i in rng.permutation(len(paths)):
-                out[r, i] = measure(backend, paths[i], protocol, args.seed).median_ms
-            print(f"round {r + 1}/{args.rounds}: {time.perf_counter() - t0:.0f} s", flush=True)
+        t0 = time.perf_counter()
+        out = interleaved_rounds(backend, unit_paths + graphs, protocol, args.rounds, args.seed)
+        print(f"{args.rounds} rounds measured in {time.perf_counter() - t0:.0f} s", flush=True)
     nu = len(units)
     e2e = out[:, nu:]
     ratios = [e2e[a] / e2e[b] for a in range(args.rounds) for b in range(a + 1, args.rounds)]

@@ -100,11 +100,12 @@ ROUND_STAT_HELP = ("How rounds combine: min (the least disturbed round: other lo
 
 
 def _round_stat(text: str) -> str:
-    from profilers.measure import ROUND_STATS
+    from profilers.measure import check_round_stat
 
-    if text not in ROUND_STATS:
-        raise typer.BadParameter(f"use one of {', '.join(ROUND_STATS)}", param_hint="--round-stat")
-    return text
+    try:
+        return check_round_stat(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--round-stat") from None
 
 
 def _table_rounds(runtime: dict[str, Any], repeats: int | None, round_stat: str | None) -> tuple[int, str]:

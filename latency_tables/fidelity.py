@@ -13,7 +13,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from profilers.backends import Backend
-from profilers.measure import Protocol, combine_rounds, measure
+from profilers.measure import Protocol, check_round_stat, combine_rounds, measure
 from tracking.space import Architecture, SearchSpace
 
 Progress = Callable[[str, int, int], None]
@@ -81,14 +81,14 @@ def export_probes(medians: dict[str, float], k: int, out_dir: str | Path, seed: 
 
 def measure_with_probes(backend: Backend, paths: Sequence[Path], probe_paths: Sequence[Path], protocol: Protocol,
                         repeats: int = 1, every: int = 4, seed: int = 0, progress: Progress | None = None,
-                        round_stat: str = "min") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                        round_stat: str = "min") -> tuple[np.ndarray, np.ndarray, float]:
     """:func:`measure_models`, with one of ``probe_paths`` measured after every ``every`` models
     (round robin, each probe at least once), so the probes see the host as the models did.
     Returns the models' figures, each probe's figure (by ``round_stat`` over its measurements)
     and the retest noise: the median over probes of the coefficient of variation of their
     measurements, i.e. how much one model's time moved during the run (a truer noise floor on a
     shared host than back-to-back runs; nan with fewer than two measurements per probe)."""
-    combine_rounds(np.zeros(1), round_stat)  # a bad statistic fails before any measurement
+    check_round_stat(round_stat)  # before any measurement
     out = np.zeros((repeats, len(paths)))
     probes: list[list[float]] = [[] for _ in probe_paths]
     total = repeats * len(paths)
@@ -112,7 +112,7 @@ def measure_with_probes(backend: Backend, paths: Sequence[Path], probe_paths: Se
         probe()
     spreads = [np.std(v, ddof=1) / np.mean(v) for v in probes if len(v) > 1]
     return (combine_rounds(out, round_stat), np.array([combine_rounds(np.array(v), round_stat) for v in probes]),
-            np.array(float(np.median(spreads)) if spreads else float("nan")))
+            float(np.median(spreads)) if spreads else float("nan"))
 
 
 def host_speed(now_ms: np.ndarray, table_ms: np.ndarray) -> float:
@@ -194,7 +194,7 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
     report.update(noise)
     speed = host_speed(probe_now, np.array([predictor.medians[k] for k in keys]))
     report["host_speed"] = speed
-    report["retest_cv"] = None if np.isnan(retest) else float(retest)
+    report["retest_cv"] = None if np.isnan(retest) else retest
     report["probes"] = {k: {"table_ms": predictor.medians[k], "now_ms": float(v)} for k, v in zip(keys, probe_now,
                                                                                               strict=True)}
     report.update({f"drift_{k}": v for k, v in agreement(predicted * speed, measured).items()})

@@ -19,7 +19,7 @@ from latency_tables.store import LatencyStore, TableInfo, default_table_name
 from latency_tables.units import Unit, export_unit_onnx, unit_filename
 from profilers.backends import Backend
 from profilers.env import environment
-from profilers.measure import ROUND_STATS, Protocol, measure, measure_overhead, pick_round
+from profilers.measure import Protocol, check_round_stat, measure, measure_overhead, pick_round
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -53,8 +53,7 @@ def profile_units(store: LatencyStore, backend: Backend, units: Sequence[Unit], 
     runtime, so ``latency validate`` measures whole subnets the same way."""
     if rounds < 1:
         raise ValueError("rounds must be >= 1")
-    if round_stat not in ROUND_STATS:
-        raise ValueError(f"round_stat must be one of {', '.join(ROUND_STATS)}")
+    check_round_stat(round_stat)
     hardware = hardware or hardware_of_this_machine()
     runtime = {**backend.config(), "clock": protocol.clock, "flush_bytes": protocol.flush_bytes,
                "warm_inputs": protocol.warm_inputs, "rounds": rounds, "round_stat": round_stat}

@@ -123,17 +123,21 @@ def time_loaded(model: LoadedModel, protocol: Protocol = Protocol()) -> np.ndarr
 ROUND_STATS = ("min", "median")
 
 
+def check_round_stat(stat: str) -> str:
+    if stat not in ROUND_STATS:
+        raise ValueError(f"round_stat must be one of {', '.join(ROUND_STATS)}")
+    return stat
+
+
 def combine_rounds(values: np.ndarray, stat: str = "min", axis: int = 0) -> np.ndarray:
     """Per-model figure from rounds stacked along ``axis`` (see ``ROUND_STATS``)."""
-    if stat not in ROUND_STATS:
-        raise ValueError(f"round statistic must be one of {', '.join(ROUND_STATS)}")
+    check_round_stat(stat)
     return np.min(values, axis=axis) if stat == "min" else np.median(values, axis=axis)
 
 
 def pick_round(rounds: list[Measurement], stat: str = "min") -> Measurement:
     """The round that represents a model: the fastest (``min``) or the median one."""
-    if stat not in ROUND_STATS:
-        raise ValueError(f"round statistic must be one of {', '.join(ROUND_STATS)}")
+    check_round_stat(stat)
     ordered = sorted(rounds, key=lambda m: m.median_ms)
     return ordered[0] if stat == "min" else ordered[len(ordered) // 2]
 
