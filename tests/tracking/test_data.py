@@ -85,6 +85,15 @@ def test_synth_boxes_inside_frames(synth):
         assert (b[:, 0] + b[:, 2] <= 160).all() and (b[:, 1] + b[:, 3] <= 120).all()
 
 
+def test_synth_targets_travel(tmp_path):
+    # a target that barely leaves its start lets a box that never moves score like a tracker
+    root = generate_synthetic(tmp_path / "m", 4, 30, seed=0, config=TINY, progress=False)
+    for seq in read_dataset(root, on_error="raise").sequences:
+        centre = seq.boxes[:, :2] + seq.boxes[:, 2:] / 2
+        assert np.linalg.norm(np.diff(centre, axis=0), axis=1).mean() >= 0.5 * TINY.min_speed
+        assert np.linalg.norm(centre - centre[0], axis=1).max() >= 10 * TINY.min_speed
+
+
 # -- reader: malformed input ----------------------------------------------------------------------
 
 def _gt(root: Path, seq: str = "SYN_000001") -> Path:

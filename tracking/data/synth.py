@@ -49,27 +49,32 @@ class SynthConfig:
     quality: int = 90
     min_size: float = 28.0  # target base side range (px)
     max_size: float = 64.0
-    max_speed: float = 5.0  # px / frame
+    min_speed: float = 1.0  # px / frame, drawn per moving object
+    max_speed: float = 5.0
+    turn: float = 0.12  # std of the heading change per frame (rad)
     pan: int = 40  # background pan range (px)
 
 
 class _Mover:
-    """Smooth random walk of a box centre, reflected at the frame border."""
+    """A box centre moving at a steady speed on a smoothly turning heading, reflected at the frame
+    border. Persistent, as objects in tracking data sets move: a walk whose velocity decorrelates
+    every few frames barely leaves its start, and a box that never moves then scores as well as a
+    tracker (docs/validation.md)."""
 
     def __init__(self, rng: np.random.Generator, cfg: SynthConfig, margin: float, speed: float):
-        self.rng = rng
+        self.rng, self.cfg = rng, cfg
         self.margin = margin
         self.bounds = (cfg.width, cfg.height)
         self.pos = np.array([rng.uniform(margin, cfg.width - margin), rng.uniform(margin, cfg.height - margin)])
-        ang = rng.uniform(0, 2 * np.pi)
-        self.vel = speed * np.array([np.cos(ang), np.sin(ang)])
-        self.max_speed = max(speed, 0.5)
+        self.heading = rng.uniform(0, 2 * np.pi)
+        self.speed = speed
+        self.vel = speed * np.array([np.cos(self.heading), np.sin(self.heading)])
 
     def step(self) -> np.ndarray:
-        self.vel = 0.9 * self.vel + self.rng.normal(0, 0.35 * self.max_speed, 2) * 0.3
-        sp = np.linalg.norm(self.vel)
-        if sp > self.max_speed:
-            self.vel *= self.max_speed / sp
+        self.heading += self.rng.normal(0, self.cfg.turn)
+        # speed wanders within [0.5x, 1.5x] of its own so blur comes and goes
+        factor = float(np.clip(np.linalg.norm(self.vel) / self.speed + self.rng.normal(0, 0.05), 0.5, 1.5))
+        self.vel = factor * self.speed * np.array([np.cos(self.heading), np.sin(self.heading)])
         self.pos = self.pos + self.vel
         for k in range(2):
             lo, hi = self.margin, self.bounds[k] - self.margin
@@ -78,6 +83,7 @@ class _Mover:
             elif self.pos[k] > hi:
                 self.pos[k], self.vel[k] = 2 * hi - self.pos[k], -abs(self.vel[k])
             self.pos[k] = min(max(self.pos[k], lo), hi)
+        self.heading = float(np.arctan2(self.vel[1], self.vel[0]))
         return self.pos
 
 
@@ -131,7 +137,7 @@ def generate_sequence(out_dir: Path, seed: int, index: int, frames: int, cfg: Sy
     tgt_im, tgt_region = _source_patch(rng, tgt_name, aspect0)
     s_amp, s_per, s_ph = rng.uniform(0.05, 0.35), rng.uniform(40, 120), rng.uniform(0, 2 * np.pi)
     a_amp, a_per, a_ph = rng.uniform(0.0, 0.2), rng.uniform(40, 120), rng.uniform(0, 2 * np.pi)
-    mover = _Mover(rng, cfg, margin=base * 0.9, speed=rng.uniform(0.5, cfg.max_speed))
+    mover = _Mover(rng, cfg, margin=base * 0.9, speed=rng.uniform(cfg.min_speed, cfg.max_speed))
 
     # look-alike distractors: the target's texture, shifted a little in the source, tinted
     distractors = []
@@ -142,7 +148,7 @@ def generate_sequence(out_dir: Path, seed: int, index: int, frames: int, cfg: Sy
         reg = (int(np.clip(x0 + dx, 0, sw - pw)), int(np.clip(y0 + dy, 0, sh - ph)), pw, ph)
         tint = rng.uniform(0.6, 1.4, 3).astype(np.float32)
         size = base * rng.uniform(0.8, 1.2)
-        distractors.append((reg, tint, size, _Mover(rng, cfg, margin=size * 0.6, speed=rng.uniform(0.5, cfg.max_speed))))
+        distractors.append((reg, tint, size, _Mover(rng, cfg, margin=size * 0.6, speed=rng.uniform(cfg.min_speed, cfg.max_speed))))
 
     # illumination drift and an optional partial occlusion event
     ill_amp, ill_per, ill_ph = rng.uniform(0.0, 0.3), rng.uniform(30, 100), rng.uniform(0, 2 * np.pi)
