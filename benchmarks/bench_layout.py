@@ -1,0 +1,65 @@
+"""Unit sums against whole graphs at each onnxruntime graph optimisation level.
+
+At level ``all`` onnxruntime runs convolutions in a blocked (NCHWc) layout and reorders tensors
+where they enter or leave it: once per whole graph, but once per unit when a unit is measured
+alone. This prints, per level, the graphs' median latency and how the unit sum agrees with them,
+all models of all levels shuffled together in each round (fastest round kept), so host drift
+hits every level alike (docs/latency.md, "Session of 2026-12-01 (fourth)").
+
+    python benchmarks/bench_layout.py [--samples 30 --rounds 3 --levels all extended basic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from latency_tables.fidelity import agreement, export_search_graphs
+from latency_tables.predict import LatencyPredictor
+from latency_tables.units import all_units, export_unit_onnx, unit_filename
+from profilers import Protocol, get_backend, measure, measure_overhead
+from profilers.measure import combine_rounds
+from tracking.space import SearchSpace, sample_many
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--samples", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--levels", nargs="+", default=["all", "extended", "basic"])
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    space = SearchSpace.paper()
+    units, archs, protocol = all_units(space), sample_many(args.samples, args.seed, space), Protocol()
+    backends = {lv: get_backend("onnxruntime", threads=args.threads, graph_optimization=lv) for lv in args.levels}
+    overhead = {lv: measure_overhead(b, protocol).median_ms for lv, b in backends.items()}
+    with tempfile.TemporaryDirectory(prefix="bench-layout-") as tmp:
+        graphs = export_search_graphs(archs, Path(tmp) / "graphs", space, args.seed)
+        unit_paths = [export_unit_onnx(u, Path(tmp) / "units" / unit_filename(u), args.seed) for u in units]
+        models = {"unit": unit_paths, "graph": graphs}
+        jobs = [(lv, kind, i) for lv in args.levels for kind, paths in models.items() for i in range(len(paths))]
+        out = {(lv, kind): np.zeros((args.rounds, len(paths))) for lv in args.levels for kind, paths in models.items()}
+        rng = np.random.default_rng(args.seed)
+        for r in range(args.rounds):
+            for j in rng.permutation(len(jobs)):
+                lv, kind, i = jobs[j]
+                out[lv, kind][r, i] = measure(backends[lv], models[kind][i], protocol, args.seed).median_ms
+            print(f"round {r + 1}/{args.rounds} done", flush=True)
+    print(f"{len(units)} units, {len(graphs)} graphs, {args.rounds} interleaved rounds (fastest kept), "
+          f"{args.threads} thread(s), flush {protocol.flush_bytes // 1024} KiB")
+    for lv in args.levels:
+        unit_ms, graph_ms = combine_rounds(out[lv, "unit"], "min"), combine_rounds(out[lv, "graph"], "min")
+        pred = LatencyPredictor(dict(zip([u.key for u in units], unit_ms, strict=True)), space, overhead[lv])
+        a = agreement(pred.predict_batch(archs), graph_ms)
+        print(f"  {lv:9} graphs median {np.median(graph_ms):6.2f} ms; unit sum: within 5% {a['within_5']:.0%}, "
+              f"within 10% {a['within_10']:.0%}, RMSPE {a['rmspe']:.1%}, Spearman {a['spearman']:.3f}, "
+              f"mean error {a['mean_error']:+.1%}")
+
+
+if __name__ == "__main__":
+    main()
