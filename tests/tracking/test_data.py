@@ -92,6 +92,8 @@ def test_synth_targets_travel(tmp_path):
         centre = seq.boxes[:, :2] + seq.boxes[:, 2:] / 2
         assert np.linalg.norm(np.diff(centre, axis=0), axis=1).mean() >= 0.5 * TINY.min_speed
         assert np.linalg.norm(centre - centre[0], axis=1).max() >= 10 * TINY.min_speed
+    with pytest.raises(ValueError, match="min_speed"):
+        generate_synthetic(tmp_path / "bad", 1, 3, config=SynthConfig(min_speed=0.0), progress=False)
 
 
 # -- reader: malformed input ----------------------------------------------------------------------

@@ -217,6 +217,8 @@ def generate_synthetic(out: str | Path, sequences: int, frames: int, seed: int =
         raise ValueError(f"format must be jpg or png, got {cfg.fmt!r}")
     if cfg.width < 160 or cfg.height < 120:
         raise ValueError("frames must be at least 160x120")
+    if not 0 < cfg.min_speed <= cfg.max_speed:
+        raise ValueError(f"need 0 < min_speed <= max_speed, got {cfg.min_speed} and {cfg.max_speed}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = [f"SYN_{i:06d}" for i in range(1, sequences + 1)]
