@@ -43,16 +43,24 @@ from tracking.flops import count_flops_params
 from tracking.space import SearchSpace, sample_many, to_genes
 
 
-def interleaved_rounds(backend, paths: list[Path], protocol: Protocol, rounds: int, seed: int) -> np.ndarray:
-    """Each model's median in each of ``rounds`` rounds ([rounds, models]), every round in a fresh
-    random order of ALL models (units and end-to-end graphs together): on a shared machine, load
-    drifts then hit units and whole graphs alike instead of biasing one against the other."""
+def interleaved_jobs(jobs: list[tuple], rounds: int, seed: int, progress: bool = False) -> np.ndarray:
+    """Median of each ``(backend, path, protocol)`` job in each of ``rounds`` rounds ([rounds, jobs]),
+    every round in a fresh random order of ALL jobs: on a shared machine, load drifts then hit
+    every kind of model (units, whole graphs, variants) alike instead of biasing one against another."""
     rng = np.random.default_rng(seed)
-    out = np.zeros((rounds, len(paths)))
+    out = np.zeros((rounds, len(jobs)))
     for r in range(rounds):
-        for i in rng.permutation(len(paths)):
-            out[r, i] = measure(backend, paths[i], protocol, seed).median_ms
+        for i in rng.permutation(len(jobs)):
+            backend, path, protocol = jobs[i]
+            out[r, i] = measure(backend, path, protocol, seed).median_ms
+        if progress:
+            print(f"round {r + 1}/{rounds} done", flush=True)
     return out
+
+
+def interleaved_rounds(backend, paths: list[Path], protocol: Protocol, rounds: int, seed: int) -> np.ndarray:
+    """:func:`interleaved_jobs` for one backend and protocol over ``paths``."""
+    return interleaved_jobs([(backend, p, protocol) for p in paths], rounds, seed)
 
 
 def _row(label: str, a: dict) -> str:
@@ -155,11 +163,10 @@ def median_of_runs(runs: list[dict]) -> dict:
            for name, _ in SUMMARY if name in runs[0]}
     for k in ("noise_cv", "retest_cv", "profile_s", "host_speed"):
         out[k] = float(np.median([r[k] for r in runs]))
-    return {"median": out}
+    return out
 
 
-def print_median_of_runs(threads: int, runs: list[dict]) -> None:
-    med = median_of_runs(runs)["median"]
+def print_median_of_runs(threads: int, runs: list[dict], med: dict) -> None:
     print(f"\n== {threads} thread(s): median of {len(runs)} runs (each: a fresh profile, then the subnets) ==")
     print(f"  {'predictor':24}{'within 5%':>9}{'within 10%':>11}{'RMSPE':>8}{'Spearman':>10}")
     for name, label in SUMMARY:
@@ -227,9 +234,12 @@ def main() -> None:
                     print(f"\n-- run {r + 1} of {args.runs} --")
                 runs.append(one_run(args, threads, space, units, archs, calib_archs, flops, val_paths, cal_paths,
                                     protocol, Path(tmp) / f"t{threads}-run{r}"))
-            results[f"threads_{threads}"] = runs[0] if args.runs == 1 else {"runs": runs, **median_of_runs(runs)}
-            if args.runs > 1:
-                print_median_of_runs(threads, runs)
+            if args.runs == 1:
+                results[f"threads_{threads}"] = runs[0]
+            else:
+                med = median_of_runs(runs)
+                results[f"threads_{threads}"] = {"runs": runs, "median": med}
+                print_median_of_runs(threads, runs, med)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

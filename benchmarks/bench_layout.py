@@ -16,11 +16,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from bench_latency import interleaved_jobs  # same folder: the benchmarks' shuffled-rounds loop
 
 from latency_tables.fidelity import agreement, export_search_graphs
 from latency_tables.predict import LatencyPredictor
 from latency_tables.units import all_units, export_unit_onnx, unit_filename
-from profilers import Protocol, get_backend, measure, measure_overhead
+from profilers import Protocol, get_backend, measure_overhead
 from profilers.measure import combine_rounds
 from tracking.space import SearchSpace, sample_many
 
@@ -42,18 +43,15 @@ def main() -> None:
         graphs = export_search_graphs(archs, Path(tmp) / "graphs", space, args.seed)
         unit_paths = [export_unit_onnx(u, Path(tmp) / "units" / unit_filename(u), args.seed) for u in units]
         models = {"unit": unit_paths, "graph": graphs}
-        jobs = [(lv, kind, i) for lv in args.levels for kind, paths in models.items() for i in range(len(paths))]
-        out = {(lv, kind): np.zeros((args.rounds, len(paths))) for lv in args.levels for kind, paths in models.items()}
-        rng = np.random.default_rng(args.seed)
-        for r in range(args.rounds):
-            for j in rng.permutation(len(jobs)):
-                lv, kind, i = jobs[j]
-                out[lv, kind][r, i] = measure(backends[lv], models[kind][i], protocol, args.seed).median_ms
-            print(f"round {r + 1}/{args.rounds} done", flush=True)
+        keys = [(lv, kind, i) for lv in args.levels for kind, paths in models.items() for i in range(len(paths))]
+        times = interleaved_jobs([(backends[lv], models[kind][i], protocol) for lv, kind, i in keys],
+                                 args.rounds, args.seed, progress=True)
+    fastest = dict(zip(keys, combine_rounds(times, "min"), strict=True))
     print(f"{len(units)} units, {len(graphs)} graphs, {args.rounds} interleaved rounds (fastest kept), "
           f"{args.threads} thread(s), flush {protocol.flush_bytes // 1024} KiB")
     for lv in args.levels:
-        unit_ms, graph_ms = combine_rounds(out[lv, "unit"], "min"), combine_rounds(out[lv, "graph"], "min")
+        unit_ms = np.array([fastest[lv, "unit", i] for i in range(len(units))])
+        graph_ms = np.array([fastest[lv, "graph", i] for i in range(len(graphs))])
         pred = LatencyPredictor(dict(zip([u.key for u in units], unit_ms, strict=True)), space, overhead[lv])
         a = agreement(pred.predict_batch(archs), graph_ms)
         print(f"  {lv:9} graphs median {np.median(graph_ms):6.2f} ms; unit sum: within 5% {a['within_5']:.0%}, "

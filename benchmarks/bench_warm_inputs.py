@@ -16,11 +16,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from bench_latency import interleaved_jobs  # same folder: the benchmarks' shuffled-rounds loop
 
 from latency_tables.fidelity import agreement, export_search_graphs
 from latency_tables.predict import LatencyPredictor
 from latency_tables.units import all_units, export_unit_onnx, unit_filename
-from profilers import Protocol, get_backend, measure, measure_overhead
+from profilers import Protocol, get_backend, measure_overhead
 from tracking.space import SearchSpace, sample_many
 
 
@@ -42,17 +43,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-warm-") as tmp:
         graphs = export_search_graphs(archs, Path(tmp) / "graphs", space, args.seed)
         unit_paths = [export_unit_onnx(u, Path(tmp) / "units" / unit_filename(u), args.seed) for u in units]
-        jobs = ([("cold", i) for i in range(len(units))] + [("warm", i) for i in range(len(units))]
-                + [("graph", i) for i in range(len(graphs))])
-        out = {"cold": np.zeros((args.rounds, len(units))), "warm": np.zeros((args.rounds, len(units))),
-               "graph": np.zeros((args.rounds, len(graphs)))}
-        rng = np.random.default_rng(args.seed)
-        for r in range(args.rounds):
-            for j in rng.permutation(len(jobs)):
-                kind, i = jobs[j]
-                path = graphs[i] if kind == "graph" else unit_paths[i]
-                out[kind][r, i] = measure(backend, path, cold if kind == "cold" else warm, args.seed).median_ms
-            print(f"round {r + 1}/{args.rounds} done", flush=True)
+        kinds = [("cold", i) for i in range(len(units))] + [("warm", i) for i in range(len(units))] \
+            + [("graph", i) for i in range(len(graphs))]
+        times = interleaved_jobs([(backend, graphs[i] if kind == "graph" else unit_paths[i],
+                                   cold if kind == "cold" else warm) for kind, i in kinds], args.rounds, args.seed, progress=True)
+    n = len(units)
+    out = {"cold": times[:, :n], "warm": times[:, n:2 * n], "graph": times[:, 2 * n:]}
     med = {k: np.median(v, axis=0) for k, v in out.items()}
     print(f"{len(units)} units x 2 variants, {len(graphs)} graphs, {args.rounds} interleaved rounds, "
           f"{args.threads} thread(s), flush {cold.flush_bytes // 1024} KiB")
