@@ -4,7 +4,9 @@ throughput (onnxruntime CPU execution provider on this machine).
 For each thread count: profile every unit of the space into a fresh SQLite table (timed), measure
 ``--samples`` random subnets' search graphs end to end with identical session options, and print
 the share predicted within +-5% / +-10%, RMSPE and Spearman next to the FLOPs proxy (least-squares
-fit of latency on MACs, in-sample) and the noise floor (run-to-run spread of one model). A linear
+fit of latency on MACs, in-sample) and the noise floor (run-to-run spread of one model). The
+table's prediction ("LUT + layout") removes the layout reorders a unit pays only when measured
+alone (``latency_tables.layout``); the plain unit sum is printed beside it. A linear
 calibration is also fitted on ``--calib-samples`` other subnets and its figures printed.
 
     python benchmarks/bench_latency.py                       # full run (quiet machine)
@@ -87,11 +89,12 @@ def one_run(args, threads: int, space: SearchSpace, units: list, archs: list, ca
     speed = host_speed(probe_now, np.array([pred.medians[k] for k in keys]))
     noise = noise_floor(backend, val_paths[0], protocol, runs=5, seed=args.seed)
 
-    raw = pred.predict_batch(archs)
+    raw = pred.predict_batch(archs)  # the table's prediction: unit sum with the layout correction
     calib = fit_calibration(pred, calib_archs, cal_measured)
-    cal_pred = LatencyPredictor(pred.medians, space, pred.overhead_ms, calib).predict_batch(archs)
+    cal_pred = pred.with_calibration(calib).predict_batch(archs)
     fp, fit = flops_proxy(flops, measured)
-    fig = {"raw": agreement(raw, measured), "calibrated": agreement(cal_pred, measured),
+    fig = {"plain": agreement(pred.plain().predict_batch(archs), measured),
+           "raw": agreement(raw, measured), "calibrated": agreement(cal_pred, measured),
            "drift": agreement(raw * speed, measured), "host_speed": speed, "flops": agreement(fp, measured)}
     if args.rounds:
         unit_paths = [export_unit_onnx(u, tmp / "units" / unit_filename(u), args.seed) for u in units]
@@ -99,10 +102,11 @@ def one_run(args, threads: int, space: SearchSpace, units: list, archs: list, ca
                                                  args.rounds, args.seed), args.round_stat)
         nu, nv = len(units), len(val_paths)
         inter = LatencyPredictor(dict(zip([u.key for u in units], both[:nu], strict=True)),
-                                 space, pred.overhead_ms)
+                                 space, pred.overhead_ms, layouts=pred.layouts)
         inter_measured = both[nu : nu + nv]
         inter_calib = fit_calibration(inter, calib_archs, both[nu + nv :])
-        inter_cal = LatencyPredictor(inter.medians, space, inter.overhead_ms, inter_calib)
+        inter_cal = inter.with_calibration(inter_calib)
+        fig["interleaved_plain"] = agreement(inter.plain().predict_batch(archs), inter_measured)
         fig["interleaved"] = agreement(inter.predict_batch(archs), inter_measured)
         fig["interleaved_calibrated"] = agreement(inter_cal.predict_batch(archs), inter_measured)
         fig["interleaved_flops"] = agreement(flops_proxy(flops, inter_measured)[0], inter_measured)
@@ -122,21 +126,24 @@ def one_run(args, threads: int, space: SearchSpace, units: list, archs: list, ca
     print(f"end-to-end latency: median {np.median(measured):.2f} ms "
           f"(min {measured.min():.2f}, max {measured.max():.2f})")
     print(f"  {'predictor':24}{'within 5%':>9}{'within 10%':>11}{'RMSPE':>8}{'Spearman':>10}")
-    print(_row("LUT sum (raw)", fig["raw"]))
+    print(_row("LUT plain unit sum", fig["plain"]))
+    print(_row("LUT + layout (raw)", fig["raw"]))
     print(_row(f"LUT calibrated (n={args.calib_samples})", fig["calibrated"]))
     print(_row(f"LUT x host drift ({len(keys)} pr.)", fig["drift"]))
     print(_row("FLOPs, least squares", fig["flops"]))
     print(f"  host drift since profiling: probes ran at {speed:.3f}x their table time; mean error "
           f"x drift {fig['drift']['mean_error']:+.1%}")
-    print(f"  mean error: raw {fig['raw']['mean_error']:+.1%}, calibrated "
+    print(f"  mean error: plain {fig['plain']['mean_error']:+.1%}, raw {fig['raw']['mean_error']:+.1%}, calibrated "
           f"{fig['calibrated']['mean_error']:+.1%}; calibration {calib['coef']} + {calib['intercept']:.3f} ms")
     if args.rounds:
         print(f"  interleaved, {args.rounds} round(s) (units and graphs shuffled together, "
               f"{args.round_stat} round):")
-        print(_row("LUT sum (raw)", fig["interleaved"]))
+        print(_row("LUT plain unit sum", fig["interleaved_plain"]))
+        print(_row("LUT + layout (raw)", fig["interleaved"]))
         print(_row(f"LUT calibrated (n={args.calib_samples})", fig["interleaved_calibrated"]))
         print(_row("FLOPs, least squares", fig["interleaved_flops"]))
-        print(f"  mean error: raw {fig['interleaved']['mean_error']:+.1%}, calibrated "
+        print(f"  mean error: plain {fig['interleaved_plain']['mean_error']:+.1%}, "
+              f"raw {fig['interleaved']['mean_error']:+.1%}, calibrated "
               f"{fig['interleaved_calibrated']['mean_error']:+.1%}")
     print(f"  noise floor: run-to-run CV {noise['noise_cv']:.1%}, range {noise['noise_range']:.1%} "
           f"over 5 back-to-back runs of one subnet; retest CV {retest:.1%} (probe units "
@@ -151,9 +158,9 @@ def one_run(args, threads: int, space: SearchSpace, units: list, archs: list, ca
         "measured_ms": measured.tolist(), "raw_ms": raw.tolist()}
 
 
-SUMMARY = (("raw", "LUT sum (raw)"), ("calibrated", "LUT calibrated"), ("drift", "LUT x host drift"),
-           ("flops", "FLOPs, least squares"), ("interleaved", "LUT sum, interleaved"),
-           ("interleaved_flops", "FLOPs, interleaved"))
+SUMMARY = (("plain", "LUT plain unit sum"), ("raw", "LUT + layout (raw)"), ("calibrated", "LUT calibrated"),
+           ("drift", "LUT x host drift"), ("flops", "FLOPs, least squares"),
+           ("interleaved", "LUT + layout, interleaved"), ("interleaved_flops", "FLOPs, interleaved"))
 FIGURES = ("within_5", "within_10", "rmspe", "spearman", "mean_error")
 
 

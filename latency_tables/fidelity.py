@@ -172,8 +172,11 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
     ran them than the table says, and ``drift_*`` figures compare the prediction scaled by it
     (the headline keys stay the unscaled prediction's). The probes' own spread over the run is
     ``retest_cv``. With ``repeats`` > 1 every subnet is measured in that many rounds combined by
-    ``round_stat``: use the table's own (``lutnas latency validate`` does).
+    ``round_stat``: use the table's own (``lutnas latency validate`` does). Where the table
+    records boundary reorders, ``plain_*`` figures are the plain unit sum's (no layout
+    correction, no calibration) and ``layout`` says which unit kinds the correction joined.
     """
+    from latency_tables.layout import layout_summary
     from tracking.flops import count_flops_params
     from tracking.space import sample_many
 
@@ -183,6 +186,7 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
     archs = sample_many(samples, seed, space)
     predicted = predictor.predict_batch(archs)  # raises MissingUnitsError before any work
     raw = np.array([predictor.raw_sum(a) for a in archs])
+    plain = predictor.plain().predict_batch(archs) if predictor.layouts else None
     flops = np.array([count_flops_params(a, space)[0] for a in archs], dtype=float)
     with tempfile.TemporaryDirectory(prefix="lutnas-validate-") as tmp:
         paths = export_search_graphs(archs, workdir or tmp, space, seed, progress)
@@ -192,6 +196,9 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
         noise = noise_floor(backend, paths[0], protocol, noise_runs, seed) if noise_runs > 1 else {}
     report = fidelity_report(predicted, measured, flops, raw if predictor.calibration else None)
     report.update(noise)
+    if plain is not None:
+        report.update({f"plain_{k}": v for k, v in agreement(plain, measured).items()})
+    report["layout"] = layout_summary(predictor.layouts)
     speed = host_speed(probe_now, np.array([predictor.medians[k] for k in keys]))
     report["host_speed"] = speed
     report["retest_cv"] = None if np.isnan(retest) else retest

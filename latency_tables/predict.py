@@ -1,5 +1,6 @@
 """Latency prediction from a LUT: the sum of an architecture's units, corrected for the per-run
-overhead (paid once per unit measurement, once per end-to-end run) and optionally calibrated.
+overhead (paid once per unit measurement, once per end-to-end run) and for layout reorders a
+unit pays alone but not inside the graph (``latency_tables.layout``), and optionally calibrated.
 
 Prediction is linear in the units, so a calibration of the form
 ``a * raw_ms + b_blocks * n_blocks + b_head * n_head_layers + c`` folds into per-gene lookup
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from latency_tables.layout import in_graph_costs
 from latency_tables.units import (
     adjust_unit,
     block_unit,
@@ -53,14 +55,19 @@ class LatencyPredictor:
 
     ``medians``: unit key -> median ms as measured alone; ``overhead_ms``: per-run overhead that
     each of those measurements includes once; ``calibration``: ``{"coef": {feature: value},
-    "intercept": value}`` over :data:`CALIBRATION_FEATURES`, or None.
+    "intercept": value}`` over :data:`CALIBRATION_FEATURES`, or None; ``layouts``: unit key ->
+    boundary reorder shares (``{"reorder_in", "reorder_out"}``), or None for no layout correction.
     """
 
     def __init__(self, medians: Mapping[str, float], space: SearchSpace | None = None,
-                 overhead_ms: float | None = None, calibration: Mapping[str, Any] | None = None) -> None:
+                 overhead_ms: float | None = None, calibration: Mapping[str, Any] | None = None,
+                 layouts: Mapping[str, Mapping[str, float]] | None = None) -> None:
         self.space = space or SearchSpace.paper()
         self.medians = {k: float(v) for k, v in medians.items()}
         self.overhead_ms = float(overhead_ms or 0.0)
+        self.layouts = {k: dict(v) for k, v in (layouts or {}).items() if k in self.medians}
+        # Net in-graph cost per unit: its overhead removed, then the reorders it pays only alone.
+        self.net = in_graph_costs({k: m - self.overhead_ms for k, m in self.medians.items()}, self.layouts)
         self.calibration = dict(calibration) if calibration else None
         coef = (self.calibration or {}).get("coef", {})
         unknown = set(coef) - set(CALIBRATION_FEATURES)
@@ -75,19 +82,28 @@ class LatencyPredictor:
     # -- construction ---------------------------------------------------------------------
     @classmethod
     def from_store(cls, store: Any, name: str | None = None, space: SearchSpace | None = None,
-                   calibrated: bool = True) -> LatencyPredictor:
-        """From a :class:`~latency_tables.store.LatencyStore` (or a path/URL) and a table name."""
+                   calibrated: bool = True, layout: bool = True) -> LatencyPredictor:
+        """From a :class:`~latency_tables.store.LatencyStore` (or a path/URL) and a table name;
+        ``layout=False`` ignores the recorded boundary reorders (the plain unit sum)."""
         from latency_tables.store import LatencyStore
 
         if isinstance(store, str | Path):
             store = LatencyStore(store, create=False)
         info = store.find(name)
-        return cls(store.medians(info.id), space, info.overhead_ms, info.calibration if calibrated else None)
+        return cls(store.medians(info.id), space, info.overhead_ms, info.calibration if calibrated else None,
+                   store.layouts(info.id) if layout else None)
+
+    def with_calibration(self, calibration: Mapping[str, Any] | None) -> LatencyPredictor:
+        """The same table and layout correction under another calibration (None: uncalibrated)."""
+        return LatencyPredictor(self.medians, self.space, self.overhead_ms, calibration, self.layouts)
+
+    def plain(self) -> LatencyPredictor:
+        """The plain unit sum of the same table: no layout correction, no calibration."""
+        return LatencyPredictor(self.medians, self.space, self.overhead_ms)
 
     def _cost(self, key: str) -> float:
-        """Net cost of one unit (its overhead removed); NaN when missing."""
-        m = self.medians.get(key)
-        return np.nan if m is None else m - self.overhead_ms
+        """Net in-graph cost of one unit (overhead and lone-unit reorders removed); NaN when missing."""
+        return self.net.get(key, np.nan)
 
     def _build_arrays(self) -> None:
         sp = self.space
@@ -159,12 +175,12 @@ class LatencyPredictor:
 
     # -- prediction -----------------------------------------------------------------------
     def raw_sum(self, arch: Architecture) -> float:
-        """Uncalibrated prediction: sum of units minus the extra per-run overheads."""
+        """Uncalibrated prediction: the units' net in-graph costs plus one per-run overhead."""
         units = units_of(arch, self.space)
         missing = [u.key for u in units if u.key not in self.medians]
         if missing:
             raise MissingUnitsError(missing)
-        return sum(self.medians[u.key] for u in units) - (len(units) - 1) * self.overhead_ms
+        return sum(self.net[u.key] for u in units) + self.overhead_ms
 
     def features(self, arch: Architecture) -> dict[str, float]:
         """The calibration features of ``arch``."""
@@ -251,5 +267,6 @@ class LatencyPredictor:
 def fastest_latency(predictor: LatencyPredictor, space: SearchSpace | None = None) -> float:
     """Minimum predicted latency (ms) reachable in ``space`` (default: the predictor's), exact."""
     if space is not None and space != predictor.space:
-        predictor = LatencyPredictor(predictor.medians, space, predictor.overhead_ms, predictor.calibration)
+        predictor = LatencyPredictor(predictor.medians, space, predictor.overhead_ms, predictor.calibration,
+                                     predictor.layouts)
     return predictor.fastest()[0]

@@ -19,6 +19,7 @@ from latency_tables.store import LatencyStore, TableInfo, default_table_name
 from latency_tables.units import Unit, export_unit_onnx, unit_filename
 from profilers.backends import Backend
 from profilers.env import environment
+from profilers.layout import measure_boundary, with_layout
 from profilers.measure import Protocol, check_round_stat, measure, measure_overhead, pick_round
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -50,7 +51,11 @@ def profile_units(store: LatencyStore, backend: Backend, units: Sequence[Unit], 
     keeps each unit's fastest round (``round_stat="min"``, see ``profilers.measure.ROUND_STATS``)
     or its median round: a slow spell of a shared host then has to hit every round of a unit to
     bias the table (one 40 s pass here came out 36% slow). Both are recorded in the table's
-    runtime, so ``latency validate`` measures whole subnets the same way."""
+    runtime, so ``latency validate`` measures whole subnets the same way.
+
+    Each unit's boundary reorders (``profilers.layout``) are traced too, once, and recorded in its
+    entry's env; units already in the table that lack them are traced as well (a second or two for
+    the whole space), so older tables gain the layout correction by profiling again."""
     if rounds < 1:
         raise ValueError("rounds must be >= 1")
     check_round_stat(round_stat)
@@ -60,6 +65,8 @@ def profile_units(store: LatencyStore, backend: Backend, units: Sequence[Unit], 
     info = store.get_or_create(name or default_table_name(hardware, runtime), hardware, runtime)
     have = store.keys(info.id)
     todo = list({u.key: u for u in units if u.key not in have}.values())
+    have_layout = set(store.layouts(info.id))
+    retrace = list({u.key: u for u in units if u.key in have and u.key not in have_layout}.values())
     skipped = sorted({u.key for u in units if u.key in have})
     if info.overhead_ms is None:
         info = store.update(info.id, overhead_ms=measure_overhead(backend, protocol).median_ms)
@@ -67,11 +74,11 @@ def profile_units(store: LatencyStore, backend: Backend, units: Sequence[Unit], 
         out = Path(workdir or tmp)
         t0 = time.perf_counter()
         paths = {}
-        for i, u in enumerate(todo):
+        for i, u in enumerate(todo + retrace):
             # Exports first, measurements after: no exporter work interleaves with timing.
             paths[u.key] = export_unit_onnx(u, out / unit_filename(u), seed)
             if progress:
-                progress("export", i + 1, len(todo))
+                progress("export", i + 1, len(todo) + len(retrace))
         t1 = time.perf_counter()
         rng = random.Random(seed)
         results: dict[str, list[Any]] = {u.key: [] for u in todo}
@@ -81,9 +88,14 @@ def profile_units(store: LatencyStore, backend: Backend, units: Sequence[Unit], 
             for u in order:
                 results[u.key].append(measure(backend, paths[u.key], protocol, seed))
                 if r == rounds - 1:  # last round: keep the representative round and commit
-                    store.put(info.id, {u.key: pick_round(results[u.key], round_stat)})
+                    store.put(info.id, {u.key: with_layout(pick_round(results[u.key], round_stat), backend,
+                                                           paths[u.key], protocol.flush_bytes, seed)})
                 done += 1
                 if progress:
                     progress("measure", done, rounds * len(todo))
+        for u in retrace:
+            b = measure_boundary(backend, paths[u.key], seed=seed, flush_bytes=protocol.flush_bytes)
+            if b is not None:
+                store.set_layouts(info.id, {u.key: b.as_dict()})
         t2 = time.perf_counter()
     return ProfileReport(info, [u.key for u in todo], skipped, t1 - t0, t2 - t1)

@@ -17,6 +17,7 @@ from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
 from latency_tables.db import LatencyEntry, LatencyTable, create_schema, make_engine
+from profilers.layout import ENV_KEY as LAYOUT_ENV_KEY  # in env: older tables need no migration
 
 STAT_COLUMNS = ("median_ms", "p10_ms", "p90_ms", "iqr_ms", "count")
 FILE_COLUMNS = ("unit_key", *STAT_COLUMNS, "env", "measured_at",
@@ -128,6 +129,24 @@ class LatencyStore:
                              .where(LatencyEntry.table_id == table_id))
             return {k: float(v) for k, v in rows}
 
+    def layouts(self, table_id: int) -> dict[str, dict[str, float]]:
+        """Unit key -> boundary reorder shares, for the entries that recorded them."""
+        with self.session() as s:
+            return entry_layouts(s, table_id)
+
+    def set_layouts(self, table_id: int, layouts: Mapping[str, Mapping[str, float]]) -> int:
+        """Record boundary reorder shares on existing entries (in their ``env``, under
+        :data:`LAYOUT_ENV_KEY`); returns the number updated."""
+        with self.session() as s:
+            entries = s.scalars(select(LatencyEntry).where(LatencyEntry.table_id == table_id,
+                                                           LatencyEntry.unit_key.in_(list(layouts))))
+            n = 0
+            for e in entries:
+                e.env = {**(e.env or {}), LAYOUT_ENV_KEY: dict(layouts[e.unit_key])}
+                n += 1
+            s.commit()
+        return n
+
     def put(self, table_id: int, results: Mapping[str, Any]) -> int:
         """Insert or replace entries: ``unit_key -> Measurement`` (or a dict with the stat
         columns and optional ``env``/``measured_at``). Returns the number written."""
@@ -204,6 +223,14 @@ class LatencyStore:
                                             "measured_at": r["measured_at"]}
                            for r in df.to_dict("records")})
         return info
+
+
+def entry_layouts(session: Session, table_id: int) -> dict[str, dict[str, float]]:
+    """Boundary reorder shares recorded with a table's entries (``env["layout"]``, written by
+    ``lutnas profile`` and profiler agents; older entries have none)."""
+    rows = session.execute(select(LatencyEntry.unit_key, LatencyEntry.env).where(LatencyEntry.table_id == table_id))
+    return {k: {n: float(v) for n, v in env[LAYOUT_ENV_KEY].items()}
+            for k, env in rows if isinstance(env, dict) and isinstance(env.get(LAYOUT_ENV_KEY), dict)}
 
 
 def read_table_file(path: str | Path) -> pd.DataFrame:

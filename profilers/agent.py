@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from profilers.backends import get_backend
+from profilers.layout import with_layout
 from profilers.measure import Protocol, measure
 
 RETRY_STATUSES = {502, 503, 504}
@@ -112,6 +113,7 @@ class Agent:
         if r.status_code >= 400:
             raise AgentError(f"download of {unit['key']}: {r.status_code} {_detail(r)}")
         m = measure(self.backend, r.content, self.config.protocol)
+        m = with_layout(m, self.backend, r.content, self.config.protocol.flush_bytes)
         return {"unit_key": unit["key"], **m.to_dict()}
 
     def upload(self, lease_id: str, results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -99,6 +99,13 @@ class Backend(ABC):
     def runtime_info(self) -> dict[str, Any]:
         """Runtime name/version and configuration, recorded with every measurement."""
 
+    def node_trace(self, model: ModelSource, runs: int = 20, seed: int = 0,
+                   flush: np.ndarray | None = None) -> dict[str, Any] | None:
+        """Per-node timings of ``runs`` inferences (raw, unparsed; ``profilers.layout`` parses
+        them), each after reading ``flush`` as timed runs do, or None where the runtime cannot
+        trace nodes."""
+        return None
+
     def config(self) -> dict[str, Any]:
         """The configuration a LUT is keyed by (backend, provider, threads, precision, ...)."""
         info = self.runtime_info()
@@ -226,6 +233,33 @@ class OnnxRuntimeBackend(Backend):
             specs.append((inp.name, inp.shape, _ORT_TYPES[inp.type]))
         device = "cuda" if self.provider in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else "cpu"
         return _OrtModel(session, random_inputs(specs, seed), device)
+
+    def node_trace(self, model: ModelSource, runs: int = 20, seed: int = 0,
+                   flush: np.ndarray | None = None) -> dict[str, Any] | None:
+        """onnxruntime's own profiler over ``runs`` inferences: its Chrome-trace events plus the
+        model's input and output shapes (what ``profilers.layout`` needs to find boundary
+        reorders). A separate session, so timed sessions never carry the profiler."""
+        import json
+        import tempfile
+
+        import onnxruntime as ort
+
+        so = self.session_options()
+        with tempfile.TemporaryDirectory(prefix="lutnas-trace-") as tmp:
+            so.enable_profiling = True
+            so.profile_file_prefix = str(Path(tmp) / "trace")
+            src = model if isinstance(model, bytes) else str(model)
+            session = ort.InferenceSession(src, sess_options=so, providers=[(self.provider, self.provider_options)])
+            specs = [(i.name, i.shape, _ORT_TYPES[i.type]) for i in session.get_inputs()]
+            feeds = random_inputs(specs, seed)
+            for _ in range(runs):
+                if flush is not None:
+                    flush.sum()
+                session.run(None, feeds)
+            events = json.loads(Path(session.end_profiling()).read_text())
+        dims = [[d if isinstance(d, int) and d > 0 else 1 for d in o.shape] for o in session.get_outputs()]
+        return {"events": events, "inputs": [[d if isinstance(d, int) and d > 0 else 1 for d in s]
+                                             for _, s, _ in specs], "outputs": dims}
 
     def runtime_info(self) -> dict[str, Any]:
         import onnxruntime as ort

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from latency_tables.db import LatencyEntry, LatencyTable
+from latency_tables.store import entry_layouts
 from server.models import Hardware
 from server.problems import Problem
 from server.workunits import OVERHEAD_KEY, space_of
@@ -41,7 +42,7 @@ def predictor_for(session: Session, hw: Hardware) -> Any:
     entries = lut_entries(session, hw.table_id)
     overhead = entries.pop(OVERHEAD_KEY, table.overhead_ms or 0.0)
     return LatencyPredictor(entries, overhead_ms=overhead, space=space_of(hw.space),
-                            calibration=table.calibration)
+                            calibration=table.calibration, layouts=entry_layouts(session, hw.table_id))
 
 
 def predict_for(session: Session, hw: Hardware, archs: list[Architecture]) -> list[float]:
