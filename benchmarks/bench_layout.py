@@ -2,9 +2,10 @@
 
 At level ``all`` onnxruntime runs convolutions in a blocked (NCHWc) layout and reorders tensors
 where they enter or leave it: once per whole graph, but once per unit when a unit is measured
-alone. This prints, per level, the graphs' median latency and how the unit sum agrees with them,
-all models of all levels shuffled together in each round (fastest round kept), so host drift
-hits every level alike (docs/latency.md, "Session of 2026-12-01 (fourth)").
+alone. This prints, per level, the graphs' median latency and how the plain unit sum and the
+layout-corrected one (``latency_tables.layout``) agree with them, all models of all levels
+shuffled together in each round (fastest round kept), so host drift hits every level alike
+(docs/latency.md, "Session of 2026-12-01 (fourth)" and "(fifth)").
 
     python benchmarks/bench_layout.py [--samples 30 --rounds 3 --levels all extended basic]
 """
@@ -22,6 +23,7 @@ from latency_tables.fidelity import agreement, export_search_graphs
 from latency_tables.predict import LatencyPredictor
 from latency_tables.units import all_units, export_unit_onnx, unit_filename
 from profilers import Protocol, get_backend, measure_overhead
+from profilers.layout import measure_boundary
 from profilers.measure import combine_rounds
 from tracking.space import SearchSpace, sample_many
 
@@ -42,6 +44,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-layout-") as tmp:
         graphs = export_search_graphs(archs, Path(tmp) / "graphs", space, args.seed)
         unit_paths = [export_unit_onnx(u, Path(tmp) / "units" / unit_filename(u), args.seed) for u in units]
+        # Each unit's boundary reorders at each level, as `lutnas profile` records them.
+        layouts = {lv: {u.key: measure_boundary(b, p, seed=args.seed, flush_bytes=protocol.flush_bytes).as_dict()
+                        for u, p in zip(units, unit_paths, strict=True)} for lv, b in backends.items()}
         models = {"unit": unit_paths, "graph": graphs}
         keys = [(lv, kind, i) for lv in args.levels for kind, paths in models.items() for i in range(len(paths))]
         times = interleaved_jobs([(backends[lv], models[kind][i], protocol) for lv, kind, i in keys],
@@ -52,11 +57,14 @@ def main() -> None:
     for lv in args.levels:
         unit_ms = np.array([fastest[lv, "unit", i] for i in range(len(units))])
         graph_ms = np.array([fastest[lv, "graph", i] for i in range(len(graphs))])
-        pred = LatencyPredictor(dict(zip([u.key for u in units], unit_ms, strict=True)), space, overhead[lv])
-        a = agreement(pred.predict_batch(archs), graph_ms)
-        print(f"  {lv:9} graphs median {np.median(graph_ms):6.2f} ms; unit sum: within 5% {a['within_5']:.0%}, "
-              f"within 10% {a['within_10']:.0%}, RMSPE {a['rmspe']:.1%}, Spearman {a['spearman']:.3f}, "
-              f"mean error {a['mean_error']:+.1%}")
+        pred = LatencyPredictor(dict(zip([u.key for u in units], unit_ms, strict=True)), space, overhead[lv],
+                                layouts=layouts[lv])
+        print(f"  {lv:9} graphs median {np.median(graph_ms):6.2f} ms; units with boundary reorders: "
+              f"{sum(v['reorder_in'] > 0 or v['reorder_out'] > 0 for v in layouts[lv].values())}/{len(units)}")
+        for label, p in (("plain unit sum", pred.plain()), ("layout-corrected", pred)):
+            a = agreement(p.predict_batch(archs), graph_ms)
+            print(f"    {label:17} within 5% {a['within_5']:4.0%}, within 10% {a['within_10']:4.0%}, "
+                  f"RMSPE {a['rmspe']:5.1%}, Spearman {a['spearman']:.3f}, mean error {a['mean_error']:+.1%}")
 
 
 if __name__ == "__main__":

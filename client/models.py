@@ -76,6 +76,7 @@ class LatencyEntry(APIModel):
     iqr_ms: float | None = None
     count: int | None = None
     measured_at: datetime | None = None
+    layout: dict[str, float] | None = None  # boundary reorder shares (docs/latency.md)
 
 
 class Prediction(APIModel):

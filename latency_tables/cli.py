@@ -191,6 +191,7 @@ def predict(
     values = [pred.predict(a) for a in parsed]
     if as_json:
         typer.echo(json.dumps({"table": info.name, "calibrated": bool(pred.calibration),
+                               "layout_corrected": bool(pred.layouts),
                                "predictions": [{"arch": a.to_string(), "latency_ms": v}
                                                for a, v in zip(parsed, values, strict=True)]}, indent=2))
     else:
@@ -267,6 +268,8 @@ def _format_report(rep: dict[str, Any]) -> str:
     lines = [f"{rep['samples']} subnets, table {rep.get('table', '?')}",
              f"{'':14}{'within 5%':>10}{'within 10%':>11}{'RMSPE':>8}{'Spearman':>9}"]
     rows = [("LUT", "")]
+    if "plain_within_5" in rep:
+        rows.append(("LUT plain sum", "plain_"))  # no layout correction, no calibration
     if "raw_within_5" in rep:
         rows.append(("LUT (raw sum)", "raw_"))
     if "drift_within_5" in rep:
@@ -369,9 +372,11 @@ def tables(table: str = typer.Option(..., "--table"), as_json: bool = typer.Opti
     """List the tables of a database."""
     store = _open(table)
     rows = [{"name": t.name, "entries": len(store.keys(t.id)), "runtime": t.runtime, "hardware": t.hardware,
-             "overhead_ms": t.overhead_ms, "calibrated": t.calibration is not None} for t in store.tables()]
+             "overhead_ms": t.overhead_ms, "calibrated": t.calibration is not None,
+             "layouts": len(store.layouts(t.id))} for t in store.tables()]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
     else:
         for r in rows:
-            typer.echo(f"{r['name']}: {r['entries']} entries{' (calibrated)' if r['calibrated'] else ''}")
+            typer.echo(f"{r['name']}: {r['entries']} entries ({r['layouts']} with layout)"
+                       f"{' (calibrated)' if r['calibrated'] else ''}")

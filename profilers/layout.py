@@ -65,7 +65,7 @@ def _runs(events: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
             i += 1
         if i < len(spans) and e["ts"] >= spans[i][0]:
             runs[i].append(e)
-    return [r for r in runs if r]
+    return runs
 
 
 def _run_boundary(nodes: list[dict[str, Any]], inputs: set[tuple[int, ...]],

@@ -137,6 +137,9 @@ class LatencyEntryOut(BaseModel):
     iqr_ms: float
     count: int
     measured_at: dt.datetime
+    # boundary reorder shares the agent traced (docs/latency.md, "Layout correction"); null when
+    # the runtime has none to trace or the entry predates them
+    layout: dict[str, float] | None = None
 
 
 class PredictRequest(Strict):

@@ -75,6 +75,7 @@ def test_cli_profile_predict_export_import(tmp_path):
     assert "measured 0 unit(s), skipped 24" in r.stdout
     r = _lutnas("latency", "predict", "--table", str(db), LIGHTTRACK_MOBILE, "--json")
     assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["layout_corrected"] is True  # profile traced every unit's boundary reorders
     pred = json.loads(r.stdout)["predictions"][0]
     assert pred["arch"] == LIGHTTRACK_MOBILE and pred["latency_ms"] > 0
     assert pred["latency_ms"] == pytest.approx(LatencyPredictor.from_store(db).predict(lighttrack_mobile()))
@@ -129,6 +130,8 @@ def test_validate_json_has_the_agreed_keys(tmp_path):
     # subnets measured in as many rounds as the table's units (profile's default 3), fastest kept;
     # the probes' spread over the run is the retest noise (none here: each probe ran once)
     assert rep["repeats"] == 3 and rep["round_stat"] == "min" and rep["retest_cv"] is None
+    # the layout-corrected prediction is reported next to the plain unit sum
+    assert rep["layout"]["units"] > 0 and 0 <= rep["plain_within_5"] <= rep["plain_within_10"] <= 1
     # Calibration on the same two subnets is stored with the table and used by predict.
     r = _lutnas("latency", "calibrate", "--table", str(db), "--samples", "2", "--seed", "5", "--quiet",
                 "--min-time", "0.01", "--max-time", "0.05")

@@ -15,10 +15,11 @@ from profilers.measure import Measurement, combine_rounds, identity_model, pick_
 
 IMPORT_CHECK = """
 import sys
-import profilers, profilers.backends, profilers.measure, profilers.env
+import profilers, profilers.backends, profilers.measure, profilers.env, profilers.layout
 b = profilers.get_backend("onnxruntime", threads=1)
 m = profilers.measure_overhead(b, profilers.Protocol(min_time_s=0.01, max_time_s=0.05))
 assert m.count > 0
+assert profilers.layout.measure_boundary(b, profilers.identity_model(), runs=3).reorder_in == 0
 bad = [k for k in ("torch", "fastapi", "sqlalchemy", "pandas", "tracking", "latency_tables") if k in sys.modules]
 print(",".join(bad))
 """

@@ -82,6 +82,9 @@ def test_service_end_to_end(service: Service, artifacts: dict[str, Path]) -> Non
     keys = [row.split(",")[0] for row in csv_rows]
     assert len(keys) == total == len(set(keys))
     assert all(float(row.split(",")[1]) > 0 for row in csv_rows)
+    # agents trace each unit's boundary reorders too; the target's predictor corrects with them
+    listed = c.get(f"/v1/hardware/{hid}/latency-table", params={"page_size": 200}).json()["items"]
+    assert len(listed) == total and all(set(e["layout"]) == {"reorder_in", "reorder_out"} for e in listed)
 
     # 2. A short search runs to success on a worker process and serves results and its front.
     sn = c.post("/v1/supernets", json={"name": "tiny", "checkpoint_path": str(artifacts["checkpoint"]),
