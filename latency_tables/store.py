@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from latency_tables.db import LatencyEntry, LatencyTable, create_schema, make_engine
 from profilers.layout import ENV_KEY as LAYOUT_ENV_KEY  # in env: older tables need no migration
+from profilers.layout import valid_layout
 
 STAT_COLUMNS = ("median_ms", "p10_ms", "p90_ms", "iqr_ms", "count")
 FILE_COLUMNS = ("unit_key", *STAT_COLUMNS, "env", "measured_at",
@@ -229,8 +230,8 @@ def entry_layouts(session: Session, table_id: int) -> dict[str, dict[str, float]
     """Boundary reorder shares recorded with a table's entries (``env["layout"]``, written by
     ``lutnas profile`` and profiler agents; older entries have none)."""
     rows = session.execute(select(LatencyEntry.unit_key, LatencyEntry.env).where(LatencyEntry.table_id == table_id))
-    return {k: {n: float(v) for n, v in env[LAYOUT_ENV_KEY].items()}
-            for k, env in rows if isinstance(env, dict) and isinstance(env.get(LAYOUT_ENV_KEY), dict)}
+    found = {k: valid_layout(env.get(LAYOUT_ENV_KEY)) for k, env in rows if isinstance(env, dict)}
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def read_table_file(path: str | Path) -> pd.DataFrame:

@@ -162,3 +162,33 @@ def test_profile_records_layouts_and_traces_older_entries(tmp_path):
     rep2 = profile_units(store, backend, units, protocol=FAST)
     assert rep2.measured == [NECK] and rep2.skipped == [MBCONV]
     assert set(store.layouts(rep.table.id)) == {MBCONV, NECK}
+
+
+class _BrokenTrace:
+    """A backend whose node profiler fails (as an execution provider without one might)."""
+
+    def node_trace(self, model, runs=20, seed=0, flush=None):
+        raise RuntimeError("profiling is not supported by this provider")
+
+
+def test_a_failed_trace_keeps_the_measurement():
+    from profilers.layout import valid_layout, with_layout
+    from profilers.measure import Measurement
+
+    m = Measurement(1.0, 0.9, 1.1, 0.1, 10, {"cpu": "x"})
+    kept = with_layout(m, _BrokenTrace(), b"model")
+    assert kept.median_ms == 1.0 and kept.env["cpu"] == "x" and "layout" not in kept.env
+    assert "not supported" in kept.env["layout_error"]
+    assert valid_layout({"reorder_in": 0.1, "reorder_out": 0.2}) == {"reorder_in": 0.1, "reorder_out": 0.2}
+    for bad in (None, [], {"reorder_in": 0.1}, {"reorder_in": "x", "reorder_out": 0}, {"reorder_in": -0.1,
+                "reorder_out": 0}, {"reorder_in": 0.6, "reorder_out": 0.5}, {"reorder_in": float("nan"), "reorder_out": 0}):
+        assert valid_layout(bad) is None, bad
+
+
+def test_bad_stored_layouts_are_ignored(tmp_path):
+    store = LatencyStore(tmp_path / "lut.db")
+    info = store.get_or_create("t", {}, {"backend": "onnxruntime"})
+    row = {"median_ms": 1.0, "p10_ms": 0.9, "p90_ms": 1.1, "iqr_ms": 0.1, "count": 10}
+    store.put(info.id, {MBCONV: {**row, "env": {"layout": {"reorder_in": "junk"}}},
+                        NECK: {**row, "env": {"layout": {"reorder_in": 0.0, "reorder_out": 0.1}}}})
+    assert store.layouts(info.id) == {NECK: {"reorder_in": 0.0, "reorder_out": 0.1}}
