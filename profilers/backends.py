@@ -129,12 +129,17 @@ _ORT_TYPES = {
 GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "all")
 
 
+def concrete_shape(shape: Sequence[Any]) -> list[int]:
+    """A model's declared shape with symbolic or unknown dims as 1 (batch 1)."""
+    return [d if isinstance(d, int) and d > 0 else 1 for d in shape]
+
+
 def random_inputs(specs: Sequence[tuple[str, Sequence[Any], Any]], seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded random arrays for ``(name, shape, dtype)`` specs; symbolic dims become 1."""
     rng = np.random.default_rng(seed)
     feeds = {}
     for name, shape, dtype in specs:
-        dims = [d if isinstance(d, int) and d > 0 else 1 for d in shape]
+        dims = concrete_shape(shape)
         dtype = np.dtype(dtype)
         if dtype.kind == "f":
             arr = rng.standard_normal(dims, dtype=np.float32).astype(dtype)
@@ -218,19 +223,23 @@ class OnnxRuntimeBackend(Backend):
         so.log_severity_level = 3
         return so
 
-    def load(self, model: ModelSource, seed: int = 0) -> LoadedModel:
+    def _session(self, model: ModelSource, so: Any) -> tuple[Any, list[tuple[str, Any, Any]]]:
+        """An inference session with options ``so`` and its inputs' (name, shape, dtype) specs."""
         import onnxruntime as ort
 
         if not isinstance(model, bytes) and not Path(model).is_file():
             raise FileNotFoundError(f"no such model file: {model}")
         src = model if isinstance(model, bytes) else str(model)
-        session = ort.InferenceSession(src, sess_options=self.session_options(),
-                                       providers=[(self.provider, self.provider_options)])
+        session = ort.InferenceSession(src, sess_options=so, providers=[(self.provider, self.provider_options)])
         specs = []
         for inp in session.get_inputs():
             if inp.type not in _ORT_TYPES:
                 raise ValueError(f"input {inp.name!r} has unsupported type {inp.type}")
             specs.append((inp.name, inp.shape, _ORT_TYPES[inp.type]))
+        return session, specs
+
+    def load(self, model: ModelSource, seed: int = 0) -> LoadedModel:
+        session, specs = self._session(model, self.session_options())
         device = "cuda" if self.provider in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else "cpu"
         return _OrtModel(session, random_inputs(specs, seed), device)
 
@@ -242,24 +251,19 @@ class OnnxRuntimeBackend(Backend):
         import json
         import tempfile
 
-        import onnxruntime as ort
-
         so = self.session_options()
         with tempfile.TemporaryDirectory(prefix="lutnas-trace-") as tmp:
             so.enable_profiling = True
             so.profile_file_prefix = str(Path(tmp) / "trace")
-            src = model if isinstance(model, bytes) else str(model)
-            session = ort.InferenceSession(src, sess_options=so, providers=[(self.provider, self.provider_options)])
-            specs = [(i.name, i.shape, _ORT_TYPES[i.type]) for i in session.get_inputs()]
+            session, specs = self._session(model, so)
             feeds = random_inputs(specs, seed)
             for _ in range(runs):
                 if flush is not None:
                     flush.sum()
                 session.run(None, feeds)
             events = json.loads(Path(session.end_profiling()).read_text())
-        dims = [[d if isinstance(d, int) and d > 0 else 1 for d in o.shape] for o in session.get_outputs()]
-        return {"events": events, "inputs": [[d if isinstance(d, int) and d > 0 else 1 for d in s]
-                                             for _, s, _ in specs], "outputs": dims}
+        return {"events": events, "inputs": [list(a.shape) for a in feeds.values()],
+                "outputs": [concrete_shape(o.shape) for o in session.get_outputs()]}
 
     def runtime_info(self) -> dict[str, Any]:
         import onnxruntime as ort

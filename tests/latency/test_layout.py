@@ -3,6 +3,8 @@ storage and profiling."""
 
 from __future__ import annotations
 
+import platform
+
 import numpy as np
 import pytest
 
@@ -52,8 +54,8 @@ def test_onnxruntime_traces_boundary_reorders(tmp_path):
     units = {k: export_unit_onnx(parse_key(k), tmp_path / unit_filename(k)) for k in (MBCONV, NECK)}
     blocked = get_backend("onnxruntime", threads=1)  # level "all": NCHWc on x86
     b = measure_boundary(blocked, units[MBCONV], runs=6, flush_bytes=1 << 20)
-    if b.reorder_in == 0 and b.reorder_out == 0:
-        pytest.skip("onnxruntime uses no blocked layout on this CPU")
+    if b.reorder_in == 0 and b.reorder_out == 0 and platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("onnxruntime's NCHWc layout is an x86 path; this CPU has no boundary reorders")
     assert 0 < b.reorder_in < 0.5 and 0 < b.reorder_out < 0.5
     neck = measure_boundary(blocked, units[NECK], runs=6)
     assert neck.reorder_in == 0 and neck.reorder_out > 0  # its input goes to a MatMul in plain layout
