@@ -19,7 +19,8 @@ from latency_tables.store import LatencyStore, TableInfo, default_table_name
 from latency_tables.units import Unit, export_unit_onnx, unit_filename
 from profilers.backends import Backend
 from profilers.env import environment
-from profilers.layout import measure_boundary, with_layout
+from profilers.layout import ENV_KEY as LAYOUT_ENV_KEY
+from profilers.layout import layout_env, with_layout
 from profilers.measure import Protocol, check_round_stat, measure, measure_overhead, pick_round
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -93,9 +94,7 @@ def profile_units(store: LatencyStore, backend: Backend, units: Sequence[Unit], 
                 done += 1
                 if progress:
                     progress("measure", done, rounds * len(todo))
-        for u in retrace:
-            b = measure_boundary(backend, paths[u.key], seed=seed, flush_bytes=protocol.flush_bytes)
-            if b is not None:
-                store.set_layouts(info.id, {u.key: b.as_dict()})
+        traced = {u.key: layout_env(backend, paths[u.key], protocol.flush_bytes, seed) for u in retrace}
+        store.set_layouts(info.id, {k: env[LAYOUT_ENV_KEY] for k, env in traced.items() if LAYOUT_ENV_KEY in env})
         t2 = time.perf_counter()
     return ProfileReport(info, [u.key for u in todo], skipped, t1 - t0, t2 - t1)

@@ -111,11 +111,17 @@ def with_layout(m: Measurement, backend: Any, model: Any, flush_bytes: int = 0, 
     cannot trace nodes). Traced after timing, in a session of its own: timed runs carry no
     profiler. The trace only refines the table, so a provider whose profiler fails keeps the
     measurement, with the reason under ``layout_error`` (and no correction for that unit)."""
+    return replace(m, env={**m.env, **layout_env(backend, model, flush_bytes, seed)})
+
+
+def layout_env(backend: Any, model: Any, flush_bytes: int = 0, seed: int = 0) -> dict[str, Any]:
+    """``{"layout": shares}``, ``{"layout_error": reason}`` if tracing failed, or ``{}`` where the
+    backend cannot trace nodes."""
     try:
         b = measure_boundary(backend, model, seed=seed, flush_bytes=flush_bytes)
     except Exception as e:  # noqa: BLE001 - any runtime's profiler failure; the timing stands
-        return replace(m, env={**m.env, "layout_error": f"{type(e).__name__}: {e}"[:300]})
-    return m if b is None else replace(m, env={**m.env, ENV_KEY: b.as_dict()})
+        return {"layout_error": f"{type(e).__name__}: {e}"[:300]}
+    return {} if b is None else {ENV_KEY: b.as_dict()}
 
 
 def valid_layout(value: Any) -> dict[str, float] | None:
