@@ -286,3 +286,27 @@ def supernet_tune_tracker(
     typer.echo(f"tuned: lr {c['lr']}, window_influence {c['window_influence']}, penalty_k {c['penalty_k']}: "
                f"score {res['score']:.3f} (AO {res['ao']:.3f}, SR@0.5 {res['sr50']:.3f}) on {res['sequences']} "
                f"training sequences x {res['frames']} frames; stored in {supernet}")
+
+
+@supernet_app.command("convert")
+def supernet_convert(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint written by an earlier lutnas (format version 1)."),
+    out: Path = typer.Option(None, "--out", help="Where to write the converted checkpoint (default: in place, "
+                                                   "the original kept as CHECKPOINT.v1.bak)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """One-time conversion of an old checkpoint to the current, weights-only format.
+
+    Reading the old format unpickles the file, which can run code it carries: convert only
+    checkpoints you wrote yourself, on your own machine. The server never does this.
+    """
+    from tracking.checkpoint import convert_checkpoint
+
+    res = convert_checkpoint(checkpoint, out)
+    if as_json:
+        typer.echo(json.dumps(res))
+    elif res["converted"]:
+        typer.echo(f"converted {res['source']} (version 1) -> {res['out']} (version 2, reads weights-only)")
+    else:
+        typer.echo(f"{res['source']} is already in the current format" +
+                   (f"; copied to {res['out']}" if res["out"] != res["source"] else ""))

@@ -89,10 +89,18 @@ class Dataset:
         return "\n".join(lines)
 
 
+# Frames beyond this are refused before decoding: data can come from teams' uploads, and a small
+# compressed file can claim a huge canvas (a decompression bomb).
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
 def load_image(path: Path) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as im:
+    with Image.open(path) as im:  # lazy: only the header is read until convert()
+        w, h = im.size
+        if w * h > MAX_IMAGE_PIXELS:
+            raise ValueError(f"frame {Path(path).name} is {w}x{h}, beyond the {MAX_IMAGE_PIXELS}-pixel limit")
         return np.asarray(im.convert("RGB"))
 
 
