@@ -466,7 +466,7 @@ def search_results(
         rows.append(row)
     latency_cols = sorted({k for row in rows for k in row if k.startswith("latency_ms_")})
     t = Table(title=f"search {search_id}: top {len(rows)}")
-    for col in ["rank", "id", "score", *(f"ms @hw {name.removeprefix('latency_ms_')}" for name in latency_cols),
+    for col in ["rank", "id", "score ± se", *(f"ms @hw {name.removeprefix('latency_ms_')}" for name in latency_cols),
                 "MFLOPs", "params (k)", "feasible"]:
         t.add_column(col, no_wrap=True)
     t.add_column("lighttrack", overflow="fold")
@@ -475,7 +475,7 @@ def search_results(
         t.add_row(
             str(row["rank"]),
             str(row["architecture_id"]),
-            _fmt(row.get("score"), 4),
+            _fmt_score(row.get("score"), row.get("score_se")),
             *(_fmt(row.get(name), 2) for name in latency_cols),
             _fmt(flops / 1e6, 1) if isinstance(flops, int | float) else "-",
             _fmt(params / 1e3, 1) if isinstance(params, int | float) else "-",
@@ -483,6 +483,15 @@ def search_results(
             str(row["lighttrack"]),
         )
     _console().print(t)
+
+
+def _fmt_score(score: Any, se: Any, digits: int = 4) -> str:
+    """``0.5123 ± 0.0110``, or the score alone when it has no standard error."""
+    if not isinstance(score, int | float):
+        return "-"
+    if not isinstance(se, int | float):
+        return f"{score:.{digits}f}"
+    return f"{score:.{digits}f} ± {se:.{digits}f}"
 
 
 def _plot_front(front: ParetoFront, path: Path, title: str, others: list[tuple[float, float]]) -> None:
@@ -499,6 +508,15 @@ def _plot_front(front: ParetoFront, path: Path, title: str, others: list[tuple[f
         ax.step([p.latency_ms for p in pts], [p.score for p in pts], where="post", color="C0", alpha=0.6)
         ax.scatter([p.latency_ms for p in pts], [p.score for p in pts], s=28, color="C0", zorder=3,
                    label="Pareto front")
+        bars = [p for p in pts if p.score_se is not None]
+        if bars:  # +- 1 standard error
+            ax.errorbar([p.latency_ms for p in bars], [p.score for p in bars], yerr=[p.score_se for p in bars],
+                        fmt="none", ecolor="C0", elinewidth=0.8, capsize=2, alpha=0.7)
+    ref = front.reference
+    if ref is not None:
+        ax.errorbar([ref.latency_ms], [ref.score], yerr=None if ref.score_se is None else [ref.score_se],
+                    fmt="D", ms=7, color="C1", mec="k", capsize=3, zorder=4,
+                    label=f"{ref.name} {_fmt_score(ref.score, ref.score_se, 3)}")
     ax.set_xlabel(f"latency on hardware {front.hardware_id} (ms)")
     ax.set_ylabel("validation score")
     hv = f", hypervolume {front.hypervolume:.4g}" if front.hypervolume is not None else ""
@@ -564,11 +582,15 @@ def search_pareto(
         return
     hv = f", hypervolume {front.hypervolume:.4g}" if front.hypervolume is not None else ""
     t = Table(title=f"{title}: Pareto front on hardware {front.hardware_id} ({len(front.points)} points{hv})")
-    for col in ("latency ms", "score", "id"):
+    for col in ("", "latency ms", "score ± se", "id"):
         t.add_column(col, no_wrap=True)
     t.add_column("lighttrack", overflow="fold")
     for p in sorted(front.points, key=lambda p: p.latency_ms):
-        t.add_row(_fmt(p.latency_ms, 2), _fmt(p.score, 4), p.architecture_id, p.lighttrack)
+        t.add_row("", _fmt(p.latency_ms, 2), _fmt_score(p.score, p.score_se), p.architecture_id, p.lighttrack)
+    ref = front.reference
+    if ref is not None:
+        t.add_row(f"{ref.name} (reference)", _fmt(ref.latency_ms, 2), _fmt_score(ref.score, ref.score_se),
+                  ref.architecture_id, ref.lighttrack, style="yellow")
     _console().print(t)
 
 

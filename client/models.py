@@ -122,6 +122,7 @@ class SearchResult(APIModel):
     architecture_id: str
     lighttrack: str
     score: float | None = None
+    score_se: float | None = None  # standard error of the score (None where the server has none)
     latency_ms: dict[str, float | None] = Field(default_factory=dict)
     flops: int | None = None
     params: int | None = None
@@ -132,13 +133,28 @@ class ParetoPoint(APIModel):
     architecture_id: str
     lighttrack: str
     score: float
+    score_se: float | None = None  # standard error of the score
     latency_ms: float
+
+
+class ParetoReference(APIModel):
+    """LightTrack-Mobile's own point on the front's hardware: what the search bought is read
+    against it."""
+
+    name: str = "LightTrack-Mobile"
+    architecture_id: str
+    lighttrack: str
+    score: float
+    score_se: float | None = None
+    latency_ms: float
+    search_id: int | None = None
 
 
 class ParetoFront(APIModel):
     hardware_id: int
-    reference_point: Any = None
+    reference_point: Any = None  # the hypervolume's reference point
     hypervolume: float | None = None
+    reference: ParetoReference | None = None  # LightTrack-Mobile's point (None from older searches)
     points: list[ParetoPoint] = Field(default_factory=list)
 
 

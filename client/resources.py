@@ -177,11 +177,12 @@ class Supernets(Resource):
 def _front_df(front: ParetoFront) -> pd.DataFrame:
     import pandas as pd
 
-    columns = ["architecture_id", "lighttrack", "score", "latency_ms"]
+    columns = ["architecture_id", "lighttrack", "score", "score_se", "latency_ms"]
     df = pd.DataFrame([p.model_dump(include=set(columns)) for p in front.points], columns=columns)
     df = df.sort_values("latency_ms", kind="stable").reset_index(drop=True)
     df.attrs.update(
-        hardware_id=front.hardware_id, hypervolume=front.hypervolume, reference_point=front.reference_point
+        hardware_id=front.hardware_id, hypervolume=front.hypervolume, reference_point=front.reference_point,
+        reference=front.reference.model_dump(mode="json") if front.reference is not None else None,
     )
     return df
 
@@ -353,7 +354,7 @@ class Search:
             row = r.model_dump(exclude={"latency_ms"})
             row.update({f"latency_ms_{hw}": ms for hw, ms in r.latency_ms.items()})
             rows.append(row)
-        base = ["rank", "architecture_id", "lighttrack", "score", "flops", "params", "feasible"]
+        base = ["rank", "architecture_id", "lighttrack", "score", "score_se", "flops", "params", "feasible"]
         latency_cols = sorted({c for row in rows for c in row if c.startswith("latency_ms_")})
         extra = sorted({c for row in rows for c in row} - set(base) - set(latency_cols))
         return pd.DataFrame(rows, columns=base + latency_cols + extra)
@@ -374,7 +375,8 @@ class Search:
         return ParetoFront.model_validate(data)
 
     def pareto_df(self, hardware_id: int | None = None) -> pd.DataFrame:
-        """The front as a DataFrame sorted by latency; ``df.attrs`` holds hypervolume etc."""
+        """The front as a DataFrame sorted by latency (``score_se``: each score's standard error);
+        ``df.attrs`` holds the hypervolume and ``reference``, LightTrack-Mobile's point (a dict)."""
         return _front_df(self.pareto(hardware_id))
 
     def best(self) -> SearchResult | None:

@@ -119,7 +119,7 @@ def run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from search.evaluators import SupernetAccuracy
-    from search.report import plot_pareto, write_ranked
+    from search.report import front_table, plot_pareto, reference_gains, write_ranked
 
     accuracy = SupernetAccuracy.from_checkpoint(str(supernet), str(data), mode=mode, n_pairs=pairs,
                                                 bn_batches=bn_batches)
@@ -144,9 +144,24 @@ def run(
     csv_path, json_path = write_ranked(result, out)
     png = plot_pareto(result, out / "pareto.png", cfg.budget_ms, cfg.target or next(iter(tables)))
     best = result.best
+    from rich.console import Console
+
+    from search.report import fmt_score
+
+    Console().print(front_table(result))
     typer.echo(f"evaluated {result.evaluated} architectures ({result.cache_hits} cache hits); "
                f"front {len(result.front)}, hypervolume {result.hypervolume:.4f}")
     if best is not None:
         lat = ", ".join(f"{t} {v:.3f} ms" for t, v in best.latency_ms.items())
-        typer.echo(f"best: {best.arch} score {best.score:.4f} ({lat})")
+        typer.echo(f"best: {best.arch} score {fmt_score(best.score, best.score_se)} ({lat})")
+    ref = result.reference_arch
+    if ref is not None:
+        lat = ", ".join(f"{t} {v:.3f} ms" for t, v in ref.latency_ms.items())
+        typer.echo(f"LightTrack-Mobile (reference): score {fmt_score(ref.score, ref.score_se)} ({lat})")
+        for t, g in reference_gains(result).items():
+            gain = "nothing at or below its latency" if g["score_gain"] is None else \
+                f"{g['score_gain']:+.4f} score at or below its latency"
+            speed = "no architecture as good" if g["speedup"] is None else \
+                f"{g['speedup']:.2f}x faster at or above its score"
+            typer.echo(f"  vs Mobile on {t}: {gain}; {speed}")
     typer.echo(f"wrote {csv_path}, {json_path}, {png}")

@@ -22,6 +22,7 @@ from search.evaluators import (
     AccuracyEvaluator,
     FlopsEvaluator,
     LatencyEvaluator,
+    as_score,
     fastest_latency,
     genes_of,
     largest_genes,
@@ -30,7 +31,7 @@ from search.evaluators import (
 from search.executor import Executor
 from search.pareto import hypervolume, non_dominated_ranks
 from search.predictor import AccuracyPredictor, spearman
-from tracking.space import Architecture, from_genes
+from tracking.space import Architecture, ArchitectureError, from_genes, lighttrack_mobile
 
 
 class InfeasibleBudgetError(ValueError):
@@ -84,6 +85,7 @@ class Engine:
         self.train_ids: list[str] = []
         self.spearman: list[float | None] = []
         self.history: list[dict[str, Any]] = []
+        self.reference_arch: dict[str, Any] | None = None  # LightTrack-Mobile's point (score_reference_arch)
         # derived from records, not part of the state
         self._genes: dict[str, np.ndarray] = {}
         self._F: dict[str, np.ndarray] = {}
@@ -233,10 +235,12 @@ class Engine:
         """Score new candidates with the expensive evaluator (in executor batches) and record them."""
         if not cands:
             return
-        scores = self.executor.map_batches(self.accuracy.evaluate, [c.arch for c in cands], self.should_stop)
+        scored = [as_score(x) for x in
+                  self.executor.map_batches(self.accuracy.evaluate, [c.arch for c in cands], self.should_stop)]
+        scores = [x.value for x in scored]
         fp = self._flops_of(np.stack([c.genes for c in cands])) if self.flops is not None else None
-        for i, (c, s) in enumerate(zip(cands, scores, strict=True)):
-            rec: dict[str, Any] = {"arch": c.arch.to_string(), "accuracy": float(s),
+        for i, (c, sc) in enumerate(zip(cands, scored, strict=True)):
+            rec: dict[str, Any] = {"arch": c.arch.to_string(), "accuracy": sc.value, "accuracy_se": sc.se,
                                    "latency": {t: float(v) for t, v in zip(self.targets, c.latency, strict=True)},
                                    "generation": self.generation}
             if fp is not None:
@@ -249,6 +253,35 @@ class Engine:
         if self.cfg.predictor:
             self.train_ids.extend(c.cid for c in cands)
             self._fit_predictor()
+
+    def score_reference_arch(self) -> dict[str, Any] | None:
+        """LightTrack-Mobile's own point: its supernet score (and standard error) and its predicted
+        latency on every target, so fronts can show what the search bought over the published
+        network. Taken from the records when the search evaluated it, otherwise scored once by
+        the accuracy evaluator (cached evaluators answer from their cache) and kept in the state.
+        None when Mobile's path is not in this search space. May raise ``SearchStopped``."""
+        if self.reference_arch is not None:
+            return self.reference_arch
+        mobile = lighttrack_mobile()
+        try:
+            mobile.validate(self.space)
+        except ArchitectureError:
+            return None
+        cid = mobile.canonical_id()
+        genes = genes_of([mobile], self.space)
+        lat = self.latency_matrix(genes)
+        if cid in self.records:
+            r = self.records[cid]
+            sc, evaluated = as_score((r["accuracy"], r.get("accuracy_se"))), False
+        else:
+            out = self.executor.map_batches(self.accuracy.evaluate, [mobile], self.should_stop)
+            sc, evaluated = as_score(out[0]), True
+        self.reference_arch = {
+            "name": "LightTrack-Mobile", "arch": mobile.to_string(), "canonical_id": cid,
+            "accuracy": sc.value, "accuracy_se": sc.se,
+            "latency": {t: float(v) for t, v in zip(self.targets, lat[0], strict=True)},
+            "feasible": bool(self.feasible(genes, lat)[0]), "evaluated_for_reference": evaluated}
+        return self.reference_arch
 
     def _fit_predictor(self) -> None:
         if len(self.train_ids) < self.cfg.predictor_min_samples:
@@ -342,6 +375,7 @@ class Engine:
             "rng": st.rng_to_json(self.rng), "stats": dict(self.stats),
             "predictor": {"train_ids": list(self.train_ids), "spearman": list(self.spearman)},
             "history": [dict(h) for h in self.history],
+            "reference_arch": dict(self.reference_arch) if self.reference_arch is not None else None,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -369,6 +403,8 @@ class Engine:
         self.train_ids = list(pred.get("train_ids", []))
         self.spearman = list(pred.get("spearman", []))
         self.history = list(state.get("history", []))
+        ref = state.get("reference_arch")  # absent in states saved before it existed
+        self.reference_arch = dict(ref) if isinstance(ref, dict) else None
         if self.cfg.predictor:
             self._fit_predictor()
 

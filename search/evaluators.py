@@ -4,8 +4,10 @@ The search is written against the small protocols below, so the real evaluators 
 validation score, a measured latency table) and the cheap ones used in benchmarks and tests (the
 analytic :class:`SurrogateAccuracy`) are interchangeable.
 
-* :class:`AccuracyEvaluator`: ``evaluate(archs) -> list[float]`` (higher is better). Expensive;
-  the search caches it by :meth:`Architecture.canonical_id` (see :class:`CachedAccuracy`).
+* :class:`AccuracyEvaluator`: ``evaluate(archs) -> list[float | Score]`` (higher is better). A
+  :class:`Score` also carries the score's standard error (the supernet's validation score has one,
+  over pairs or sequences; an analytic surrogate has none). Expensive; the search caches it by
+  :meth:`Architecture.canonical_id` (see :class:`CachedAccuracy`).
 * :class:`LatencyModel`: what ``latency_tables.predict.LatencyPredictor`` offers
   (``predict_batch``, ``predict_genes``); :class:`LatencyEvaluator` wraps one per target.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -31,11 +33,26 @@ from tracking.space import (
 )
 
 
+class Score(NamedTuple):
+    """An accuracy score and its standard error (None where the evaluator has none)."""
+
+    value: float
+    se: float | None = None
+
+
+def as_score(x: float | Score | tuple[float, float | None]) -> Score:
+    """Normalise what an evaluator returned: a plain number (no standard error) or a ``Score``."""
+    if isinstance(x, tuple):
+        value, se = x
+        return Score(float(value), None if se is None else float(se))
+    return Score(float(x), None)
+
+
 @runtime_checkable
 class AccuracyEvaluator(Protocol):
     """Scores architectures (higher is better); deterministic for a given evaluator."""
 
-    def evaluate(self, archs: Sequence[Architecture]) -> list[float]: ...
+    def evaluate(self, archs: Sequence[Architecture]) -> Sequence[float | Score]: ...
 
 
 @runtime_checkable
@@ -160,19 +177,20 @@ class SurrogateAccuracy:
 class CachedAccuracy:
     """Caches an :class:`AccuracyEvaluator` by canonical id; counts evaluations and cache hits.
 
-    The cache is a plain ``{canonical_id: score}`` dict so it can live in the search state.
+    The cache is a plain ``{canonical_id: Score}`` dict; plain numbers given as ``cache`` (an
+    older cache without standard errors) load as scores with ``se=None``.
     """
 
-    def __init__(self, base: AccuracyEvaluator, cache: dict[str, float] | None = None) -> None:
+    def __init__(self, base: AccuracyEvaluator, cache: Mapping[str, float | Score] | None = None) -> None:
         self.base = base
-        self.cache: dict[str, float] = dict(cache or {})
+        self.cache: dict[str, Score] = {k: as_score(v) for k, v in (cache or {}).items()}
         self.evaluated = 0
         self.hits = 0
 
     def __contains__(self, cid: str) -> bool:
         return cid in self.cache
 
-    def evaluate(self, archs: Sequence[Architecture]) -> list[float]:
+    def evaluate(self, archs: Sequence[Architecture]) -> list[Score]:
         ids = [a.canonical_id() for a in archs]
         todo: dict[str, Architecture] = {}
         for cid, a in zip(ids, archs, strict=True):
@@ -186,16 +204,18 @@ class CachedAccuracy:
                 raise ValueError(f"accuracy evaluator returned {len(scores)} scores for {len(todo)} archs")
             self.evaluated += len(todo)
             for cid, s in zip(todo, scores, strict=True):
-                self.cache[cid] = float(s)
+                self.cache[cid] = as_score(s)
         return [self.cache[c] for c in ids]
 
 
 class SupernetAccuracy:
-    """The real accuracy: ``tracking.validate.ValidationScorer`` scores (``score`` key)."""
+    """The real accuracy: ``tracking.validate.ValidationScorer`` scores (``score`` key) with their
+    standard errors (``score_se``: over pairs, or over sequences)."""
 
     def __init__(self, scorer: Any, key: str = "score") -> None:
         self.scorer = scorer
         self.key = key
+        self.se_key = f"{key}_se"
 
     @classmethod
     def from_checkpoint(cls, supernet_path: str, data_dir: str, mode: str = "pairs",
@@ -208,8 +228,9 @@ class SupernetAccuracy:
         scorer_kwargs.setdefault("tracker_config", tracker_config_from_meta(meta))  # tuned for this supernet
         return cls(ValidationScorer(supernet, data_dir, mode=mode, **scorer_kwargs))
 
-    def evaluate(self, archs: Sequence[Architecture]) -> list[float]:
-        return [float(r[self.key]) for r in self.scorer.score_many(list(archs))]
+    def evaluate(self, archs: Sequence[Architecture]) -> list[Score]:
+        return [Score(float(r[self.key]), None if r.get(self.se_key) is None else float(r[self.se_key]))
+                for r in self.scorer.score_many(list(archs))]
 
 
 # -- latency, FLOPs ---------------------------------------------------------------------------
@@ -315,7 +336,7 @@ def latency_evaluators(models: Mapping[str, LatencyModel | LatencyEvaluator],
 
 
 __all__ = [
-    "AccuracyEvaluator", "LatencyModel", "SurrogateAccuracy", "CachedAccuracy", "SupernetAccuracy",
+    "AccuracyEvaluator", "LatencyModel", "Score", "as_score", "SurrogateAccuracy", "CachedAccuracy", "SupernetAccuracy",
     "LatencyEvaluator", "FlopsEvaluator", "gene_cardinalities", "genes_of", "archs_of",
     "active_block_mask", "extreme_genes", "smallest_genes", "largest_genes", "fastest_latency",
     "latency_evaluators", "HEAD_KERNELS",

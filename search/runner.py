@@ -32,12 +32,28 @@ class RankedArch(BaseModel):
     arch: str = Field(description="LightTrack string")
     canonical_id: str
     score: float
+    score_se: float | None = Field(None, description="standard error of the score (over validation "
+                                   "pairs or sequences); None where the evaluator gives none")
     latency_ms: dict[str, float]
     macs: int | None = None
     params: int | None = None
     feasible: bool = True
     on_front: bool = False
     generation: int
+
+
+class ReferenceArch(BaseModel):
+    """LightTrack-Mobile's own point: what the search is measured against."""
+
+    name: str = "LightTrack-Mobile"
+    arch: str = Field(description="LightTrack string")
+    canonical_id: str
+    score: float = Field(description="its supernet validation score, as every candidate's")
+    score_se: float | None = None
+    latency_ms: dict[str, float] = Field(description="predicted latency per target (ms)")
+    feasible: bool = Field(description="within the search's constraints")
+    evaluated_for_reference: bool = Field(description="scored for the reference (the search itself "
+                                          "never proposed it)")
 
 
 class SearchResult(BaseModel):
@@ -51,6 +67,8 @@ class SearchResult(BaseModel):
     front: list[RankedArch]
     hypervolume: float
     reference: dict[str, Any] = Field(description="hypervolume reference point (see docs/search.md)")
+    reference_arch: ReferenceArch | None = Field(None, description="LightTrack-Mobile's point (None when "
+                                                 "its path is not in the search space, or the run stopped early)")
     spearman: list[float | None]
     history: list[dict[str, Any]]
     state: dict[str, Any]
@@ -101,6 +119,11 @@ def run_search(config: SearchConfig, accuracy: AccuracyEvaluator,
             snapshot = engine.state_dict()
             if on_generation is not None:
                 on_generation(progress, snapshot)
+    if completed:
+        try:
+            engine.score_reference_arch()  # after the search: free when it evaluated Mobile itself
+        except SearchStopped:
+            completed = False
     return _result(engine, algo, completed)
 
 
@@ -125,7 +148,7 @@ def _result(engine: Engine, algo: Any, completed: bool) -> SearchResult:
     def row(rank: int, cid: str) -> RankedArch:
         r = engine.records[cid]
         return RankedArch(rank=rank, arch=r["arch"], canonical_id=cid, score=r["accuracy"],
-                          latency_ms=r["latency"], macs=r.get("macs"), params=r.get("params"),
+                          score_se=r.get("accuracy_se"), latency_ms=r["latency"], macs=r.get("macs"), params=r.get("params"),
                           on_front=cid in on_front, generation=r["generation"])
 
     ranked = [row(i + 1, c) for i, c in enumerate(algo.ranked(engine))]
@@ -135,8 +158,14 @@ def _result(engine: Engine, algo: Any, completed: bool) -> SearchResult:
                  "objectives": ["1 - score"] + [f"latency[{t}] / {engine.reference[t]:.6g} ms"
                                                 for t in engine.targets]
                  + [f"{o} / {engine.reference[o]:.6g}" for o in engine.cfg.extra_objectives]}
+    ra = engine.reference_arch
+    reference_arch = None if ra is None else ReferenceArch(
+        name=ra["name"], arch=ra["arch"], canonical_id=ra["canonical_id"], score=ra["accuracy"],
+        score_se=ra.get("accuracy_se"), latency_ms=ra["latency"], feasible=ra["feasible"],
+        evaluated_for_reference=ra["evaluated_for_reference"])
     return SearchResult(
         algorithm=engine.cfg.algorithm, completed=completed, generations_done=engine.generation,
         evaluated=engine.stats["evaluated"], cache_hits=engine.stats["cache_hits"], stats=dict(engine.stats),
         ranked=ranked, front=[by_id[c] for c in front_ids], hypervolume=hv, reference=reference,
+        reference_arch=reference_arch,
         spearman=list(engine.spearman), history=list(engine.history), state=engine.state_dict())

@@ -3,8 +3,11 @@
 It holds the configuration, the generation reached, the current population (exact LightTrack
 strings, since digits of blocks that do not run still shape later mutations), every evaluated
 architecture with its scores (the evaluation cache, in evaluation order), the RNG state,
-counters, the predictor's training ids and its per-generation Spearman figures, and the progress
-history. Resuming from it replays exactly what an uninterrupted run would do.
+counters, the predictor's training ids and its per-generation Spearman figures, the progress
+history, and LightTrack-Mobile's reference point once scored (``reference_arch``). Each record
+keeps its score's standard error as ``accuracy_se`` (None where the evaluator gives none; states
+saved before standard errors existed lack the key and load with None). Resuming from it replays
+exactly what an uninterrupted run would do.
 """
 
 from __future__ import annotations

@@ -45,7 +45,8 @@ SEARCH_FOR_FRONT = select(Search.id, Search.status, Search.request, Search.summa
 TEAM_SEARCHES_FOR_FRONT = select(Search.id, Search.status, Search.request, Search.summary).where(
     Search.team_id == bindparam("team_id"), Search.supernet_id == bindparam("supernet_id"),
     Search.status == "succeeded")
-_FRONT_POINTS = (select(FrontPoint.arch_id, FrontPoint.score, FrontPoint.latency_ms, ArchitectureRow.lighttrack)
+_FRONT_POINTS = (select(FrontPoint.arch_id, FrontPoint.score, FrontPoint.score_se, FrontPoint.latency_ms,
+                        ArchitectureRow.lighttrack)
                  .join(ArchitectureRow, ArchitectureRow.id == FrontPoint.arch_id)
                  .where(FrontPoint.search_id.in_(bindparam("ids", expanding=True)),
                         FrontPoint.hardware_id == bindparam("hardware_id")))
@@ -57,10 +58,15 @@ def pareto_payload(conn: Connection | Session, searches: list[SearchLike], hardw
     Reference point: score 0 and the largest reference latency of those searches (the slowest
     architecture their spaces allow on this target, as the search engine uses), so the
     hypervolume is in score x ms and comparable between searches of one (supernet, target).
+    Every point carries its score's standard error (``score_se``, null where unknown), and
+    ``reference`` is LightTrack-Mobile's own point (:func:`reference_of`).
     """
     ids = [s.id for s in searches]
     rows = conn.execute(_FRONT_POINTS, {"ids": ids, "hardware_id": hardware_id}).all() if ids else []
     names = {r.arch_id: r.lighttrack for r in rows}
+    se: dict[str, float | None] = {}
+    for r in rows:  # the same row front_of keeps for an architecture (its first)
+        se.setdefault(r.arch_id, None if r.score_se is None else float(r.score_se))
     front = front_of([(r.arch_id, float(r.score), float(r.latency_ms)) for r in rows])
     refs = [float(v) for s in searches
             if (v := (s.summary or {}).get("reference_ms", {}).get(str(hardware_id))) is not None]
@@ -68,9 +74,24 @@ def pareto_payload(conn: Connection | Session, searches: list[SearchLike], hardw
     hv = hypervolume_2d(np.array([[-s, lat] for _, s, lat in front], dtype=float).reshape(-1, 2),
                         np.array([0.0, ref_lat])) if front else 0.0
     return {"hardware_id": hardware_id, "reference_point": {"score": 0.0, "latency_ms": ref_lat},
-            "hypervolume": float(hv),
-            "points": [{"architecture_id": a, "lighttrack": names[a], "score": s, "latency_ms": lat}
-                       for a, s, lat in front]}
+            "hypervolume": float(hv), "reference": reference_of(searches, hardware_id),
+            "points": [{"architecture_id": a, "lighttrack": names[a], "score": s, "score_se": se[a],
+                        "latency_ms": lat} for a, s, lat in front]}
+
+
+def reference_of(searches: list[SearchLike], hardware_id: int) -> dict[str, Any] | None:
+    """LightTrack-Mobile's point on ``hardware_id``: its supernet score (with standard error) and
+    its predicted latency there, as the newest of ``searches`` that scored it recorded it in its
+    summary (searches finished before the reference existed have none: null)."""
+    key = str(hardware_id)
+    for s in sorted(searches, key=lambda s: s.id, reverse=True):
+        ref = (s.summary or {}).get("reference_arch")
+        if isinstance(ref, dict) and key in (ref.get("latency_ms") or {}):
+            return {"name": ref.get("name", "LightTrack-Mobile"), "architecture_id": ref["canonical_id"],
+                    "lighttrack": ref["arch"], "score": float(ref["score"]),
+                    "score_se": None if ref.get("score_se") is None else float(ref["score_se"]),
+                    "latency_ms": float(ref["latency_ms"][key]), "search_id": int(s.id)}
+    return None
 
 
 # (database, search ids, hardware id) -> the serialised payload. A succeeded search's front is written once,

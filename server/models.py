@@ -192,7 +192,8 @@ class ArchitectureRow(Base):
 
 
 class ScoreCache(Base):
-    """Validation score of an architecture under a supernet (and scoring mode)."""
+    """Validation score of an architecture under a supernet (and scoring mode), with its standard
+    error (NULL for rows cached before standard errors were kept)."""
 
     __tablename__ = "score_cache"
     __table_args__ = (UniqueConstraint("supernet_id", "mode", "arch_id"),)
@@ -202,6 +203,7 @@ class ScoreCache(Base):
     mode: Mapped[str] = mapped_column(String(16))
     arch_id: Mapped[str] = mapped_column(String(16))
     score: Mapped[float] = mapped_column(Float)
+    score_se: Mapped[float | None] = mapped_column(Float, nullable=True)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
@@ -231,6 +233,7 @@ class SearchResult(Base):
     rank: Mapped[int] = mapped_column(Integer)
     arch_id: Mapped[str] = mapped_column(String(16))
     score: Mapped[float] = mapped_column(Float)
+    score_se: Mapped[float | None] = mapped_column(Float, nullable=True)
     latency_ms: Mapped[dict[str, Any]] = mapped_column(JSON)
     feasible: Mapped[bool] = mapped_column(Boolean, default=True)
 
@@ -246,6 +249,7 @@ class FrontPoint(Base):
     hardware_id: Mapped[int] = mapped_column(ForeignKey("hardware.id", ondelete="CASCADE"), index=True)
     arch_id: Mapped[str] = mapped_column(String(16))
     score: Mapped[float] = mapped_column(Float)
+    score_se: Mapped[float | None] = mapped_column(Float, nullable=True)
     latency_ms: Mapped[float] = mapped_column(Float)
 
 

@@ -229,6 +229,8 @@ class ResultItem(BaseModel):
     architecture_id: str
     lighttrack: str
     score: float
+    score_se: float | None = Field(None, description="standard error of the score (over validation pairs "
+                                   "or sequences); null for results stored before it was kept")
     latency_ms: dict[str, float]
     flops: int | None
     params: int | None
@@ -239,13 +241,28 @@ class FrontPointOut(BaseModel):
     architecture_id: str
     lighttrack: str
     score: float
+    score_se: float | None = Field(None, description="standard error of the score; null where unknown")
     latency_ms: float
+
+
+class ReferenceArchOut(BaseModel):
+    """LightTrack-Mobile's own point on this hardware: what the front is measured against."""
+
+    name: str = "LightTrack-Mobile"
+    architecture_id: str
+    lighttrack: str
+    score: float = Field(description="its supernet validation score, as the front's scores")
+    score_se: float | None = None
+    latency_ms: float = Field(description="its predicted latency on this hardware (ms)")
+    search_id: int = Field(description="the search that scored it")
 
 
 class ParetoOut(BaseModel):
     hardware_id: int
-    reference_point: dict[str, float]
+    reference_point: dict[str, float] = Field(description="hypervolume reference point")
     hypervolume: float
+    reference: ReferenceArchOut | None = Field(None, description="LightTrack-Mobile's point (null for "
+                                               "searches finished before it was recorded)")
     points: list[FrontPointOut]
 
 

@@ -26,6 +26,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from latency_tables.db import LatencyEntry
+from search.evaluators import Score, as_score
 from server.db import db_now, insert_ignore, is_postgres, session_scope
 from server.fronts import front_of
 from server.lut import predictor_for
@@ -52,7 +53,8 @@ class LostJob(Exception):
 
 
 class DbCachedAccuracy:
-    """Supernet validation scores cached in ``score_cache`` by (supernet, mode, architecture id).
+    """Supernet validation scores and their standard errors cached in ``score_cache`` by (supernet,
+    mode, architecture id); rows cached before standard errors were kept answer ``se=None``.
 
     The (slow, torch) scorer is built only when an architecture is not cached yet.
     """
@@ -73,22 +75,23 @@ class DbCachedAccuracy:
                 max_sequences=s.scorer_max_sequences, max_frames=s.scorer_max_frames)
         return self._scorer
 
-    def evaluate(self, archs: Sequence[Architecture]) -> list[float]:
+    def evaluate(self, archs: Sequence[Architecture]) -> list[Score]:
         ids = [a.canonical_id() for a in archs]
         with self.factory() as session:
             rows = session.execute(
-                select(ScoreCache.arch_id, ScoreCache.score).where(
+                select(ScoreCache.arch_id, ScoreCache.score, ScoreCache.score_se).where(
                     ScoreCache.supernet_id == self.supernet.id, ScoreCache.mode == self.mode,
                     ScoreCache.arch_id.in_(ids))).all()
-        cached = {cid: float(score) for cid, score in rows}
+        cached = {cid: as_score((score, se)) for cid, score, se in rows}
         todo = {cid: a for cid, a in zip(ids, archs, strict=True) if cid not in cached}
         self.hits += len(ids) - len(todo)
         if todo:
             scores = self._base().evaluate(list(todo.values()))
-            new = {cid: float(s) for cid, s in zip(todo, scores, strict=True)}
+            new = {cid: as_score(s) for cid, s in zip(todo, scores, strict=True)}
             with session_scope(self.factory) as session:
                 insert_ignore(session, ScoreCache, [
-                    {"supernet_id": self.supernet.id, "mode": self.mode, "arch_id": cid, "score": s, "metrics": {}}
+                    {"supernet_id": self.supernet.id, "mode": self.mode, "arch_id": cid, "score": s.value,
+                     "score_se": s.se, "metrics": {}}
                     for cid, s in new.items()], ["supernet_id", "mode", "arch_id"])
             cached.update(new)
         return [cached[c] for c in ids]
@@ -345,12 +348,19 @@ class Worker:
             s.execute(SearchResult.__table__.delete().where(SearchResult.search_id == sid))
             s.execute(FrontPoint.__table__.delete().where(FrontPoint.search_id == sid))
             rows = [{"search_id": sid, "rank": r.rank, "arch_id": r.canonical_id, "score": r.score,
-                     "latency_ms": {k: float(v) for k, v in r.latency_ms.items()}, "feasible": r.feasible}
+                     "score_se": r.score_se, "latency_ms": {k: float(v) for k, v in r.latency_ms.items()},
+                     "feasible": r.feasible}
                     for r in ranked]
             for i in range(0, len(rows), 1000):
                 s.execute(SearchResult.__table__.insert(), rows[i:i + 1000])
+            se_of = {r.canonical_id: r.score_se for r in ranked}
+            ref_arch = result.reference_arch
             for hid in hw_ids:
                 key = str(hid)
+                if ref_arch is not None and key in ref_arch.latency_ms:
+                    insert_ignore(s, LatencyCache, [{"hardware_id": hid, "arch_id": ref_arch.canonical_id,
+                                                     "latency_ms": float(ref_arch.latency_ms[key])}],
+                                  ["hardware_id", "arch_id"])
                 lat_rows = [{"hardware_id": hid, "arch_id": r.canonical_id, "latency_ms": float(r.latency_ms[key])}
                             for r in ranked]
                 for i in range(0, len(lat_rows), 1000):
@@ -358,12 +368,14 @@ class Worker:
                 front = front_of([(r.canonical_id, r.score, float(r.latency_ms[key])) for r in ranked])
                 if front:
                     s.execute(FrontPoint.__table__.insert(), [
-                        {"search_id": sid, "hardware_id": hid, "arch_id": a, "score": sc, "latency_ms": lat}
-                        for a, sc, lat in front])
+                        {"search_id": sid, "hardware_id": hid, "arch_id": a, "score": sc, "score_se": se_of[a],
+                         "latency_ms": lat} for a, sc, lat in front])
             ref = result.reference.get("latency_ms", {}) if isinstance(result.reference, dict) else {}
             search.summary = {"reference_ms": {k: float(v) for k, v in ref.items()},
                               "hypervolume": float(result.hypervolume),
-                              "timings": {"worker_s": round(seconds, 3)}}
+                              "timings": {"worker_s": round(seconds, 3)},
+                              # LightTrack-Mobile's point: the front's reference (server/fronts.py)
+                              "reference_arch": ref_arch.model_dump() if ref_arch is not None else None}
             progress = dict(search.progress or {})
             progress.update({"generation": result.generations_done, "generations": result.generations_done,
                              "evaluated": result.evaluated, "cache_hits": result.cache_hits,

@@ -72,6 +72,33 @@ def static_box_scores(sequences: list[Any], max_frames: int | None = None) -> di
     return got10k_scores(ious)
 
 
+def mean_se(values: np.ndarray) -> float | None:
+    """Standard error of the mean of independent ``values`` (sample sd, ddof=1, over sqrt(n));
+    None for fewer than two values."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    return float(v.std(ddof=1) / np.sqrt(v.size)) if v.size >= 2 else None
+
+
+def pooled_score_se(ious: list[np.ndarray]) -> float | None:
+    """Standard error over sequences of the pooled GOT-10k score ``(AO + SR@0.5) / 2``.
+
+    The score pools frames of all sequences, so it is a ratio ``sum_i S_i / sum_i n_i`` (``S_i``:
+    the sum of per-frame ``(iou + [iou > 0.5]) / 2`` of sequence i, ``n_i`` its frames); frames
+    of one sequence are not independent, sequences are. Its cluster-robust (sandwich) standard
+    error with sequences as clusters is ``sqrt(k / (k - 1) * sum_i (S_i - m n_i)^2) / sum_i n_i``,
+    which is the plain sd / sqrt(k) of per-sequence scores when all sequences have equal length.
+    None for fewer than two sequences with frames."""
+    parts = [np.asarray(x, dtype=np.float64).ravel() for x in ious]
+    parts = [x for x in parts if x.size]
+    k = len(parts)
+    if k < 2:
+        return None
+    s = np.array([((x + (x > 0.5)) / 2).sum() for x in parts])
+    n = np.array([x.size for x in parts], dtype=np.float64)
+    m = s.sum() / n.sum()
+    return float(np.sqrt(k / (k - 1) * ((s - m * n) ** 2).sum()) / n.sum())
+
+
 class ValidationScorer:
     """Scores architectures on one supernet: ``score(arch) -> dict``, ``score_many(archs)``.
 
@@ -108,8 +135,10 @@ class ValidationScorer:
             self.static = static_box_scores(self.sequences, max_frames)
 
     def score(self, arch: Architecture) -> dict[str, Any]:
-        """``{"score", ...}``; pairs mode adds ``mean_iou``, ``sr50``; sequences mode ``ao``,
-        ``sr50``, ``sr75``, ``frames``. Also ``arch`` (LightTrack string) and ``seconds``."""
+        """``{"score", "score_se", ...}``; pairs mode adds ``mean_iou``, ``sr50``; sequences mode
+        ``ao``, ``sr50``, ``sr75``, ``frames``. Also ``arch`` (LightTrack string) and ``seconds``.
+        ``score_se``: standard error of ``score`` over pairs (pairs mode) or over sequences
+        (sequences mode, :func:`pooled_score_se`); None with a single pair or sequence."""
         t0 = time.perf_counter()
         with self.calibrated(arch):
             res = self._score_pairs(arch) if self.mode == "pairs" else self._score_sequences(arch)
@@ -140,8 +169,8 @@ class ValidationScorer:
             cls, reg = self.supernet.track(self.supernet.template_feature(z, arch), x, arch)
             ious.append(box_iou_xyxy(decode_boxes(cls, reg), self.pairs["box"][s:s + self.batch_size]))
         iou = torch.cat(ious).numpy().astype(np.float64)
-        return {"score": float(iou.mean()), "mean_iou": float(iou.mean()), "sr50": float((iou > 0.5).mean()),
-                "pairs": int(n)}
+        return {"score": float(iou.mean()), "score_se": mean_se(iou), "mean_iou": float(iou.mean()),
+                "sr50": float((iou > 0.5).mean()), "pairs": int(n)}
 
     def calibrated(self, arch: Architecture) -> Any:
         """Context in which ``arch``'s BN statistics are recalibrated (restored on exit)."""
@@ -171,6 +200,7 @@ class ValidationScorer:
             bound = (first.shape[1], first.shape[0])
             all_ious.append(sequence_ious(np.asarray(pred), seq.boxes[:n], bound=bound))
         res = got10k_scores(all_ious)
+        res["score_se"] = pooled_score_se(all_ious)
         res["sequences"] = len(self.sequences)
         res["static_ao"], res["static_score"] = self.static["ao"], self.static["score"]
         return res

@@ -107,7 +107,7 @@ def cancel_search(search_id: int, team: TeamDep, session: SessionDep) -> SearchO
 # reads the page; ``latency_ms`` comes back as its stored JSON text and goes into the response
 # as is (decoding and re-encoding 50 small objects per page cost another ~0.5 ms).
 _RESULTS_PAGE = (
-    select(SearchResult.rank, SearchResult.arch_id, SearchResult.score,
+    select(SearchResult.rank, SearchResult.arch_id, SearchResult.score, SearchResult.score_se,
            cast(SearchResult.latency_ms, Text).label("latency_json"), SearchResult.feasible,
            ArchitectureRow.lighttrack, ArchitectureRow.flops, ArchitectureRow.params)
     .join(ArchitectureRow, ArchitectureRow.id == SearchResult.arch_id)
@@ -132,7 +132,7 @@ def list_results(request: Request, search_id: int, team: TeamDep, page_size: Pag
             raise not_found("search", search_id)
     result = page(rows, page_size, lambda r: r.rank)
     result["items"] = [{"rank": r.rank, "architecture_id": r.arch_id, "lighttrack": r.lighttrack, "score": r.score,
-                        "latency_ms": orjson.Fragment(r.latency_json), "flops": r.flops, "params": r.params,
+                        "score_se": r.score_se, "latency_ms": orjson.Fragment(r.latency_json), "flops": r.flops, "params": r.params,
                         "feasible": r.feasible} for r in result["items"]]
     # The rows are already JSON-shaped, so skip re-validating them (the declared response_model
     # still documents the shape in the OpenAPI schema) and serialise with orjson.
