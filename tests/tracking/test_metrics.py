@@ -9,6 +9,7 @@ import pytest
 
 from tracking.metrics import (
     center_error,
+    clip_boxes,
     got10k_scores,
     otb_scores,
     precision_at,
@@ -24,10 +25,15 @@ def test_rect_iou_hand_cases():
     np.testing.assert_allclose(rect_iou(a, b), [25 / 175, 1.0, 0.0, 0.4])
 
 
-def test_rect_iou_bound_clips_to_image():
-    # half of the prediction lies left of the image; clipped, it equals the truth
-    assert rect_iou([[-5, 0, 10, 10]], [[0, 0, 5, 10]], bound=(100, 100))[0] == pytest.approx(1.0)
-    assert rect_iou([[-5, 0, 10, 10]], [[0, 0, 5, 10]])[0] == pytest.approx(0.5)
+def test_rect_iou_bound_clips_the_toolkits_way():
+    # the GOT-10k toolkit clamps the corner into the image and keeps the size that fits: a box
+    # 5 px left of the image is shifted in (x=0, w=10), not cut to w=5
+    assert rect_iou([[-5, 0, 10, 10]], [[0, 0, 5, 10]], bound=(100, 100))[0] == pytest.approx(0.5)
+    assert rect_iou([[-5, 0, 10, 10]], [[0, 0, 5, 10]])[0] == pytest.approx(0.5)  # cut, it would be 1.0
+    # past the right border the width is cut to what fits: [95, 100) vs [90, 100)
+    assert rect_iou([[95, 0, 10, 10]], [[90, 0, 10, 10]], bound=(100, 100))[0] == pytest.approx(0.5)
+    np.testing.assert_allclose(clip_boxes([[-5, 120, 10, 10], [50, 50, 80, -3]], (100, 100)),
+                               [[0, 100, 10, 0], [50, 50, 50, 0]])
 
 
 def test_rect_iou_rejects_bad_shapes():
