@@ -61,14 +61,25 @@ def box_iou_xyxy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / (area(a) + area(b) - inter).clamp(min=1e-9)
 
 
+def toolkit_frames(seq: Any, n: int) -> dict[str, Any]:
+    """``bound`` and ``visible`` for :func:`sequence_ious` as the GOT-10k toolkit scores the first
+    ``n`` frames of ``seq``: its resolution (``meta_info.ini`` or the first frame) and its scored
+    frames (target visible). Sequence-like objects without them: first frame's size, every frame."""
+    bound = getattr(seq, "resolution", None)
+    if bound is None:
+        h, w = seq.load_frame(0).shape[:2]
+        bound = (w, h)
+    scored = getattr(seq, "scored", None)
+    return {"bound": bound, "visible": None if scored is None else scored[:n]}
+
+
 def static_box_scores(sequences: list[Any], max_frames: int | None = None) -> dict[str, float]:
     """GOT-10k metrics of a "tracker" that keeps the first frame's box: the bar a real tracker must
     clear on these sequences (slow targets make it high; reported beside every sequences score)."""
     ious = []
     for seq in sequences:
         n = len(seq) if not max_frames else min(len(seq), max_frames)
-        h, w = seq.load_frame(0).shape[:2]
-        ious.append(sequence_ious(np.repeat(seq.boxes[:1], n, axis=0), seq.boxes[:n], bound=(w, h)))
+        ious.append(sequence_ious(np.repeat(seq.boxes[:1], n, axis=0), seq.boxes[:n], **toolkit_frames(seq, n)))
     return got10k_scores(ious)
 
 
@@ -188,6 +199,7 @@ class ValidationScorer:
         if self.mode != "sequences":
             raise ValueError("track_sequences needs a scorer in sequences mode")
         all_ious = []
+        self.predictions: dict[str, np.ndarray] = {}  # per sequence, for --save-results
         for seq in self.sequences:
             n = len(seq) if not self.max_frames else min(len(seq), self.max_frames)
             tracker = Tracker((self.supernet, arch), tracker_config)
@@ -197,8 +209,8 @@ class ValidationScorer:
             for i in range(1, n):
                 box, _ = tracker.update(seq.load_frame(i))
                 pred.append(box)
-            bound = (first.shape[1], first.shape[0])
-            all_ious.append(sequence_ious(np.asarray(pred), seq.boxes[:n], bound=bound))
+            self.predictions[seq.name] = np.asarray(pred, dtype=np.float64)
+            all_ious.append(sequence_ious(self.predictions[seq.name], seq.boxes[:n], **toolkit_frames(seq, n)))
         res = got10k_scores(all_ious)
         res["score_se"] = pooled_score_se(all_ious)
         res["sequences"] = len(self.sequences)

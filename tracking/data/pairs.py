@@ -88,10 +88,12 @@ def make_labels(box_xyxy: np.ndarray, pos_radius: float = 20.0, size: int = SCOR
 def sample_pair(data: Dataset, rng: np.random.Generator, cfg: PairConfig) -> dict[str, np.ndarray]:
     """One template/search pair with labels (numpy), drawn with ``rng``."""
     seq = data.sequences[int(rng.integers(len(data.sequences)))]
-    n = len(seq)
-    ti = int(rng.integers(n))
-    lo, hi = max(0, ti - cfg.max_gap), min(n - 1, ti + cfg.max_gap)
-    si = int(rng.integers(lo, hi + 1))
+    # only frames where the target is visible (absent/occluded frames carry no usable box); with
+    # every frame visible the draws are the same as indexing frames directly
+    vis = np.flatnonzero(seq.visible)
+    ti = int(vis[rng.integers(len(vis))])
+    near = vis[(vis >= ti - cfg.max_gap) & (vis <= ti + cfg.max_gap)]
+    si = int(near[rng.integers(len(near))])
     return crop_pair(seq.load_frame(ti), seq.boxes[ti], seq.load_frame(si), seq.boxes[si], rng, cfg)
 
 
