@@ -589,9 +589,16 @@ def search_pareto(
         t.add_row("", _fmt(p.latency_ms, 2), _fmt_score(p.score, p.score_se), p.architecture_id, p.lighttrack)
     ref = front.reference
     if ref is not None:
-        t.add_row(f"{ref.name} (reference)", _fmt(ref.latency_ms, 2), _fmt_score(ref.score, ref.score_se),
-                  ref.architecture_id, ref.lighttrack, style="yellow")
-    _console().print(t)
+        t.add_row("ref", _fmt(ref.latency_ms, 2), _fmt_score(ref.score, ref.score_se), ref.architecture_id,
+                  ref.lighttrack, style="yellow")
+    console = _console()
+    console.print(t)
+    if ref is not None:
+        console.print(f"ref = {ref.name} (reference): score {_fmt_score(ref.score, ref.score_se)} at "
+                      f"{_fmt(ref.latency_ms, 2)} ms on hardware {front.hardware_id}", soft_wrap=True)
+    else:
+        console.print("no LightTrack-Mobile reference point (searches finished before it was recorded)",
+                      soft_wrap=True)
 
 
 @search_app.command("export")

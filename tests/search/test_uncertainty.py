@@ -16,7 +16,7 @@ import pytest
 
 from search.config import SearchConfig
 from search.evaluators import CachedAccuracy, Score, SurrogateAccuracy, as_score
-from search.report import front_table, plot_pareto, ranked_frame, reference_gains, write_ranked
+from search.report import fmt_score, front_table, plot_pareto, ranked_frame, reference_gains, write_ranked
 from search.runner import run_search
 from tracking.space import LIGHTTRACK_MOBILE, Architecture, lighttrack_mobile
 
@@ -134,7 +134,10 @@ def test_written_outputs_carry_se_and_reference(tmp_path, surrogate, cpu_table) 
     console = Console(width=250, record=True)
     console.print(front_table(r))
     text = console.export_text()
-    assert "LightTrack-Mobile (reference)" in text and " ± " in text
+    assert "ref: LightTrack-Mobile" in text and " ± " in text
+    ref_line = [ln for ln in text.splitlines() if ref.canonical_id in ln]
+    assert len(ref_line) == 1 and ref_line[0].split()[1] == "ref"
+    assert fmt_score(ref.score, ref.score_se) in ref_line[0]
     best = r.front[0]
     assert f"{best.score:.4f} ± {best.score_se:.4f}" in text
     assert plot_pareto(r, tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
