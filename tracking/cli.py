@@ -166,6 +166,34 @@ def data_check(
         raise typer.Exit(1)
 
 
+@data_app.command("evaluate-results")
+def data_evaluate_results(
+    data: Path = typer.Option(..., "--data", help="Dataset folder (GOT-10k, LaSOT or OTB layout) with ground truth."),
+    results: Path = typer.Option(..., "--results", help="Results in the GOT-10k toolkit's layout: "
+                                                        "RESULTS/SEQ/SEQ_001.txt, one x,y,w,h line per frame."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Score any tracker's results by the GOT-10k toolkit's rules (AO, SR@0.5, SR@0.75).
+
+    First frame dropped, boxes clipped to the sequence's resolution, only frames where the target
+    is visible; several repetitions (SEQ_002.txt ...) are pooled.
+    """
+    from tracking.results import evaluate_results
+
+    if not data.is_dir():
+        raise FileNotFoundError(f"data folder {data} does not exist")
+    res = evaluate_results(data, results)
+    if as_json:
+        typer.echo(json.dumps(res))
+        return
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    for name, r in res["per_sequence"].items():
+        typer.echo(f"{name}: AO {fmt(r['ao'])}  SR@0.5 {fmt(r['sr50'])}  SR@0.75 {fmt(r['sr75'])}  "
+                   f"({r['frames']} frames)")
+    typer.echo(f"overall: AO {fmt(res['ao'])}  SR@0.5 {fmt(res['sr50'])}  SR@0.75 {fmt(res['sr75'])}  "
+               f"({res['sequences']} sequences, {res['frames']} scored frames)")
+
+
 # -- supernet -----------------------------------------------------------------------------------
 
 @supernet_app.command("train")
@@ -207,6 +235,18 @@ def supernet_train(
                + (" (stopped by --time-limit; --resume continues)" if res["stopped_early"] else ""))
 
 
+def check_whole_sequences(sequences: list, max_sequences: int, max_frames: int) -> None:
+    """--save-results writes every frame of every sequence (the toolkit's layout has no partial
+    sequences): refuse --sequences / --frames limits that would cut them."""
+    if len(sequences) > max_sequences:
+        raise typer.BadParameter(f"--save-results needs every sequence: the data has {len(sequences)}, "
+                                 f"--sequences is {max_sequences} (pass --sequences {len(sequences)})")
+    longest = max(len(s) for s in sequences)
+    if longest > max_frames:
+        raise typer.BadParameter(f"--save-results needs whole sequences: the longest has {longest} frames, "
+                                 f"--frames is {max_frames} (pass --frames {longest})")
+
+
 @supernet_app.command("evaluate")
 def supernet_evaluate(
     arch: str = typer.Argument(..., help="LightTrack string, JSON, or JSON file."),
@@ -223,10 +263,16 @@ def supernet_evaluate(
     default_tracker: bool = typer.Option(False, "--default-tracker",
                                          help="LightTrack's tracker settings even if the checkpoint has tuned ones."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    save_results: Path = typer.Option(None, "--save-results",
+                                      help="Sequences mode: also write the predicted boxes in the GOT-10k "
+                                           "toolkit's layout (DIR/SEQ/SEQ_001.txt), for `lutnas data "
+                                           "evaluate-results`."),
 ) -> None:
     """Validation score of ARCH on a trained supernet (BN recalibrated for its path)."""
     if mode not in ("pairs", "sequences"):
         raise typer.BadParameter(f"--mode must be pairs or sequences, got {mode!r}")
+    if save_results is not None and mode != "sequences":
+        raise typer.BadParameter("--save-results needs --mode sequences (pairs mode tracks no sequence)")
     for p, what in ((supernet, "supernet checkpoint"), (data, "data folder"), (bn_data, "BN data folder")):
         if p is not None and not p.exists():
             raise FileNotFoundError(f"{what} {p} does not exist")
@@ -242,9 +288,16 @@ def supernet_evaluate(
     scorer = ValidationScorer(net, data, mode, bn_data_dir=bn_data, n_pairs=n_pairs,  # type: ignore[arg-type]
                               max_sequences=max_sequences, max_frames=max_frames, seed=seed,
                               bn_batches=bn_batches, bn_batch_size=bn_batch_size, tracker_config=tracker)
+    if save_results is not None:  # the layout holds whole sequences only: check before tracking
+        check_whole_sequences(scorer.data.sequences, max_sequences, max_frames)
     res = scorer.score(a)
     if mode == "sequences":
         res["tracker"] = "tuned" if tracker else "default"
+    if save_results is not None:
+        from tracking.results import write_results
+
+        write_results(save_results, scorer.predictions)
+        res["results"] = str(save_results)
     if as_json:
         typer.echo(json.dumps(res))
         return
