@@ -8,6 +8,7 @@ answers a bare 500 problem (never a traceback).
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -52,6 +53,17 @@ class Problem(Exception):
         self.extra = extra or {}
 
 
+# Absolute file paths of two or more segments (not API paths such as /v1/searches/3).
+_SERVER_PATH = re.compile(r"(?<![\w.:/~-])(?!/v1/)(?:/[\w.@+~-]+){2,}/?")
+
+
+def scrub_paths(text: str) -> str:
+    """``text`` with every absolute file path replaced by ``<server path>``: a last guard so that
+    no message a team reads (problem details, a failed search's error) tells it the server's
+    layout, whatever a library put in an exception message."""
+    return _SERVER_PATH.sub("<server path>", text)
+
+
 def not_found(what: str, ident: object) -> Problem:
     return Problem(404, f"{what} {ident} not found")
 
@@ -63,7 +75,7 @@ def problem_response(status: int, detail: str, field: str | None = None, kind: s
         "type": PROBLEM_BASE + (kind or _TYPES.get(status, "error")),
         "title": title or _TITLES.get(status, "Error"),
         "status": status,
-        "detail": detail,
+        "detail": scrub_paths(detail),
         "field": field,
     }
     body.update(extra or {})

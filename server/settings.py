@@ -37,6 +37,12 @@ class Settings(BaseModel):
     heartbeat_timeout: float = Field(60.0, gt=0, description="a running job silent this long is re-queued")
     poll_seconds: float = Field(1.0, gt=0, description="worker idle poll interval")
     data_dir: Path = Field(default_factory=default_data_dir, description="uploads and the unit ONNX cache")
+    # Folders under which a TEAM may register a supernet by server-side path (JSON body). Empty:
+    # teams upload files; only the admin endpoint registers by path. Uploads (under data_dir)
+    # are never reachable this way, whatever the roots say.
+    data_roots: list[Path] = Field(default_factory=list, description="roots teams may register server paths under")
+    max_archive_members: int = Field(20_000, ge=1, description="files in one uploaded data archive")
+    max_extract_mb: float = Field(1024.0, gt=0, description="total unpacked size of one uploaded data archive")
     # Comma-separated unit-key prefixes/keys; when set, only matching units are profiling work.
     # Meant for tests and small demos (the full paper space has a few hundred units).
     unit_filter: list[str] | None = None
@@ -77,14 +83,23 @@ class Settings(BaseModel):
             "missing_units_retry_seconds": "LUTNAS_MISSING_UNITS_RETRY_SECONDS",
             "api_threads": "LUTNAS_API_THREADS",
             "api_heavy_threads": "LUTNAS_API_HEAVY_THREADS",
+            "max_archive_members": "LUTNAS_MAX_ARCHIVE_MEMBERS",
+            "max_extract_mb": "LUTNAS_MAX_EXTRACT_MB",
         }
         for field, var in mapping.items():
             if env.get(var):
                 values[field] = env[var]
         if env.get("LUTNAS_UNIT_FILTER"):
             values["unit_filter"] = [s.strip() for s in env["LUTNAS_UNIT_FILTER"].split(",") if s.strip()]
+        if env.get("LUTNAS_DATA_ROOTS"):  # os.pathsep-separated, like PATH (commas also accepted)
+            raw = env["LUTNAS_DATA_ROOTS"].replace(",", os.pathsep)
+            values["data_roots"] = [s.strip() for s in raw.split(os.pathsep) if s.strip()]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(values)
+
+    @property
+    def max_extract_bytes(self) -> int:
+        return int(self.max_extract_mb * 1024 * 1024)
 
     @property
     def max_upload_bytes(self) -> int:

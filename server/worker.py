@@ -41,6 +41,7 @@ from server.models import (
     SearchState,
     Supernet,
 )
+from server.problems import scrub_paths
 from server.settings import Settings
 from server.workunits import OVERHEAD_KEY
 from tracking.space import Architecture
@@ -209,7 +210,8 @@ class Worker:
         with session_scope(self.factory) as s:
             s.execute(update(Search).where(Search.id == sid, Search.worker_id == self.id,
                                            Search.status == "running")
-                      .values(status=status, error=error, finished_at=db_now(s), worker_id=None)
+                      .values(status=status, error=scrub_paths(error) if error else error,
+                              finished_at=db_now(s), worker_id=None)
                       .execution_options(synchronize_session=False))
 
     def _release(self, sid: int, note: str | None, delay: float = 0.0) -> None:

@@ -89,7 +89,8 @@ def _onnx_zip(checkpoint: str, lighttrack: str) -> bytes:
         supernet, _ = load_supernet(checkpoint)
         arch = Architecture.from_string(lighttrack, supernet.space)
     except (OSError, ValueError) as e:
-        raise Problem(409, f"cannot export from this supernet: {e}", "supernet_id") from None
+        why = str(e).splitlines()[0] if isinstance(e, ValueError) and str(e) else "its checkpoint is unreadable"
+        raise Problem(409, f"cannot export from this supernet: {why}", "supernet_id") from None
     subnet = extract_subnet(supernet, arch)
     with tempfile.TemporaryDirectory() as tmp:
         paths = export_onnx(subnet, tmp)

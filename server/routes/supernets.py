@@ -1,4 +1,5 @@
-"""Supernets: registered by server-side paths (JSON) or uploaded (multipart, size-limited)."""
+"""Supernets: uploaded (multipart, size-limited, unpacked inert) or registered by server-side paths
+(JSON): a team only under the operator's data roots, the admin anywhere (docs/security.md)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from server.auth import TeamDep
+from server.auth import AdminDep, TeamDep
 from server.deps import SessionDep, SettingsDep, run_heavy
 from server.models import Supernet, Team
 from server.pagination import Page, PageSize, PageToken, decode_token, page
@@ -25,6 +26,7 @@ from server.problems import Problem, not_found
 from server.schemas import SupernetCreate, SupernetOut
 
 router = APIRouter(prefix="/v1/supernets", tags=["supernets"])
+admin_router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 _BODY_SCHEMA = {
     "content": {
@@ -48,13 +50,15 @@ def get_team_supernet(session: Session, team: Team, supernet_id: int) -> Superne
 
 
 def read_checkpoint_space(path: Path, field: str) -> dict[str, Any]:
-    """Load the checkpoint once (torch) to check it and read its search space."""
+    """Load the checkpoint once (torch, weights-only) to check it and read its search space."""
     from tracking.checkpoint import load_supernet
 
     try:
         net, _meta = load_supernet(path)
     except (OSError, ValueError, KeyError) as e:
-        raise Problem(422, str(e).splitlines()[0] if str(e) else "unreadable checkpoint", field) from None
+        # checkpoint errors never name a path; OSError texts may, so they get a fixed sentence
+        detail = str(e).splitlines()[0] if isinstance(e, ValueError) and str(e) else "unreadable checkpoint"
+        raise Problem(422, f"{field}: {detail}", field) from None
     return net.space.to_dict()
 
 
@@ -62,13 +66,43 @@ def check_data_dir(path: Path, field: str) -> None:
     from tracking.data import read_dataset
 
     if not path.is_dir():
-        raise Problem(422, f"validation data folder not found: {path}", field)
+        raise Problem(422, f"{field}: not a folder of GOT-10k-layout sequences", field)
     try:
         data = read_dataset(path, on_error="skip")
-    except (OSError, ValueError) as e:
-        raise Problem(422, f"unreadable validation data: {e}", field) from None
+    except (OSError, ValueError):
+        raise Problem(422, f"{field}: unreadable validation data", field) from None
     if len(data) == 0:
-        raise Problem(422, f"no usable GOT-10k-layout sequences under {path}", field)
+        # the reader's issues name files; a team gets a count and the first reason only
+        why = f" (first problem: {data.issues[0].reason})" if data.issues else ""
+        raise Problem(422, f"{field}: no usable GOT-10k-layout sequences{why}", field)
+
+
+def _within(path: Path, root: Path) -> bool:
+    try:
+        return path.is_relative_to(root.resolve())
+    except OSError:
+        return False
+
+
+def allowed_server_path(raw: str, field: str, settings: Any, admin: bool) -> Path:
+    """``raw`` resolved (links followed), or a 422 that is the same whether or not it exists.
+
+    A team may name only paths under the operator's ``data_roots``, and never the server's own
+    folder (uploads of every team, the unit cache); the admin may name any path."""
+    refused = Problem(422, f"{field}: no usable file or folder at that path among the server paths this team may "
+                           "register (the operator lists them in LUTNAS_DATA_ROOTS); upload the files instead", field)
+    if "\x00" in raw:
+        raise refused
+    try:
+        path = Path(raw).expanduser().resolve()  # follows every link before any check
+    except (OSError, RuntimeError, ValueError):
+        raise refused from None
+    if not admin:
+        if _within(path, Path(settings.data_dir)) or not any(_within(path, Path(r)) for r in settings.data_roots):
+            raise refused
+    if not path.exists():
+        raise refused
+    return path
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
@@ -116,25 +150,46 @@ def _parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str | No
     return out
 
 
-def _safe_extract(data: bytes, dest: Path) -> Path:
+def _safe_extract(data: bytes, dest: Path, max_members: int, max_bytes: int) -> Path:
+    """Unpack a data archive after checking every member: regular files and folders only (no
+    links, devices or fifos), relative names without ``..``, at most ``max_members`` entries and
+    ``max_bytes`` unpacked (an archive bomb is refused before anything is written)."""
+    bad = Problem(422, "data: not a readable .tar.gz archive", "data")
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
-            tar.extractall(dest, filter="data")  # refuses absolute paths, links out, devices
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise Problem(422, f"data is not a readable .tar.gz archive: {e}", "data") from None
+            members, total = [], 0
+            for m in tar:  # streams through the archive; gzip output is never held whole
+                members.append(m)
+                if len(members) > max_members:
+                    raise Problem(422, f"data: the archive has more than {max_members} entries", "data")
+                if not (m.isfile() or m.isdir()):
+                    raise Problem(422, f"data: archive entry {m.name!r} is a link or special file; "
+                                       "only regular files and folders are accepted", "data")
+                parts = Path(m.name).parts
+                if m.name.startswith(("/", "\\")) or ".." in parts:
+                    raise Problem(422, f"data: archive entry {m.name!r} points outside the archive", "data")
+                total += max(m.size, 0)
+                if total > max_bytes:
+                    raise Problem(422, f"data: the archive unpacks to more than {max_bytes / 2**20:g} MB", "data")
+            tar.extractall(dest, members=members, filter="data")  # and the standard library checks again
+    except Problem:
+        raise
+    except (tarfile.TarError, OSError, EOFError, ValueError):
+        raise bad from None
     entries = [p for p in dest.iterdir() if not p.name.startswith(".")]
     # an archive of one top folder holding the sequences: use that folder
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else dest
 
 
-def _store_upload(fields: dict[str, tuple[str | None, bytes]], data_root: Path) -> tuple[Path, Path, dict[str, Any]]:
-    folder = data_root / "supernets" / secrets.token_hex(8)
+def _store_upload(fields: dict[str, tuple[str | None, bytes]], settings: Any) -> tuple[Path, Path, dict[str, Any]]:
+    folder = Path(settings.data_dir) / "supernets" / secrets.token_hex(8)
     folder.mkdir(parents=True)
     try:
         ckpt = folder / "checkpoint.pt"
         ckpt.write_bytes(fields["checkpoint"][1])
         (folder / "data").mkdir()
-        data_dir = _safe_extract(fields["data"][1], folder / "data")
+        data_dir = _safe_extract(fields["data"][1], folder / "data", settings.max_archive_members,
+                                 settings.max_extract_bytes)
         space = read_checkpoint_space(ckpt, "checkpoint")
         check_data_dir(data_dir, "data")
     except BaseException:
@@ -157,24 +212,46 @@ async def register_supernet(request: Request, team: TeamDep, session: SessionDep
         name = fields["name"][1].decode("utf-8", "replace").strip()
         if not name or len(name) > 128:
             raise Problem(422, "name must be 1..128 characters", "name")
-        ckpt, data_dir, space = await run_heavy(request, _store_upload, fields, settings.data_dir)
+        ckpt, data_dir, space = await run_heavy(request, _store_upload, fields, settings)
         sn = Supernet(team_id=team.id, name=name, checkpoint_path=str(ckpt), data_path=str(data_dir), space=space)
     elif ctype.startswith("application/json") or not ctype:
-        raw = await _read_limited(request, 1024 * 1024)
-        try:
-            req = SupernetCreate.model_validate_json(raw or b"{}")
-        except ValidationError as e:
-            err = e.errors()[0]
-            field = ".".join(str(p) for p in err["loc"]) or None
-            detail = "request body is not valid JSON" if err["type"] == "json_invalid" else f"{field}: {err['msg']}"
-            raise Problem(422, detail, field if err["type"] != "json_invalid" else None) from None
-        ckpt, data_dir = Path(req.checkpoint_path).expanduser(), Path(req.data_path).expanduser()
-        space = await run_heavy(request, read_checkpoint_space, ckpt, "checkpoint_path")
-        await run_heavy(request, check_data_dir, data_dir, "data_path")
-        sn = Supernet(team_id=team.id, name=req.name, checkpoint_path=str(ckpt.resolve()),
-                      data_path=str(data_dir.resolve()), space=space)
+        req = await _read_json_body(request)
+        sn = await _register_paths(request, req, team.id, settings, admin=False)
     else:
         raise Problem(415, "send application/json (server-side paths) or multipart/form-data (upload)")
+    session.add(sn)
+    session.commit()
+    response.headers["Location"] = f"/v1/supernets/{sn.id}"
+    return sn
+
+
+async def _read_json_body(request: Request) -> SupernetCreate:
+    raw = await _read_limited(request, 1024 * 1024)
+    try:
+        return SupernetCreate.model_validate_json(raw or b"{}")
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or None
+        detail = "request body is not valid JSON" if err["type"] == "json_invalid" else f"{field}: {err['msg']}"
+        raise Problem(422, detail, field if err["type"] != "json_invalid" else None) from None
+
+
+async def _register_paths(request: Request, req: SupernetCreate, team_id: int, settings: Any, admin: bool) -> Supernet:
+    ckpt = allowed_server_path(req.checkpoint_path, "checkpoint_path", settings, admin)
+    data_dir = allowed_server_path(req.data_path, "data_path", settings, admin)
+    space = await run_heavy(request, read_checkpoint_space, ckpt, "checkpoint_path")
+    await run_heavy(request, check_data_dir, data_dir, "data_path")
+    return Supernet(team_id=team_id, name=req.name, checkpoint_path=str(ckpt), data_path=str(data_dir), space=space)
+
+
+@admin_router.post("/teams/{team_id}/supernets", status_code=201, response_model=SupernetOut,
+                   operation_id="admin_register_supernet")
+async def admin_register_supernet(team_id: int, request: Request, _: AdminDep, session: SessionDep,
+                                  settings: SettingsDep, response: Response) -> Supernet:
+    """The operator registers server-side files for a team, anywhere on the server."""
+    if session.get(Team, team_id) is None:
+        raise not_found("team", team_id)
+    sn = await _register_paths(request, await _read_json_body(request), team_id, settings, admin=True)
     session.add(sn)
     session.commit()
     response.headers["Location"] = f"/v1/supernets/{sn.id}"

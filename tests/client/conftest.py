@@ -93,6 +93,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, client_database: str) 
         LUTNAS_DATABASE_URL=client_database,
         LUTNAS_ADMIN_TOKEN=ADMIN_TOKEN,
         LUTNAS_DATA_DIR=str(root / "data"),
+        # the suite's supernet files live in other folders of the same base
+        LUTNAS_DATA_ROOTS=str(tmp_path_factory.getbasetemp()),
         # One request thread: a request that blocked it (e.g. an ONNX export) would show.
         LUTNAS_API_THREADS="1",
     )

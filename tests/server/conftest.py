@@ -131,12 +131,26 @@ class Service:
     def admin(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=120)
 
+    def server_paths(self) -> list[str]:
+        """Folders of this server that no error body a team receives may name."""
+        return [str(Path(p).resolve()) for p in (self.env["LUTNAS_DATA_DIR"], *self.env.get(
+            "LUTNAS_DATA_ROOTS", "").split(os.pathsep), Path.home(), sys.prefix, Path(__file__).parents[2]) if p]
+
     def team(self, name: str) -> httpx.Client:
         with self.admin() as a:
             r = a.post("/v1/teams", json={"name": name})
         assert r.status_code == 201, r.text
+        paths = self.server_paths()
+
+        def no_server_path(resp: httpx.Response) -> None:
+            # every error a team client of the suite receives is checked, not only the security tests'
+            if resp.status_code >= 400:
+                body = resp.read().decode("utf-8", "replace")
+                leaked = [p for p in paths if p in body]
+                assert not leaked, f"{resp.request.method} {resp.request.url.path} -> {resp.status_code} names {leaked}"
+
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {r.json()['api_key']}"},
-                            timeout=120)
+                            timeout=120, event_hooks={"response": [no_server_path]})
 
     def stop_all(self) -> None:
         for p in reversed(self.procs):
@@ -168,8 +182,12 @@ def service(database_url: str, artifacts: dict[str, Path],
     artifacts["cache"].mkdir(exist_ok=True)
     (data_dir / "units").symlink_to(artifacts["cache"], target_is_directory=True)
     port = free_port()
-    svc = Service(url=f"http://127.0.0.1:{port}", env=service_env(database_url, data_dir),
-                  logs=tmp_path_factory.mktemp("logs"))
+    # teams may register server paths under the test artifacts AND the server's data folder: the
+    # server must still keep every team out of the upload folders inside it
+    roots = os.pathsep.join([str(artifacts["root"]), str(data_dir)])
+    svc = Service(url=f"http://127.0.0.1:{port}", logs=tmp_path_factory.mktemp("logs"),
+                  env=service_env(database_url, data_dir, LUTNAS_DATA_ROOTS=roots, LUTNAS_MAX_EXTRACT_MB="8",
+                                  LUTNAS_MAX_ARCHIVE_MEMBERS="400"))
     server = svc.spawn([str(BIN / "lutnas"), "serve", "--no-worker", "--port", str(port)], "server")
 
     def up() -> bool:
