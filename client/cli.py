@@ -466,7 +466,7 @@ def search_results(
         rows.append(row)
     latency_cols = sorted({k for row in rows for k in row if k.startswith("latency_ms_")})
     t = Table(title=f"search {search_id}: top {len(rows)}")
-    for col in ["rank", "id", "score ± se", *(f"ms @hw {name.removeprefix('latency_ms_')}" for name in latency_cols),
+    for col in ["rank", "id", "score", *(f"ms @hw {name.removeprefix('latency_ms_')}" for name in latency_cols),
                 "MFLOPs", "params (k)", "feasible"]:
         t.add_column(col, no_wrap=True)
     t.add_column("lighttrack", overflow="fold")
@@ -475,7 +475,7 @@ def search_results(
         t.add_row(
             str(row["rank"]),
             str(row["architecture_id"]),
-            _fmt_score(row.get("score"), row.get("score_se")),
+            _fmt_score(row.get("score"), row.get("score_se"), sep="\n±"),  # se below: keeps the table narrow
             *(_fmt(row.get(name), 2) for name in latency_cols),
             _fmt(flops / 1e6, 1) if isinstance(flops, int | float) else "-",
             _fmt(params / 1e3, 1) if isinstance(params, int | float) else "-",
@@ -485,13 +485,13 @@ def search_results(
     _console().print(t)
 
 
-def _fmt_score(score: Any, se: Any, digits: int = 4) -> str:
-    """``0.5123 ± 0.0110``, or the score alone when it has no standard error."""
+def _fmt_score(score: Any, se: Any, digits: int = 4, sep: str = " ± ") -> str:
+    """``0.5123 ± 0.0110`` (score, standard error), or the score alone when it has none."""
     if not isinstance(score, int | float):
         return "-"
     if not isinstance(se, int | float):
         return f"{score:.{digits}f}"
-    return f"{score:.{digits}f} ± {se:.{digits}f}"
+    return f"{score:.{digits}f}{sep}{se:.{digits}f}"
 
 
 def _plot_front(front: ParetoFront, path: Path, title: str, others: list[tuple[float, float]]) -> None:

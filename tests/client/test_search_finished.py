@@ -69,7 +69,13 @@ def test_results_and_fronts_as_dataframes(finished) -> None:
     assert (latency > 0).all() and df["flops"].gt(0).all() and df["params"].gt(0).all()
 
     front = search.pareto_df(hw)
-    assert list(front.columns) == ["architecture_id", "lighttrack", "score", "latency_ms"]
+    assert list(front.columns) == ["architecture_id", "lighttrack", "score", "score_se", "latency_ms"]
+    assert front["score_se"].notna().all() and (front["score_se"] >= 0).all()
+    assert df["score_se"].notna().all()  # every ranked score has its standard error
+    ref = front.attrs["reference"]  # LightTrack-Mobile's own point on this hardware
+    assert ref["name"] == "LightTrack-Mobile" and ref["score_se"] is not None and ref["latency_ms"] > 0
+    [mobile] = c.latency.predict(hw, [ref["lighttrack"]])
+    assert mobile.id == ref["architecture_id"] and mobile.latency_ms == pytest.approx(ref["latency_ms"])
     assert len(front) == search.progress.front_size >= 1
     assert front["latency_ms"].is_monotonic_increasing
     assert front["score"].is_monotonic_increasing  # slower points on a front must score higher
@@ -152,10 +158,14 @@ def test_cli_reads_a_finished_search(lutnas, live_server, finished, tmp_path: Pa
     assert pareto.returncode == 0, pareto.stderr
     assert (tmp_path / "front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with (tmp_path / "front.csv").open() as f:
-        assert len(list(csv.DictReader(f))) == search.progress.front_size
+        front_rows = list(csv.DictReader(f))
+    assert len(front_rows) == search.progress.front_size and all(r["score_se"] for r in front_rows)
+    assert "LightTrack-Mobile (reference): score" in pareto.stdout and " ± " in pareto.stdout
     team = lutnas("search", "pareto", "--supernet", str(search.supernet_id), "--hardware", str(hw), "--json",
                   env=env)
-    assert json.loads(team.stdout)["hardware_id"] == hw
+    team_json = json.loads(team.stdout)
+    assert team_json["hardware_id"] == hw and team_json["reference"]["name"] == "LightTrack-Mobile"
+    assert all(p["score_se"] is not None for p in team_json["points"])
 
     best = search.best()
     assert best is not None
