@@ -102,7 +102,8 @@ def evaluate_results(data: str | Path | Dataset, results: str | Path) -> dict[st
     if not root.is_dir():
         raise FileNotFoundError(f"results folder {root} does not exist")
     by_name = {s.name: s for s in ds.sequences}
-    unknown = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in by_name)
+    unknown = sorted(p.name for p in root.iterdir()
+                     if p.is_dir() and p.name not in by_name and not p.name.startswith("."))
     if unknown:
         more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
         raise ResultsError(f"{root / unknown[0]}: results for unknown sequence {unknown[0]!r}{more}; "
