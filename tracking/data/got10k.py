@@ -227,7 +227,7 @@ def read_sequence(path: Path, name: str | None = None) -> tuple[Sequence | None,
         return None, [Issue(path, None, "sequence folder missing")]
     gt_path = groundtruth_file(path)
     if gt_path is None:
-        return None, [Issue(path / GT_FILES[0], None, "groundtruth.txt missing")]
+        return None, [Issue(path / GT_FILES[0], None, "groundtruth.txt missing (or OTB's groundtruth_rect.txt)")]
     frame_dir = path / "img" if (path / "img").is_dir() else path  # LaSOT and OTB keep frames in img/
     numbered: dict[int, Path] = {}
     for p in frame_dir.iterdir():
