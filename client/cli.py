@@ -566,7 +566,7 @@ def search_pareto(
                     if ms is not None and r.score is not None:
                         others.append((ms, r.score))
         else:
-            assert supernet is not None and hardware is not None
+            assert supernet is not None and hardware is not None  # type narrowing: checked above  # nosec B101
             front = c.pareto(supernet, hardware)
             title = f"supernet {supernet}, all searches"
     if plot is not None:

@@ -62,7 +62,7 @@ class Transport:
         self.retries = retries
         self.backoff = backoff
         self.jitter = jitter
-        self._rng = random.Random(seed)
+        self._rng = random.Random(seed)  # retry jitter, not a secret  # nosec B311
         self._owns_http = http is None  # a caller's httpx.Client is the caller's to close
         self._http = http or httpx.Client(
             base_url=self.server,

@@ -130,7 +130,8 @@ class LatencyTables(Resource):
 
 class Supernets(Resource):
     def register(self, name: str, checkpoint_path: str, data_path: str) -> Supernet:
-        """Register a checkpoint and validation set by paths *on the server*."""
+        """Register a checkpoint and validation set by paths *on the server*: only paths under the
+        operator's data roots (``LUTNAS_DATA_ROOTS``) are accepted; otherwise use :meth:`upload`."""
         body = {"name": name, "checkpoint_path": str(checkpoint_path), "data_path": str(data_path)}
         return Supernet.model_validate(self._t.json("POST", "/v1/supernets", json=body))
 

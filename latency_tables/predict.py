@@ -167,7 +167,8 @@ class LatencyPredictor:
             for _ in range(nl - 1):
                 add(self.head_later, col, 3)
             col += 1 + nl
-        assert len(off) == self.n_genes and n_out == self.active.shape[0]
+        if len(off) != self.n_genes or n_out != self.active.shape[0]:  # the layout above must cover every gene
+            raise RuntimeError("internal: gene layout does not match the search space")
         self._flat = np.concatenate(segments)
         self._off = np.array(off)
         self._dep = np.array(dep)

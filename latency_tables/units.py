@@ -66,7 +66,7 @@ class Unit:
     def inputs(self) -> list[tuple[str, tuple[int, ...]]]:
         """ONNX input names and shapes of this unit's model (batch 1)."""
         if self.kind == "neck":
-            assert self.template is not None
+            assert self.template is not None  # type narrowing: neck units always carry it  # nosec B101
             return [("zf", (1, *self.template)), ("x", (1, *self.shape))]
         return [("x", (1, *self.shape))]
 

@@ -76,7 +76,7 @@ class Engine:
         self.reference = self._reference()
         self.predictor = AccuracyPredictor(self.space, seed=config.seed, kind=config.predictor_kind)
         # mutable state (all of it goes into state_dict)
-        self.rng = random.Random(config.seed)
+        self.rng = random.Random(config.seed)  # seeded for reproducible search, not a secret  # nosec B311
         self.generation = 0
         self.population: list[str] = []
         self.records: dict[str, dict[str, Any]] = {}
@@ -106,7 +106,7 @@ class Engine:
         else:
             self.anchor = smallest_genes(self.space)
         if cfg.max_mflops or cfg.max_mparams:
-            assert self.flops is not None
+            assert self.flops is not None  # type narrowing: set whenever FLOPs limits are  # nosec B101
             macs, params = self.flops.evaluate([from_genes(list(smallest_genes(self.space)), self.space)])[0]
             if cfg.max_mflops and cfg.max_mflops * 1e6 < macs:
                 raise InfeasibleBudgetError(
@@ -122,7 +122,7 @@ class Engine:
             np.zeros((0, len(self.lat)))
 
     def _flops_of(self, genes: np.ndarray) -> np.ndarray:
-        assert self.flops is not None
+        assert self.flops is not None  # type narrowing: only called with FLOPs limits  # nosec B101
         return self.flops.evaluate([from_genes(list(g), self.space) for g in genes])
 
     def feasible(self, genes: np.ndarray, lat: np.ndarray) -> np.ndarray:
@@ -305,7 +305,7 @@ class Engine:
         for ev in self.lat:
             ref[ev.name] = float(given[ev.name]) if ev.name in given else ev.extreme(fastest=False)[0]
         if self.cfg.extra_objectives:
-            assert self.flops is not None
+            assert self.flops is not None  # type narrowing: set whenever FLOPs limits are  # nosec B101
             macs, params = self.flops.evaluate([from_genes(list(largest_genes(self.space)), self.space)])[0]
             ref["flops"], ref["params"] = float(macs), float(params)
         return ref

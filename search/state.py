@@ -25,7 +25,7 @@ def rng_to_json(rng: random.Random) -> list[Any]:
 
 
 def rng_from_json(data: list[Any]) -> random.Random:
-    rng = random.Random()
+    rng = random.Random()  # its state is restored just below (resumable search), not a secret  # nosec B311
     try:
         rng.setstate((int(data[0]), tuple(int(x) for x in data[1]), data[2]))
     except (TypeError, ValueError, IndexError) as e:

@@ -38,7 +38,8 @@ def predictor_for(session: Session, hw: Hardware) -> Any:
     from latency_tables.predict import LatencyPredictor
 
     table = session.get(LatencyTable, hw.table_id)
-    assert table is not None
+    if table is None:
+        raise ValueError(f"hardware target {hw.id} has no latency table")
     entries = lut_entries(session, hw.table_id)
     overhead = entries.pop(OVERHEAD_KEY, table.overhead_ms or 0.0)
     return LatencyPredictor(entries, overhead_ms=overhead, space=space_of(hw.space),

