@@ -147,7 +147,6 @@ class ParetoReference(APIModel):
     score: float
     score_se: float | None = None
     latency_ms: float
-    search_id: int | None = None
 
 
 class ParetoFront(APIModel):

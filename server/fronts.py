@@ -90,7 +90,7 @@ def reference_of(searches: list[SearchLike], hardware_id: int) -> dict[str, Any]
             return {"name": ref.get("name", "LightTrack-Mobile"), "architecture_id": ref["canonical_id"],
                     "lighttrack": ref["arch"], "score": float(ref["score"]),
                     "score_se": None if ref.get("score_se") is None else float(ref["score_se"]),
-                    "latency_ms": float(ref["latency_ms"][key]), "search_id": int(s.id)}
+                    "latency_ms": float(ref["latency_ms"][key])}
     return None
 
 

@@ -257,7 +257,6 @@ class ReferenceArchOut(BaseModel):
     score: float = Field(description="its supernet validation score, as the front's scores")
     score_se: float | None = None
     latency_ms: float = Field(description="its predicted latency on this hardware (ms)")
-    search_id: int = Field(description="the search that scored it")
 
 
 class ParetoOut(BaseModel):
