@@ -61,7 +61,20 @@ class LiveServer:
         with self.admin() as admin:
             team = admin.teams.create(f"{prefix}-{next(_names)}")
         assert team.api_key and team.api_key.startswith("lnt_")
-        return Client(self.url, team.api_key, retries=0)
+        paths = [str(Path(p).resolve()) for p in (self.env["LUTNAS_DATA_DIR"], self.env["LUTNAS_DATA_ROOTS"],
+                                                  Path.home(), sys.prefix, Path(__file__).parents[2])]
+
+        def no_server_path(resp: httpx.Response) -> None:
+            # every error body a team receives in the client suite: no server folder named in it
+            if resp.status_code >= 400:
+                body = resp.read().decode("utf-8", "replace")
+                leaked = [p for p in paths if p in body]
+                assert not leaked, f"{resp.request.method} {resp.request.url.path} -> {resp.status_code} names {leaked}"
+
+        http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(30.0, connect=10.0),
+                            headers={"User-Agent": "lutnas-client", "Accept": "application/json"},
+                            event_hooks={"response": [no_server_path]})
+        return Client(self.url, team.api_key, retries=0, http=http)
 
 
 @pytest.fixture(scope="session")
