@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import secrets
@@ -10,11 +11,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from server.deps import SessionDep
-from server.models import AgentToken, ApiKey, Hardware, Team
+from server.models import AgentToken, ApiKey, Hardware, Team, utcnow
 from server.problems import Problem
 
 TEAM_PREFIX = "lnt_"
@@ -80,10 +81,21 @@ def _team_of_key(session: Session, digest: str) -> Team | None:
     return session.scalar(select(Team).join(ApiKey, ApiKey.team_id == Team.id).where(ApiKey.key_hash == digest))
 
 
+# An agent's last contact is stamped at most this often (one tiny write per agent per interval).
+_SEEN_EVERY = dt.timedelta(seconds=5)
+
+
 def current_agent(request: Request, session: SessionDep) -> tuple[AgentToken, Hardware]:
     token = _bearer(request)
     if not token.startswith(AGENT_PREFIX):
         raise Problem(401, "not an agent token", headers={"WWW-Authenticate": "Bearer"})
+    now = utcnow()
+    stamped = session.execute(
+        update(AgentToken).where(AgentToken.token_hash == hash_secret(token),
+                                 or_(AgentToken.last_seen_at.is_(None), AgentToken.last_seen_at < now - _SEEN_EVERY))
+        .values(last_seen_at=now).execution_options(synchronize_session=False))
+    if stamped.rowcount:  # type: ignore[attr-defined]
+        session.commit()  # its own transaction: the route's work may fail without losing the stamp
     row = session.execute(
         select(AgentToken, Hardware).join(Hardware, Hardware.id == AgentToken.hardware_id)
         .where(AgentToken.token_hash == hash_secret(token))).first()

@@ -101,6 +101,21 @@ class AgentToken(Base):
     name: Mapped[str] = mapped_column(String(128))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # last authenticated request of this agent (the dashboard's "last heartbeat"); null: never seen
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class UiSession(Base):
+    """A dashboard sign-in: a team API key exchanged for a cookie; only the cookie's sha256 is
+    stored, so a database dump opens no session. Signing out deletes the row."""
+
+    __tablename__ = "ui_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
 class WorkUnit(Base):
@@ -256,5 +271,5 @@ class FrontPoint(Base):
 __all__ = [
     "AgentToken", "ApiKey", "ArchitectureRow", "Base", "FrontPoint", "Hardware", "LatencyCache",
     "LatencyEntry", "LatencyTable", "ScoreCache", "Search", "SearchResult", "SearchState", "Supernet",
-    "Team", "WorkUnit", "utcnow", "UTCDateTime",
+    "Team", "UiSession", "WorkUnit", "utcnow", "UTCDateTime",
 ]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import Text, bindparam, cast, select, update
+from sqlalchemy import Connection, Row, Text, bindparam, cast, select, update
 from sqlalchemy.orm import Session
 
 from server.auth import TeamDep
@@ -70,11 +70,17 @@ def submit_search(body: SearchCreate, team: TeamDep, session: SessionDep, respon
     return search_out(s)
 
 
+SearchStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
 @router.get("", response_model=Page[SearchOut], operation_id="list_searches")
 def list_searches(team: TeamDep, session: SessionDep, page_size: PageSize = 50,
-                  page_token: PageToken = None) -> dict[str, Any]:
+                  page_token: PageToken = None, status: SearchStatus | None = None) -> dict[str, Any]:
+    """Newest first; ``status`` keeps only searches in that state (the dashboard's filter too)."""
     before = decode_token(page_token)
     q = select(Search).where(Search.team_id == team.id)
+    if status is not None:
+        q = q.where(Search.status == status)
     if before is not None:
         q = q.where(Search.id < before)
     rows = list(session.scalars(q.order_by(Search.id.desc()).limit(page_size + 1)))
@@ -117,19 +123,25 @@ _RESULTS_PAGE = (
     .order_by(SearchResult.rank).limit(bindparam("limit")))
 
 
+def result_rows(conn: Connection, search_id: int, team_id: int, after: int, limit: int) -> list[Row[Any]]:
+    """Ranked results after rank ``after`` (ranks start at 1), at most ``limit``; a 404 problem
+    when the team has no such search. The REST pages and the dashboard both read through here."""
+    rows = conn.execute(_RESULTS_PAGE, {"search_id": search_id, "team_id": team_id, "after": after,
+                                        "limit": limit}).all()
+    if not rows and conn.scalar(select(Search.id).where(Search.id == search_id,
+                                                        Search.team_id == team_id)) is None:
+        raise not_found("search", search_id)
+    return rows
+
+
 @router.get("/{search_id}/results", response_model=Page[ResultItem], operation_id="list_results")
 def list_results(request: Request, search_id: int, team: TeamDep, page_size: PageSize = 50,
                  page_token: PageToken = None) -> Response:
     after = decode_token(page_token)
-    params = {"search_id": search_id, "team_id": team.id, "after": 0 if after is None else after,
-              "limit": page_size + 1}  # ranks start at 1
     # A plain Core connection in autocommit mode (a read needs no transaction: no BEGIN/ROLLBACK
     # round trips) skips the ORM session's bookkeeping on this hot endpoint.
     with request.app.state.read_engine.connect() as conn:
-        rows = conn.execute(_RESULTS_PAGE, params).all()
-        if not rows and conn.scalar(select(Search.id).where(Search.id == search_id,
-                                                            Search.team_id == team.id)) is None:
-            raise not_found("search", search_id)
+        rows = result_rows(conn, search_id, team.id, 0 if after is None else after, page_size + 1)
     result = page(rows, page_size, lambda r: r.rank)
     result["items"] = [{"rank": r.rank, "architecture_id": r.arch_id, "lighttrack": r.lighttrack, "score": r.score,
                         "score_se": r.score_se, "latency_ms": orjson.Fragment(r.latency_json), "flops": r.flops, "params": r.params,
