@@ -111,6 +111,13 @@ def test_service_end_to_end(service: Service, artifacts: dict[str, Path]) -> Non
         assert by_id[p["architecture_id"]]["latency_ms"][str(hid)] == p["latency_ms"]
     team_front = c.get("/v1/pareto", params={"supernet_id": sn["id"], "hardware_id": hid}).json()
     assert team_front["points"] == front["points"]
+    #    Every score has its standard error (over the 8 validation pairs), and the front carries
+    #    LightTrack-Mobile's own point: its score as scoring its path directly gives, its latency
+    #    as the table predicts it.
+    assert all(isinstance(x["score_se"], float) and x["score_se"] >= 0 for x in results)
+    assert all(p["score_se"] == by_id[p["architecture_id"]]["score_se"] for p in front["points"])
+    _check_mobile_reference(c, front["reference"], hid, artifacts)
+    assert team_front["reference"] == front["reference"]
     best = results[0]["architecture_id"]
     arch = c.get(f"/v1/architectures/{best}").json()
     assert arch["lighttrack"] == results[0]["lighttrack"] and arch["latency_ms"][str(hid)] > 0
@@ -197,3 +204,22 @@ def test_search_waits_for_missing_units(service: Service, artifacts: dict[str, P
     assert c.post(f"/v1/searches/{waiting}/cancel").json()["status"] == "cancelled"
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(60) == 0
+
+
+def _check_mobile_reference(c: httpx.Client, ref: dict[str, Any], hid: int, artifacts: dict[str, Path]) -> None:
+    import torch
+
+    from tracking.checkpoint import load_supernet
+    from tracking.space import LIGHTTRACK_MOBILE, lighttrack_mobile
+    from tracking.validate import ValidationScorer
+
+    assert ref["name"] == "LightTrack-Mobile" and ref["lighttrack"] == LIGHTTRACK_MOBILE
+    assert ref["architecture_id"] == lighttrack_mobile().canonical_id()
+    torch.set_num_threads(1)
+    net, _ = load_supernet(str(artifacts["checkpoint"]))  # the worker's settings: service_env
+    direct = ValidationScorer(net, artifacts["data"], "pairs", n_pairs=8, bn_batches=1, bn_batch_size=4)
+    scored = direct.score(lighttrack_mobile())
+    assert abs(ref["score"] - scored["score"]) < 1e-6 and abs(ref["score_se"] - scored["score_se"]) < 1e-6
+    predicted = c.post(f"/v1/hardware/{hid}/latency-table/predict",
+                       json={"architectures": [LIGHTTRACK_MOBILE]}).json()["predictions"][0]
+    assert abs(predicted["latency_ms"] - ref["latency_ms"]) < 1e-9
