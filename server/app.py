@@ -73,6 +73,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, worker
     for module in (teams, hardware, agent, latency, supernets, searches, architectures, pareto):
         app.include_router(module.router)
     app.include_router(supernets.admin_router)
+    from server.ui.routes import router as ui_router
+
+    app.include_router(ui_router)  # the web dashboard at /ui (and / redirects there)
     for route in app.routes:  # operation ids are the function names given in docs/api.md
         if isinstance(route, APIRoute) and route.operation_id is None:
             route.operation_id = route.name
