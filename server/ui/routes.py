@@ -9,6 +9,7 @@ path); the JSON endpoints the pages poll answer problem+json like the rest of th
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import logging
 from collections.abc import Callable, Coroutine
@@ -333,13 +334,23 @@ def hardware_json(session: SessionDep, user: UserDep) -> Response:
 
 # -- assets and unknown pages -----------------------------------------------------------------------
 
+_GZIPPED: dict[str, bytes] = {}
+
+
 @router.get("/ui/static/{name}")
-def static(name: str) -> Response:
+def static(request: Request, name: str) -> Response:
     found = STATIC.get(name)
     if found is None:
         raise Problem(404, f"no asset {name!r}")
     path, media = found
-    return FileResponse(path, media_type=media, headers={"Cache-Control": "public, max-age=3600"})
+    headers = {"Cache-Control": "public, max-age=3600", "Vary": "Accept-Encoding"}
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        # plotly.js is 4.8 MB, 1.4 MB gzipped: compressed once per process, kept in memory
+        body = _GZIPPED.get(name)
+        if body is None:
+            body = _GZIPPED[name] = gzip.compress(path.read_bytes(), compresslevel=6, mtime=0)
+        return Response(body, media_type=media, headers={**headers, "Content-Encoding": "gzip"})
+    return FileResponse(path, media_type=media, headers=headers)
 
 
 @router.api_route("/ui/{rest:path}", methods=["GET", "POST"])

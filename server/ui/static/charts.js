@@ -50,6 +50,41 @@
     };
   }
 
+  // Many candidates: one image of faded dots placed in data coordinates (plotly stretches it with
+  // zoom), and an empty trace that stands for it in the legend.
+  function backdrop(c, hid, range) {
+    var lat = c.latency_ms[String(hid)] || [];
+    var w = 1400, h = 560;
+    var canvas = document.createElement("canvas");
+    canvas.width = w; canvas.height = h;
+    var ctx = canvas.getContext("2d");
+    ctx.fillStyle = "rgba(107, 114, 128, 0.22)";
+    var n = 0;
+    for (var i = 0; i < c.score.length; i++) {
+      if (lat[i] === null || lat[i] === undefined) { continue; }
+      var px = (lat[i] - range.x[0]) / (range.x[1] - range.x[0]) * w;
+      var py = (range.y[1] - c.score[i]) / (range.y[1] - range.y[0]) * h;
+      ctx.beginPath(); ctx.arc(px, py, 3, 0, 2 * Math.PI); ctx.fill();
+      n++;
+    }
+    return {
+      image: { source: canvas.toDataURL("image/png"), xref: "x", yref: "y", x: range.x[0], y: range.y[1],
+               sizex: range.x[1] - range.x[0], sizey: range.y[1] - range.y[0], sizing: "stretch",
+               xanchor: "left", yanchor: "top", layer: "below" },
+      legend: { type: "scatter", mode: "markers", name: "evaluated (" + n + ")", x: [null], y: [null],
+                marker: { size: 6, color: "#6b7280", opacity: 0.35 }, hoverinfo: "skip",
+                meta: { role: "candidates", hardware_id: hid, count: n } }
+    };
+  }
+
+  function paddedRange(values) {
+    var lo = Infinity, hi = -Infinity;
+    values.forEach(function (v) { if (v !== null && v !== undefined) { lo = Math.min(lo, v); hi = Math.max(hi, v); } });
+    if (!isFinite(lo)) { return [0, 1]; }
+    var pad = (hi - lo) * 0.04 || Math.abs(hi) * 0.05 || 0.5;
+    return [lo - pad, hi + pad];
+  }
+
   function referenceTrace(t, color) {
     var r = t.reference;
     return {
@@ -73,20 +108,39 @@
           if (t.reference) { traces.push(referenceTrace(t, COLORS[i % COLORS.length])); traces[traces.length - 1].name += " on " + t.name; }
         });
         title = "latency (ms), each target";
-      } else {
+      }
+      var layout = {
+        margin: { l: 64, r: 16, t: 16, b: 56 }, hovermode: "closest", showlegend: true,
+        legend: { orientation: "h", y: -0.18 }, xaxis: { zeroline: false },
+        yaxis: { title: { text: "validation score" }, zeroline: false }, paper_bgcolor: "#fff", plot_bgcolor: "#fff",
+        images: []
+      };
+      if (choice !== "all") {
         var t = data.targets[choice];
-        traces.push(candidateTrace(data.candidates, t.id, "#6b7280"));
+        var c = data.candidates;
+        if (c.hover) {
+          traces.push(candidateTrace(c, t.id, "#6b7280"));
+        } else {
+          var lat = (c.latency_ms[String(t.id)] || []).concat(t.points.map(function (p) { return p.latency_ms; }));
+          var sc = c.score.concat(t.points.map(function (p) { return p.score + (p.score_se || 0); }),
+                                  t.points.map(function (p) { return p.score - (p.score_se || 0); }));
+          if (t.reference) { lat.push(t.reference.latency_ms); sc.push(t.reference.score); }
+          var range = { x: paddedRange(lat), y: paddedRange(sc) };
+          var bd = backdrop(c, t.id, range);
+          traces.push(bd.legend);
+          layout.images = [bd.image];
+          layout.xaxis.range = range.x;
+          layout.yaxis.range = range.y;
+        }
         traces.push(frontTrace(t, COLORS[0], "Pareto front (" + t.points.length + ")"));
         if (t.reference) { traces.push(referenceTrace(t, COLORS[0])); }
         title = "latency on " + t.name + " (ms)";
       }
-      var layout = {
-        margin: { l: 64, r: 16, t: 16, b: 56 }, hovermode: "closest", showlegend: true,
-        legend: { orientation: "h", y: -0.18 }, xaxis: { title: { text: title }, zeroline: false },
-        yaxis: { title: { text: "validation score" }, zeroline: false }, paper_bgcolor: "#fff", plot_bgcolor: "#fff"
-      };
+      layout.xaxis.title = { text: title };
       el.removeAttribute("data-ready");
+      performance.mark("lutnas-front-start");
       return Plotly.react(el, traces, layout, { responsive: true, displaylogo: false }).then(function () {
+        performance.mark("lutnas-front-drawn");
         el.setAttribute("data-ready", "1");
       });
     }
@@ -99,6 +153,14 @@
 
     var first = select ? select.value : "0";
     draw(first === "all" ? "all" : Number(first)).then(function () {
+      // the backdrop's legend entry shows or hides the image (its trace has no points to toggle)
+      el.on("plotly_legendclick", function (ev) {
+        var meta = ev.data[ev.curveNumber].meta;
+        if (!meta || meta.role !== "candidates" || data.candidates.hover) { return true; }
+        var img = el.layout.images && el.layout.images[0];
+        if (img) { Plotly.relayout(el, { "images[0].visible": img.visible === false }); }
+        return false;
+      });
       el.on("plotly_click", function (ev) {
         var p = ev.points && ev.points[0];
         if (!p || !p.customdata) { return; }

@@ -1,0 +1,244 @@
+"""Dashboard page render time with a search of 5,000 evaluated candidates.
+
+Starts a real ``lutnas serve --no-worker`` (uvicorn), stores one finished search with ``--n``
+evaluated architectures on two hardware targets directly in the database (bulk insert, as
+bench_api.py does; scores with standard errors, fronts, LightTrack-Mobile's point) and a full
+latency table for each target, signs in through the dashboard's form, then prints:
+
+* server time per page (request sent to the last byte of HTML), median and max of ``--repeat``;
+* in headless Chromium (when one is installed): time from navigation to the page fully drawn
+  (``load``; for chart pages, until plotly has drawn every trace), median of ``--repeat``.
+
+    python benchmarks/bench_dashboard.py [--n 5000] [--repeat 7] [--database-url URL] [--screenshots DIR]
+
+``--screenshots`` saves a PNG of each page at 1280x800 (docs/dashboard.md uses them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from sqlalchemy import insert, select, update
+
+from latency_tables.db import LatencyEntry
+from server.db import create_engine_for
+from server.fronts import front_of
+from server.migrate import upgrade
+from server.models import (
+    ArchitectureRow,
+    FrontPoint,
+    Hardware,
+    LatencyCache,
+    Search,
+    SearchResult,
+    Supernet,
+    WorkUnit,
+)
+from server.workunits import OVERHEAD_KEY
+from tracking.space import lighttrack_mobile, sample_many
+
+ADMIN = "bench-admin-token"  # this benchmark server's only
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def chromium() -> str | None:
+    return os.environ.get("LUTNAS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def fill(url: str, team_id: int, hw_ids: list[int], n: int, seed: int = 0) -> int:
+    """A full LUT per target and one succeeded search over ``hw_ids`` with ``n`` results."""
+    engine = create_engine_for(url)
+    rng = np.random.default_rng(seed)
+    archs = sample_many(n, seed)
+    ids = [a.canonical_id() for a in archs]
+    strings = {cid: a.to_string() for cid, a in zip(ids, archs, strict=True)}
+    n = len(ids)
+    scores = rng.uniform(0.2, 0.8, n)
+    se = rng.uniform(0.005, 0.03, n)
+    macs = rng.integers(200_000_000, 800_000_000, n)
+    params = rng.integers(1_000_000, 4_000_000, n)
+    lat = {h: rng.uniform(5.0, 40.0, n) * (1 + 0.5 * k) for k, h in enumerate(hw_ids)}
+    mobile = lighttrack_mobile()
+    with engine.begin() as conn:
+        for h in hw_ids:  # every unit measured (synthetic medians), as after an agent's full pass
+            table_id = conn.execute(select(Hardware.table_id).where(Hardware.id == h)).scalar_one()
+            keys = list(conn.execute(select(WorkUnit.unit_key).where(WorkUnit.hardware_id == h)).scalars())
+            conn.execute(insert(LatencyEntry), [
+                {"table_id": table_id, "unit_key": k, "median_ms": float(m), "p10_ms": float(m) * 0.95,
+                 "p90_ms": float(m) * 1.05, "iqr_ms": float(m) * 0.05, "count": 50, "env": {}}
+                # the empty model's time (per-run overhead) is below every real unit's
+                for k, m in zip(keys, [0.03 if k == OVERHEAD_KEY else x
+                                       for k, x in zip(keys, rng.uniform(0.05, 1.5, len(keys)), strict=True)],
+                                strict=True)])
+            conn.execute(update(WorkUnit).where(WorkUnit.hardware_id == h).values(done=True))
+        sn = conn.execute(insert(Supernet).values(team_id=team_id, name="bench", checkpoint_path="-", data_path="-",
+                                                  space={"output_stages": [2, 3]}).returning(Supernet.id)).scalar_one()
+        ref = {"name": "LightTrack-Mobile", "canonical_id": mobile.canonical_id(), "arch": mobile.to_string(),
+               "score": 0.55, "score_se": 0.012, "latency_ms": {str(h): float(np.median(lat[h])) for h in hw_ids}}
+        sid = conn.execute(insert(Search).values(
+            team_id=team_id, supernet_id=sn, status="succeeded",
+            request={"supernet_id": sn, "hardware_ids": hw_ids, "objective": "pareto", "population": 500,
+                     "generations": 10, "seed": 0},
+            progress={"generation": 10, "generations": 10, "evaluated": n, "fraction": 1.0},
+            summary={"reference_ms": {str(h): 80.0 for h in hw_ids}, "reference_arch": ref}
+        ).returning(Search.id)).scalar_one()
+        rows = [{"id": k, "lighttrack": v, "flops": int(macs[i]), "params": int(params[i])}
+                for i, (k, v) in enumerate(strings.items())]
+        rows.append({"id": mobile.canonical_id(), "lighttrack": mobile.to_string(), "flops": 530_000_000,
+                     "params": 1_970_000})
+        conn.execute(insert(ArchitectureRow), rows)
+        order = np.argsort(-scores, kind="stable")
+        conn.execute(insert(SearchResult), [
+            {"search_id": sid, "rank": r + 1, "arch_id": ids[j], "score": float(scores[j]), "score_se": float(se[j]),
+             "latency_ms": {str(h): float(lat[h][j]) for h in hw_ids}, "feasible": True}
+            for r, j in enumerate(order)])
+        for h in hw_ids:
+            conn.execute(insert(LatencyCache), [{"hardware_id": h, "arch_id": ids[j], "latency_ms": float(lat[h][j])}
+                                                for j in range(n)])
+            front = front_of([(ids[j], float(scores[j]), float(lat[h][j])) for j in range(n)])
+            se_of = dict(zip(ids, se, strict=True))
+            conn.execute(insert(FrontPoint), [{"search_id": sid, "hardware_id": h, "arch_id": a, "score": s,
+                                               "score_se": float(se_of[a]), "latency_ms": m} for a, s, m in front])
+    engine.dispose()
+    return sid
+
+
+def server_times(client: httpx.Client, path: str, repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        r = client.get(path)
+        r.read()
+        out.append((time.perf_counter() - t0) * 1000)
+        assert r.status_code == 200, (path, r.status_code, r.text[:300])
+    return out
+
+
+def browser_times(base: str, key: str, pages: dict[str, str], repeat: int, shots: Path | None) -> dict[str, list[float]]:
+    from playwright.sync_api import sync_playwright
+
+    out: dict[str, list[float]] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(base + "/ui/signin")
+        if shots:
+            page.screenshot(path=str(shots / "dashboard-signin.png"))
+        page.fill("#api_key", key)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/ui/searches")
+        for label, path in pages.items():
+            times = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                page.goto(base + path, wait_until="load")
+                for sel in ("#front-plot", "#breakdown-plot"):
+                    if page.locator(sel).count():
+                        page.wait_for_selector(f"{sel}[data-ready]", timeout=30_000)
+                times.append((time.perf_counter() - t0) * 1000)
+            out[label] = times
+            if shots:
+                page.screenshot(path=str(shots / f"dashboard-{label}.png"), full_page=label != "search")
+        browser.close()
+    if errors:
+        print("console errors:", *errors, sep="\n  ")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=5000, help="evaluated candidates in the search")
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
+    ap.add_argument("--screenshots", type=Path, default=None, help="save a PNG of each page here")
+    args = ap.parse_args()
+    data_dir = Path(tempfile.mkdtemp(prefix="lutnas-bench-ui-"))
+    url = args.database_url or f"sqlite:///{data_dir / 'lutnas.db'}"
+    engine = create_engine_for(url)
+    upgrade(engine)
+    engine.dispose()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LUTNAS_")}
+    env.update({"LUTNAS_DATABASE_URL": url, "LUTNAS_ADMIN_TOKEN": ADMIN, "LUTNAS_DATA_DIR": str(data_dir)})
+    log = open(data_dir / "server.log", "wb")  # noqa: SIM115 - closed below
+    server = subprocess.Popen([str(Path(sys.executable).parent / "lutnas"), "serve", "--no-worker", "--port", str(port)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
+            key = admin.post("/v1/teams", json={"name": f"bench-{secrets.token_hex(3)}"}).json()["api_key"]
+        api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+        hws = [api.post("/v1/hardware", json={"name": name, "kind": kind, "runtime": {"threads": t}}).json()
+               for name, kind, t in (("pixel7-cpu", "cpu", 4), ("jetson-nano", "jetson", 1))]
+        api.post(f"/v1/hardware/{hws[0]['id']}/agent-tokens", json={"name": "pixel7-agent"})
+        team_id = None
+        engine = create_engine_for(url)
+        with engine.connect() as conn:
+            team_id = conn.execute(select(Hardware.team_id).where(Hardware.id == hws[0]["id"])).scalar_one()
+        engine.dispose()
+        t0 = time.perf_counter()
+        sid = fill(url, team_id, [h["id"] for h in hws], args.n)
+        print(f"stored a search with {args.n} evaluated candidates on 2 targets in {time.perf_counter() - t0:.1f} s")
+        arch = api.get(f"/v1/searches/{sid}/pareto", params={"hardware_id": hws[0]["id"]}).json()["points"][0]
+        pages = {"searches": "/ui/searches", "search": f"/ui/searches/{sid}",
+                 "architecture": f"/ui/architectures/{arch['architecture_id']}?search={sid}",
+                 "hardware": "/ui/hardware"}
+
+        ui = httpx.Client(base_url=base, timeout=60)
+        r = ui.post("/ui/signin", data={"api_key": key}, follow_redirects=False)
+        assert r.status_code == 303, r.text
+        size = {}
+        print(f"server time per page (ms, {args.repeat} requests after one warm-up):")
+        for label, path in pages.items():
+            html = ui.get(path)
+            size[label] = len(html.content)
+            ms = server_times(ui, path, args.repeat)
+            print(f"  {label:13s} median {statistics.median(ms):7.1f}  max {max(ms):7.1f}  ({size[label] / 1024:.0f} KiB HTML)")
+        if chromium() is None:
+            print("browser: no Chromium found (apt-get install chromium); skipped")
+            return
+        if args.screenshots:
+            args.screenshots.mkdir(parents=True, exist_ok=True)
+        times = browser_times(base, key, pages, max(3, args.repeat // 2), args.screenshots)
+        print("headless Chromium, navigation to fully drawn (ms, median; plotly.js from the browser cache):")
+        for label, ms in times.items():
+            print(f"  {label:13s} median {statistics.median(ms):7.1f}  max {max(ms):7.1f}")
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
+        if args.database_url is None:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
