@@ -272,6 +272,7 @@ class ArchScore(BaseModel):
     supernet_id: int
     search_id: int
     score: float
+    score_se: float | None = Field(None, description="standard error of the score (null for scores stored before 0002)")
 
 
 class ArchitectureOut(BaseModel):

@@ -46,12 +46,12 @@ def get_architecture(arch_id: str, team: TeamDep, session: SessionDep) -> dict[s
         .join(Hardware, Hardware.id == LatencyCache.hardware_id)
         .where(LatencyCache.arch_id == arch_id, Hardware.team_id == team.id)).all()
     scores = session.execute(
-        select(Search.supernet_id, SearchResult.search_id, SearchResult.score)
+        select(Search.supernet_id, SearchResult.search_id, SearchResult.score, SearchResult.score_se)
         .join(Search, Search.id == SearchResult.search_id)
         .where(SearchResult.arch_id == arch_id, Search.team_id == team.id).order_by(SearchResult.search_id)).all()
     return {"id": row.id, "lighttrack": row.lighttrack, "arch": arch.to_json(), "flops": row.flops,
             "params": row.params, "latency_ms": {str(h): ms for h, ms in lat},
-            "scores": [{"supernet_id": a, "search_id": b, "score": c} for a, b, c in scores]}
+            "scores": [{"supernet_id": a, "search_id": b, "score": c, "score_se": se} for a, b, c, se in scores]}
 
 
 @router.get("/{arch_id}/export", operation_id="export_architecture", response_class=Response,

@@ -121,7 +121,7 @@ def test_service_end_to_end(service: Service, artifacts: dict[str, Path]) -> Non
     best = results[0]["architecture_id"]
     arch = c.get(f"/v1/architectures/{best}").json()
     assert arch["lighttrack"] == results[0]["lighttrack"] and arch["latency_ms"][str(hid)] > 0
-    assert arch["scores"][0]["search_id"] == s1["id"]
+    assert arch["scores"][0]["search_id"] == s1["id"] and arch["scores"][0]["score_se"] is not None
     assert c.get(f"/v1/architectures/{best}/export", params={"format": "lighttrack"}).text.strip() \
         == arch["lighttrack"]
     assert c.get(f"/v1/architectures/{best}/export", params={"format": "json"}).json()["output"] == arch["arch"]["output"]
