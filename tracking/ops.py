@@ -217,6 +217,9 @@ class ClsOutput(nn.Module):
         return self.conv(x)
 
 
+REG_OUTPUT_SCALE = 0.1  # initial scale of the regression conv inside the exp
+
+
 class RegOutput(nn.Module):
     """3x3 conv to 4 channels; distances (l, t, r, b) = 16 * exp(scale * conv + bias) in
     search-image pixels. ``scale`` (init 0.1) and per-side ``bias`` (init ln 2: 32 px, about half a
@@ -227,7 +230,7 @@ class RegOutput(nn.Module):
         super().__init__()
         self.ch_in = ch_in
         self.conv = nn.Conv2d(ch_in, 4, 3, 1, 1)
-        self.scale = nn.Parameter(torch.full((1,), 0.1))
+        self.scale = nn.Parameter(torch.full((1,), REG_OUTPUT_SCALE))
         self.bias = nn.Parameter(torch.full((1, 4, 1, 1), math.log(2.0)))
 
     def forward(self, x: Tensor) -> Tensor:

@@ -165,3 +165,26 @@ class Tracker:
         x1, y1 = np.maximum(self.centre - self.size / 2, 0)
         x2, y2 = np.minimum(self.centre + self.size / 2, [fw, fh])
         return float(x1), float(y1), float(max(x2 - x1, 0.0)), float(max(y2 - y1, 0.0))
+
+
+def track_sequence(tracker: Tracker, seq: Any, max_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One-pass tracking of ``seq`` (a :class:`tracking.data.Sequence`) from its first box.
+
+    Returns ``(boxes [N,4], sizes [N,2])``: the reported ``(x, y, w, h)`` per frame (clipped to
+    the frame) and the tracker's own ``(w, h)`` estimate (unclipped, what a size error is measured
+    on); row 0 is the initial box."""
+    n = len(seq) if not max_frames else min(len(seq), max_frames)
+    tracker.init(seq.load_frame(0), tuple(seq.boxes[0]))
+    boxes, sizes = [np.asarray(seq.boxes[0], np.float64)], [np.asarray(seq.boxes[0][2:], np.float64)]
+    for i in range(1, n):
+        box, _ = tracker.update(seq.load_frame(i))
+        boxes.append(np.asarray(box, np.float64))
+        sizes.append(tracker.size.copy())
+    return np.stack(boxes), np.stack(sizes)
+
+
+def log_area_errors(sizes: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """``|log(predicted area / true area)|`` per frame after the first (``sizes`` [N,2] w,h;
+    ``gt`` [N,4] x,y,w,h boxes)."""
+    gt = np.asarray(gt, np.float64)[: len(sizes)]
+    return np.abs(np.log(sizes[1:, 0] * sizes[1:, 1] / (gt[1:, 2] * gt[1:, 3])))

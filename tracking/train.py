@@ -25,12 +25,13 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor
 
 from tracking.data.got10k import read_dataset
 from tracking.data.pairs import PairConfig, PairDataset, collate
-from tracking.space import Architecture, SearchSpace, sample
+from tracking.space import LIGHTTRACK_MOBILE, Architecture, SearchSpace, sample
+from tracking.tracker import TrackerConfig
 
 
 class TrainConfig(BaseModel):
@@ -48,6 +49,7 @@ class TrainConfig(BaseModel):
     weight_decay: float = 1e-4
     cls_weight: float = 1.0
     reg_weight: float = 1.2
+    size_weight: float = Field(0.0, ge=0, description="weight of the log-size L1 loss (size_loss)")
     grad_clip: float = Field(10.0, gt=0)
     seed: int = 0
     threads: int | None = Field(None, ge=1)
@@ -57,6 +59,15 @@ class TrainConfig(BaseModel):
     # 0 by default: on 2 cores a worker competes with torch's threads (measured 0.96x, bench_validation)
     workers: int = Field(0, ge=0, description="processes preparing pairs ahead of the network (0: in the loop)")
     pairs: dict[str, Any] = Field(default_factory=dict, description="PairConfig overrides")
+    # Fairness lever: the architecture that must track well (LightTrack-Mobile in the demo) gets
+    # this share of the iterations; the rest stay uniform over the space. 0 is plain SPOS.
+    focus_arch: str | None = Field(None, description="LightTrack string trained with probability focus_prob")
+    focus_prob: float = Field(0.0, ge=0, le=1)
+
+    @field_validator("focus_arch")
+    @classmethod
+    def _parse_focus(cls, v: str | None) -> str | None:
+        return None if v is None else Architecture.from_string(v).to_string()  # raises on a bad string
 
     @property
     def total_iters(self) -> int:
@@ -69,6 +80,32 @@ class TrainConfig(BaseModel):
         return PairConfig(**self.pairs)
 
 
+# The demo's recipe (docs/validation.md, benchmarks/bench_learning_curve.py): what gives
+# LightTrack-Mobile's path a working tracker in about 10 minutes of a 2-core CPU.
+RECIPE: dict[str, Any] = {
+    "epochs": 1,
+    "iters_per_epoch": 600,
+    "batch_size": 8,
+    "lr": 0.01,
+    "warmup_iters": 30,
+    "focus_arch": LIGHTTRACK_MOBILE,
+    "focus_prob": 0.5,
+    "size_weight": 1.0,
+    "pairs": {"max_scale": 0.3},
+}
+# Tracker settings that go with it (chosen on training sequences, never the held-out ones).
+RECIPE_TRACKER: dict[str, float] = {"lr": 0.3, "window_influence": 0.5, "penalty_k": 0.05}
+
+
+def recipe_config(**overrides: Any) -> TrainConfig:
+    """:data:`RECIPE` as a :class:`TrainConfig`, with ``overrides`` (any field) on top."""
+    return TrainConfig(**{**RECIPE, **overrides})
+
+
+def recipe_tracker() -> TrackerConfig:
+    return TrackerConfig(**RECIPE_TRACKER)
+
+
 def lr_at(cfg: TrainConfig, it: int) -> float:
     """Linear warm-up to ``lr`` then cosine decay to ``lr * final_lr_ratio``."""
     if it < cfg.warmup_iters:
@@ -79,9 +116,16 @@ def lr_at(cfg: TrainConfig, it: int) -> float:
     return lo + 0.5 * (cfg.lr - lo) * (1 + math.cos(math.pi * t))
 
 
-def path_for_iteration(seed: int, it: int, space: SearchSpace) -> Architecture:
-    """The uniformly sampled path of global iteration ``it`` (depends on nothing else)."""
-    return sample(random.Random(f"lutnas-path-{seed}-{it}"), space)
+def path_for_iteration(seed: int, it: int, space: SearchSpace, focus: Architecture | None = None,
+                       focus_prob: float = 0.0) -> Architecture:
+    """The path of global iteration ``it`` (depends on nothing else): ``focus`` with probability
+    ``focus_prob``, otherwise uniform over ``space``."""
+    rng = random.Random(f"lutnas-path-{seed}-{it}")  # seeded path sampling, not a secret  # nosec B311
+    if focus is not None and focus_prob > 0:
+        # a separate stream for the coin, so the uniform draws are those of plain SPOS
+        if random.Random(f"lutnas-focus-{seed}-{it}").random() < focus_prob:  # seeded, not a secret  # nosec B311
+            return focus
+    return sample(rng, space)
 
 
 # -- losses -------------------------------------------------------------------------------------
@@ -112,10 +156,26 @@ def iou_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     return -torch.log((inter + 1) / (union + 1)).mean()
 
 
+def size_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Mean ``|log(pred w / true w)| + |log(pred h / true h)|`` of the ltrb boxes over the cells of
+    ``mask``: the size error alone, whatever the cell's position in the box."""
+    pos = mask[:, 0] > 0.5
+    if not pos.any():
+        return pred.sum() * 0
+    p = pred.permute(0, 2, 3, 1)[pos]
+    t = target.permute(0, 2, 3, 1)[pos]
+    lw = torch.log((p[:, 0] + p[:, 2]) / (t[:, 0] + t[:, 2]))
+    lh = torch.log((p[:, 1] + p[:, 3]) / (t[:, 1] + t[:, 3]))
+    return (lw.abs() + lh.abs()).mean()
+
+
 def tracking_loss(cls: Tensor, reg: Tensor, batch: dict[str, Tensor], cfg: TrainConfig) -> tuple[Tensor, Tensor, Tensor]:
     lc = weighted_bce(cls, batch["cls"])
     lr = iou_loss(reg, batch["reg"], batch["reg_mask"])
-    return cfg.cls_weight * lc + cfg.reg_weight * lr, lc, lr
+    total = cfg.cls_weight * lc + cfg.reg_weight * lr
+    if cfg.size_weight > 0:
+        total = total + cfg.size_weight * size_loss(reg, batch["reg"], batch["reg_mask"])
+    return total, lc, lr
 
 
 # -- the loop -----------------------------------------------------------------------------------
@@ -183,6 +243,9 @@ def train_supernet(data_dir: str | Path, out: str | Path, config: TrainConfig | 
     if opt_state is not None:
         opt.load_state_dict(opt_state)
     space = supernet.space
+    focus = Architecture.from_string(cfg.focus_arch) if cfg.focus_arch else None
+    if focus is not None:
+        focus.validate(space)
     end = cfg.total_iters if stop_after is None else min(cfg.total_iters, stop_after)
 
     def save(it: int) -> None:
@@ -205,7 +268,7 @@ def train_supernet(data_dir: str | Path, out: str | Path, config: TrainConfig | 
             task = bar.add_task("train", total=cfg.total_iters, completed=start, epoch=start // cfg.iters_per_epoch + 1,
                                 loss="-")
             for it, batch in zip(range(start, end), _batches(pairs, cfg, start, end), strict=False):
-                arch = path_for_iteration(cfg.seed, it, space)
+                arch = path_for_iteration(cfg.seed, it, space, focus, cfg.focus_prob)
                 for g in opt.param_groups:
                     g["lr"] = lr_at(cfg, it)
                 cls, reg = supernet(batch["template"].contiguous(memory_format=fmt),

@@ -177,6 +177,32 @@ def test_labels_hand_checked():
     assert cls.sum() == 5 and cls[0, 0] == 0
 
 
+def test_labels_ltrb_round_trip():
+    """Every cell inside the box decodes (centre - l, centre - t, centre + r, centre + b) to the
+    box itself, whatever its size, so the regression target carries the target's size."""
+    from tracking.data.pairs import cell_centres_np
+
+    xs, ys = cell_centres_np()
+    for box in ([97.5, 60.25, 171.0, 140.0], [120.0, 118.0, 140.0, 131.0], [10.0, 20.0, 250.0, 200.0]):
+        cls, reg = make_labels(np.array(box))
+        inside = reg.min(axis=0) > 0
+        assert inside.any() and cls[~inside].sum() == 0
+        decoded = np.stack([xs - reg[0], ys - reg[1], xs + reg[2], ys + reg[3]])[:, inside]
+        np.testing.assert_allclose(decoded, np.broadcast_to(np.array(box)[:, None], decoded.shape), atol=1e-4)
+
+
+def test_crop_pair_box_follows_search_scale():
+    """With scale jitter the target's size in the search image changes with the region's side
+    (the regression targets then vary with it); without jitter it is the template-implied size."""
+    frame = np.zeros((240, 320, 3), np.uint8)
+    box = np.array([100.0, 80.0, 40.0, 40.0])
+    cfg = PairConfig(max_scale=0.3, max_shift=0.0)
+    widths = [float(np.ptp(crop_pair(frame, box, frame, box, np.random.default_rng(i), cfg)["box"][[0, 2]]))
+              for i in range(20)]
+    assert min(widths) < 64 * np.exp(-0.15) and max(widths) > 64 * np.exp(0.15)
+    assert all(64 * np.exp(-0.3) - 1e-3 <= w <= 64 * np.exp(0.3) + 1e-3 for w in widths)
+
+
 def test_crop_pair_geometry_without_jitter():
     frame = np.zeros((240, 320, 3), np.uint8)
     box = np.array([100.0, 80.0, 40.0, 40.0])  # context side 80 -> search side 160 -> 1.6 px/px

@@ -125,3 +125,42 @@ def test_loader_workers_give_the_same_batches(data):
     for a, b in zip(inline, ahead, strict=True):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(inline[0]["search"], inline[1]["search"])
+
+
+def test_focus_path_share_and_uniform_rest():
+    from tracking.space import lighttrack_mobile
+
+    space, mobile = SearchSpace.paper(), lighttrack_mobile()
+    assert all(path_for_iteration(0, i, space, mobile, 1.0) == mobile for i in range(20))
+    plain = [path_for_iteration(0, i, space) for i in range(200)]
+    mixed = [path_for_iteration(0, i, space, mobile, 0.5) for i in range(200)]
+    assert mixed == [path_for_iteration(0, i, space, mobile, 0.5) for i in range(200)]  # seeded
+    focused = [m == mobile for m in mixed]
+    assert 70 <= sum(focused) <= 130
+    # the other iterations train exactly the paths plain SPOS would
+    assert all(m == p for m, p, f in zip(mixed, plain, focused, strict=True) if not f)
+    assert [path_for_iteration(0, i, space, mobile, 0.0) for i in range(20)] == plain[:20]
+
+
+def test_size_loss_measures_size_only():
+    from tracking.train import size_loss
+
+    mask = torch.ones(1, 1, 16, 16)
+    target = torch.full((1, 4, 16, 16), 20.0)
+    shifted = target.clone()
+    shifted[:, 0] += 5  # same width, moved: no size error
+    shifted[:, 2] -= 5
+    assert size_loss(shifted, target, mask).item() == pytest.approx(0.0, abs=1e-6)
+    assert size_loss(target * 2, target, mask).item() == pytest.approx(2 * math.log(2), rel=1e-5)
+    assert size_loss(target * 2, target, torch.zeros_like(mask)).item() == 0.0
+
+
+def test_recipe_trains_mobile_path(data, tmp_path):
+    from tracking.train import recipe_config, recipe_tracker
+
+    cfg = recipe_config(iters_per_epoch=2, batch_size=2, warmup_iters=1, threads=1)
+    assert cfg.focus_prob > 0 and cfg.size_weight > 0 and recipe_tracker().lr > 0
+    res = train_supernet(data, tmp_path / "r.pt", cfg, progress=False)
+    assert res["total_iterations"] == 2 and math.isfinite(res["loss"])
+    with pytest.raises(ValueError, match="focus_arch"):
+        recipe_config(focus_arch="back_0")

@@ -1,0 +1,150 @@
+"""Learning curve of the training recipe: held-out tracking of LightTrack-Mobile's path while the
+supernet trains, against a box that never moves.
+
+Trains with ``tracking.train.recipe_config`` (the demo's recipe) on synthetic training data and,
+every ``--eval-every`` iterations, tracks the held-out sequences (a seed never used in training)
+with Mobile's path (BN recalibrated on training pairs; the recipe's tracker settings) and prints
+AO, SR@0.5, SR@0.75 and the median |log(predicted area / true area)| over all frames after the
+first, beside the same for the static box. Training stops at ``--iterations`` or when the
+training time (evaluation excluded) reaches ``--minutes``, whichever comes first.
+
+    python benchmarks/bench_learning_curve.py [--minutes 10] [--eval-every 100] [--threads 2]
+        [--out benchmarks/results/bench_learning_curve.txt]
+
+Data (generated when absent): training ``--train-seed 1`` (60 x 100 frames), held-out
+``--val-seed 2`` (20 x 100 frames; the curve uses the first ``--val-sequences``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tracking.bn import recalibrated
+from tracking.checkpoint import load_supernet
+from tracking.data import PairDataset, collate, generate_synthetic, read_dataset
+from tracking.metrics import got10k_scores, sequence_ious
+from tracking.space import Architecture, lighttrack_mobile
+from tracking.tracker import Tracker, TrackerConfig, log_area_errors, track_sequence
+from tracking.train import recipe_config, recipe_tracker, train_supernet
+from tracking.validate import static_box_scores
+
+
+def held_out_scores(supernet: torch.nn.Module, arch: Architecture, sequences: list[Any],
+                    bn_batches: list[tuple[torch.Tensor, torch.Tensor]], tracker: TrackerConfig,
+                    max_frames: int | None) -> dict[str, float]:
+    """GOT-10k AO/SR of ``arch`` tracking ``sequences`` plus the median |log area ratio|."""
+    ious, errs = [], []
+    with recalibrated(supernet, arch, bn_batches):
+        for seq in sequences:
+            boxes, sizes = track_sequence(Tracker((supernet, arch), tracker), seq, max_frames)
+            h, w = seq.load_frame(0).shape[:2]
+            ious.append(sequence_ious(boxes, seq.boxes[:len(boxes)], bound=(w, h)))
+            errs.append(log_area_errors(sizes, seq.boxes))
+    res = got10k_scores(ious)
+    res["size_err"] = float(np.median(np.concatenate(errs)))
+    return res
+
+
+def static_size_error(sequences: list[Any], max_frames: int | None) -> float:
+    """Median |log area ratio| of a box that keeps the first frame's size."""
+    errs = []
+    for seq in sequences:
+        n = len(seq) if not max_frames else min(len(seq), max_frames)
+        errs.append(log_area_errors(np.repeat(seq.boxes[:1, 2:], n, axis=0), seq.boxes[:n]))
+    return float(np.median(np.concatenate(errs)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, default=Path("runs/learning-curve"))
+    ap.add_argument("--train", type=Path, default=None, help="training data (default WORK/train, generated)")
+    ap.add_argument("--val", type=Path, default=None, help="held-out data (default WORK/val, generated)")
+    ap.add_argument("--train-seed", type=int, default=1)
+    ap.add_argument("--val-seed", type=int, default=2)
+    ap.add_argument("--train-sequences", type=int, default=60)
+    ap.add_argument("--train-frames", type=int, default=100)
+    ap.add_argument("--val-sequences", type=int, default=10)
+    ap.add_argument("--val-frames", type=int, default=100)
+    ap.add_argument("--iterations", type=int, default=None, help="planned iterations (default: the recipe's)")
+    ap.add_argument("--minutes", type=float, default=10.0, help="training-time budget (evaluation excluded)")
+    ap.add_argument("--eval-every", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                    help="override a TrainConfig field of the recipe, e.g. --set focus_prob=0.5")
+    ap.add_argument("--tracker", default=None, help="tracker settings as JSON (default: the recipe's)")
+    ap.add_argument("--out", type=Path, default=None, help="also write the printed lines here")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    lines: list[str] = []
+
+    def say(s: str) -> None:
+        print(s, flush=True)
+        lines.append(s)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text("\n".join(lines) + "\n")
+
+    work = args.work
+    train_dir = args.train or work / "train"
+    val_dir = args.val or work / "val"
+    for d, seed, n, f in ((train_dir, args.train_seed, args.train_sequences, args.train_frames),
+                          (val_dir, args.val_seed, max(args.val_sequences, 1), args.val_frames)):
+        if not (d / "list.txt").is_file():
+            generate_synthetic(d, n, f, seed=seed, progress=False)
+    overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
+    if args.iterations:
+        overrides["iters_per_epoch"] = args.iterations
+    cfg = recipe_config(seed=args.seed, threads=args.threads, **overrides)
+    tracker = TrackerConfig(**json.loads(args.tracker)) if args.tracker else recipe_tracker()
+    arch = lighttrack_mobile()
+    val = read_dataset(val_dir, on_error="skip").sequences[:args.val_sequences]
+    bn_pairs = PairDataset(read_dataset(train_dir, on_error="skip"), 64, seed=args.seed + 1)
+    bn_batches = [(b["template"], b["search"]) for b in (collate([bn_pairs[i * 32 + k] for k in range(32)])
+                                                         for i in range(2))]
+    static = static_box_scores(val, args.val_frames)
+    say(f"# bench_learning_curve {time.strftime('%Y-%m-%d %H:%M')} UTC, torch threads {args.threads}")
+    say(f"# train {train_dir} (seed {args.train_seed}), held out {val_dir} (seed {args.val_seed}): "
+        f"{len(val)} sequences x {args.val_frames} frames; Mobile's path {arch.to_string()}")
+    say(f"# recipe {json.dumps(cfg.model_dump(exclude={'threads'}), sort_keys=True)}")
+    say(f"# tracker {json.dumps(tracker.model_dump(), sort_keys=True)}")
+    say(f"# static box: AO {static['ao']:.3f} SR@0.5 {static['sr50']:.3f} SR@0.75 {static['sr75']:.3f} "
+        f"size err {static_size_error(val, args.val_frames):.3f}")
+    say("iteration  train_s  it/s   loss   AO     SR50   SR75   size_err  AO/static")
+
+    ckpt = work / "supernet.pt"
+    spent, done = 0.0, 0
+    budget = args.minutes * 60
+    points = list(range(0, cfg.total_iters, args.eval_every))[1:] + [cfg.total_iters]
+    for stop in [0, *points]:
+        if stop > done:
+            res = train_supernet(train_dir, ckpt, cfg, progress=False, resume=done > 0, overwrite=done == 0,
+                                 stop_after=stop, time_limit_s=budget - spent)
+            spent += res["seconds"]
+            done = res["total_iterations"]
+        elif stop == 0:
+            train_supernet(train_dir, ckpt, cfg, progress=False, overwrite=True, stop_after=0)
+        net, meta = load_supernet(ckpt)
+        hist = meta.get("history", [])
+        loss = float(np.mean([h[1] for h in hist[-20:]])) if hist else float("nan")
+        s = held_out_scores(net, arch, val, bn_batches, tracker, args.val_frames)
+        say(f"{done:9d}  {spent:7.0f}  {done / spent if spent else 0:5.2f}  {loss:5.3f}  {s['ao']:.3f}  "
+            f"{s['sr50']:.3f}  {s['sr75']:.3f}  {s['size_err']:.3f}     {s['ao'] / max(static['ao'], 1e-9):.2f}x")
+        if spent >= budget or done >= cfg.total_iters:
+            break
+    if done < cfg.total_iters:
+        say(f"# time budget reached at iteration {done} of {cfg.total_iters} (the schedule was cut short)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
