@@ -201,8 +201,10 @@ def signin(request: Request, session: SessionDep, form: FormDep) -> Response:
     try:
         _, token = ui_session.sign_in(session, form.get("api_key", "")[:256])
     except SignInError as e:
+        # 200 with the form and its error, as form frameworks answer a failed sign-in: a 4xx
+        # document is a console error in every browser, and nothing was signed in either way
         return templates.TemplateResponse(request, "signin.html", {"user": None, "next": _safe_next(next),
-                                                                   "error": str(e)}, status_code=401)
+                                                                   "error": str(e)})
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(COOKIE, token, max_age=int(LIFETIME.total_seconds()), path=COOKIE_PATH, httponly=True,
                         samesite="strict", secure=request.url.scheme == "https")
