@@ -52,9 +52,11 @@
 
   // Many candidates: one image of faded dots placed in data coordinates (plotly stretches it with
   // zoom), and an empty trace that stands for it in the legend.
-  function backdrop(c, hid, range) {
+  function backdrop(c, hid, range, el) {
     var lat = c.latency_ms[String(hid)] || [];
-    var w = 1400, h = 560;
+    // the plot area's own size and pixel density, so dots stay round and sharp (narrow windows too)
+    var dpr = window.devicePixelRatio || 1;
+    var w = Math.round(Math.max(240, el.clientWidth - 80) * dpr), h = Math.round(Math.max(200, el.clientHeight - 72) * dpr);
     var canvas = document.createElement("canvas");
     canvas.width = w; canvas.height = h;
     var ctx = canvas.getContext("2d");
@@ -64,7 +66,7 @@
       if (lat[i] === null || lat[i] === undefined) { continue; }
       var px = (lat[i] - range.x[0]) / (range.x[1] - range.x[0]) * w;
       var py = (range.y[1] - c.score[i]) / (range.y[1] - range.y[0]) * h;
-      ctx.beginPath(); ctx.arc(px, py, 3, 0, 2 * Math.PI); ctx.fill();
+      ctx.beginPath(); ctx.arc(px, py, 2.5 * dpr, 0, 2 * Math.PI); ctx.fill();
       n++;
     }
     return {
@@ -126,7 +128,7 @@
                                   t.points.map(function (p) { return p.score - (p.score_se || 0); }));
           if (t.reference) { lat.push(t.reference.latency_ms); sc.push(t.reference.score); }
           var range = { x: paddedRange(lat), y: paddedRange(sc) };
-          var bd = backdrop(c, t.id, range);
+          var bd = backdrop(c, t.id, range, el);
           traces.push(bd.legend);
           layout.images = [bd.image];
           layout.xaxis.range = range.x;
