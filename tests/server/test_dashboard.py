@@ -18,10 +18,12 @@ pairs on the untrained test supernet): the pages need a finished search, not rea
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import shutil
 import signal
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,20 +53,23 @@ def synthetic_ms(key: str) -> float:
     return 0.05 + int(hashlib.sha256(key.encode()).hexdigest()[:6], 16) / 0xFFFFFF
 
 
-def measure(url: str, token: str, share: float = 1.0) -> int:
-    """Lease and upload ``share`` of a target's units as an agent does (synthetic timings)."""
-    stored = 0
+def upload(url: str, token: str, lease_id: str, keys: list[str]) -> int:
+    """Upload results for ``keys`` as an agent does (synthetic timings); how many were stored."""
+    results = [{"unit_key": k, "median_ms": (m := synthetic_ms(k)), "p10_ms": m * 0.95, "p90_ms": m * 1.05,
+                "iqr_ms": m * 0.05, "count": 20, "env": {"note": "synthetic (tests)"}} for k in keys]
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as a:
-        first = a.post("/v1/agent/leases", json={"max_units": 256}).json()
-        total = first["remaining"]
-        units = first["units"][: max(1, round(total * share))]
-        results = [{"unit_key": u["key"], "median_ms": (m := synthetic_ms(u["key"])), "p10_ms": m * 0.95,
-                    "p90_ms": m * 1.05, "iqr_ms": m * 0.05, "count": 20, "env": {"note": "synthetic (tests)"}}
-                   for u in units]
-        r = a.post("/v1/agent/results", json={"lease_id": first["lease_id"], "results": results})
-        assert r.status_code == 200, r.text
-        stored += r.json()["stored"]
-    return stored
+        r = a.post("/v1/agent/results", json={"lease_id": lease_id, "results": results})
+    assert r.status_code == 200, r.text
+    return r.json()["stored"]
+
+
+def measure(url: str, token: str, share: float = 1.0) -> tuple[int, str, list[str]]:
+    """Lease every unit of a target and upload ``share`` of them: (stored, lease id, units left)."""
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as a:
+        lease = a.post("/v1/agent/leases", json={"max_units": 256}).json()
+    keys = [u["key"] for u in lease["units"]]
+    n = max(1, round(len(keys) * share))
+    return upload(url, token, lease["lease_id"], keys[:n]), lease["lease_id"], keys[n:]
 
 
 def ui_client(service: Service, key: str | None = None) -> httpx.Client:
@@ -180,10 +185,11 @@ def _chromium() -> str | None:
 class Finished:
     service: Service
     key: str
-    agent_token: str
+    agent_tokens: list[str]
     search: dict[str, Any]
     hardware: list[dict[str, Any]]  # two fully measured targets, then one measured in part
     partial: int  # units measured on the third
+    leftover: tuple[str, list[str]]  # its lease and the units still to upload
     fronts: dict[int, dict[str, Any]]  # REST pareto payload per searched target
     results: list[dict[str, Any]]
 
@@ -206,8 +212,8 @@ def finished(service: Service, artifacts: dict[str, Path]) -> Iterator[Finished]
         ("pixel7-cpu", {"runtime": {"threads": 4}}), ("jetson-nano", {"kind": "jetson"}), ("edge-tpu", {}))]
     tokens = [agent_token(c, h["id"], f"{h['name']}-agent") for h in hws]
     for h, t in zip(hws[:2], tokens[:2], strict=True):
-        assert measure(service.url, t) == h["coverage"]["total"]
-    partial = measure(service.url, tokens[2], share=0.4)
+        assert measure(service.url, t)[0] == h["coverage"]["total"]
+    partial, lease_id, left = measure(service.url, tokens[2], share=0.4)
     sn = c.post("/v1/supernets", json={"name": "tiny", "checkpoint_path": str(artifacts["checkpoint"]),
                                         "data_path": str(artifacts["data"])}).json()
     search = c.post("/v1/searches", json={"supernet_id": sn["id"], "hardware_ids": [hws[0]["id"], hws[1]["id"]],
@@ -229,7 +235,7 @@ def finished(service: Service, artifacts: dict[str, Path]) -> Iterator[Finished]
               for h in hws[:2]}
     results = c.get(f"/v1/searches/{search['id']}/results", params={"page_size": 1000}).json()["items"]
     SHOTS.mkdir(parents=True, exist_ok=True)
-    yield Finished(service, key_of(c), tokens[0], search, hws, partial, fronts, results)
+    yield Finished(service, key_of(c), tokens, search, hws, partial, (lease_id, left), fronts, results)
     c.close()
 
 
@@ -269,7 +275,7 @@ def sign_in(page: Any, url: str, key: str) -> None:
 def test_wrong_key_is_refused(finished: Finished, page: Any) -> None:
     url = finished.service.url
     page.goto(url + "/ui/signin")
-    for wrong in ("lnt_not-a-key-this-server-issued", finished.agent_token):
+    for wrong in ("lnt_not-a-key-this-server-issued", finished.agent_tokens[0]):
         page.get_by_label("Team API key").fill(wrong)
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_selector("#signin-error")
@@ -353,9 +359,18 @@ def test_front_architecture_hardware_signout(finished: Finished, page: Any) -> N
         card = page.locator(f'[data-hardware="{h["id"]}"]')
         assert f"{measured} / {h['coverage']['total']} units measured" in card.inner_text()
         assert "last heartbeat" in card.inner_text() and "never" not in card.inner_text()
-    bar = page.locator(f'[data-hardware="{finished.hardware[2]["id"]}"] .bar')
-    assert int(bar.get_attribute("aria-valuenow")) == round(100 * finished.partial / finished.hardware[2]["coverage"]["total"])
+    third = finished.hardware[2]
+    bar = page.locator(f'[data-hardware="{third["id"]}"] .bar')
+    assert int(bar.get_attribute("aria-valuenow")) == round(100 * finished.partial / third["coverage"]["total"])
     page.screenshot(path=str(SHOTS / "hardware.png"), full_page=True)
+    # the coverage bar moves while an agent works, without a reload
+    lease_id, left = finished.leftover
+    more = upload(url, finished.agent_tokens[2], lease_id, left[:7])
+    now = finished.partial + more
+    page.wait_for_function(f"() => document.querySelector('[data-hardware=\"{third['id']}\"] .bar')"
+                           f".getAttribute('aria-valuenow') === '{round(100 * now / third['coverage']['total'])}'",
+                           timeout=15_000)
+    assert f"{now} / {third['coverage']['total']} units measured" in page.locator(f'[data-hardware="{third["id"]}"]').inner_text()
 
     # sign out, and be refused
     page.get_by_role("button", name="Sign out").click()
@@ -366,16 +381,49 @@ def test_front_architecture_hardware_signout(finished: Finished, page: Any) -> N
 
 
 @SQLITE_ONLY
-def test_cancel_from_the_list(finished: Finished, page: Any, artifacts: dict[str, Path]) -> None:
-    """A queued search (its target not fully measured, no worker) is cancelled from the list."""
+def test_live_status_and_cancel(finished: Finished, page: Any) -> None:
+    """Queued searches (no worker runs now): one cancelled through the API shows it in the open
+    list without a reload; the other is cancelled from its button."""
     with httpx.Client(base_url=finished.service.url, headers={"Authorization": f"Bearer {finished.key}"}) as c:
-        sn = finished.search["request"]["supernet_id"]
-        queued = c.post("/v1/searches", json={"supernet_id": sn, "hardware_ids": [finished.hardware[2]["id"]],
-                                              "population": 4, "generations": 1}).json()["id"]
+        body = {"supernet_id": finished.search["request"]["supernet_id"], "hardware_ids": [finished.hardware[2]["id"]],
+                "population": 4, "generations": 1}
+        elsewhere, queued = (c.post("/v1/searches", json=body).json()["id"] for _ in range(2))
         sign_in(page, finished.service.url, finished.key)
+        assert page.locator(f'tr[data-search="{elsewhere}"] [data-field=status]').inner_text() == "queued"
+        assert c.post(f"/v1/searches/{elsewhere}/cancel").json()["status"] == "cancelled"
+        page.wait_for_function(f"() => document.querySelector('tr[data-search=\"{elsewhere}\"] [data-field=status]')"
+                               ".textContent === 'cancelled'", timeout=15_000)
+        assert page.locator(f'tr[data-search="{elsewhere}"] form[data-cancel]').count() == 0  # nothing to cancel
         row = page.locator(f'tr[data-search="{queued}"]')
         assert row.locator("[data-field=status]").inner_text() == "queued"
         row.get_by_role("button", name=f"Cancel search {queued}").click()
         page.wait_for_url("**/ui/searches")
         assert page.locator(f'tr[data-search="{queued}"] [data-field=status]').inner_text() == "cancelled"
         assert c.get(f"/v1/searches/{queued}").json()["status"] == "cancelled"
+
+
+@SQLITE_ONLY
+def test_downloads(finished: Finished) -> None:
+    """Ranked CSV/JSON as the REST results, the LUT as CSV, and a chosen point's ONNX export."""
+    sid = finished.search["id"]
+    ui = ui_client(finished.service, finished.key)
+    try:
+        as_json = ui.get(f"/ui/searches/{sid}/results.json")
+        assert as_json.status_code == 200 and as_json.json() == finished.results
+        lines = ui.get(f"/ui/searches/{sid}/results.csv").text.splitlines()
+        first, second = (h["id"] for h in finished.hardware[:2])
+        assert lines[0].startswith(f"rank,architecture_id,lighttrack,score,score_se,latency_ms_{first},latency_ms_{second}")
+        assert len(lines) == 1 + len(finished.results)
+        lut = ui.get(f"/ui/hardware/{first}/lut.csv").text.splitlines()
+        assert lut[0].startswith("unit_key,median_ms") and len(lut) == 1 + finished.hardware[0]["coverage"]["total"]
+        point = finished.fronts[first]["points"][0]
+        r = ui.get("/ui/export", params={"arch": point["architecture_id"],
+                                         "supernet_id": finished.search["request"]["supernet_id"]},
+                   follow_redirects=True)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+        with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+            names = zf.namelist()
+            assert "architecture.txt" in names and any(n.endswith(".onnx") for n in names)
+            assert zf.read("architecture.txt").decode().strip() == point["lighttrack"]
+    finally:
+        ui.close()

@@ -165,7 +165,8 @@
       });
       el.on("plotly_click", function (ev) {
         var p = ev.points && ev.points[0];
-        if (!p || !p.customdata) { return; }
+        // LightTrack-Mobile is a reference, not one of the team's evaluated architectures
+        if (!p || !p.customdata || (p.data.meta && p.data.meta.role === "reference")) { return; }
         var hid = p.data.meta && p.data.meta.hardware_id;
         window.location.href = "/ui/architectures/" + encodeURIComponent(p.customdata[0]) + "?search=" +
           data.search_id + (hid ? "&hardware_id=" + hid : "");
