@@ -9,7 +9,10 @@ latency table for each target, signs in through the dashboard's form, then print
 * in headless Chromium (when one is installed): time from navigation to the page fully drawn
   (``load``; for chart pages, until plotly has drawn every trace), median of ``--repeat``.
 
-    python benchmarks/bench_dashboard.py [--n 5000] [--repeat 7] [--database-url URL] [--screenshots DIR]
+    python benchmarks/bench_dashboard.py [--n 5000] [--repeat 7] [--databases sqlite,postgresql] [--screenshots DIR]
+
+PostgreSQL: a throwaway database on $LUTNAS_BENCH_PG (default
+postgresql+psycopg://postgres@127.0.0.1:5432/postgres), dropped afterwards.
 
 ``--screenshots`` saves a PNG of each page at 1280x800 (docs/dashboard.md uses them).
 """
@@ -52,6 +55,7 @@ from server.workunits import OVERHEAD_KEY
 from tracking.space import SearchSpace, lighttrack_mobile, sample_many
 
 ADMIN = "bench-admin-token"  # this benchmark server's only
+PG = os.environ.get("LUTNAS_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -166,13 +170,13 @@ def browser_times(base: str, key: str, pages: dict[str, str], repeat: int, shots
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(base + "/ui/signin")
         if shots:
-            page.screenshot(path=str(shots / "dashboard-signin.png"))
+            page.screenshot(path=str(shots / "signin.png"))
         page.fill("#api_key", key)
         page.click("button[type=submit]")
         page.wait_for_url("**/ui/searches")
         for label, path in pages.items():
             times = []
-            for _ in range(repeat):
+            for _ in range(repeat + 1):
                 t0 = time.perf_counter()
                 page.goto(base + path, wait_until="load")
                 for sel in ("#front-plot", "#breakdown-plot"):
@@ -181,31 +185,24 @@ def browser_times(base: str, key: str, pages: dict[str, str], repeat: int, shots
                 times.append((time.perf_counter() - t0) * 1000)
             out[label] = times
             if shots:
-                page.screenshot(path=str(shots / f"dashboard-{label}.png"), full_page=label != "search")
+                page.screenshot(path=str(shots / f"{label}.png"), full_page=label != "search")
         if shots:  # the same pages on a phone-sized window
             narrow = browser.new_page(viewport={"width": 390, "height": 844})
             narrow.context.add_cookies(page.context.cookies())
             narrow.goto(base + pages["search"])
             narrow.wait_for_selector("#front-plot[data-ready]")
-            narrow.screenshot(path=str(shots / "dashboard-search-narrow.png"))
+            narrow.screenshot(path=str(shots / "search-narrow.png"))
         browser.close()
     if errors:
         print("console errors:", *errors, sep="\n  ")
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=5000, help="evaluated candidates in the search")
-    ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
-    ap.add_argument("--screenshots", type=Path, default=None, help="save a PNG of each page here")
-    args = ap.parse_args()
+def bench(label: str, url: str, n: int, repeat: int, shots: Path | None) -> None:
+    upgrade_engine = create_engine_for(url)
+    upgrade(upgrade_engine)
+    upgrade_engine.dispose()
     data_dir = Path(tempfile.mkdtemp(prefix="lutnas-bench-ui-"))
-    url = args.database_url or f"sqlite:///{data_dir / 'lutnas.db'}"
-    engine = create_engine_for(url)
-    upgrade(engine)
-    engine.dispose()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LUTNAS_")}
     env.update({"LUTNAS_DATABASE_URL": url, "LUTNAS_ADMIN_TOKEN": ADMIN, "LUTNAS_DATA_DIR": str(data_dir)})
@@ -227,44 +224,78 @@ def main() -> None:
         hws = [api.post("/v1/hardware", json={"name": name, "kind": kind, "runtime": {"threads": t}}).json()
                for name, kind, t in (("pixel7-cpu", "cpu", 4), ("jetson-nano", "jetson", 1))]
         api.post(f"/v1/hardware/{hws[0]['id']}/agent-tokens", json={"name": "pixel7-agent"})
-        team_id = None
         engine = create_engine_for(url)
         with engine.connect() as conn:
             team_id = conn.execute(select(Hardware.team_id).where(Hardware.id == hws[0]["id"])).scalar_one()
         engine.dispose()
         t0 = time.perf_counter()
-        sid = fill(url, team_id, [h["id"] for h in hws], args.n)
-        print(f"stored a search with {args.n} evaluated candidates on 2 targets in {time.perf_counter() - t0:.1f} s")
+        sid = fill(url, team_id, [h["id"] for h in hws], n)
+        print(f"[{label}] stored a search with {n} evaluated candidates on 2 targets in {time.perf_counter() - t0:.1f} s")
         arch = api.get(f"/v1/searches/{sid}/pareto", params={"hardware_id": hws[0]["id"]}).json()["points"][0]
+        api.close()
         pages = {"searches": "/ui/searches", "search": f"/ui/searches/{sid}",
                  "architecture": f"/ui/architectures/{arch['architecture_id']}?search={sid}",
                  "hardware": "/ui/hardware"}
-
         ui = httpx.Client(base_url=base, timeout=60)
         r = ui.post("/ui/signin", data={"api_key": key}, follow_redirects=False)
         assert r.status_code == 303, r.text
-        size = {}
-        print(f"server time per page (ms, {args.repeat} requests after one warm-up):")
-        for label, path in pages.items():
-            html = ui.get(path)
-            size[label] = len(html.content)
-            ms = server_times(ui, path, args.repeat)
-            print(f"  {label:13s} median {statistics.median(ms):7.1f}  max {max(ms):7.1f}  ({size[label] / 1024:.0f} KiB HTML)")
+        print(f"[{label}] server time per page: request to last byte of HTML (ms, {repeat} requests after a warm-up)")
+        for name, path in pages.items():
+            size = len(ui.get(path).content)
+            ms = server_times(ui, path, repeat)
+            print(f"[{label}]   {name:13s} median {statistics.median(ms):7.1f}  max {max(ms):7.1f}  "
+                  f"({size / 1024:.0f} KiB HTML)")
+        ui.close()
         if chromium() is None:
-            print("browser: no Chromium found (apt-get install chromium); skipped")
+            print(f"[{label}] browser: no Chromium found (apt-get install chromium); skipped")
             return
-        if args.screenshots:
-            args.screenshots.mkdir(parents=True, exist_ok=True)
-        times = browser_times(base, key, pages, max(3, args.repeat // 2), args.screenshots)
-        print("headless Chromium, navigation to fully drawn (ms, median; plotly.js from the browser cache):")
-        for label, ms in times.items():
-            print(f"  {label:13s} median {statistics.median(ms):7.1f}  max {max(ms):7.1f}")
+        if shots:
+            shots.mkdir(parents=True, exist_ok=True)
+        times = browser_times(base, key, pages, repeat, shots)
+        print(f"[{label}] headless Chromium at 1280x800, navigation to fully drawn (ms; charts: until plotly has "
+              "drawn every trace). first: the page's first visit in a new browser (for the search page, plotly.js "
+              f"downloaded and compiled); then median/max of {repeat} more")
+        for name, ms in times.items():
+            print(f"[{label}]   {name:13s} first {ms[0]:7.1f}  median {statistics.median(ms[1:]):7.1f}  max {max(ms[1:]):7.1f}")
     finally:
         server.terminate()
         server.wait(30)
         log.close()
-        if args.database_url is None:
-            shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=5000, help="evaluated candidates in the search")
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--databases", default="sqlite,postgresql")
+    ap.add_argument("--screenshots", type=Path, default=None, help="save a PNG of each page here (first database)")
+    args = ap.parse_args()
+    print(f"# load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    for i, db in enumerate(args.databases.split(",")):
+        shots = args.screenshots if i == 0 else None
+        if db == "sqlite":
+            with tempfile.TemporaryDirectory() as tmp:
+                bench("sqlite", f"sqlite:///{tmp}/bench.db", args.n, args.repeat, shots)
+        elif db == "postgresql":
+            import psycopg
+
+            dsn = PG.replace("postgresql+psycopg://", "postgresql://")
+            try:
+                psycopg.connect(dsn, connect_timeout=3).close()
+            except psycopg.Error as e:
+                print(f"[postgresql] skipped: not reachable ({e})")
+                continue
+            name = f"lutnas_bench_ui_{secrets.token_hex(3)}"
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            try:
+                bench("postgresql", PG.rsplit("/", 1)[0] + "/" + name, args.n, args.repeat, shots)
+            finally:
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        else:
+            raise SystemExit(f"unknown database {db!r}")
 
 
 if __name__ == "__main__":

@@ -315,6 +315,11 @@ def test_front_architecture_hardware_signout(finished: Finished, page: Any) -> N
     page.wait_for_selector("#front-plot[data-ready]")
     front = page.evaluate("() => document.getElementById('front-plot').data.find(t => t.meta.role === 'front')")
     assert front["meta"]["hardware_id"] == second and len(front["x"]) == len(finished.fronts[second]["points"])
+    page.get_by_label("Hardware target").select_option(label="all targets overlaid")
+    page.wait_for_selector("#front-plot[data-ready]")
+    overlaid = page.evaluate("() => document.getElementById('front-plot').data"
+                             ".filter(t => t.meta.role === 'front').map(t => t.meta.hardware_id)")
+    assert overlaid == [first, second]
     page.get_by_label("Hardware target").select_option(label="pixel7-cpu")
     page.wait_for_selector("#front-plot[data-ready]")
 
