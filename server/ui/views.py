@@ -21,7 +21,7 @@ from latency_tables.units import Unit, units_of
 from server.fronts import pareto_payload
 from server.lut import predict_for, predictor_for
 from server.models import AgentToken, Hardware, Search, Team, WorkUnit, utcnow
-from server.problems import Problem
+from server.problems import Problem, scrub_paths
 from server.routes.architectures import get_architecture
 from server.routes.hardware import list_hardware
 from server.routes.searches import get_team_search, list_searches, result_rows, search_out
@@ -62,6 +62,8 @@ def search_row(s: dict[str, Any], names: dict[int, str]) -> dict[str, Any]:
     else:
         objective = "Pareto: score vs latency"
     p = s["progress"]
+    if s.get("error"):  # the worker scrubs errors already; a page is one more place to be sure
+        s = {**s, "error": scrub_paths(s["error"])}
     return {**s, "objective": objective, "targets": [names.get(h, f"#{h}") for h in hw_ids],
             "percent": round(100 * float(p.get("fraction") or 0.0)),
             "active": s["status"] in ("queued", "running"),
