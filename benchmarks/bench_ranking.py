@@ -1,0 +1,563 @@
+"""The one-shot premise, measured: does the supernet rank architectures as stand-alone training does?
+
+Architectures: LightTrack-Mobile, the smallest and the largest of the space (by MACs), the rest
+sampled uniformly (seeded). Each is trained stand-alone from scratch with the training recipe
+(``tracking.train.recipe_config`` with ``focus_arch`` = that architecture and ``focus_prob=1``:
+every iteration trains that one path; same data, seed and iteration budget for all) and scored on
+held-out synthetic sequences with its own BN statistics: the ground truth. Against it, the
+scores the same architectures inherit from a supernet trained with the recipe on the same data
+(``tracking.validate.ValidationScorer`` in the search's default ``pairs`` and ``sequences``
+protocols, and the levers), compared by Kendall tau-b and Spearman rho with seeded bootstrap 90%
+intervals over architectures. Then the noise floor: the spread of a candidate's supernet score
+over BN-recalibration seeds and over validation subsets, against the spread across architectures.
+
+    python benchmarks/bench_ranking.py --archs 10 --iters 200 --jobs 2 --threads 1
+    python benchmarks/bench_ranking.py ... --protocols pairs-bn8,sequences-100   # levers, same work folder
+    python benchmarks/bench_ranking.py ... --report-only                         # table from what is done
+
+Everything lives under ``--work`` (default ``runs/ranking``): the data (``tracking.data.synth``,
+made when missing: training 60 x 100 frames seed 1, held out 20 x 100 seed 2), checkpoints and
+one JSON per finished step, so a rerun skips what is done and an interrupted training resumes
+from its last checkpoint (keep the same arguments). Output: ``--out`` + ``.json`` (every figure)
+and ``.txt`` (what is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tracking.flops import count_flops_params
+from tracking.space import Architecture, SearchSpace, from_genes, lighttrack_mobile, sample_many
+
+# Scoring protocols on a supernet. "pairs" and "sequences" are what the search uses by default
+# (search/cli.py, server/settings.py: 256 pairs, BN 2 x 32; sequences 20 x 50 frames); the rest
+# are levers. "source": which supernet (SOURCES).
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "pairs": {"mode": "pairs", "n_pairs": 256, "bn_batches": 2},
+    "sequences": {"mode": "sequences", "max_sequences": 20, "max_frames": 50, "bn_batches": 2},
+    "pairs-bn8": {"mode": "pairs", "n_pairs": 256, "bn_batches": 8},
+    "sequences-bn8": {"mode": "sequences", "max_sequences": 20, "max_frames": 50, "bn_batches": 8},
+    "pairs-1024": {"mode": "pairs", "n_pairs": 1024, "bn_batches": 2},
+    "sequences-100": {"mode": "sequences", "max_sequences": 20, "max_frames": 100, "bn_batches": 2},
+    "pairs-half": {"mode": "pairs", "n_pairs": 256, "bn_batches": 2, "source": "half"},
+    "sequences-half": {"mode": "sequences", "max_sequences": 20, "max_frames": 50, "bn_batches": 2,
+                       "source": "half"},
+    "pairs-uniform": {"mode": "pairs", "n_pairs": 256, "bn_batches": 2, "source": "uniform"},
+    "sequences-uniform": {"mode": "sequences", "max_sequences": 20, "max_frames": 50, "bn_batches": 2,
+                          "source": "uniform"},
+}
+# Supernets: the recipe's; its state halfway through (a shorter training); the recipe without the
+# extra share of Mobile's path (plain uniform single-path sampling: fair to every architecture).
+SOURCES: dict[str, dict[str, Any]] = {"recipe": {}, "half": {}, "uniform": {"focus_prob": 0.0}}
+
+
+# -- architectures ----------------------------------------------------------------------------
+
+def extreme(space: SearchSpace, largest: bool) -> Architecture:
+    """Smallest (every block k3 e4, earliest output, 128-wide heads of one 3x3 layer) or largest
+    (k7 e6, latest output, 256-wide heads of eight 5x5 layers) architecture of ``space``."""
+    genes: list[int] = []
+    for n in space.stage_blocks:
+        genes += [space.n_mbconv_choices - 1 if largest else 0] * n
+    genes.append(len(space.output_positions) - 1 if largest else 0)
+    for _ in range(2):
+        genes.append(len(space.head_widths) - 1 if largest else 0)
+        genes += [1] * space.head_layers if largest else [0] + [2] * (space.head_layers - 1)
+    return from_genes(genes, space)
+
+
+def study_archs(n: int, seed: int, space: SearchSpace) -> list[dict[str, Any]]:
+    """Mobile, smallest, largest, then seeded uniform samples (distinct networks): ``n`` in all."""
+    chosen = [("mobile", lighttrack_mobile()), ("smallest", extreme(space, False)),
+              ("largest", extreme(space, True))][:n]
+    seen = {a.canonical_id() for _, a in chosen}
+    for a in sample_many(10 * n + 10, seed=seed, space=space):
+        if len(chosen) >= n:
+            break
+        if a.canonical_id() not in seen:
+            seen.add(a.canonical_id())
+            chosen.append((f"random{len(chosen) - 2}", a))
+    rows = []
+    for i, (name, a) in enumerate(chosen):
+        macs, params = count_flops_params(a, space)
+        rows.append({"index": i, "name": name, "arch": a.to_string(), "mflops": macs / 1e6, "mparams": params / 1e6})
+    return rows
+
+
+# -- worker tasks (child processes; each writes its own JSON) ----------------------------------
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+def _list(data: str) -> list[str]:
+    return (Path(data) / "list.txt").read_text().split()
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def task_train(out: str, data: str, config: dict[str, Any], summary: str, half_copy: str | None = None) -> None:
+    """Train (or resume) one checkpoint; with ``half_copy``, stop halfway, keep a copy there, go on."""
+    from tracking.train import TrainConfig, train_supernet
+
+    cfg, outp = TrainConfig(**config), Path(out)
+    runs = []
+    if half_copy and not Path(half_copy).is_file():
+        runs.append(train_supernet(data, outp, cfg, progress=False, resume=outp.is_file(),
+                                   overwrite=not outp.is_file(), stop_after=cfg.total_iters // 2))
+        shutil.copyfile(outp, half_copy)
+    runs.append(train_supernet(data, outp, cfg, progress=False, resume=outp.is_file(), overwrite=not outp.is_file()))
+    keys = ("iterations", "seconds", "cpu_seconds")
+    res = {k: sum(r.get(k) or 0 for r in runs) for k in keys}
+    res.update({k: runs[-1].get(k) for k in ("total_iterations", "loss", "cls_loss", "reg_loss")})
+    res["s_per_iter"] = res["seconds"] / res["iterations"] if res["iterations"] else None
+    _write_json(Path(summary), res)
+
+
+def _scorer(net: Any, val: str, train: str, proto: dict[str, Any], tracker: dict[str, Any] | None,
+            seed: int = 0) -> Any:
+    from tracking.tracker import TrackerConfig
+    from tracking.validate import ValidationScorer
+
+    kw = {k: v for k, v in proto.items() if k not in ("mode", "source")}
+    return ValidationScorer(net, val, proto["mode"], bn_data_dir=train, seed=seed,
+                            tracker_config=TrackerConfig(**tracker) if tracker else None, **kw)
+
+
+def _summary(res: dict[str, Any], scorer: Any = None) -> dict[str, Any]:
+    keys = ("score", "score_se", "mean_iou", "ao", "sr50", "sr75", "static_score", "seconds")
+    out = {k: res[k] for k in keys if k in res}
+    if scorer is not None and scorer.mode == "sequences":  # per-sequence boxes: validation-subset noise
+        out["predictions"] = {k: v.tolist() for k, v in scorer.predictions.items()}
+    return out
+
+
+def task_score_standalone(ckpt: str, val: str, train: str, protos: dict[str, dict[str, Any]],
+                          tracker: dict[str, Any] | None, out: str, keep: bool) -> None:
+    """A stand-alone network on the held-out data, with its own BN statistics (no recalibration)."""
+    from tracking.checkpoint import load_supernet
+    from tracking.space import Architecture
+
+    net, meta = load_supernet(ckpt)
+    if meta["config"]["focus_prob"] != 1.0:
+        raise ValueError(f"{ckpt}: not a stand-alone training (focus_prob {meta['config']['focus_prob']})")
+    arch = Architecture.from_string(meta["config"]["focus_arch"])
+    res: dict[str, Any] = {"arch": arch.to_string(), "iterations": meta["iteration"],
+                           "loss_last50": float(np.mean([h[1] for h in meta["history"][-50:]]))}
+    for name, proto in protos.items():
+        sc = _scorer(net, val, train, {**proto, "bn_batches": 0}, tracker)
+        res[name] = _summary(sc.score(arch), sc)
+    _write_json(Path(out), res)
+    if not keep:
+        Path(ckpt).unlink()
+
+
+def task_score_supernet(ckpt: str, val: str, train: str, archs: list[str], proto: dict[str, Any],
+                        tracker: dict[str, Any] | None, outs: list[str]) -> None:
+    """Supernet-inherited scores of ``archs`` under one protocol (one JSON per architecture)."""
+    from tracking.checkpoint import load_supernet
+    from tracking.space import Architecture
+
+    net, _ = load_supernet(ckpt)
+    scorer = _scorer(net, val, train, proto, tracker)
+    for a, out in zip(archs, outs, strict=True):
+        if not Path(out).is_file():
+            _write_json(Path(out), _summary(scorer.score(Architecture.from_string(a)), scorer))
+
+
+def task_noise(ckpt: str, val: str, train: str, arch: str, proto: dict[str, Any], tracker: dict[str, Any] | None,
+               seeds: list[int], out: str) -> None:
+    """One candidate's supernet score with BN-recalibration pairs drawn from other seeds (validation
+    data fixed) and, in pairs mode, on validation pairs drawn from other seeds (BN pairs fixed)."""
+    from tracking.checkpoint import load_supernet
+    from tracking.space import Architecture
+
+    net, _ = load_supernet(ckpt)
+    a = Architecture.from_string(arch)
+    base = _scorer(net, val, train, proto, tracker, seed=0)
+    bn0 = base.bn_batches
+    res: dict[str, Any] = {"bn": {}, "val": {}}
+    for s in seeds:  # a scorer draws its BN pairs from seed + 1: borrow those of seed s
+        base.bn_batches = _scorer(net, val, train, {**proto, "mode": "pairs", "n_pairs": 1}, None, seed=s).bn_batches
+        res["bn"][str(s)] = _summary(base.score(a), base)
+    if proto["mode"] == "pairs":
+        for s in seeds:
+            sc = _scorer(net, val, train, {**proto, "bn_batches": 0}, tracker, seed=s)
+            sc.bn_batches = bn0
+            res["val"][str(s)] = _summary(sc.score(a))
+    _write_json(Path(out), res)
+
+
+# -- the scheduler ------------------------------------------------------------------------------
+
+class Scheduler:
+    """Runs tasks on ``jobs`` processes, lowest priority number first; a finished task's ``then``
+    may add tasks (supernet -> its scoring)."""
+
+    def __init__(self, jobs: int, threads: int, log: Callable[[str], None]) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.pool = cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(threads,))
+        self.jobs, self.log = jobs, log
+        self.ready: list[tuple[float, int, str, Callable[..., Any], tuple, Callable[[], None] | None]] = []
+        self.added = 0
+
+    def add(self, prio: float, name: str, fn: Callable[..., Any], args: tuple,
+            then: Callable[[], None] | None = None) -> None:
+        self.added += 1  # ties run in the order added
+        self.ready.append((prio, self.added, name, fn, args, then))
+
+    def run(self) -> None:
+        running: dict[cf.Future, tuple[str, float, Callable[[], None] | None]] = {}
+        while self.ready or running:
+            self.ready.sort(key=lambda t: (t[0], t[1]))
+            while self.ready and len(running) < self.jobs:
+                _, _, name, fn, args, then = self.ready.pop(0)
+                self.log(f"start {name}")
+                running[self.pool.submit(fn, *args)] = (name, time.perf_counter(), then)
+            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for f in finished:
+                name, t0, then = running.pop(f)
+                f.result()  # a failed task stops the study; what finished stays on disk
+                self.log(f"done  {name} ({time.perf_counter() - t0:.0f} s)")
+                if then is not None:
+                    then()
+        self.pool.shutdown()
+
+
+# -- statistics ---------------------------------------------------------------------------------
+
+def rank_agreement(truth: np.ndarray, score: np.ndarray, seed: int, resamples: int = 2000) -> dict[str, Any]:
+    """Kendall tau-b and Spearman rho with percentile bootstrap 90% intervals (architectures drawn
+    with replacement, seeded)."""
+    import warnings
+
+    from scipy.stats import bootstrap, kendalltau, spearmanr
+
+    out: dict[str, Any] = {"n": int(len(truth))}
+    for name, fn in (("kendall", kendalltau), ("spearman", spearmanr)):
+        def stat(x: np.ndarray, y: np.ndarray, fn: Any = fn) -> float:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                v = fn(x, y).statistic
+            return 0.0 if np.isnan(v) else float(v)  # a resample with one value on a side: no evidence
+
+        ci = bootstrap((truth, score), stat, paired=True, vectorized=False, n_resamples=resamples,
+                       confidence_level=0.9, method="percentile", random_state=np.random.default_rng(seed))
+        out[name] = {"value": stat(truth, score), "ci90": [float(ci.confidence_interval.low),
+                                                           float(ci.confidence_interval.high)]}
+    return out
+
+
+def subset_scores(predictions: dict[str, list], val: str, k: int, draws: int, seed: int) -> list[float]:
+    """(AO + SR@0.5) / 2 over ``draws`` seeded random subsets of ``k`` of the tracked sequences."""
+    from tracking.data.got10k import read_dataset
+    from tracking.metrics import got10k_scores, sequence_ious
+    from tracking.validate import toolkit_frames
+
+    seqs = {s.name: s for s in read_dataset(val, on_error="skip").sequences}
+    ious = []
+    for name, pred in predictions.items():
+        p = np.asarray(pred)
+        ious.append(sequence_ious(p, seqs[name].boxes[:len(p)], **toolkit_frames(seqs[name], len(p))))
+    rng = np.random.default_rng(seed)
+    return [float(got10k_scores([ious[i] for i in rng.choice(len(ious), k, replace=False)])["score"])
+            for _ in range(draws)]
+
+
+# -- the study ----------------------------------------------------------------------------------
+
+class Study:
+    """Paths, configurations and the report of one work folder."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from tracking.train import RECIPE, recipe_config
+
+        self.args, self.work = args, args.work
+        for d in ("standalone", "supernet", "noise"):
+            (self.work / d).mkdir(parents=True, exist_ok=True)
+        self.train = str(args.train_data or self.work / "data" / "train")
+        self.val = str(args.val_data or self.work / "data" / "val")
+        common = {"seed": args.seed, "threads": args.threads, "checkpoint_every": 50, **json.loads(args.set)}
+        sup_iters = {"iters_per_epoch": args.supernet_iters} if args.supernet_iters else {}
+        self.sup_cfg = {s: recipe_config(**{**common, **sup_iters, **over}).model_dump() for s, over in SOURCES.items()}
+        self.alone_cfg = recipe_config(**{**common, "iters_per_epoch": args.iters, "focus_prob": 1.0}).model_dump()
+        self.space = recipe_config(**common).search_space()
+        self.archs = study_archs(args.archs, args.seed, self.space)
+        if args.tracker == "recipe":
+            self.tracker = RECIPE.get("tracker")
+        else:
+            self.tracker = None if args.tracker == "default" else json.loads(args.tracker)
+        self.protos = {p: PROTOCOLS[p] for p in args.protocols.split(",")}
+        self.truth_protos = {"sequences": {"mode": "sequences", "max_sequences": args.truth_sequences,
+                                           "max_frames": args.truth_frames},
+                             "pairs": {"mode": "pairs", "n_pairs": 256}}
+
+    def ckpt(self, source: str) -> Path:
+        return self.work / "supernet" / ("supernet-half.pt" if source == "half" else f"supernet-{source}.pt")
+
+    def alone(self, i: int, ext: str = ".json") -> Path:
+        return self.work / "standalone" / f"{i:02d}{ext}"
+
+    def sup(self, p: str, i: int) -> Path:
+        return self.work / "supernet" / f"{p}-{i:02d}.json"
+
+    def noise(self, i: int, p: str) -> Path:
+        return self.work / "noise" / f"{i:02d}-{p}.json"
+
+    # -- running -----------------------------------------------------------------------------
+    def run(self) -> None:
+        from tracking.data.synth import generate_synthetic
+
+        args = self.args
+        for d, n, s in ((self.train, 60, 1), (self.val, 20, 2)):
+            if not (Path(d) / "list.txt").is_file():
+                if args.train_data or args.val_data:
+                    raise SystemExit(f"{d}: no list.txt")
+                generate_synthetic(d, n, 100, seed=s, progress=False)
+        t0 = time.perf_counter()
+        sched = Scheduler(args.jobs, args.threads, lambda m: print(f"[{time.perf_counter() - t0:6.0f} s] {m}",
+                                                                   flush=True))
+        sources = {p.get("source", "recipe") for p in self.protos.values()}
+        if args.noise_archs:
+            sources.add("recipe")
+        if args.supernet and not self.ckpt("recipe").is_file():
+            shutil.copyfile(args.supernet, self.ckpt("recipe"))
+            _write_json(self.work / "supernet" / "train-recipe.json", {"copied_from": str(args.supernet)})
+
+        def score(source: str) -> None:
+            lever = 0 if source == "recipe" else 2
+            for p, proto in self.protos.items():
+                if proto.get("source", "recipe") != source and not (source == "recipe" and proto.get("source") == "half"):
+                    continue
+                prio = 2 + lever + (0 if p in ("pairs", "sequences") else 1)
+                todo = [i for i in range(len(self.archs)) if not self.sup(p, i).is_file()]
+                for c in range(args.jobs):  # one chunk per process
+                    idx = todo[c::args.jobs]
+                    if idx:
+                        sched.add(prio, f"supernet {p} x {len(idx)}", task_score_supernet,
+                                  (str(self.ckpt(proto.get("source", "recipe"))), self.val, self.train,
+                                   [self.archs[i]["arch"] for i in idx], proto, self.tracker,
+                                   [str(self.sup(p, i)) for i in idx]))
+            if source == "recipe":
+                for i in range(min(args.noise_archs, len(self.archs))):
+                    for p in ("pairs", "sequences"):
+                        if not self.noise(i, p).is_file():
+                            sched.add(3.5, f"noise {p} {self.archs[i]['name']}", task_noise,
+                                      (str(self.ckpt("recipe")), self.val, self.train, self.archs[i]["arch"],
+                                       PROTOCOLS[p], self.tracker, list(range(1, args.noise_seeds)),
+                                       str(self.noise(i, p))))
+
+        for source in ("recipe", "uniform"):
+            if source not in sources:
+                continue
+            summary = self.work / "supernet" / f"train-{source}.json"
+            if summary.is_file():
+                score(source)
+                continue
+            half = str(self.ckpt("half")) if source == "recipe" and "half" in sources else None
+            sched.add(0 if source == "recipe" else 4, f"train supernet ({source})", task_train,
+                      (str(self.ckpt(source)), self.train, self.sup_cfg[source], str(summary), half),
+                      lambda s=source: score(s))
+        for i, r in enumerate(self.archs):
+            if self.alone(i).is_file():
+                continue
+            def score_it(i: int = i) -> None:
+                sched.add(1, f"score stand-alone {self.archs[i]['name']}", task_score_standalone,
+                          (str(self.alone(i, ".pt")), self.val, self.train, self.truth_protos, self.tracker,
+                           str(self.alone(i)), args.keep_checkpoints))
+
+            if self.alone(i, "-train.json").is_file():
+                score_it()
+            else:
+                sched.add(1, f"train stand-alone {r['name']}", task_train,
+                          (str(self.alone(i, ".pt")), self.train, {**self.alone_cfg, "focus_arch": r["arch"]},
+                           str(self.alone(i, "-train.json"))), score_it)
+        print(f"{len(self.archs)} architectures, stand-alone {args.iters} iterations each, supernets {sorted(sources)}; "
+              f"{args.jobs} processes x {args.threads} threads", flush=True)
+        sched.run()
+
+    # -- the report --------------------------------------------------------------------------
+    def report(self) -> None:
+        args, lines = self.args, []
+
+        def say(msg: str = "") -> None:
+            print(msg, flush=True)
+            lines.append(msg)
+
+        alone = [_read_json(self.alone(i)) for i in range(len(self.archs))]
+        alone_train = [_read_json(self.alone(i, "-train.json")) for i in range(len(self.archs))]
+        sup = {p: [_read_json(self.sup(p, i)) for i in range(len(self.archs))] for p in self.protos}
+        trains = {s: _read_json(self.work / "supernet" / f"train-{s}.json") for s in ("recipe", "uniform")}
+        done = [i for i in range(len(self.archs)) if alone[i] is not None]
+        partial = len(done) < len(self.archs)
+        out: dict[str, Any] = {
+            "settings": {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                         "train_data": self.train, "val_data": self.val, "supernet_configs": self.sup_cfg,
+                         "standalone_config": self.alone_cfg, "protocols": self.protos,
+                         "truth_protocols": self.truth_protos, "tracker": self.tracker},
+            "supernet_training": trains, "archs": [], "agreement": {}, "noise": {}, "partial": partial}
+        say(f"# bench_ranking {time.strftime('%Y-%m-%d %H:%M')} UTC: {len(self.archs)} architectures "
+            f"({len(done)} with a stand-alone score{'; PARTIAL' if partial else ''}), seed {args.seed}")
+        n_train, n_val = (len(_list(d)) for d in (self.train, self.val))
+        say(f"# data: train {self.train} ({n_train} sequences), held out {self.val} ({n_val} sequences, a synth "
+            "seed never trained on)")
+        cfg = {k: v for k, v in self.alone_cfg.items() if k not in ("focus_arch", "tracker", "threads")}
+        say(f"# stand-alone: {args.iters} iterations, the recipe with focus_prob 1: {json.dumps(cfg, sort_keys=True)}")
+        for s, t in trains.items():
+            if t:
+                c = self.sup_cfg[s]
+                say(f"# supernet '{s}': focus_prob {c['focus_prob']}, {t.get('total_iterations')} iterations"
+                    f"{' (copied: ' + t['copied_from'] + ')' if 'copied_from' in t else ''}"
+                    + (f", {t['s_per_iter']:.2f} s/iteration" if t.get("s_per_iter") else ""))
+        say(f"# tracker settings (every tracker): {self.tracker}")
+        tp = self.truth_protos["sequences"]
+        say(f"# ground truth: stand-alone (AO + SR@0.5) / 2 on {tp['max_sequences']} held-out sequences x "
+            f"{tp['max_frames']} frames, the network's own BN statistics")
+        say()
+        say(f"{'#':>2} {'name':9} {'MMACs':>5} {'s/it':>4} {'loss':>5} {'alone':>6} {'±se':>5} {'a.pairs':>7} "
+            + " ".join(f"{p[:14]:>14}" for p in self.protos))
+        for i, r in enumerate(self.archs):
+            a, at = alone[i], alone_train[i]
+            row = {**r, "standalone": None if a is None else {k: v for k, v in a.items()},
+                   "standalone_train": at,
+                   "supernet": {p: None if sup[p][i] is None else {k: v for k, v in sup[p][i].items()
+                                                                   if k != "predictions"} for p in self.protos}}
+            if a is not None:
+                for k in ("sequences", "pairs"):
+                    row["standalone"][k] = {x: y for x, y in a[k].items() if x != "predictions"}
+            out["archs"].append(row)
+            cells = [f"{i:>2} {r['name']:9} {r['mflops']:5.0f}",
+                     f"{at['s_per_iter']:4.1f}" if at and at.get("s_per_iter") else f"{'-':>4}",
+                     f"{a['loss_last50']:5.2f} {a['sequences']['score']:6.3f} {a['sequences']['score_se']:5.3f} "
+                     f"{a['pairs']['score']:7.3f}" if a else f"{'-':>5} {'-':>6} {'-':>5} {'-':>7}"]
+            cells += [f"{sup[p][i]['score']:14.3f}" if sup[p][i] else f"{'-':>14}" for p in self.protos]
+            say(" ".join(cells))
+        say()
+        for r in self.archs:
+            say(f"  {r['index']:>2} {r['name']:9} {r['arch']}")
+        say()
+        say("Agreement with the stand-alone ground truth (Kendall tau-b, Spearman rho; bootstrap 90% intervals over")
+        say("architectures, 2000 resamples, seeded):")
+        for p in self.protos:
+            idx = [i for i in done if sup[p][i] is not None]
+            if len(idx) < 3:
+                say(f"  {p:17} (only {len(idx)} architectures scored)")
+                continue
+            truth = np.array([alone[i]["sequences"]["score"] for i in idx])
+            tpairs = np.array([alone[i]["pairs"]["score"] for i in idx])
+            s = np.array([sup[p][i]["score"] for i in idx])
+            ag, ag_p = rank_agreement(truth, s, args.seed), rank_agreement(tpairs, s, args.seed)
+            out["agreement"][p] = {"n": len(idx), "vs_standalone_sequences": ag, "vs_standalone_pairs": ag_p}
+            k, sp = ag["kendall"], ag["spearman"]
+            say(f"  {p:17} n={len(idx):<2} tau {k['value']:+.3f} [{k['ci90'][0]:+.2f}, {k['ci90'][1]:+.2f}]  "
+                f"rho {sp['value']:+.3f} [{sp['ci90'][0]:+.2f}, {sp['ci90'][1]:+.2f}]   "
+                f"(against stand-alone pairs scores: tau {ag_p['kendall']['value']:+.3f})")
+        if len(done) >= 3:
+            ag = rank_agreement(np.array([alone[i]["sequences"]["score"] for i in done]),
+                                np.array([alone[i]["pairs"]["score"] for i in done]), args.seed)
+            out["agreement"]["standalone_pairs_vs_sequences"] = ag
+            say(f"  stand-alone pairs vs stand-alone sequences: tau {ag['kendall']['value']:+.3f} "
+                f"rho {ag['spearman']['value']:+.3f}")
+            mob = alone[0]["sequences"] if alone[0] else None
+            if mob:
+                say(f"  (held-out static box: {mob['static_score']:.3f}; stand-alone Mobile AO {mob['ao']:.3f})")
+        self._noise(sup, say, out)
+        out_path = args.out
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.with_suffix(".json").write_text(json.dumps(out, indent=1))
+        out_path.with_suffix(".txt").write_text("\n".join(lines) + "\n")
+
+    def _noise(self, sup: dict[str, list], say: Callable[[str], None], out: dict[str, Any]) -> None:
+        args = self.args
+        say()
+        say(f"Noise floor (supernet 'recipe'; {args.noise_seeds} BN-recalibration draws of 2 x 32 training pairs with the "
+            "validation data fixed; validation subsets with BN fixed):")
+        for p in ("pairs", "sequences"):
+            if p not in self.protos:
+                continue
+            scored = [x["score"] for x in sup[p] if x]
+            rows = []
+            for i in range(min(args.noise_archs, len(self.archs))):
+                nz, base = _read_json(self.noise(i, p)), sup[p][i]
+                if nz is None or base is None:
+                    continue
+                bn = [base["score"]] + [v["score"] for v in nz["bn"].values()]
+                if p == "pairs":
+                    vs = [base["score"]] + [v["score"] for v in nz["val"].values()]
+                    what = f"{len(vs)} draws of 256 validation pairs"
+                else:
+                    k = len(base["predictions"]) // 2
+                    vs = subset_scores(base["predictions"], self.val, k, 20, args.seed)
+                    what = f"20 random halves ({k} of {len(base['predictions'])} sequences)"
+                rows.append({"arch": self.archs[i]["name"], "bn_scores": bn, "bn_sd": float(np.std(bn, ddof=1)),
+                             "val_scores": vs, "val_sd": float(np.std(vs, ddof=1)), "val_what": what,
+                             "score_se": base.get("score_se")})
+            if len(scored) < 2 or not rows:
+                continue
+            across = float(np.std(scored, ddof=1))
+            bn_sd = float(np.sqrt(np.mean([r["bn_sd"] ** 2 for r in rows])))
+            val_sd = float(np.sqrt(np.mean([r["val_sd"] ** 2 for r in rows])))
+            out["noise"][p] = {"across_archs_sd": across, "n_archs": len(scored), "bn_sd": bn_sd, "val_sd": val_sd,
+                               "per_arch": rows}
+            say(f"  {p}: sd across the {len(scored)} architectures {across:.4f}; within one: BN draws {bn_sd:.4f} "
+                f"({bn_sd / across:.2f}x), validation subsets {val_sd:.4f} ({val_sd / across:.2f}x)")
+            for r in rows:
+                se = f"{r['score_se']:.4f}" if r["score_se"] is not None else "-"
+                say(f"    {r['arch']:9} BN draws {' '.join(f'{v:.3f}' for v in r['bn_scores'])} (sd {r['bn_sd']:.4f}); "
+                    f"{r['val_what']}: sd {r['val_sd']:.4f}; its score_se {se}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--archs", type=int, default=10, help="architectures (Mobile, smallest, largest, then random)")
+    ap.add_argument("--iters", type=int, default=200, help="stand-alone training iterations per architecture")
+    ap.add_argument("--supernet-iters", type=int, default=None, help="supernet iterations (default: the recipe's)")
+    ap.add_argument("--supernet", type=Path, default=None,
+                    help="use this recipe-trained checkpoint (copied) instead of training the supernet")
+    ap.add_argument("--set", default="{}", help="TrainConfig overrides on the recipe for every training (JSON)")
+    ap.add_argument("--seed", type=int, default=0, help="architecture sampling, initialisation, training pairs")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    ap.add_argument("--jobs", type=int, default=2, help="parallel processes")
+    ap.add_argument("--work", type=Path, default=Path("runs/ranking"))
+    ap.add_argument("--train-data", type=Path, default=None, help="default WORK/data/train (made: 60 x 100, seed 1)")
+    ap.add_argument("--val-data", type=Path, default=None, help="default WORK/data/val (made: 20 x 100, seed 2)")
+    ap.add_argument("--protocols", default="pairs,sequences", help=f"comma-separated, of: {', '.join(PROTOCOLS)}")
+    ap.add_argument("--truth-sequences", type=int, default=20, help="held-out sequences scoring stand-alone nets")
+    ap.add_argument("--truth-frames", type=int, default=100)
+    ap.add_argument("--tracker", default="recipe", help="'recipe' (RECIPE['tracker']), 'default' or JSON settings")
+    ap.add_argument("--noise-archs", type=int, default=3, help="candidates (the first ones) for the noise floor")
+    ap.add_argument("--noise-seeds", type=int, default=3, help="BN draws (and validation-pair draws) per candidate")
+    ap.add_argument("--keep-checkpoints", action="store_true", help="keep stand-alone checkpoints once scored")
+    ap.add_argument("--report-only", action="store_true", help="print the report from what is done; run nothing")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_ranking"))
+    args = ap.parse_args()
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the workers inherit it
+    study = Study(args)
+    if not args.report_only:
+        study.run()
+    study.report()
+
+
+if __name__ == "__main__":
+    main()
