@@ -343,8 +343,12 @@ def test_front_architecture_hardware_signout(finished: Finished, page: Any) -> N
     page.mouse.click(*xy)
     page.wait_for_url(re.compile(re.escape(f"/ui/architectures/{point['architecture_id']}?search={sid}&hardware_id={first}")))
 
-    # the architecture page: string, diagram, latency on every target, per-unit breakdown
+    # the architecture page: string (and its copy button), diagram, latency on every target, breakdown
     assert page.locator("#lighttrack").input_value() == point["lighttrack"]
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.get_by_role("button", name="Copy").click()
+    page.wait_for_function("() => document.getElementById('copy-status').textContent === 'Copied.'")
+    assert page.evaluate("() => navigator.clipboard.readText()") == point["lighttrack"]
     assert page.locator(".diagram .stage").count() == 4 and page.locator(".diagram .tower").count() == 2
     rows = page.locator("#latencies tbody tr")
     assert rows.count() == 3
@@ -354,6 +358,14 @@ def test_front_architecture_hardware_signout(finished: Finished, page: Any) -> N
     bars = page.evaluate("() => document.getElementById('breakdown-plot').data[0].x.length")
     assert bars >= 10
     page.screenshot(path=str(SHOTS / "architecture.png"), full_page=True)
+
+    # the keyboard way to a point: a front table's link, focused and opened with Enter
+    page.go_back()
+    page.wait_for_selector("#front-plot[data-ready]")
+    link = page.locator('.front-table[data-target="0"] tbody a').first
+    link.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r".*/ui/architectures/[0-9a-f]{16}\?search="))
 
     # hardware: runtime, coverage (full, full, partial), agents with their last contact
     page.get_by_role("link", name="Hardware").click()
