@@ -357,4 +357,6 @@ def static(request: Request, name: str) -> Response:
 
 @router.api_route("/ui/{rest:path}", methods=["GET", "POST"])
 def unknown_page(rest: str) -> Response:
+    if rest == "":  # /ui/
+        return RedirectResponse("/ui/searches", status_code=303)
     raise Problem(404, "there is no such page")
