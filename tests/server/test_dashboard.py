@@ -350,6 +350,8 @@ def test_front_architecture_hardware_signout(finished: Finished, page: Any) -> N
     page.wait_for_function("() => document.getElementById('copy-status').textContent === 'Copied.'")
     assert page.evaluate("() => navigator.clipboard.readText()") == point["lighttrack"]
     assert page.locator(".diagram .stage").count() == 4 and page.locator(".diagram .tower").count() == 2
+    if point["score_se"] is not None:  # its score in this search, with the standard error
+        assert f"{point['score']:.4f} ± {point['score_se']:.4f}" in page.inner_text(".facts-inline")
     rows = page.locator("#latencies tbody tr")
     assert rows.count() == 3
     assert f"{point['latency_ms']:.2f} ms" in rows.nth(0).inner_text()
