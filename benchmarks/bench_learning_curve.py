@@ -29,7 +29,7 @@ import torch
 
 from tracking.bn import recalibrated
 from tracking.checkpoint import load_supernet
-from tracking.data import PairDataset, collate, generate_synthetic, read_dataset
+from tracking.data import PairConfig, PairDataset, collate, generate_synthetic, read_dataset
 from tracking.metrics import got10k_scores, sequence_ious
 from tracking.space import Architecture, lighttrack_mobile
 from tracking.tracker import Tracker, TrackerConfig, log_area_errors, track_sequence
@@ -53,6 +53,23 @@ def held_out_scores(supernet: torch.nn.Module, arch: Architecture, sequences: li
     return res
 
 
+@torch.no_grad()
+def regression_slope(supernet: torch.nn.Module, arch: Architecture, pairs: dict[str, torch.Tensor],
+                     bn_batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Slope of log predicted area on log true area at the cell nearest each target's centre, on
+    held-out pairs with wide scale jitter: 0 for a size-blind regressor, 1 for a perfect one."""
+    with recalibrated(supernet, arch, bn_batches):
+        _, reg = supernet(pairs["template"], pairs["search"], arch)
+    box = pairs["box"]
+    cx, cy = (box[:, 0] + box[:, 2]) / 2, (box[:, 1] + box[:, 3]) / 2
+    j = ((cx - 8) / 16).round().clamp(0, 15).long()
+    i = ((cy - 8) / 16).round().clamp(0, 15).long()
+    ltrb = reg[torch.arange(len(box)), :, i, j]
+    pred = torch.log((ltrb[:, 0] + ltrb[:, 2]) * (ltrb[:, 1] + ltrb[:, 3]))
+    true = torch.log((box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1]))
+    return float(np.polyfit(true.numpy(), pred.numpy(), 1)[0])
+
+
 def static_size_error(sequences: list[Any], max_frames: int | None) -> float:
     """Median |log area ratio| of a box that keeps the first frame's size."""
     errs = []
@@ -74,13 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-sequences", type=int, default=10)
     ap.add_argument("--val-frames", type=int, default=100)
     ap.add_argument("--iterations", type=int, default=None, help="planned iterations (default: the recipe's)")
-    ap.add_argument("--minutes", type=float, default=10.0, help="training-time budget (evaluation excluded)")
+    ap.add_argument("--minutes", type=float, default=10.0,
+                    help="wall-clock training budget (evaluation excluded); 0: no limit, run --iterations")
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                     help="override a TrainConfig field of the recipe, e.g. --set focus_prob=0.5")
     ap.add_argument("--tracker", default=None, help="tracker settings as JSON (default: the recipe's)")
+    ap.add_argument("--sizing-tracker", default='{"lr": 0.3, "window_influence": 0.5, "penalty_k": 0.05, '
+                    '"calibrate_size": true}', help="a second tracker that updates the size ('' to skip)")
     ap.add_argument("--out", type=Path, default=None, help="also write the printed lines here")
     args = ap.parse_args(argv)
 
@@ -106,30 +126,41 @@ def main(argv: list[str] | None = None) -> int:
         overrides["iters_per_epoch"] = args.iterations
     cfg = recipe_config(seed=args.seed, threads=args.threads, **overrides)
     tracker = TrackerConfig(**json.loads(args.tracker)) if args.tracker else recipe_tracker()
+    sizing = TrackerConfig(**json.loads(args.sizing_tracker)) if args.sizing_tracker else None
     arch = lighttrack_mobile()
     val = read_dataset(val_dir, on_error="skip").sequences[:args.val_sequences]
     bn_pairs = PairDataset(read_dataset(train_dir, on_error="skip"), 64, seed=args.seed + 1)
     bn_batches = [(b["template"], b["search"]) for b in (collate([bn_pairs[i * 32 + k] for k in range(32)])
                                                          for i in range(2))]
     static = static_box_scores(val, args.val_frames)
+    probe_set = PairDataset(read_dataset(val_dir, on_error="skip"), 128, seed=args.seed + 7,
+                            config=PairConfig(max_scale=0.4))
+    probe = collate([probe_set[i] for i in range(len(probe_set))])
     say(f"# bench_learning_curve {time.strftime('%Y-%m-%d %H:%M')} UTC, torch threads {args.threads}")
     say(f"# train {train_dir} (seed {args.train_seed}), held out {val_dir} (seed {args.val_seed}): "
         f"{len(val)} sequences x {args.val_frames} frames; Mobile's path {arch.to_string()}")
     say(f"# recipe {json.dumps(cfg.model_dump(exclude={'threads'}), sort_keys=True)}")
     say(f"# tracker {json.dumps(tracker.model_dump(), sort_keys=True)}")
+    if sizing:
+        say(f"# sizing tracker (columns *_sz) {json.dumps(sizing.model_dump(), sort_keys=True)}")
+    say("# reg_slope: log predicted area on log true area, centre cell, 128 held-out pairs, scale jitter +-0.4")
     say(f"# static box: AO {static['ao']:.3f} SR@0.5 {static['sr50']:.3f} SR@0.75 {static['sr75']:.3f} "
         f"size err {static_size_error(val, args.val_frames):.3f}")
-    say("iteration  train_s  it/s   loss   AO     SR50   SR75   size_err  AO/static")
+    say("# train_s: wall seconds of training; cpu_min: its CPU time (all threads) in minutes. On a shared host")
+    say("# the CPU time / threads is what the same run costs on an idle machine with that many cores.")
+    say("iteration  train_s  cpu_min  it/s   loss   AO     SR50   SR75   size_err  AO/static  reg_slope  AO_sz  "
+        "SR50_sz  size_err_sz")
 
     ckpt = work / "supernet.pt"
-    spent, done = 0.0, 0
-    budget = args.minutes * 60
+    spent, cpu, done = 0.0, 0.0, 0
+    budget = args.minutes * 60 if args.minutes > 0 else float("inf")
     points = list(range(0, cfg.total_iters, args.eval_every))[1:] + [cfg.total_iters]
     for stop in [0, *points]:
         if stop > done:
             res = train_supernet(train_dir, ckpt, cfg, progress=False, resume=done > 0, overwrite=done == 0,
-                                 stop_after=stop, time_limit_s=budget - spent)
+                                 stop_after=stop, time_limit_s=None if budget == float("inf") else budget - spent)
             spent += res["seconds"]
+            cpu += res["cpu_seconds"]
             done = res["total_iterations"]
         elif stop == 0:
             train_supernet(train_dir, ckpt, cfg, progress=False, overwrite=True, stop_after=0)
@@ -137,8 +168,14 @@ def main(argv: list[str] | None = None) -> int:
         hist = meta.get("history", [])
         loss = float(np.mean([h[1] for h in hist[-20:]])) if hist else float("nan")
         s = held_out_scores(net, arch, val, bn_batches, tracker, args.val_frames)
-        say(f"{done:9d}  {spent:7.0f}  {done / spent if spent else 0:5.2f}  {loss:5.3f}  {s['ao']:.3f}  "
-            f"{s['sr50']:.3f}  {s['sr75']:.3f}  {s['size_err']:.3f}     {s['ao'] / max(static['ao'], 1e-9):.2f}x")
+        slope = regression_slope(net, arch, probe, bn_batches)
+        line = (f"{done:9d}  {spent:7.0f}  {cpu / 60:7.1f}  {done / spent if spent else 0:5.2f}  {loss:5.3f}  "
+                f"{s['ao']:.3f}  {s['sr50']:.3f}  {s['sr75']:.3f}  {s['size_err']:.3f}     "
+                f"{s['ao'] / max(static['ao'], 1e-9):5.2f}x     {slope:6.3f}")
+        if sizing:
+            z = held_out_scores(net, arch, val, bn_batches, sizing, args.val_frames)
+            line += f"  {z['ao']:.3f}  {z['sr50']:.3f}    {z['size_err']:.3f}"
+        say(line)
         if spent >= budget or done >= cfg.total_iters:
             break
     if done < cfg.total_iters:

@@ -32,10 +32,14 @@ def _done(console: Any, t0: float, what: str) -> None:
 @demo_app.command("demo")
 def demo(
     workdir: Path = typer.Option(Path("lutnas-demo"), "--workdir", help="Where everything is kept."),
-    sequences: int = typer.Option(30, "--sequences", min=2, help="Synthetic training sequences."),
-    frames: int = typer.Option(50, "--frames", min=4, help="Frames per synthetic sequence."),
-    iterations: int = typer.Option(800, "--iterations", min=1, help="Supernet training iterations."),
-    batch: int = typer.Option(8, "--batch", min=1, help="Training batch size."),
+    sequences: int = typer.Option(60, "--sequences", min=2, help="Synthetic training sequences."),
+    frames: int = typer.Option(100, "--frames", min=4, help="Frames per synthetic sequence."),
+    iterations: int | None = typer.Option(None, "--iterations", min=1,
+                                          help="Supernet training iterations [default: the recipe's, ~10 min on 2 cores]."),
+    batch: int | None = typer.Option(None, "--batch", min=1, help="Training batch size [default: the recipe's]."),
+    val_sequences: int = typer.Option(10, "--val-sequences", min=1,
+                                      help="Held-out sequences tracked for the summary (0 frames: skip)."),
+    val_frames: int = typer.Option(100, "--val-frames", min=0, help="Frames of each held-out sequence tracked."),
     population: int = typer.Option(16, "--population", min=4, help="Search population."),
     generations: int = typer.Option(5, "--generations", min=1, help="Search generations."),
     threads: int = typer.Option(2, "--threads", min=1, help="Torch threads for training and scoring."),
@@ -56,7 +60,7 @@ def demo(
 
     t0 = _step(console, 1, "synthetic tracking data")
     train_dir, val_dir = workdir / "data" / "train", workdir / "data" / "val"
-    for d, n, s in ((train_dir, sequences, seed), (val_dir, max(4, sequences // 4), seed + 1000)):
+    for d, n, s in ((train_dir, sequences, seed), (val_dir, max(4, sequences // 4, val_sequences), seed + 1000)):
         if (d / "list.txt").is_file():
             console.print(f"reusing {d}")
         else:
@@ -65,13 +69,14 @@ def demo(
 
     # 2. supernet -----------------------------------------------------------------------
     from tracking.checkpoint import load_supernet
-    from tracking.train import TrainConfig, train_supernet
+    from tracking.train import recipe_config, train_supernet
 
-    t0 = _step(console, 2, "one-shot supernet training (single path, uniform sampling)")
+    t0 = _step(console, 2, "one-shot supernet training (single path; Mobile's path half the time)")
     ckpt = workdir / "supernet.pt"
-    # TrainConfig's defaults: peak lr 0.01 after a 30-iteration warm-up (docs/validation.md)
-    cfg = TrainConfig(epochs=1, iters_per_epoch=iterations, batch_size=batch, seed=seed, threads=threads,
-                      checkpoint_every=50)
+    # the recipe (tracking.train.RECIPE, docs/validation.md): uniform paths half the time,
+    # LightTrack-Mobile's the other half, a log-size loss, and the tracker settings that go with it
+    sizes = {k: v for k, v in (("iters_per_epoch", iterations), ("batch_size", batch)) if v is not None}
+    cfg = recipe_config(seed=seed, threads=threads, checkpoint_every=50, **sizes)
     done_iters = int(load_supernet(ckpt)[1].get("iteration", 0)) if ckpt.is_file() else 0
     if done_iters >= cfg.total_iters:
         console.print(f"reusing {ckpt} ({done_iters} iterations)")
@@ -146,4 +151,38 @@ def demo(
                   f"{(r.params or 0) / 1e6:.2f}", r.arch)
     console.print(t)
     console.print(f"hypervolume {result.hypervolume:.4f}; ranked: {csv_path}, {json_path}; plot: {png}")
+    if val_frames > 0 and result.front:
+        _held_out_summary(console, ckpt, train_dir, val_dir, result, val_sequences, val_frames, seed)
     console.print(f"[bold]demo finished in {time.perf_counter() - start:.0f} s[/bold] (work folder {workdir})")
+
+
+def _held_out_summary(console: Any, ckpt: Path, train_dir: Path, val_dir: Path, result: Any, n_seq: int,
+                      n_frames: int, seed: int) -> None:
+    """Held-out tracking (sequences mode, the checkpoint's tracker settings) of LightTrack-Mobile's
+    path and of the front's best-scoring pick, beside a box that never moves: whether the
+    supernet's paths really track, in numbers a user can check."""
+    from rich.table import Table
+
+    from tracking.checkpoint import load_supernet
+    from tracking.space import Architecture, lighttrack_mobile
+    from tracking.tune import tracker_config_from_meta
+    from tracking.validate import ValidationScorer
+
+    net, meta = load_supernet(ckpt)
+    scorer = ValidationScorer(net, val_dir, "sequences", bn_data_dir=train_dir, bn_batches=2, bn_batch_size=32,
+                              max_sequences=n_seq, max_frames=n_frames, seed=seed,
+                              tracker_config=tracker_config_from_meta(meta))
+    best = max(result.front, key=lambda r: r.score)
+    picks = [("LightTrack-Mobile", lighttrack_mobile()), ("front's best pick", Architecture.from_string(best.arch))]
+    t = Table(f"held out ({len(scorer.sequences)} sequences x {n_frames} frames)", "AO", "SR@0.5", "SR@0.75",
+              "AO / static box")
+    t.add_column("LightTrack string", overflow="fold")
+    static = scorer.static
+    with console.status("tracking the held-out sequences"):
+        for name, arch in picks:
+            r = scorer.score(arch)
+            t.add_row(name, f"{r['ao']:.3f}", f"{r['sr50']:.3f}", f"{r['sr75']:.3f}",
+                      f"{r['ao'] / max(static['ao'], 1e-9):.1f}x", arch.to_string())
+    t.add_row("a box that never moves", f"{static['ao']:.3f}", f"{static['sr50']:.3f}", f"{static['sr75']:.3f}",
+              "1.0x", "-")
+    console.print(t)

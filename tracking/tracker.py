@@ -33,6 +33,8 @@ class TrackerConfig(BaseModel):
     search_size: int = Field(256, gt=0)
     stride: int = Field(16, gt=0)
     min_size: float = Field(10.0, gt=0, description="smallest box side kept, in frame pixels")
+    calibrate_size: bool = Field(
+        False, description="divide predicted sizes by the network's error on the first frame, where the size is known")
 
     @property
     def score_size(self) -> int:
@@ -121,6 +123,17 @@ class Tracker:
         s_z = context_size(w, h, cfg.context_amount)
         z = crop_square(frame, tuple(self.centre), s_z, cfg.template_size, self.pad)
         self.zf = self.model.template_feature(normalise(z)[None])
+        self.size_gain = np.ones(2)
+        if cfg.calibrate_size:
+            # A regressor that is biased for this target (typical of short training: it leans to
+            # the data's usual size and aspect) makes the box grow or shrink every frame, since
+            # each frame's crop is scaled by the last estimate. The first frame's size is known:
+            # its prediction there gives the bias, which later frames divide out, so only the
+            # network's response to a size *change* moves the box.
+            scale = cfg.template_size / s_z
+            _, pred, _ = self._predict(frame, scale)
+            if np.isfinite(pred).all() and (pred > 0).all():
+                self.size_gain = np.clip(self.size * scale / pred, 0.5, 2.0)
 
     def update(self, frame: np.ndarray) -> tuple[Box, float]:
         if self.centre is None or self.size is None:
@@ -129,16 +142,34 @@ class Tracker:
         cfg = self.config
         s_z = context_size(*self.size, cfg.context_amount)
         scale = cfg.template_size / s_z  # search-image pixels per frame pixel
-        s_x = cfg.search_size / scale
-        x = crop_square(frame, tuple(self.centre), s_x, cfg.search_size, self.pad)
+        (i, j), pred, (score, penalty, pred_cx, pred_cy) = self._predict(frame, scale)
+        pred_w, pred_h = pred * self.size_gain
+        half = cfg.search_size / 2
+        offset = np.array([pred_cx[i, j] - half, pred_cy[i, j] - half]) / scale
+        lr = penalty[i, j] * score[i, j] * cfg.lr
+        new_size = self.size * (1 - lr) + np.array([pred_w, pred_h]) / scale * lr
+        fh, fw = self.frame_hw = frame.shape[:2]
+        if not (np.isfinite(offset).all() and np.isfinite(new_size).all()):
+            return self._box_in_frame(), 0.0  # a non-finite output must not corrupt the state: keep it
+        self.centre = np.clip(self.centre + offset, 0, [fw, fh])
+        self.size = np.clip(new_size, cfg.min_size, [max(fw, cfg.min_size), max(fh, cfg.min_size)])
+        return self._box_in_frame(), float(score[i, j])
+
+    def _predict(self, frame: np.ndarray, scale: float) -> tuple[tuple[int, int], np.ndarray, tuple[np.ndarray, ...]]:
+        """Run the network on the search region around the current centre at ``scale`` (search
+        pixels per frame pixel) and pick a cell: ``((i, j), (w, h) predicted there in search pixels
+        (calibration gain not applied), (score, penalty, pred_cx, pred_cy) maps)``."""
+        cfg = self.config
+        x = crop_square(frame, tuple(self.centre), cfg.search_size / scale, cfg.search_size, self.pad)
         cls, reg = self.model.track(self.zf, normalise(x)[None])
         score = 0.5 * (1.0 + np.tanh(0.5 * np.nan_to_num(cls[0, 0].astype(np.float64))))  # sigmoid, no overflow
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # handled below
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # handled by the caller
             left, top, right, bottom = reg[0].astype(np.float64)
             pred_cx = self.grid_x + (right - left) / 2
             pred_cy = self.grid_y + (bottom - top) / 2
-            pred_w = np.maximum(left + right, 1e-6)
-            pred_h = np.maximum(top + bottom, 1e-6)
+            # the calibrated size is what the scale/ratio penalty compares with the last size
+            pred_w = np.maximum(left + right, 1e-6) * self.size_gain[0]
+            pred_h = np.maximum(top + bottom, 1e-6) * self.size_gain[1]
 
             target = self.size * scale  # previous size in search-image pixels
             s_c = _change(_sz(pred_w, pred_h) / _sz(*target))
@@ -148,17 +179,8 @@ class Tracker:
             pscore = pscore * (1 - cfg.window_influence) + self.window * cfg.window_influence
             pscore = np.nan_to_num(pscore, nan=-1.0)  # cells with non-finite outputs never win
         i, j = np.unravel_index(int(np.argmax(pscore)), pscore.shape)
-
-        half = cfg.search_size / 2
-        offset = np.array([pred_cx[i, j] - half, pred_cy[i, j] - half]) / scale
-        lr = penalty[i, j] * score[i, j] * cfg.lr
-        new_size = self.size * (1 - lr) + np.array([pred_w[i, j], pred_h[i, j]]) / scale * lr
-        fh, fw = self.frame_hw = frame.shape[:2]
-        if not (np.isfinite(offset).all() and np.isfinite(new_size).all()):
-            return self._box_in_frame(), 0.0  # a non-finite output must not corrupt the state: keep it
-        self.centre = np.clip(self.centre + offset, 0, [fw, fh])
-        self.size = np.clip(new_size, cfg.min_size, [max(fw, cfg.min_size), max(fh, cfg.min_size)])
-        return self._box_in_frame(), float(score[i, j])
+        pred = np.array([pred_w[i, j], pred_h[i, j]]) / self.size_gain
+        return (int(i), int(j)), pred, (score, penalty, pred_cx, pred_cy)
 
     def _box_in_frame(self) -> Box:
         fh, fw = self.frame_hw

@@ -203,11 +203,10 @@ class _OracleModel:
 
 
 def test_tracker_follows_a_size_change():
-    from tracking.train import recipe_tracker
-
     frames, boxes = growing_square()
     finals = {}
-    for name, cfg in (("recipe", recipe_tracker()), ("frozen size", TrackerConfig(lr=0.0))):
+    sizing = TrackerConfig(lr=0.3, window_influence=0.5, penalty_k=0.05, calibrate_size=True)
+    for name, cfg in (("sizing", sizing), ("frozen size", TrackerConfig(lr=0.0))):
         tracker = Tracker(_OracleModel(), cfg)
         tracker.init(frames[0], boxes[0])
         for f in frames[1:]:
@@ -215,4 +214,29 @@ def test_tracker_follows_a_size_change():
         finals[name] = tracker.size.copy()
     true = boxes[-1][2]
     assert finals["frozen size"] == pytest.approx([30, 30])
-    assert np.abs(np.log(finals["recipe"] / true)).max() < 0.12  # within 12% of 54 px, from 30
+    assert np.abs(np.log(finals["sizing"] / true)).max() < 0.12  # within 12% of 54 px, from 30
+
+
+class _BiasedOracle(_OracleModel):
+    """The oracle, 15% too large and too wide: the bias of a briefly trained regressor."""
+
+    def track(self, zf, x):
+        cls, reg = super().track(zf, x)
+        reg[:, [0, 2]] *= 1.3
+        reg[:, [1, 3]] *= 1.15
+        return cls, reg
+
+
+def test_size_calibration_removes_a_regressor_bias():
+    """A biased regressor makes the size grow every frame (each crop is scaled by the last
+    estimate); calibrated on the first frame, the same regressor follows the true size."""
+    frames, boxes = growing_square()
+    finals = {}
+    for calibrate in (False, True):
+        tracker = Tracker(_BiasedOracle(), TrackerConfig(lr=0.3, penalty_k=0.05, calibrate_size=calibrate))
+        tracker.init(frames[0], boxes[0])
+        for f in frames[1:]:
+            tracker.update(f)
+        finals[calibrate] = np.log(tracker.size / boxes[-1][2])
+    assert finals[False][0] > 0.2  # drifted larger than the bias itself
+    assert np.abs(finals[True]).max() < 0.12
