@@ -92,7 +92,7 @@ class TrainConfig(BaseModel):
 # LightTrack-Mobile's path a working tracker in about 10 minutes of a 2-core CPU.
 RECIPE: dict[str, Any] = {
     "epochs": 1,
-    "iters_per_epoch": 600,
+    "iters_per_epoch": 450,
     "batch_size": 8,
     "optimizer": "adamw",  # learnt faster than SGD at this budget (docs/validation.md)
     "lr": 0.001,
