@@ -227,15 +227,22 @@ class Scheduler:
         self.added += 1  # ties run in the order added
         self.ready.append((prio, self.added, name, fn, args, then))
 
-    def run(self) -> None:
+    def run(self, waiting: Callable[[], bool] | None = None) -> None:
+        """``waiting()``: polled every 15 s; True while something outside may still add tasks."""
         running: dict[cf.Future, tuple[str, float, Callable[[], None] | None]] = {}
-        while self.ready or running:
+        while True:
+            still = waiting is not None and waiting()  # called every round (it may add tasks)
+            if not (self.ready or running or still):
+                break
             self.ready.sort(key=lambda t: (t[0], t[1]))
             while self.ready and len(running) < self.jobs:
                 _, _, name, fn, args, then = self.ready.pop(0)
                 self.log(f"start {name}")
                 running[self.pool.submit(fn, *args)] = (name, time.perf_counter(), then)
-            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            if not running:
+                time.sleep(15)
+                continue
+            finished, _ = cf.wait(running, timeout=15 if waiting else None, return_when=cf.FIRST_COMPLETED)
             for f in finished:
                 name, t0, then = running.pop(f)
                 f.result()  # a failed task stops the study; what finished stays on disk
@@ -285,6 +292,32 @@ def subset_scores(predictions: dict[str, list], val: str, k: int, draws: int, se
             for _ in range(draws)]
 
 
+def split_half_tau(predictions: list[dict[str, list]], val: str, draws: int, seed: int) -> list[float]:
+    """Kendall tau between the architectures' scores on two random halves of the sequences (the
+    same halves for every architecture), ``draws`` seeded splits: how reproducible a ranking on
+    half of these sequences is; the full set's is higher (Spearman-Brown)."""
+    from scipy.stats import kendalltau
+
+    from tracking.data.got10k import read_dataset
+    from tracking.metrics import got10k_scores, sequence_ious
+    from tracking.validate import toolkit_frames
+
+    seqs = {q.name: q for q in read_dataset(val, on_error="skip").sequences}
+    names = sorted(predictions[0])
+    ious = [[sequence_ious(np.asarray(pr[n]), seqs[n].boxes[:len(pr[n])], **toolkit_frames(seqs[n], len(pr[n])))
+             for n in names] for pr in predictions]
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(draws):
+        perm = rng.permutation(len(names))
+        a, b = perm[:len(names) // 2], perm[len(names) // 2:]
+        sa = [got10k_scores([x[j] for j in a])["score"] for x in ious]
+        sb = [got10k_scores([x[j] for j in b])["score"] for x in ious]
+        t = float(kendalltau(sa, sb).statistic)
+        out.append(0.0 if np.isnan(t) else t)
+    return out
+
+
 # -- the study ----------------------------------------------------------------------------------
 
 class Study:
@@ -311,7 +344,9 @@ class Study:
         self.protos = {p: PROTOCOLS[p] for p in args.protocols.split(",")}
         self.truth_protos = {"sequences": {"mode": "sequences", "max_sequences": args.truth_sequences,
                                            "max_frames": args.truth_frames},
-                             "pairs": {"mode": "pairs", "n_pairs": 256}}
+                             "pairs": {"mode": "pairs", "n_pairs": args.truth_pairs}}
+        if not args.truth_pairs:
+            del self.truth_protos["pairs"]
 
     def ckpt(self, source: str) -> Path:
         return self.work / "supernet" / ("supernet-half.pt" if source == "half" else f"supernet-{source}.pt")
@@ -341,16 +376,19 @@ class Study:
         sources = {p.get("source", "recipe") for p in self.protos.values()}
         if args.noise_archs:
             sources.add("recipe")
-        if args.supernet and not self.ckpt("recipe").is_file():
-            shutil.copyfile(args.supernet, self.ckpt("recipe"))
-            _write_json(self.work / "supernet" / "train-recipe.json", {"copied_from": str(args.supernet)})
+        ext: dict[str, Any] = {"mtime": None}
 
         def score(source: str) -> None:
             lever = 0 if source == "recipe" else 2
             for p, proto in self.protos.items():
                 if proto.get("source", "recipe") != source and not (source == "recipe" and proto.get("source") == "half"):
                     continue
-                prio = 2 + lever + (0 if p in ("pairs", "sequences") else 1)
+                if not self.ckpt(proto.get("source", "recipe")).is_file():
+                    print(f"skipping protocol {p}: no {self.ckpt(proto.get('source', 'recipe'))}", flush=True)
+                    continue
+                # the main protocols before the remaining stand-alone work (balanced partial results); noise
+                # floor 3; levers after
+                prio = 0.5 if source == "recipe" and p in ("pairs", "sequences") else 3.5 + lever
                 todo = [i for i in range(len(self.archs)) if not self.sup(p, i).is_file()]
                 for c in range(args.jobs):  # one chunk per process
                     idx = todo[c::args.jobs]
@@ -363,10 +401,44 @@ class Study:
                 for i in range(min(args.noise_archs, len(self.archs))):
                     for p in ("pairs", "sequences"):
                         if not self.noise(i, p).is_file():
-                            sched.add(3.5, f"noise {p} {self.archs[i]['name']}", task_noise,
+                            sched.add(3, f"noise {p} {self.archs[i]['name']}", task_noise,
                                       (str(self.ckpt("recipe")), self.val, self.train, self.archs[i]["arch"],
                                        PROTOCOLS[p], self.tracker, list(range(1, args.noise_seeds)),
                                        str(self.noise(i, p))))
+
+        def external() -> bool:
+            """Copy ``--supernet`` once it holds the recipe's full run (and its halfway state when it
+            passes through it); True while still waiting for it."""
+            summary = self.work / "supernet" / "train-recipe.json"
+            path = Path(args.supernet)
+            if summary.is_file():
+                return False
+            mtime = path.stat().st_mtime if path.is_file() else None
+            if mtime is None or mtime == ext["mtime"]:
+                return True
+            ext["mtime"] = mtime
+            import torch
+
+            meta = torch.load(path, map_location="cpu", weights_only=True)["meta"]
+            cfg, want = meta["config"], self.sup_cfg["recipe"]
+            keys = ("epochs", "iters_per_epoch", "batch_size", "optimizer", "lr", "warmup_iters", "final_lr_ratio",
+                    "focus_arch", "focus_prob", "size_weight", "pairs", "seed", "space", "cls_weight", "reg_weight",
+                    "weight_decay", "grad_clip", "momentum")
+            diff = {k: (cfg.get(k), want.get(k)) for k in keys if cfg.get(k) != want.get(k)}
+            if diff:
+                raise SystemExit(f"{path}: not the recipe's configuration (found, wanted): {diff}")
+            total, it = want["epochs"] * want["iters_per_epoch"], int(meta["iteration"])
+            print(f"{path}: iteration {it} of {total}", flush=True)
+            if it == total // 2 and "half" in sources and not self.ckpt("half").is_file():
+                shutil.copyfile(path, self.ckpt("half"))
+            if it < total:
+                return True
+            shutil.copyfile(path, self.ckpt("recipe"))
+            hist = meta.get("history", [])
+            _write_json(summary, {"copied_from": str(path), "total_iterations": it,
+                                  "loss": float(np.mean([h[1] for h in hist[-20:]])) if hist else None})
+            score("recipe")
+            return False
 
         for source in ("recipe", "uniform"):
             if source not in sources:
@@ -375,6 +447,8 @@ class Study:
             if summary.is_file():
                 score(source)
                 continue
+            if source == "recipe" and args.supernet:
+                continue  # external() copies it when it is complete
             half = str(self.ckpt("half")) if source == "recipe" and "half" in sources else None
             sched.add(0 if source == "recipe" else 4, f"train supernet ({source})", task_train,
                       (str(self.ckpt(source)), self.train, self.sup_cfg[source], str(summary), half),
@@ -395,7 +469,7 @@ class Study:
                            str(self.alone(i, "-train.json"))), score_it)
         print(f"{len(self.archs)} architectures, stand-alone {args.iters} iterations each, supernets {sorted(sources)}; "
               f"{args.jobs} processes x {args.threads} threads", flush=True)
-        sched.run()
+        sched.run(external if args.supernet else None)
 
     # -- the report --------------------------------------------------------------------------
     def report(self) -> None:
@@ -444,13 +518,13 @@ class Study:
                    "supernet": {p: None if sup[p][i] is None else {k: v for k, v in sup[p][i].items()
                                                                    if k != "predictions"} for p in self.protos}}
             if a is not None:
-                for k in ("sequences", "pairs"):
+                for k in ("sequences", "pairs")[:1 + ("pairs" in a)]:
                     row["standalone"][k] = {x: y for x, y in a[k].items() if x != "predictions"}
             out["archs"].append(row)
             cells = [f"{i:>2} {r['name']:9} {r['mflops']:5.0f}",
                      f"{at['s_per_iter']:4.1f}" if at and at.get("s_per_iter") else f"{'-':>4}",
                      f"{a['loss_last50']:5.2f} {a['sequences']['score']:6.3f} {a['sequences']['score_se']:5.3f} "
-                     f"{a['pairs']['score']:7.3f}" if a else f"{'-':>5} {'-':>6} {'-':>5} {'-':>7}"]
+                     + (f"{a['pairs']['score']:7.3f}" if "pairs" in a else f"{'-':>7}") if a else f"{'-':>5} {'-':>6} {'-':>5} {'-':>7}"]
             cells += [f"{sup[p][i]['score']:14.3f}" if sup[p][i] else f"{'-':>14}" for p in self.protos]
             say(" ".join(cells))
         say()
@@ -462,26 +536,43 @@ class Study:
         for p in self.protos:
             idx = [i for i in done if sup[p][i] is not None]
             if len(idx) < 3:
-                say(f"  {p:17} (only {len(idx)} architectures scored)")
+                say(f"  {p:24} (only {len(idx)} architectures scored)")
                 continue
             truth = np.array([alone[i]["sequences"]["score"] for i in idx])
-            tpairs = np.array([alone[i]["pairs"]["score"] for i in idx])
+            has_pairs = all("pairs" in alone[i] for i in idx)
+            tpairs = np.array([alone[i]["pairs"]["score"] for i in idx]) if has_pairs else None
             s = np.array([sup[p][i]["score"] for i in idx])
-            ag, ag_p = rank_agreement(truth, s, args.seed), rank_agreement(tpairs, s, args.seed)
-            out["agreement"][p] = {"n": len(idx), "vs_standalone_sequences": ag, "vs_standalone_pairs": ag_p}
+            ag = rank_agreement(truth, s, args.seed)
+            ag_p = rank_agreement(tpairs, s, args.seed) if has_pairs else None
+            # without Mobile, whose path the recipe trains half the time (is the focus what agrees?)
+            rest = [j for j, i in enumerate(idx) if self.archs[i]["name"] != "mobile"]
+            ag_r = rank_agreement(truth[rest], s[rest], args.seed)
+            out["agreement"][p] = {"n": len(idx), "vs_standalone_sequences": ag, "vs_standalone_pairs": ag_p,
+                                   "without_mobile": ag_r}
             k, sp = ag["kendall"], ag["spearman"]
-            say(f"  {p:17} n={len(idx):<2} tau {k['value']:+.3f} [{k['ci90'][0]:+.2f}, {k['ci90'][1]:+.2f}]  "
-                f"rho {sp['value']:+.3f} [{sp['ci90'][0]:+.2f}, {sp['ci90'][1]:+.2f}]   "
-                f"(against stand-alone pairs scores: tau {ag_p['kendall']['value']:+.3f})")
-        if len(done) >= 3:
+            default = " (search default)" if p == "pairs" else ""
+            say(f"  {p + default:24} n={len(idx):<2} tau {k['value']:+.3f} [{k['ci90'][0]:+.2f}, {k['ci90'][1]:+.2f}]  "
+                f"rho {sp['value']:+.3f} [{sp['ci90'][0]:+.2f}, {sp['ci90'][1]:+.2f}];  without Mobile tau "
+                f"{ag_r['kendall']['value']:+.3f}"
+                + (f";  against stand-alone pairs scores tau {ag_p['kendall']['value']:+.3f}" if ag_p else ""))
+        if len(done) >= 3 and all("pairs" in alone[i] for i in done):
             ag = rank_agreement(np.array([alone[i]["sequences"]["score"] for i in done]),
                                 np.array([alone[i]["pairs"]["score"] for i in done]), args.seed)
             out["agreement"]["standalone_pairs_vs_sequences"] = ag
             say(f"  stand-alone pairs vs stand-alone sequences: tau {ag['kendall']['value']:+.3f} "
                 f"rho {ag['spearman']['value']:+.3f}")
-            mob = alone[0]["sequences"] if alone[0] else None
-            if mob:
-                say(f"  (held-out static box: {mob['static_score']:.3f}; stand-alone Mobile AO {mob['ao']:.3f})")
+        # how reproducible each ranking is on these sequences (split halves)
+        for name, preds in (("stand-alone (ground truth)", [alone[i]["sequences"]["predictions"] for i in done]),
+                            ("supernet sequences", [x["predictions"] for x in sup.get("sequences", []) if x])):
+            if len(preds) >= 3:
+                taus = split_half_tau(preds, self.val, 50, args.seed)
+                out["agreement"][f"split_half_{name.split()[0]}"] = {"n": len(preds), "taus": taus}
+                say(f"  split-half reproducibility, {name}: tau between two random halves of the sequences "
+                    f"{np.mean(taus):+.3f} (5-95%: {np.percentile(taus, 5):+.2f}..{np.percentile(taus, 95):+.2f}; "
+                    f"50 splits, {len(preds)} architectures)")
+        mob = alone[0]["sequences"] if alone and alone[0] else None
+        if mob:
+            say(f"  (on these held-out frames a box that never moves scores {mob['static_score']:.3f})")
         self._noise(sup, say, out)
         out_path = args.out
         out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -489,43 +580,58 @@ class Study:
         out_path.with_suffix(".txt").write_text("\n".join(lines) + "\n")
 
     def _noise(self, sup: dict[str, list], say: Callable[[str], None], out: dict[str, Any]) -> None:
+        """Spread of one candidate's score over BN draws (where measured) and validation subsets,
+        against the spread across architectures. Validation subsets: other draws of 256 pairs
+        (pairs), or random halves of the tracked sequences (sequences: the sd over halves drawn
+        without replacement is about the standard error of the whole set's score)."""
         args = self.args
         say()
-        say(f"Noise floor (supernet 'recipe'; {args.noise_seeds} BN-recalibration draws of 2 x 32 training pairs with the "
+        say(f"Noise floor (supernet 'recipe'; BN: {args.noise_seeds} draws of 2 x 32 training pairs for recalibration, "
             "validation data fixed; validation subsets with BN fixed):")
         for p in ("pairs", "sequences"):
             if p not in self.protos:
                 continue
             scored = [x["score"] for x in sup[p] if x]
-            rows = []
-            for i in range(min(args.noise_archs, len(self.archs))):
-                nz, base = _read_json(self.noise(i, p)), sup[p][i]
-                if nz is None or base is None:
-                    continue
-                bn = [base["score"]] + [v["score"] for v in nz["bn"].values()]
-                if p == "pairs":
-                    vs = [base["score"]] + [v["score"] for v in nz["val"].values()]
-                    what = f"{len(vs)} draws of 256 validation pairs"
-                else:
-                    k = len(base["predictions"]) // 2
-                    vs = subset_scores(base["predictions"], self.val, k, 20, args.seed)
-                    what = f"20 random halves ({k} of {len(base['predictions'])} sequences)"
-                rows.append({"arch": self.archs[i]["name"], "bn_scores": bn, "bn_sd": float(np.std(bn, ddof=1)),
-                             "val_scores": vs, "val_sd": float(np.std(vs, ddof=1)), "val_what": what,
-                             "score_se": base.get("score_se")})
-            if len(scored) < 2 or not rows:
+            if len(scored) < 2:
                 continue
+            rows = []
+            for i, base in enumerate(sup[p]):
+                if base is None:
+                    continue
+                nz = _read_json(self.noise(i, p))
+                row: dict[str, Any] = {"arch": self.archs[i]["name"], "score_se": base.get("score_se"),
+                                       "bn_scores": None, "val_scores": None}
+                if nz is not None:
+                    row["bn_scores"] = [base["score"]] + [v["score"] for v in nz["bn"].values()]
+                    if p == "pairs":
+                        row["val_scores"] = [base["score"]] + [v["score"] for v in nz["val"].values()]
+                        row["val_what"] = f"{len(row['val_scores'])} draws of 256 validation pairs"
+                if p == "sequences":
+                    k = len(base["predictions"]) // 2
+                    row["val_scores"] = subset_scores(base["predictions"], self.val, k, 20, args.seed)
+                    row["val_what"] = f"20 random halves ({k} of {len(base['predictions'])} sequences)"
+                for key in ("bn", "val"):
+                    v = row[f"{key}_scores"]
+                    row[f"{key}_sd"] = float(np.std(v, ddof=1)) if v else None
+                rows.append(row)
             across = float(np.std(scored, ddof=1))
-            bn_sd = float(np.sqrt(np.mean([r["bn_sd"] ** 2 for r in rows])))
-            val_sd = float(np.sqrt(np.mean([r["val_sd"] ** 2 for r in rows])))
-            out["noise"][p] = {"across_archs_sd": across, "n_archs": len(scored), "bn_sd": bn_sd, "val_sd": val_sd,
+            rms = {key: [r[f"{key}_sd"] for r in rows if r[f"{key}_sd"] is not None] for key in ("bn", "val")}
+            summ = {key: float(np.sqrt(np.mean(np.square(v)))) if v else None for key, v in rms.items()}
+            out["noise"][p] = {"across_archs_sd": across, "n_archs": len(scored), "bn_sd": summ["bn"],
+                               "bn_archs": len(rms["bn"]), "val_sd": summ["val"], "val_archs": len(rms["val"]),
                                "per_arch": rows}
-            say(f"  {p}: sd across the {len(scored)} architectures {across:.4f}; within one: BN draws {bn_sd:.4f} "
-                f"({bn_sd / across:.2f}x), validation subsets {val_sd:.4f} ({val_sd / across:.2f}x)")
+            parts = [f"{key} {summ[key]:.4f} ({summ[key] / across:.2f}x, {len(rms[key])} architectures)"
+                     for key in ("bn", "val") if summ[key] is not None]
+            say(f"  {p}: sd across the {len(scored)} architectures {across:.4f}; within one candidate: "
+                + ("; ".join(parts).replace("bn ", "BN draws ").replace("val ", "validation subsets ") or "-"))
             for r in rows:
+                if r["bn_scores"] is None and r["val_scores"] is None:
+                    continue
                 se = f"{r['score_se']:.4f}" if r["score_se"] is not None else "-"
-                say(f"    {r['arch']:9} BN draws {' '.join(f'{v:.3f}' for v in r['bn_scores'])} (sd {r['bn_sd']:.4f}); "
-                    f"{r['val_what']}: sd {r['val_sd']:.4f}; its score_se {se}")
+                bn = (f"BN draws {' '.join(f'{v:.3f}' for v in r['bn_scores'])} (sd {r['bn_sd']:.4f}); "
+                      if r["bn_scores"] else "")
+                val = f"{r['val_what']}: sd {r['val_sd']:.4f}; " if r["val_scores"] else ""
+                say(f"    {r['arch']:9} {bn}{val}its score_se {se}")
 
 
 def main() -> None:
@@ -534,7 +640,8 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=200, help="stand-alone training iterations per architecture")
     ap.add_argument("--supernet-iters", type=int, default=None, help="supernet iterations (default: the recipe's)")
     ap.add_argument("--supernet", type=Path, default=None,
-                    help="use this recipe-trained checkpoint (copied) instead of training the supernet")
+                    help="use this recipe checkpoint instead of training one: copied once it reaches the recipe's "
+                         "iterations (waits while another process trains it; its halfway state is kept too)")
     ap.add_argument("--set", default="{}", help="TrainConfig overrides on the recipe for every training (JSON)")
     ap.add_argument("--seed", type=int, default=0, help="architecture sampling, initialisation, training pairs")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
@@ -545,6 +652,7 @@ def main() -> None:
     ap.add_argument("--protocols", default="pairs,sequences", help=f"comma-separated, of: {', '.join(PROTOCOLS)}")
     ap.add_argument("--truth-sequences", type=int, default=20, help="held-out sequences scoring stand-alone nets")
     ap.add_argument("--truth-frames", type=int, default=100)
+    ap.add_argument("--truth-pairs", type=int, default=256, help="also score stand-alone nets on pairs (0: no)")
     ap.add_argument("--tracker", default="recipe", help="'recipe' (RECIPE['tracker']), 'default' or JSON settings")
     ap.add_argument("--noise-archs", type=int, default=3, help="candidates (the first ones) for the noise floor")
     ap.add_argument("--noise-seeds", type=int, default=3, help="BN draws (and validation-pair draws) per candidate")
