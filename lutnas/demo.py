@@ -38,8 +38,9 @@ def demo(
                                           help="Supernet training iterations (default: the recipe's 450, under 10 min on 2 cores)."),
     batch: int | None = typer.Option(None, "--batch", min=1, help="Training batch size (default: the recipe's)."),
     val_sequences: int = typer.Option(10, "--val-sequences", min=1,
-                                      help="Held-out sequences tracked for the summary (0 frames: skip)."),
-    val_frames: int = typer.Option(100, "--val-frames", min=0, help="Frames of each held-out sequence tracked."),
+                                      help="Test sequences (a seed used by neither training nor the search) tracked "
+                                           "for the summary."),
+    val_frames: int = typer.Option(100, "--val-frames", min=0, help="Frames of each test sequence tracked (0: skip)."),
     population: int = typer.Option(16, "--population", min=4, help="Search population."),
     generations: int = typer.Option(5, "--generations", min=1, help="Search generations."),
     threads: int = typer.Option(2, "--threads", min=1, help="Torch threads for training and scoring."),
@@ -60,12 +61,17 @@ def demo(
 
     t0 = _step(console, 1, "synthetic tracking data")
     train_dir, val_dir = workdir / "data" / "train", workdir / "data" / "val"
-    for d, n, s in ((train_dir, sequences, seed), (val_dir, max(4, sequences // 4, val_sequences), seed + 1000)):
+    # a third set for the summary: the search picks its front on val, so val would flatter the pick
+    test_dir = workdir / "data" / "test"
+    sets = [(train_dir, sequences, seed), (val_dir, max(4, sequences // 4), seed + 1000)]
+    if val_frames > 0:
+        sets.append((test_dir, val_sequences, seed + 2000))
+    for d, n, s in sets:
         if (d / "list.txt").is_file():
             console.print(f"reusing {d}")
         else:
-            generate_synthetic(d, n, frames, seed=s)
-    _done(console, t0, f"train {train_dir}, validation {val_dir} (held-out seed)")
+            generate_synthetic(d, n, max(frames, val_frames) if d == test_dir else frames, seed=s)
+    _done(console, t0, f"train {train_dir}, validation {val_dir}, test {test_dir} (held-out seeds)")
 
     # 2. supernet -----------------------------------------------------------------------
     from tracking.checkpoint import load_supernet
@@ -152,11 +158,11 @@ def demo(
     console.print(t)
     console.print(f"hypervolume {result.hypervolume:.4f}; ranked: {csv_path}, {json_path}; plot: {png}")
     if val_frames > 0 and result.front:
-        _held_out_summary(console, ckpt, train_dir, val_dir, result, val_sequences, val_frames, seed)
+        _held_out_summary(console, ckpt, train_dir, test_dir, result, val_sequences, val_frames, seed)
     console.print(f"[bold]demo finished in {time.perf_counter() - start:.0f} s[/bold] (work folder {workdir})")
 
 
-def _held_out_summary(console: Any, ckpt: Path, train_dir: Path, val_dir: Path, result: Any, n_seq: int,
+def _held_out_summary(console: Any, ckpt: Path, train_dir: Path, test_dir: Path, result: Any, n_seq: int,
                       n_frames: int, seed: int) -> None:
     """Held-out tracking (sequences mode, the checkpoint's tracker settings) of LightTrack-Mobile's
     path and of the front's best-scoring pick, beside a box that never moves: whether the
@@ -169,7 +175,7 @@ def _held_out_summary(console: Any, ckpt: Path, train_dir: Path, val_dir: Path, 
     from tracking.validate import ValidationScorer
 
     net, meta = load_supernet(ckpt)
-    scorer = ValidationScorer(net, val_dir, "sequences", bn_data_dir=train_dir, bn_batches=2, bn_batch_size=32,
+    scorer = ValidationScorer(net, test_dir, "sequences", bn_data_dir=train_dir, bn_batches=2, bn_batch_size=32,
                               max_sequences=n_seq, max_frames=n_frames, seed=seed,
                               tracker_config=tracker_config_from_meta(meta))
     best = max(result.front, key=lambda r: r.score)
