@@ -454,7 +454,7 @@ class Study:
                       (str(self.ckpt(source)), self.train, self.sup_cfg[source], str(summary), half),
                       lambda s=source: score(s))
         for i, r in enumerate(self.archs):
-            if self.alone(i).is_file():
+            if self.alone(i).is_file() or args.skip_standalone:
                 continue
             def score_it(i: int = i) -> None:
                 sched.add(1, f"score stand-alone {self.archs[i]['name']}", task_score_standalone,
@@ -561,6 +561,13 @@ class Study:
             out["agreement"]["standalone_pairs_vs_sequences"] = ag
             say(f"  stand-alone pairs vs stand-alone sequences: tau {ag['kendall']['value']:+.3f} "
                 f"rho {ag['spearman']['value']:+.3f}")
+        if len(done) >= 2:
+            tv = [alone[i]["sequences"]["score"] for i in done]
+            se = [alone[i]["sequences"]["score_se"] for i in done]
+            out["truth_spread"] = {"sd": float(np.std(tv, ddof=1)), "range": [min(tv), max(tv)],
+                                   "median_se": float(np.median(se))}
+            say(f"  ground truth spread: sd {np.std(tv, ddof=1):.4f} across {len(done)} architectures "
+                f"({min(tv):.3f}..{max(tv):.3f}); each score's own standard error (over sequences) ~{np.median(se):.3f}")
         # how reproducible each ranking is on these sequences (split halves)
         for name, preds in (("stand-alone (ground truth)", [alone[i]["sequences"]["predictions"] for i in done]),
                             ("supernet sequences", [x["predictions"] for x in sup.get("sequences", []) if x])):
@@ -615,14 +622,17 @@ class Study:
                     row[f"{key}_sd"] = float(np.std(v, ddof=1)) if v else None
                 rows.append(row)
             across = float(np.std(scored, ddof=1))
+            others = [x["score"] for i, x in enumerate(sup[p]) if x and self.archs[i]["name"] != "mobile"]
+            across_o = float(np.std(others, ddof=1)) if len(others) >= 2 else None
             rms = {key: [r[f"{key}_sd"] for r in rows if r[f"{key}_sd"] is not None] for key in ("bn", "val")}
             summ = {key: float(np.sqrt(np.mean(np.square(v)))) if v else None for key, v in rms.items()}
-            out["noise"][p] = {"across_archs_sd": across, "n_archs": len(scored), "bn_sd": summ["bn"],
+            out["noise"][p] = {"across_archs_sd": across, "across_without_mobile_sd": across_o, "n_archs": len(scored), "bn_sd": summ["bn"],
                                "bn_archs": len(rms["bn"]), "val_sd": summ["val"], "val_archs": len(rms["val"]),
                                "per_arch": rows}
             parts = [f"{key} {summ[key]:.4f} ({summ[key] / across:.2f}x, {len(rms[key])} architectures)"
                      for key in ("bn", "val") if summ[key] is not None]
-            say(f"  {p}: sd across the {len(scored)} architectures {across:.4f}; within one candidate: "
+            say(f"  {p}: sd across the {len(scored)} architectures {across:.4f}"
+                + (f" ({across_o:.4f} without Mobile)" if across_o is not None else "") + "; within one candidate: "
                 + ("; ".join(parts).replace("bn ", "BN draws ").replace("val ", "validation subsets ") or "-"))
             for r in rows:
                 if r["bn_scores"] is None and r["val_scores"] is None:
@@ -657,6 +667,8 @@ def main() -> None:
     ap.add_argument("--noise-archs", type=int, default=3, help="candidates (the first ones) for the noise floor")
     ap.add_argument("--noise-seeds", type=int, default=3, help="BN draws (and validation-pair draws) per candidate")
     ap.add_argument("--keep-checkpoints", action="store_true", help="keep stand-alone checkpoints once scored")
+    ap.add_argument("--skip-standalone", action="store_true",
+                    help="run only supernet work (e.g. a lever, beside a run that does the stand-alone part)")
     ap.add_argument("--report-only", action="store_true", help="print the report from what is done; run nothing")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_ranking"))
     args = ap.parse_args()
