@@ -83,8 +83,12 @@ def run(
     predictor: bool = typer.Option(False, "--predictor", help="Pre-screen children with an accuracy predictor."),
     code_space: bool = typer.Option(False, "--code-space", help="Allow the 40-channel stage as output."),
     resume: bool = typer.Option(False, "--resume", help="Resume from OUT/state.json."),
+    device: str = typer.Option("auto", "--device", help="Scoring device: auto (CUDA when present), cpu, cuda, cuda:N."),
 ) -> None:
     """Search the supernet for the best trackers under a latency budget, or their Pareto front."""
+    from tracking.devices import check_device
+
+    device = check_device(device)
     if pareto == (budget_ms is not None):
         raise typer.BadParameter("give exactly one of --budget-ms X or --pareto")
     if mode not in ("pairs", "sequences"):
@@ -122,7 +126,7 @@ def run(
     from search.report import front_table, plot_pareto, reference_gains, write_ranked
 
     accuracy = SupernetAccuracy.from_checkpoint(str(supernet), str(data), mode=mode, n_pairs=pairs,
-                                                bn_batches=bn_batches)
+                                                bn_batches=bn_batches, device=device)
     net_space = accuracy.scorer.supernet.space
     if not set(space.output_stages) <= set(net_space.output_stages):
         raise ValueError(f"the supernet was trained for output stages {list(net_space.output_stages)}; "

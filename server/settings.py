@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from tracking.devices import check_device
 
 
 def default_database_url() -> str:
@@ -54,11 +56,17 @@ class Settings(BaseModel):
     scorer_max_sequences: int = Field(20, ge=1)
     scorer_max_frames: int = Field(50, ge=2)
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads of the worker")
+    device: str = Field("auto", description="scoring device of the worker: auto, cpu, cuda, cuda:N")
     missing_units_retry_seconds: float = Field(5.0, gt=0, description="a waiting job is re-checked this often")
     # Threads running the synchronous endpoints of one API process (anyio's default is 40). The
     # endpoints are short, CPU-bound Python; more threads than cores only fight over the GIL.
     api_threads: int = Field(4, ge=1, description="threads serving sync endpoints in one API process")
     api_heavy_threads: int = Field(2, ge=1, description="threads for ONNX exports and uploads (deps.run_heavy)")
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, v: str) -> str:
+        return check_device(v)  # form only: whether the GPU exists is the worker's question
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

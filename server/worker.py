@@ -73,7 +73,7 @@ class DbCachedAccuracy:
             self._scorer = SupernetAccuracy.from_checkpoint(
                 self.supernet.checkpoint_path, self.supernet.data_path, mode=self.mode,
                 n_pairs=s.scorer_pairs, bn_batches=s.scorer_bn_batches, bn_batch_size=s.scorer_bn_batch_size,
-                max_sequences=s.scorer_max_sequences, max_frames=s.scorer_max_frames)
+                max_sequences=s.scorer_max_sequences, max_frames=s.scorer_max_frames, device=s.device)
         return self._scorer
 
     def evaluate(self, archs: Sequence[Architecture]) -> list[Score]:

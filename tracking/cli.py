@@ -6,6 +6,7 @@ Heavy imports (torch) happen inside commands so that ``lutnas --help`` stays lig
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -34,6 +35,14 @@ def load_arch(value: str, space: SearchSpace | None = None) -> Architecture:
 
 
 CodeSpace = typer.Option(False, "--code-space", help="Allow the 40-channel stage as output (public code's space).")
+DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")
+
+
+def device_option(value: str) -> str:
+    """--device checked for form before torch is imported (ValueError: one line, exit 2)."""
+    from tracking.devices import check_device
+
+    return check_device(value)
 
 
 @arch_app.command("sample")
@@ -216,10 +225,21 @@ def supernet_train(
     code_space: bool = CodeSpace,
     resume: bool = typer.Option(False, "--resume", help="Continue training the checkpoint at --out."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint."),
+    device: str = DeviceOpt,
+    precision: str = typer.Option("fp32", "--precision", help="fp32, or on CUDA bf16/fp16 (mixed precision)."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes training together (torch.distributed: gloo "
+                              "on CPU, NCCL with one GPU each on CUDA); --batch is split among them."),
 ) -> None:
-    """Single-path one-shot supernet training (uniform path sampling)."""
-    from tracking.train import TrainConfig, train_supernet
+    """Single-path one-shot supernet training (uniform path sampling).
 
+    Multi-process without --nproc: torchrun --nproc_per_node N -m lutnas.cli supernet train ...
+    """
+    from tracking.devices import check_precision
+    from tracking.train import TrainConfig, check_shards, train_supernet
+
+    device = device_option(device)
+    precision = check_precision(precision)
+    check_shards(batch, nproc)
     if not data.is_dir():
         raise FileNotFoundError(f"data folder {data} does not exist")
     cfg = TrainConfig(epochs=epochs, batch_size=batch, iters_per_epoch=iters_per_epoch, lr=lr,
@@ -227,11 +247,14 @@ def supernet_train(
                       checkpoint_every=checkpoint_every,
                       space="code" if code_space else "paper")
     res = train_supernet(data, out, cfg, progress=True, resume=resume, overwrite=overwrite,
-                         time_limit_s=time_limit * 60 or None)
+                         time_limit_s=time_limit * 60 or None, device=device, precision=precision, nproc=nproc)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
+        return
     loss = f"{res['loss']:.4f}" if res["loss"] is not None else "-"
     total = TrainConfig(**res["config"]).total_iters  # a resumed run follows the checkpoint's config
     typer.echo(f"{out}: {res['total_iterations']}/{total} iterations ({res['iterations']} in this run, "
-               f"{res['seconds']:.0f} s), loss over the last 20 iterations {loss}"
+               f"{res['seconds']:.0f} s, {res['nproc']} process(es) on {res['device']}), "
+               f"loss over the last 20 iterations {loss}"
                + (" (stopped by --time-limit; --resume continues)" if res["stopped_early"] else ""))
 
 
@@ -267,8 +290,10 @@ def supernet_evaluate(
                                       help="Sequences mode: also write the predicted boxes in the GOT-10k "
                                            "toolkit's layout (DIR/SEQ/SEQ_001.txt), for `lutnas data "
                                            "evaluate-results`."),
+    device: str = DeviceOpt,
 ) -> None:
     """Validation score of ARCH on a trained supernet (BN recalibrated for its path)."""
+    device = device_option(device)
     if mode not in ("pairs", "sequences"):
         raise typer.BadParameter(f"--mode must be pairs or sequences, got {mode!r}")
     if save_results is not None and mode != "sequences":
@@ -287,7 +312,8 @@ def supernet_evaluate(
     tracker = None if default_tracker else tracker_config_from_meta(meta)
     scorer = ValidationScorer(net, data, mode, bn_data_dir=bn_data, n_pairs=n_pairs,  # type: ignore[arg-type]
                               max_sequences=max_sequences, max_frames=max_frames, seed=seed,
-                              bn_batches=bn_batches, bn_batch_size=bn_batch_size, tracker_config=tracker)
+                              bn_batches=bn_batches, bn_batch_size=bn_batch_size, tracker_config=tracker,
+                              device=device)
     if save_results is not None:  # the layout holds whole sequences only: check before tracking
         check_whole_sequences(scorer.data.sequences, max_sequences, max_frames)
     res = scorer.score(a)
@@ -315,8 +341,10 @@ def supernet_tune_tracker(
     bn_batches: int = typer.Option(2, "--bn-batches", min=0, help="BN recalibration batches (0: none)."),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    device: str = DeviceOpt,
 ) -> None:
     """Tune the tracker's size-update rate, window and scale penalty for this supernet (stored in it)."""
+    device = device_option(device)
     for p, what in ((supernet, "supernet checkpoint"), (data, "data folder")):
         if not p.exists():
             raise FileNotFoundError(f"{what} {p} does not exist")
@@ -328,7 +356,7 @@ def supernet_tune_tracker(
     if a is not None:
         a.validate(net.space)
     res = tune_tracker(net, data, a, max_sequences=max_sequences, max_frames=max_frames, bn_batches=bn_batches,
-                       seed=seed, progress=not as_json)
+                       seed=seed, progress=not as_json, device=device)
     meta["tracker"] = res
     save_checkpoint(supernet, net, meta)
     if as_json:

@@ -18,6 +18,7 @@ that never stopped (same thread count, same machine).
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ from torch import Tensor
 
 from tracking.data.got10k import read_dataset
 from tracking.data.pairs import PairConfig, PairDataset, collate
+from tracking.distributed import Dist
 from tracking.space import LIGHTTRACK_MOBILE, Architecture, SearchSpace, sample
 from tracking.tracker import TrackerConfig
 
@@ -140,16 +142,19 @@ def path_for_iteration(seed: int, it: int, space: SearchSpace, focus: Architectu
 
 # -- losses -------------------------------------------------------------------------------------
 
-def weighted_bce(logits: Tensor, label: Tensor) -> Tensor:
-    """0.5 x BCE over positives + 0.5 x BCE over negatives (each a mean; empty side counts 0)."""
+def weighted_bce(logits: Tensor, label: Tensor, counts: Tensor | None = None) -> Tensor:
+    """0.5 x BCE over positives + 0.5 x BCE over negatives (each a mean; empty side counts 0).
+    ``counts``: (positives, negatives) of the whole distributed batch, of which this is a shard."""
     loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, label, reduction="none")
     pos, neg = label > 0.5, label <= 0.5
+    if counts is not None:  # sums over global counts: the ranks' losses add up to the batch's
+        return 0.5 * loss[pos].sum() / counts[0].clamp(min=1) + 0.5 * loss[neg].sum() / counts[1].clamp(min=1)
     lp = loss[pos].mean() if pos.any() else loss.sum() * 0
     ln = loss[neg].mean() if neg.any() else loss.sum() * 0
     return 0.5 * lp + 0.5 * ln
 
 
-def iou_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+def iou_loss(pred: Tensor, target: Tensor, mask: Tensor, count: Tensor | None = None) -> Tensor:
     """``-log((I + 1) / (U + 1))`` between ltrb boxes sharing a cell centre, mean over the cells of
     ``mask`` (those inside the true box)."""
     pos = mask[:, 0] > 0.5  # [B,16,16]
@@ -163,10 +168,12 @@ def iou_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     area_p = (p[:, 0] + p[:, 2]) * (p[:, 1] + p[:, 3])
     area_t = (t[:, 0] + t[:, 2]) * (t[:, 1] + t[:, 3])
     union = area_p + area_t - inter
+    if count is not None:  # a shard of a distributed batch with ``count`` positive cells in all
+        return -torch.log((inter + 1) / (union + 1)).sum() / count.clamp(min=1)
     return -torch.log((inter + 1) / (union + 1)).mean()
 
 
-def size_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+def size_loss(pred: Tensor, target: Tensor, mask: Tensor, count: Tensor | None = None) -> Tensor:
     """Mean ``|log(pred w / true w)| + |log(pred h / true h)|`` of the ltrb boxes over the cells of
     ``mask``: the size error alone, whatever the cell's position in the box."""
     pos = mask[:, 0] > 0.5
@@ -176,15 +183,25 @@ def size_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     t = target.permute(0, 2, 3, 1)[pos]
     lw = torch.log((p[:, 0] + p[:, 2]) / (t[:, 0] + t[:, 2]))
     lh = torch.log((p[:, 1] + p[:, 3]) / (t[:, 1] + t[:, 3]))
+    if count is not None:
+        return (lw.abs() + lh.abs()).sum() / count.clamp(min=1)
     return (lw.abs() + lh.abs()).mean()
 
 
-def tracking_loss(cls: Tensor, reg: Tensor, batch: dict[str, Tensor], cfg: TrainConfig) -> tuple[Tensor, Tensor, Tensor]:
-    lc = weighted_bce(cls, batch["cls"])
-    lr = iou_loss(reg, batch["reg"], batch["reg_mask"])
+def tracking_loss(cls: Tensor, reg: Tensor, batch: dict[str, Tensor], cfg: TrainConfig,
+                  d: Dist | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Total, classification and regression losses; with ``d`` (several ranks) this rank's share
+    of the global batch's losses (they sum over ranks to the single-process values)."""
+    counts = None
+    if d is not None and d.world > 1:
+        pos, cells = batch["cls"] > 0.5, batch["reg_mask"][:, 0] > 0.5
+        counts = d.sum(torch.stack([pos.sum(), (~pos).sum(), cells.sum()]).to(cls.dtype))
+    lc = weighted_bce(cls, batch["cls"], None if counts is None else counts[:2])
+    lr = iou_loss(reg, batch["reg"], batch["reg_mask"], None if counts is None else counts[2])
     total = cfg.cls_weight * lc + cfg.reg_weight * lr
     if cfg.size_weight > 0:
-        total = total + cfg.size_weight * size_loss(reg, batch["reg"], batch["reg_mask"])
+        total = total + cfg.size_weight * size_loss(reg, batch["reg"], batch["reg_mask"],
+                                                    None if counts is None else counts[2])
     return total, lc, lr
 
 
@@ -202,22 +219,38 @@ def make_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def _batches(pairs: PairDataset, cfg: TrainConfig, start: int, end: int) -> Any:
-    """Batches of iterations ``start..end-1`` in order. With workers, the next batches are cropped
-    in other processes while the network runs (for machines with cores to spare); item ``i``
-    depends only on ``(seed, i)``, so the batches are the same either way."""
-    indices = range(start * cfg.batch_size, end * cfg.batch_size)
-    if cfg.workers == 0:
-        return (collate([pairs[i] for i in indices[k:k + cfg.batch_size]])
-                for k in range(0, len(indices), cfg.batch_size))
-    return torch.utils.data.DataLoader(pairs, batch_size=cfg.batch_size, sampler=indices, collate_fn=collate,
-                                       num_workers=cfg.workers, prefetch_factor=2)
+def _batches(pairs: PairDataset, cfg: TrainConfig, start: int, end: int, d: Dist | None = None,
+             workers: int | None = None, pin: bool = False) -> Any:
+    """Batches of iterations ``start..end-1`` in order (with ``d``: this rank's shard of each global
+    batch). With workers, the next batches are cropped in other processes while the network runs
+    (for machines with cores to spare); item ``i`` depends only on ``(seed, i)``, so the batches
+    are the same either way, and the ranks' shards together are the single-process batch."""
+    rank, world = (d.rank, d.world) if d is not None else (0, 1)
+    b = cfg.batch_size // world
+    indices = [it * cfg.batch_size + rank * b + k for it in range(start, end) for k in range(b)]
+    workers = cfg.workers if workers is None else workers
+    if workers == 0:
+        return (collate([pairs[i] for i in indices[k:k + b]]) for k in range(0, len(indices), b))
+    return torch.utils.data.DataLoader(pairs, batch_size=b, sampler=indices, collate_fn=collate,
+                                       num_workers=workers, prefetch_factor=2, pin_memory=pin)
+
+
+def check_shards(batch_size: int, nproc: int) -> None:
+    if batch_size % nproc:
+        raise ValueError(f"the batch of {batch_size} pairs does not split evenly over {nproc} processes")
 
 
 def train_supernet(data_dir: str | Path, out: str | Path, config: TrainConfig | dict | None = None,
                    progress: bool = True, resume: bool = False, overwrite: bool = False,
-                   stop_after: int | None = None, time_limit_s: float | None = None) -> dict[str, Any]:
+                   stop_after: int | None = None, time_limit_s: float | None = None, device: str = "auto",
+                   precision: str = "fp32", nproc: int = 1) -> dict[str, Any]:
     """Train a supernet on ``data_dir`` and save it to ``out`` (``tracking.checkpoint`` format).
+
+    ``device``: auto, cpu, cuda or cuda:N (:mod:`tracking.devices`); ``precision``: fp32, or
+    bf16/fp16 autocast on CUDA (``fp64``, CPU only, exists for exactness tests). ``nproc > 1``
+    trains in that many processes (one per GPU on CUDA, gloo on the CPU; :mod:`tracking.distributed`)
+    splitting each global batch of ``batch_size`` pairs; so does a run started by torchrun (``WORLD_SIZE`` set). Either gives the weights of one
+    process to float rounding; rank 0 writes the checkpoint and draws progress.
 
     ``resume=True`` continues from ``out`` (its stored config wins, except ``epochs``, which may be
     raised). ``stop_after`` stops (and checkpoints) after that many global iterations, as an
@@ -225,12 +258,32 @@ def train_supernet(data_dir: str | Path, out: str | Path, config: TrainConfig | 
     checkpoint can be resumed later). Returns a summary: iterations run, seconds, final losses,
     checkpoint path, ``stopped_early``.
     """
-    from tracking.checkpoint import load_supernet, save_checkpoint
+    from tracking import distributed
+    from tracking.checkpoint import load_supernet, read_payload, save_checkpoint
+    from tracking.devices import autocast, grad_scaler, resolve_device, resolve_precision
     from tracking.supernet import Supernet
 
     out = Path(out)
     cfg = config if isinstance(config, TrainConfig) else TrainConfig(**(config or {}))
-    start, history, opt_state = 0, [], None
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        # every check a rank would fail is made here first, before any process starts
+        dev = resolve_device(device)
+        resolve_precision(precision, dev)
+        if dev.type == "cuda" and nproc > torch.cuda.device_count():
+            raise ValueError(f"--nproc {nproc}: one process per GPU, and this machine has {torch.cuda.device_count()}")
+        if out.exists() and not resume and not overwrite:
+            raise FileExistsError(f"{out} exists: pass --resume to continue it or --overwrite to replace it")
+        check_shards(load_supernet(out)[1]["config"]["batch_size"] if resume and out.exists() else cfg.batch_size,
+                     nproc)
+        if len(read_dataset(data_dir, on_error="skip")) == 0:
+            raise ValueError(f"{data_dir}: no usable sequences (run `lutnas data check`)")
+        return distributed.spawn(nproc, train_supernet, data_dir, out, cfg, device=device, progress=progress,
+                                 resume=resume, overwrite=overwrite, stop_after=stop_after,
+                                 time_limit_s=time_limit_s, precision=precision)
+    d = distributed.from_env(device)
+    dev = torch.device(distributed.local_device(device, d))
+    precision = resolve_precision(precision, dev)
+    start, history, opt_state, scaler_state = 0, [], None, None
     if resume and out.exists():
         supernet, meta = load_supernet(out)
         stored = TrainConfig(**meta["config"])
@@ -238,15 +291,26 @@ def train_supernet(data_dir: str | Path, out: str | Path, config: TrainConfig | 
         start = int(meta["iteration"])
         history = list(meta.get("history", []))
         opt_state = meta.get("optimizer")
+        scaler_state = meta.get("grad_scaler")
     elif out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists: pass --resume to continue it or --overwrite to replace it")
     else:
         seed_everything(cfg.seed)
         supernet = Supernet(cfg.search_space())
+    check_shards(cfg.batch_size, d.world)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    elif d.world > 1 and dev.type == "cpu":  # N processes sharing the cores, not N x cores threads
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", d.world))))
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    supernet.to(memory_format=fmt)
+    supernet.to(device=dev, memory_format=fmt)
+    wide = torch.float64 if precision == "fp64" else None  # exactness checks (tests), CPU only
+    if wide is not None:
+        supernet.to(wide)
+        if start:  # the checkpoint's fp64 weights, not load_supernet's fp32 copy of them
+            supernet.load_state_dict(read_payload(out)["state_dict"])
+    if d.world > 1:
+        distributed.global_batchnorm(supernet, dev)
     data = read_dataset(data_dir, on_error="skip")
     if len(data) == 0:
         raise ValueError(f"{data_dir}: no usable sequences ({len(data.issues)} issues; run `lutnas data check`)")
@@ -254,6 +318,9 @@ def train_supernet(data_dir: str | Path, out: str | Path, config: TrainConfig | 
     opt = make_optimizer(supernet.parameters(), cfg)
     if opt_state is not None:
         opt.load_state_dict(opt_state)
+    scaler = grad_scaler(dev, precision)
+    if scaler is not None and scaler_state is not None:
+        scaler.load_state_dict(scaler_state)
     space = supernet.space
     focus = Architecture.from_string(cfg.focus_arch) if cfg.focus_arch else None
     if focus is not None:
@@ -261,11 +328,15 @@ def train_supernet(data_dir: str | Path, out: str | Path, config: TrainConfig | 
     end = cfg.total_iters if stop_after is None else min(cfg.total_iters, stop_after)
 
     def save(it: int) -> None:
+        if not d.main:
+            return
         meta = {"space": space.to_dict(), "config": cfg.model_dump(), "epoch": it // cfg.iters_per_epoch,
                 "iteration": it, "optimizer": opt.state_dict(), "history": history,
                 "data": str(Path(data_dir).resolve())}
         if cfg.tracker is not None:  # read by tune.tracker_config_from_meta, as a tuned setting is
             meta["tracker"] = {"config": cfg.tracker, "source": "training recipe"}
+        if scaler is not None:
+            meta["grad_scaler"] = scaler.state_dict()
         out.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(out, supernet, meta)
 
@@ -278,21 +349,37 @@ def train_supernet(data_dir: str | Path, out: str | Path, config: TrainConfig | 
     it = start
     running = None
     try:
-        with Progress(*columns, disable=not progress) as bar:
+        with Progress(*columns, disable=not (progress and d.main)) as bar:
             task = bar.add_task("train", total=cfg.total_iters, completed=start, epoch=start // cfg.iters_per_epoch + 1,
                                 loss="-")
-            for it, batch in zip(range(start, end), _batches(pairs, cfg, start, end), strict=False):
+            cuda = dev.type == "cuda"  # there, DataLoader workers crop into pinned memory
+            batches = _batches(pairs, cfg, start, end, d, workers=cfg.workers or (2 if cuda else 0), pin=cuda)
+            for it, batch in zip(range(start, end), batches, strict=False):
                 arch = path_for_iteration(cfg.seed, it, space, focus, cfg.focus_prob)
                 for g in opt.param_groups:
                     g["lr"] = lr_at(cfg, it)
-                cls, reg = supernet(batch["template"].contiguous(memory_format=fmt),
-                                    batch["search"].contiguous(memory_format=fmt), arch)
-                loss, lc, lreg = tracking_loss(cls, reg, batch, cfg)
+                batch = {k: v.to(dev, wide if wide is not None and v.is_floating_point() else None, non_blocking=True)
+                         for k, v in batch.items()}
+                with autocast(dev, precision):
+                    cls, reg = supernet(batch["template"].contiguous(memory_format=fmt),
+                                        batch["search"].contiguous(memory_format=fmt), arch)
+                if precision in ("bf16", "fp16"):  # losses (logs, divisions) in fp32
+                    cls, reg = cls.float(), reg.float()
+                loss, lc, lreg = tracking_loss(cls, reg, batch, cfg, d)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_([p for p in supernet.parameters() if p.grad is not None], cfg.grad_clip)
-                opt.step()
-                lv, lcv, lrv = loss.item(), lc.item(), lreg.item()
+                (scaler.scale(loss) if scaler is not None else loss).backward()
+                # the path's parameters: the same set on every rank, since all run the same path
+                params = [p for p in supernet.parameters() if p.grad is not None]
+                d.sum_grads(params)
+                if scaler is not None:
+                    scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                if scaler is not None:
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    opt.step()
+                lv, lcv, lrv = d.sum(torch.stack([loss, lc, lreg]).detach()).tolist()
                 history.append([it, lv, lcv, lrv])
                 running = lv if running is None else 0.95 * running + 0.05 * lv
                 done = it + 1
@@ -300,9 +387,12 @@ def train_supernet(data_dir: str | Path, out: str | Path, config: TrainConfig | 
                            loss=f"{running:.3f} (cls {lcv:.3f} reg {lrv:.3f})")
                 if done % cfg.iters_per_epoch == 0 or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
                     save(done)
-                if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s and done < end:
-                    end = done
-                    break
+                if time_limit_s is not None and done < end:
+                    # rank 0's clock decides for all, or a rank would wait forever for the others
+                    over = float(d.main and time.perf_counter() - t0 > time_limit_s)
+                    if d.sum(torch.tensor([over], device=dev)).item() > 0:
+                        end = done
+                        break
     except KeyboardInterrupt:
         save(len(history) and history[-1][0] + 1 or start)
         raise
@@ -325,4 +415,7 @@ def train_supernet(data_dir: str | Path, out: str | Path, config: TrainConfig | 
         "cls_loss": float(np.mean([h[2] for h in last])) if last else None,
         "reg_loss": float(np.mean([h[3] for h in last])) if last else None,
         "config": cfg.model_dump(),
+        "device": str(dev),
+        "precision": precision,
+        "nproc": d.world,
     }

@@ -36,7 +36,7 @@ def tracker_config_from_meta(meta: dict[str, Any]) -> TrackerConfig | None:
 def tune_tracker(supernet: Any, data_dir: str | Path, arch: Architecture | None = None, *,
                  grid: dict[str, tuple[float, ...]] | None = None, max_sequences: int = 8,
                  max_frames: int = 40, bn_batches: int = 2, bn_batch_size: int = 32, seed: int = 0,
-                 progress: bool = False) -> dict[str, Any]:
+                 progress: bool = False, device: str | None = None) -> dict[str, Any]:
     """Coordinate search of ``grid`` (default :data:`GRID`) from LightTrack's values.
 
     Returns ``{"config": best TrackerConfig as a dict, "score", "ao", "sr50", "default": the
@@ -53,7 +53,7 @@ def tune_tracker(supernet: Any, data_dir: str | Path, arch: Architecture | None 
     if unknown:
         raise ValueError(f"not tracker parameters: {sorted(unknown)}")
     scorer = ValidationScorer(supernet, data_dir, "sequences", bn_batches=bn_batches, bn_batch_size=bn_batch_size,
-                              max_sequences=max_sequences, max_frames=max_frames, seed=seed)
+                              max_sequences=max_sequences, max_frames=max_frames, seed=seed, device=device)
     trials: dict[TrackerConfig, dict[str, Any]] = {}  # frozen pydantic models hash by value
     best = TrackerConfig()
     with Progress(disable=not progress, transient=True) as bar, scorer.calibrated(arch):

@@ -45,7 +45,7 @@ def decode_boxes(cls: torch.Tensor, reg: torch.Tensor) -> torch.Tensor:
     """Box ``(x1, y1, x2, y2)`` in search pixels of the highest-scoring cell of each sample."""
     b = cls.shape[0]
     idx = cls.reshape(b, -1).argmax(dim=1)
-    centres = cell_centres(cls.shape[-1]).reshape(2, -1)  # [2, 256]
+    centres = cell_centres(cls.shape[-1]).reshape(2, -1).to(cls.device)  # [2, 256]
     cx, cy = centres[0, idx], centres[1, idx]
     ltrb = reg.reshape(b, 4, -1)[torch.arange(b), :, idx]  # [B, 4]
     return torch.stack([cx - ltrb[:, 0], cy - ltrb[:, 1], cx + ltrb[:, 2], cy + ltrb[:, 3]], dim=1)
@@ -114,16 +114,24 @@ class ValidationScorer:
     """Scores architectures on one supernet: ``score(arch) -> dict``, ``score_many(archs)``.
 
     ``data_dir``: validation data (GOT-10k layout). ``bn_data_dir``: training data for BN
-    recalibration (default: ``data_dir``). ``bn_batches=0`` skips recalibration.
+    recalibration (default: ``data_dir``). ``bn_batches=0`` skips recalibration. ``device``: where
+    the supernet and the prepared crops go (auto, cpu, cuda, cuda:N; None: where the supernet is).
     """
 
     def __init__(self, supernet: torch.nn.Module, data_dir: str | Path, mode: Mode = "pairs", *,
                  bn_data_dir: str | Path | None = None, bn_batches: int = 1, bn_batch_size: int = 32,
                  n_pairs: int = 256, batch_size: int = 64, max_sequences: int | None = 20,
                  max_frames: int | None = 50, seed: int = 0, tracker_config: Any = None,
-                 pair_config: PairConfig | None = None, progress: bool = False) -> None:
+                 pair_config: PairConfig | None = None, progress: bool = False,
+                 device: str | torch.device | None = None) -> None:
         if mode not in ("pairs", "sequences"):
             raise ValueError(f"mode must be 'pairs' or 'sequences', got {mode!r}")
+        if device is not None:
+            from tracking.devices import resolve_device
+
+            supernet.to(device if isinstance(device, torch.device) else resolve_device(device))
+        p = next(supernet.parameters(), None)
+        self.device = p.device if p is not None else torch.device("cpu")
         self.supernet, self.mode, self.seed = supernet, mode, seed
         self.batch_size, self.progress = batch_size, progress
         self.tracker_config = tracker_config
@@ -134,12 +142,12 @@ class ValidationScorer:
         pcfg = pair_config or PairConfig()
         bn_pairs = PairDataset(bn_data, bn_batches * bn_batch_size, seed=seed + 1, config=pcfg)
         self.bn_batches = [
-            (b["template"], b["search"])
+            (b["template"].to(self.device), b["search"].to(self.device))
             for b in (collate([bn_pairs[i * bn_batch_size + k] for k in range(bn_batch_size)])
                       for i in range(bn_batches))]
         if mode == "pairs":
             val = PairDataset(self.data, n_pairs, seed=seed, config=pcfg)
-            self.pairs = collate([val[i] for i in range(n_pairs)])
+            self.pairs = {k: v.to(self.device) for k, v in collate([val[i] for i in range(n_pairs)]).items()}
         else:
             self.sequences = self.data.sequences[:max_sequences] if max_sequences else self.data.sequences
             self.max_frames = max_frames
@@ -179,7 +187,7 @@ class ValidationScorer:
             x = self.pairs["search"][s:s + self.batch_size]
             cls, reg = self.supernet.track(self.supernet.template_feature(z, arch), x, arch)
             ious.append(box_iou_xyxy(decode_boxes(cls, reg), self.pairs["box"][s:s + self.batch_size]))
-        iou = torch.cat(ious).numpy().astype(np.float64)
+        iou = torch.cat(ious).cpu().numpy().astype(np.float64)
         return {"score": float(iou.mean()), "score_se": mean_se(iou), "mean_iou": float(iou.mean()),
                 "sr50": float((iou > 0.5).mean()), "pairs": int(n)}
 
