@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+
+# the differentiable all-reduce GlobalBatchNorm2d needs; its named successor is private API
+warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_reduce is deprecated",
+                        category=FutureWarning)
 
 
 @dataclass(frozen=True)
