@@ -125,6 +125,10 @@ class Worker:
         self.factory, self.settings = factory, settings
         self.id = f"{socket.gethostname()}:{os.getpid()}:{name or threading.get_ident()}"[:64]
         self.stop_event = threading.Event()
+        if settings.device != "auto":  # a GPU this machine lacks fails the worker's start, not each job
+            from tracking.devices import resolve_device
+
+            resolve_device(settings.device)
         if settings.torch_threads:
             import torch
 

@@ -52,6 +52,23 @@ def test_device_selection():
         resolve_precision("fp8", torch.device("cpu"))
 
 
+def test_worker_device_setting(monkeypatch):
+    from pydantic import ValidationError
+
+    from server.settings import Settings
+    from server.worker import Worker
+
+    monkeypatch.setenv("LUTNAS_DEVICE", "CPU")
+    assert Settings.from_env().device == "cpu"
+    monkeypatch.setenv("LUTNAS_DEVICE", "gpu0")
+    with pytest.raises(ValidationError, match="auto, cpu, cuda, cuda:N"):
+        Settings.from_env()
+    Worker(None, Settings(device="cpu"))  # type: ignore[arg-type]
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            Worker(None, Settings(device="cuda"))  # type: ignore[arg-type]
+
+
 def test_cli_device_and_precision_errors(data, tmp_path, capsys):
     base = ["supernet", "train", "--data", str(data), "--out", str(tmp_path / "c.pt")]
     code, _, err = run(capsys, *base, "--device", "gpu")
