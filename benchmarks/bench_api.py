@@ -26,7 +26,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -229,28 +230,39 @@ def main() -> None:
                    help="load generator's HTTP client (it shares the cores with the server)")
     a = p.parse_args()
     for db, workers in [(db, w) for db in a.databases.split(",") for w in a.workers]:
-        if db == "sqlite":
-            with tempfile.TemporaryDirectory() as tmp:
-                bench("sqlite", f"sqlite:///{tmp}/bench.db", a.n, a.requests, workers, a.client)
-        elif db == "postgresql":
-            import psycopg
+        with bench_database(db, "lutnas_bench") as url:
+            if url is not None:
+                bench(db, url, a.n, a.requests, workers, a.client)
 
-            dsn = PG.replace("postgresql+psycopg://", "postgresql://")
-            try:
-                psycopg.connect(dsn, connect_timeout=3).close()
-            except psycopg.Error as e:
-                print(f"[postgresql] skipped: not reachable ({e})")
-                continue
-            name = f"lutnas_bench_{secrets.token_hex(3)}"
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{name}"')
-            try:
-                bench("postgresql", PG.rsplit("/", 1)[0] + "/" + name, a.n, a.requests, workers, a.client)
-            finally:
-                with psycopg.connect(dsn, autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        else:
-            raise SystemExit(f"unknown database {db!r}")
+
+@contextmanager
+def bench_database(db: str, prefix: str) -> Iterator[str | None]:
+    """A throwaway database URL for one benchmark run: a SQLite file in a temporary folder, or a
+    fresh PostgreSQL database (dropped afterwards); None, said on stdout, when PostgreSQL does
+    not answer."""
+    if db == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            yield f"sqlite:///{tmp}/bench.db"
+        return
+    if db != "postgresql":
+        raise SystemExit(f"unknown database {db!r}")
+    import psycopg
+
+    dsn = PG.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        psycopg.connect(dsn, connect_timeout=3).close()
+    except psycopg.Error as e:
+        print(f"[postgresql] skipped: not reachable ({e})")
+        yield None
+        return
+    name = f"{prefix}_{secrets.token_hex(3)}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from bench_api import bench_database  # same folder: a throwaway SQLite or PostgreSQL database per run
 from sqlalchemy import insert, select, update
 
 from latency_tables.calibrate import fit_calibration
@@ -280,28 +281,9 @@ def main() -> None:
     print(f"# load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     for i, db in enumerate(args.databases.split(",")):
         shots = args.screenshots if i == 0 else None
-        if db == "sqlite":
-            with tempfile.TemporaryDirectory() as tmp:
-                bench("sqlite", f"sqlite:///{tmp}/bench.db", args.n, args.repeat, shots)
-        elif db == "postgresql":
-            import psycopg
-
-            dsn = PG.replace("postgresql+psycopg://", "postgresql://")
-            try:
-                psycopg.connect(dsn, connect_timeout=3).close()
-            except psycopg.Error as e:
-                print(f"[postgresql] skipped: not reachable ({e})")
-                continue
-            name = f"lutnas_bench_ui_{secrets.token_hex(3)}"
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{name}"')
-            try:
-                bench("postgresql", PG.rsplit("/", 1)[0] + "/" + name, args.n, args.repeat, shots)
-            finally:
-                with psycopg.connect(dsn, autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        else:
-            raise SystemExit(f"unknown database {db!r}")
+        with bench_database(db, "lutnas_bench_ui") as url:
+            if url is not None:
+                bench(db, url, args.n, args.repeat, shots)
 
 
 if __name__ == "__main__":
