@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
-from lutnas.cli import main
+# the same tiny data set (a fixture) and CLI runner as the training tests
+from tests.tracking.test_train import data, run  # noqa: F401
 from tracking.checkpoint import read_payload
-from tracking.data import SynthConfig, generate_synthetic
 from tracking.devices import check_device, resolve_device, resolve_precision
 from tracking.space import SearchSpace
 from tracking.supernet import Supernet
@@ -20,20 +18,6 @@ from tracking.train import TrainConfig, train_supernet
 # (fp64 convolutions are slow on the CPU, channels-last ones slower still: a tiny run)
 TINY = TrainConfig(epochs=1, iters_per_epoch=2, batch_size=2, lr=0.01, warmup_iters=1, seed=5, threads=1,
                    channels_last=False)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("dist") / "data"
-    generate_synthetic(root, 2, 4, seed=0, config=SynthConfig(width=160, height=120, max_size=40), progress=False)
-    return root
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
 
 
 def test_device_selection():
@@ -69,7 +53,7 @@ def test_worker_device_setting(monkeypatch):
             Worker(None, Settings(device="cuda"))  # type: ignore[arg-type]
 
 
-def test_cli_device_and_precision_errors(data, tmp_path, capsys):
+def test_cli_device_and_precision_errors(data, tmp_path, capsys):  # noqa: F811
     base = ["supernet", "train", "--data", str(data), "--out", str(tmp_path / "c.pt")]
     code, _, err = run(capsys, *base, "--device", "gpu")
     assert code == 2 and "auto, cpu, cuda, cuda:N" in err and err.count("\n") == 1
@@ -83,7 +67,7 @@ def test_cli_device_and_precision_errors(data, tmp_path, capsys):
     assert not (tmp_path / "c.pt").exists()
 
 
-def test_two_processes_equal_one(data, tmp_path):
+def test_two_processes_equal_one(data, tmp_path):  # noqa: F811
     one = train_supernet(data, tmp_path / "one.pt", TINY, progress=False, device="cpu", precision="fp64")
     # one process, interrupted after iteration 0; two ranks resume it for iteration 1 (rank 0 writes)
     train_supernet(data, tmp_path / "two.pt", TINY, progress=False, device="cpu", precision="fp64", stop_after=1)
