@@ -27,7 +27,7 @@ from tracking.geometry import CORR_CHANNELS
 from tracking.geometry import STRIDE as FEATURE_STRIDE
 from tracking.space import HEAD_KERNELS, MBCONV_CHOICES, SKIP, Architecture, Head, SearchSpace
 
-# Mirrors tracking.ops (checked by tests/latency/test_units.py): kept here so that keys and
+# Mirrors tracking.ops (checked by tests/latency_tables/test_units.py): kept here so that keys and
 # predictions need no torch import.
 STEM_KERNEL = 3
 DS_KERNEL = 3
