@@ -8,12 +8,12 @@ TABLE arguments are a SQLite file path or a database URL; a database may hold se
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
+
+from tracking.progress import progress_bar
 
 profile_app = typer.Typer(add_completion=False, help="Measure this device's latency table locally.")
 latency_app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -28,27 +28,6 @@ def _space(name: str) -> Any:
     if name not in SPACES:
         raise typer.BadParameter(f"space must be one of {', '.join(SPACES)}", param_hint="--space")
     return SearchSpace.paper() if name == "paper" else SearchSpace.code()
-
-
-@contextmanager
-def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
-    """A rich progress bar fed by ``(phase, done, total)`` callbacks (on stderr)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    if not enabled:
-        yield lambda phase, done, total: None
-        return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=False) as bar:
-        tasks: dict[str, Any] = {}
-
-        def update(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(f"{description}: {phase}", total=total)
-            bar.update(tasks[phase], completed=done, total=total)
-
-        yield update
 
 
 def _backend_from_runtime(runtime: dict[str, Any]) -> Any:

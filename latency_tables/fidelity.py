@@ -5,7 +5,7 @@ backend and settings as the units, and compare (and compare FLOPs as a latency p
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +14,8 @@ from scipy.stats import spearmanr
 
 from profilers.backends import Backend
 from profilers.measure import Protocol, check_round_stat, combine_rounds, measure
+from tracking.progress import Progress
 from tracking.space import Architecture, SearchSpace
-
-Progress = Callable[[str, int, int], None]
 
 
 def export_search_graphs(archs: Sequence[Architecture], out_dir: str | Path, space: SearchSpace,
@@ -26,10 +25,9 @@ def export_search_graphs(archs: Sequence[Architecture], out_dir: str | Path, spa
     supernet. Only the search branch is exported (half the export time of ``export_onnx``)."""
     import torch
 
-    from tracking import export
+    from tracking.export import SearchBranch, export_module
     from tracking.supernet import Supernet
 
-    export_module = getattr(export, "export_module", None) or export._export
     torch.manual_seed(seed)
     supernet = Supernet(space).eval()
     x = torch.zeros(1, 3, space.search_size, space.search_size)
@@ -40,7 +38,7 @@ def export_search_graphs(archs: Sequence[Architecture], out_dir: str | Path, spa
             zf = path.template_feature(torch.zeros(1, 3, space.template_size, space.template_size))
             out = Path(out_dir) / f"{i:04d}-{arch.canonical_id()}" / "search.onnx"
             out.parent.mkdir(parents=True, exist_ok=True)
-            export_module(export._SearchBranch(path), (x, zf), out, ["search", "zf"], ["cls", "reg"])
+            export_module(SearchBranch(path), (x, zf), out, ["search", "zf"], ["cls", "reg"])
         paths.append(out)
         if progress:
             progress("export", i + 1, len(archs))

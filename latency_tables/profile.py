@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,7 @@ from profilers.env import environment
 from profilers.layout import ENV_KEY as LAYOUT_ENV_KEY
 from profilers.layout import layout_env, with_layout
 from profilers.measure import Protocol, check_round_stat, measure, measure_overhead, pick_round
-
-Progress = Callable[[str, int, int], None]  # (phase, done, total)
+from tracking.progress import Progress
 
 
 @dataclass

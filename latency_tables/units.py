@@ -239,10 +239,8 @@ def export_unit_onnx(unit: Unit, path: str | Path, seed: int = 0) -> Path:
     the unit graph holds exactly the ops the exported subnet has at that place."""
     import torch
 
-    from tracking import export
+    from tracking.export import export_module
 
-    # tracking.export's exporter function (public name requested; private one as fallback).
-    export_module = getattr(export, "export_module", None) or export._export
     module = build_unit_module(unit, seed)
     gen = torch.Generator().manual_seed(seed)
     args = tuple(torch.randn(*shape, generator=gen) for _, shape in unit.inputs())

@@ -91,13 +91,13 @@ def demo(
     _done(console, t0, f"supernet {ckpt}")
 
     # 3. latency table --------------------------------------------------------------------
-    from latency_tables.cli import progress_bar
     from latency_tables.predict import LatencyPredictor
     from latency_tables.profile import hardware_of_this_machine, profile_units
     from latency_tables.store import LatencyStore
     from latency_tables.units import all_units
     from profilers.backends import get_backend
     from profilers.measure import Protocol
+    from tracking.progress import progress_bar
     from tracking.space import SearchSpace
 
     t0 = _step(console, 3, "this CPU's latency lookup table (onnxruntime, 1 thread)")

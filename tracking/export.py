@@ -27,7 +27,9 @@ from tracking.supernet import TrackerPath
 OPSET = 17
 
 
-class _TemplateBranch(nn.Module):
+class TemplateBranch(nn.Module):
+    """The template branch of a subnet as its own module (``template.onnx``: template -> zf)."""
+
     def __init__(self, net: TrackerPath) -> None:
         super().__init__()
         self.net = net
@@ -36,7 +38,10 @@ class _TemplateBranch(nn.Module):
         return TrackerPath.template_feature(self.net, template)
 
 
-class _SearchBranch(nn.Module):
+class SearchBranch(nn.Module):
+    """The search branch of a subnet as its own module (``search.onnx``: search, zf -> cls, reg);
+    ``latency_tables.fidelity`` exports it alone."""
+
     def __init__(self, net: TrackerPath) -> None:
         super().__init__()
         self.net = net
@@ -75,8 +80,8 @@ def export_onnx(subnet: TrackerPath, out_dir: str | Path, template_size: int = 1
     with torch.no_grad():
         zf = TrackerPath.template_feature(net, z)
     paths = {"template": out / "template.onnx", "search": out / "search.onnx"}
-    export_module(_TemplateBranch(net), (z,), paths["template"], ["template"], ["zf"])
-    export_module(_SearchBranch(net), (x, zf), paths["search"], ["search", "zf"], ["cls", "reg"])
+    export_module(TemplateBranch(net), (z,), paths["template"], ["template"], ["zf"])
+    export_module(SearchBranch(net), (x, zf), paths["search"], ["search", "zf"], ["cls", "reg"])
     arch = getattr(subnet, "arch", None)
     if arch is not None:
         (out / "arch.json").write_text(json.dumps({"lighttrack": arch.to_string(), "arch": arch.to_json()}, indent=2))
@@ -116,5 +121,3 @@ class OnnxTrackerModel:
             ["cls", "reg"], {"search": np.ascontiguousarray(x, np.float32), "zf": zf})
         return cls, reg
 
-
-_export = export_module  # older private name
