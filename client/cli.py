@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -31,9 +32,11 @@ hardware_app = typer.Typer(add_completion=False, help="Hardware targets on a ser
 agents_app = typer.Typer(add_completion=False, help="Profiler-agent tokens on a server.", no_args_is_help=True)
 search_app = typer.Typer(add_completion=False, help="Submit and follow searches on a server.", no_args_is_help=True)
 
-# The CLI should fail fast on a dead server: 2 retries, 0.25 s then 0.5 s.
+# The CLI should fail fast on a dead server: 2 retries, 0.25 s then 0.5 s. `search watch` follows a
+# long job instead: it rides out a server restart of WATCH_RETRY_FOR_S seconds, saying it retries.
 CLI_RETRIES = 2
 CLI_BACKOFF_S = 0.25
+WATCH_RETRY_FOR_S = 120.0
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,8 +66,15 @@ ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", help="Team API key (
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def connect(server: str | None, api_key: str | None) -> Client:
-    return Client(server=server, api_key=api_key, retries=CLI_RETRIES, backoff=CLI_BACKOFF_S)
+def connect(server: str | None, api_key: str | None, retry_for: float = 0.0) -> Client:
+    return Client(server=server, api_key=api_key, retries=CLI_RETRIES, backoff=CLI_BACKOFF_S, retry_for=retry_for)
+
+
+class _RetryNotes(logging.Handler):
+    """The SDK's retry warnings as one stderr line each (`search watch` says it is retrying)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        typer.echo(f"warning: {record.getMessage()}", err=True)
 
 
 def _console() -> Console:
@@ -425,11 +435,18 @@ def search_watch(
     server: ServerOpt = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
-    """Follow a search with a live progress bar until it ends (exit 2 if it failed or was cancelled)."""
-    with connect(server, api_key) as c:
-        search = c.searches.get(search_id)
-        if search.status not in TERMINAL_STATUSES:
-            _watch(search, poll, timeout)
+    """Follow a search with a live progress bar until it ends (exit 2 if it failed or was cancelled).
+    A server that goes away (restart) is waited for up to 2 minutes, each retry noted on stderr."""
+    notes = _RetryNotes(logging.WARNING)
+    sdk_log = logging.getLogger("lutnas.client")
+    sdk_log.addHandler(notes)
+    try:
+        with connect(server, api_key, retry_for=WATCH_RETRY_FOR_S) as c:
+            search = c.searches.get(search_id)
+            if search.status not in TERMINAL_STATUSES:
+                _watch(search, poll, timeout)
+    finally:
+        sdk_log.removeHandler(notes)
     _console().print(_search_table(search.info))
     _final_check(search)
 

@@ -5,6 +5,11 @@ connect timeout) is retried for any method; a 503 is retried for any method (the
 refused the work); other transport errors only for idempotent methods. Delays grow
 exponentially (``backoff * 2**attempt``, capped) plus optional jitter from a seeded RNG, so the
 schedule is reproducible.
+
+``retries`` is the number of retries at least; a server that is away (connection refused, 503,
+a dropped connection on an idempotent request) is further waited for until ``retry_for`` seconds
+have passed since the first attempt, polling at most every ``RESTART_POLL_S``: a server restart
+of a minute is ridden out, each retry logged. ``retries=0`` never retries.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ log.addHandler(logging.NullHandler())  # a library logs only where the applicati
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 MAX_DELAY_S = 30.0
+RESTART_POLL_S = 5.0  # while riding out a restart: poll at least this often, so it is noticed soon
 
 FilesFactory = Callable[[], dict[str, Any]]
 
@@ -54,9 +60,13 @@ class Transport:
         jitter: float = 0.0,
         seed: int = 0,
         http: httpx.Client | None = None,
+        retry_for: float = 0.0,
     ) -> None:
         if retries < 0:
             raise LutnasConfigError("retries must be >= 0")
+        if retry_for < 0:
+            raise LutnasConfigError("retry_for must be >= 0 seconds")
+        self.retry_for = retry_for if retries else 0.0
         self.server = normalise_server(server)
         self.api_key = api_key
         self.retries = retries
@@ -118,7 +128,8 @@ class Transport:
             extra["timeout"] = timeout
         url = f"{self.server}{path}"
         retries = self.retries if retry else 0
-        attempt = 0
+        window = self.retry_for if retry else 0.0
+        attempt, start = 0, time.monotonic()
         while True:
             try:
                 response = self._http.request(
@@ -143,12 +154,15 @@ class Transport:
             except httpx.InvalidURL as e:
                 raise LutnasConfigError(f"malformed request URL {url!r}: {e}") from None
             else:
-                if response.status_code != 503 or attempt >= retries:
+                if response.status_code != 503 or not self._again(attempt, retries, start, window):
                     if response.status_code >= 400:
                         raise _api_error(response, method, url)
+                    if attempt:
+                        log.warning("%s %s: the server answered again after %d retr%s", method, url, attempt,
+                                    "y" if attempt == 1 else "ies")
                     return response
                 error, retry_after = _api_error(response, method, url), response.headers.get("Retry-After")
-            if attempt >= retries:
+            if not self._again(attempt, retries, start, window):
                 what = (
                     f"cannot reach the lutnas server at {self.server}"
                     if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
@@ -159,10 +173,21 @@ class Transport:
                 ) from None
             delay = self._delay(attempt, retry_after)
             attempt += 1
-            log.warning(
-                "%s %s: %s; retry %d/%d in %.2fs", method, url, _reason(error), attempt, retries, delay
-            )
+            if attempt > retries:  # past the counted retries: waiting for the server to come back
+                elapsed = time.monotonic() - start
+                delay = max(min(delay, RESTART_POLL_S, window - elapsed), 0.0)
+                log.warning("%s %s: %s; retry %d in %.2fs (retrying for up to %gs, %.0fs so far)",
+                            method, url, _reason(error), attempt, delay, window, elapsed)
+            else:
+                log.warning(
+                    "%s %s: %s; retry %d/%d in %.2fs", method, url, _reason(error), attempt, retries, delay
+                )
             time.sleep(delay)
+
+    @staticmethod
+    def _again(attempt: int, retries: int, start: float, window: float) -> bool:
+        """Whether a failed attempt is retried: within the counted retries, or the time window."""
+        return attempt < retries or time.monotonic() - start < window
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.request(method, path, **kwargs)

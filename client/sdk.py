@@ -43,7 +43,9 @@ class Client:
     ``server`` defaults to ``$LUTNAS_SERVER`` (else http://127.0.0.1:8000), ``api_key`` to
     ``$LUTNAS_API_KEY``. Connection errors and 503 answers are retried ``retries`` times with
     exponential backoff (``backoff * 2**n`` seconds, plus up to ``jitter`` of that drawn from a
-    ``seed``-ed RNG). Server errors raise :class:`client.errors.LutnasAPIError`.
+    ``seed``-ed RNG), and beyond that until ``retry_for`` seconds have passed, so a server restart
+    of a minute is ridden out (each retry is logged on the ``lutnas.client`` logger; ``retries=0``
+    never retries). Server errors raise :class:`client.errors.LutnasAPIError`.
     """
 
     def __init__(
@@ -57,11 +59,13 @@ class Client:
         jitter: float = 0.0,
         seed: int = 0,
         http: httpx.Client | None = None,
+        retry_for: float = 60.0,
     ) -> None:
         server = server or os.environ.get("LUTNAS_SERVER") or DEFAULT_SERVER
         api_key = api_key or os.environ.get("LUTNAS_API_KEY") or None
         self._t = Transport(
-            server, api_key, timeout=timeout, retries=retries, backoff=backoff, jitter=jitter, seed=seed, http=http
+            server, api_key, timeout=timeout, retries=retries, backoff=backoff, jitter=jitter, seed=seed, http=http,
+            retry_for=retry_for,
         )
         self.teams = Teams(self._t)
         self.hardware = HardwareTargets(self._t)

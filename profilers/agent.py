@@ -2,9 +2,15 @@
 
 Loop: lease up to ``--batch`` units from the server, download each unit's ONNX model, measure
 it with :mod:`profilers.measure`, upload the result at once (so a crash loses at most the unit
-being measured), heartbeat the lease from a background thread while measuring. SIGTERM/SIGINT
+being measured), heartbeat the lease from a background thread while measuring (leases are
+short, 30 s by default, so a dead agent's units go back to the pool quickly). SIGTERM/SIGINT
 finish the unit in hand, upload it, and leave; the other leased units go back to the pool when
 the lease expires. Uploads are idempotent on the server, so a retried upload is harmless.
+
+A server that goes away (restart, network) is waited for with exponential backoff for up to
+``--retry-for`` seconds, each retry logged. Once the target's table is complete the agent says so
+once and keeps asking for new work every ``--idle-wait`` seconds, or exits with
+``--exit-when-done``.
 """
 
 from __future__ import annotations
@@ -38,11 +44,12 @@ class AgentConfig:
     threads: int = 1
     graph_optimization: str = "all"
     batch: int = 8
-    lease_seconds: float = 120.0
+    lease_seconds: float = 30.0
     exit_when_done: bool = False
     idle_wait: float = 10.0
     protocol: Protocol = Protocol()
     max_units: int | None = None
+    retry_for: float = 300.0
 
 
 class Agent:
@@ -54,24 +61,34 @@ class Agent:
         self.backend = get_backend("onnxruntime", provider=config.provider, threads=config.threads,
                                    graph_optimization=config.graph_optimization)
         self.measured = 0
+        self._idle_state: str | None = None  # what the last idle message said (logged on change only)
 
     # -- HTTP with retries --------------------------------------------------------------
     def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        delay = 0.5
-        for attempt in range(8):
+        """One request; a server that is away (connection refused, 502/503/504) is retried with
+        exponential backoff (0.5 s doubling to 10 s) for up to ``retry_for`` seconds."""
+        delay, start, attempt = 0.5, time.monotonic(), 0
+        while True:
             try:
                 r = self.client.request(method, url, **kwargs)
             except httpx.TransportError as e:
-                if attempt == 7 or self.stop.is_set():
-                    raise AgentError(f"server unreachable: {e}") from None
+                why = f"server unreachable ({' '.join(str(e).split()) or type(e).__name__})"
             else:
                 if r.status_code not in RETRY_STATUSES:
                     if r.status_code in (401, 403):
-                        raise AgentError(f"server refused the token: {_detail(r)}")
+                        raise AgentError(f"server refused the token (revoked or rotated?): {_detail(r)}")
+                    if attempt:
+                        _log(f"server is back after {time.monotonic() - start:.0f} s")
                     return r
+                why = f"server answered {r.status_code}"
+            attempt += 1
+            waited = time.monotonic() - start
+            if waited + delay > self.config.retry_for or self.stop.is_set():
+                raise AgentError(f"{why}; gave up after {attempt} attempts in {waited:.0f} s "
+                                 f"(--retry-for {self.config.retry_for:g})")
+            _log(f"{method} {url}: {why}; retry {attempt} in {delay:.1f} s")
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
-        raise AgentError(f"{method} {url} kept failing")
 
     def _json(self, method: str, url: str, **kwargs: Any) -> Any:
         r = self._request(method, url, **kwargs)
@@ -101,11 +118,14 @@ class Agent:
                              f"{mine.get(key)!r}{hint}")
 
     def _heartbeat_loop(self, lease_id: str, done: threading.Event) -> None:
-        interval = max(1.0, self.config.lease_seconds / 3)
+        interval = max(0.5, self.config.lease_seconds / 3)
         while not done.wait(interval):
             try:
-                self._request("POST", "/v1/agent/heartbeat", json={"lease_id": lease_id})
+                r = self._request("POST", "/v1/agent/heartbeat", json={"lease_id": lease_id})
             except AgentError:
+                return
+            if r.status_code == 404:  # the lease ran out (e.g. the server was away): results still count
+                _log("lease expired; finishing the units in hand (uploads are accepted after a lease ends)")
                 return
 
     def measure_unit(self, unit: dict[str, Any]) -> dict[str, Any]:
@@ -129,10 +149,15 @@ class Agent:
             units = lease["units"]
             if not units:
                 # nothing free; units leased by other (perhaps dead) agents may come back
-                if self.config.exit_when_done and not lease.get("remaining"):
+                remaining = int(lease.get("remaining") or 0)
+                if not remaining and self.config.exit_when_done:
+                    _log(f"the table of this target is complete ({self.measured} units measured by this agent); "
+                         "exiting (--exit-when-done)")
                     break
+                self._idle(remaining)
                 self.stop.wait(self.config.idle_wait)
                 continue
+            self._idle_state = None
             done = threading.Event()
             beat = threading.Thread(target=self._heartbeat_loop, args=(lease["lease_id"], done), daemon=True)
             beat.start()
@@ -149,6 +174,20 @@ class Agent:
                 done.set()
         self.client.close()
         return self.measured
+
+
+    def _idle(self, remaining: int) -> None:
+        """Say once (not every poll) why there is nothing to do and what the agent waits for."""
+        state = "complete" if not remaining else "leased"
+        if state == self._idle_state:
+            return
+        self._idle_state = state
+        if not remaining:
+            _log("the table of this target is complete; waiting for new units of its work (checking every "
+                 f"{self.config.idle_wait:g} s; run with --exit-when-done to exit instead)")
+        else:
+            _log(f"{remaining} unit{'s' if remaining != 1 else ''} left, all leased by other agents; waiting "
+                 f"for them to finish or for their leases to run out (checking every {self.config.idle_wait:g} s)")
 
 
 def _detail(r: httpx.Response) -> str:
@@ -171,8 +210,13 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
     p.add_argument("--threads", type=int, default=1, help="intra-op threads")
     p.add_argument("--graph-optimization", default="all", choices=["disable", "basic", "extended", "all"])
     p.add_argument("--batch", type=int, default=8, help="units per lease")
-    p.add_argument("--lease-seconds", type=float, default=120.0)
-    p.add_argument("--exit-when-done", action="store_true", help="exit once every unit of the target is measured")
+    p.add_argument("--lease-seconds", type=float, default=30.0,
+                   help="lease length; the agent renews it every third of it while measuring, so a dead "
+                   "agent's units go back to the pool within this long")
+    p.add_argument("--exit-when-done", action="store_true",
+                   help="exit (code 0) once every unit of the target is measured, instead of waiting for new work")
+    p.add_argument("--retry-for", type=float, default=300.0,
+                   help="seconds to keep retrying, with backoff, while the server is unreachable")
     p.add_argument("--idle-wait", type=float, default=10.0, help="seconds to wait when there is no work")
     p.add_argument("--max-units", type=int, default=None, help="stop after measuring this many units")
     p.add_argument("--min-time", type=float, default=Protocol.min_time_s, help="seconds per unit, at least")
@@ -182,6 +226,8 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         p.error("--batch must be in 1..256")
     if a.lease_seconds <= 0:
         p.error("--lease-seconds must be > 0")
+    if a.retry_for < 0:
+        p.error("--retry-for must be >= 0")
     try:
         protocol = Protocol(min_time_s=min(a.min_time, a.max_time), max_time_s=a.max_time)
     except ValueError as e:
@@ -189,7 +235,7 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
     return AgentConfig(server=a.server, token=a.token, provider=a.provider, threads=a.threads,
                        graph_optimization=a.graph_optimization, batch=a.batch,
                        lease_seconds=a.lease_seconds, exit_when_done=a.exit_when_done,
-                       idle_wait=a.idle_wait, protocol=protocol, max_units=a.max_units)
+                       idle_wait=a.idle_wait, protocol=protocol, max_units=a.max_units, retry_for=a.retry_for)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,11 +10,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from server.deps import SessionDep
-from server.models import AgentToken, ApiKey, Hardware, Team, utcnow
+from server.models import AgentToken, ApiKey, Hardware, Team, UiSession, utcnow
 from server.problems import Problem
 
 TEAM_PREFIX = "lnt_"
@@ -42,6 +42,71 @@ def create_team(session: Session, name: str) -> tuple[Team, str]:
     return team, key
 
 
+def rotate_team_key(session: Session, team_name: str, keep_old: bool = False) -> str:
+    """A new API key for ``team_name`` (returned in clear, once); the team's other keys are
+    revoked unless ``keep_old`` (then revoke them later, once every client has the new one)."""
+    team = session.scalar(select(Team).where(Team.name == team_name))
+    if team is None:
+        raise Problem(404, f"team {team_name!r} not found", "team")
+    if not keep_old:
+        _revoke_team(session, team.id)
+    key = new_secret(TEAM_PREFIX)
+    session.add(ApiKey(team_id=team.id, key_hash=hash_secret(key), prefix=key[:8]))
+    session.flush()
+    return key
+
+
+def rotate_agent_token(session: Session, hardware_id: int, name: str = "agent", keep_old: bool = False) -> str:
+    """A new agent token for hardware ``hardware_id``; its other tokens are revoked unless
+    ``keep_old``. Units leased under a revoked token go back to the pool when their lease ends."""
+    if session.get(Hardware, hardware_id) is None:
+        raise Problem(404, f"hardware {hardware_id} not found", "hardware")
+    if not keep_old:
+        session.execute(delete(AgentToken).where(AgentToken.hardware_id == hardware_id))
+    token = new_secret(AGENT_PREFIX)
+    session.add(AgentToken(hardware_id=hardware_id, name=name, token_hash=hash_secret(token)))
+    session.flush()
+    return token
+
+
+def revoke_secret(session: Session, secret: str) -> str:
+    """Revoke one team API key or agent token given in clear; says what it was."""
+    digest = hash_secret(secret.strip())
+    if secret.startswith(TEAM_PREFIX):
+        team = _team_of_key(session, digest)
+        if team is None or not session.execute(delete(ApiKey).where(ApiKey.key_hash == digest)).rowcount:  # type: ignore[attr-defined]
+            raise Problem(404, "no such API key (already revoked?)", "key")
+        return f"API key of team {team.name!r}"
+    if secret.startswith(AGENT_PREFIX):
+        hw_id = session.scalar(select(AgentToken.hardware_id).where(AgentToken.token_hash == digest))
+        if hw_id is None:
+            raise Problem(404, "no such agent token (already revoked?)", "key")
+        session.execute(delete(AgentToken).where(AgentToken.token_hash == digest))
+        return f"agent token of hardware {hw_id}"
+    raise Problem(422, f"not a lutnas key: team API keys start with {TEAM_PREFIX}, agent tokens with {AGENT_PREFIX}",
+                  "key")
+
+
+def _revoke_team(session: Session, team_id: int) -> int:
+    # dashboard sessions were opened with one of these keys: they end with them
+    session.execute(delete(UiSession).where(UiSession.team_id == team_id))
+    return int(session.execute(delete(ApiKey).where(ApiKey.team_id == team_id)).rowcount or 0)  # type: ignore[attr-defined]
+
+
+def revoke_all(session: Session, team_name: str | None = None, hardware_id: int | None = None) -> int:
+    """Revoke every API key of a team, or every agent token of a hardware target; how many."""
+    if team_name is not None:
+        team = session.scalar(select(Team).where(Team.name == team_name))
+        if team is None:
+            raise Problem(404, f"team {team_name!r} not found", "team")
+        return _revoke_team(session, team.id)
+    else:
+        if session.get(Hardware, hardware_id) is None:
+            raise Problem(404, f"hardware {hardware_id} not found", "hardware")
+        res = session.execute(delete(AgentToken).where(AgentToken.hardware_id == hardware_id))
+    return int(res.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def _bearer(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -51,10 +116,11 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-# key hash -> (expiry on the monotonic clock, team id, team name). Keys are never revoked or
-# re-assigned through the API, so a short-lived cache only saves a query per request.
+# key hash -> (expiry on the monotonic clock, team id, team name). Saves a query per request; kept
+# short because `lutnas admin revoke-key` runs in another process: a revoked key stops working in
+# every API process within this many seconds.
 _TEAM_CACHE: dict[str, tuple[float, int, str]] = {}
-_TEAM_CACHE_SECONDS = 30.0
+_TEAM_CACHE_SECONDS = 5.0
 
 
 async def current_team(request: Request, session: SessionDep) -> Team:

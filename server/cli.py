@@ -171,3 +171,87 @@ def migrate(database_url: str | None = DbOption) -> None:
         upgrade(engine)
         typer.echo(f"database at revision {current_revision(engine)}")
         engine.dispose()
+
+
+@contextmanager
+def _admin_session(database_url: str | None) -> Iterator[Any]:
+    """A migrated database's session for one admin command (committed when the command returns)."""
+    from server.db import create_engine_for, make_sessionmaker, session_scope
+    from server.migrate import upgrade
+
+    settings = _settings(database_url)
+    with _database_errors(settings.database_url):
+        engine = create_engine_for(settings.database_url)
+        try:
+            upgrade(engine)
+            with session_scope(make_sessionmaker(engine)) as s:
+                yield s
+        finally:
+            engine.dispose()
+
+
+def _one_target(team: str | None, hardware: int | None) -> None:
+    if (team is None) == (hardware is None):
+        raise typer.BadParameter("name exactly one of --team (API keys) or --hardware (agent tokens)",
+                                 param_hint="--team/--hardware")
+
+
+@admin_app.command("rotate-key")
+def rotate_key(
+    team: str | None = typer.Option(None, "--team", help="a new API key for this team"),
+    hardware: int | None = typer.Option(None, "--hardware", min=1, max=2**31 - 1,
+                                        help="a new agent token for this hardware id"),
+    name: str = typer.Option("agent", "--name", help="name of the new agent token"),
+    keep_old: bool = typer.Option(False, "--keep-old", help="leave the old keys valid (revoke them later with "
+                                  "revoke-key once every client has the new one)"),
+    database_url: str | None = DbOption,
+) -> None:
+    """Issue a new team API key or agent token and revoke the old ones; prints the new secret
+    (shown only this once). Team keys cached by a running server stop working within 5 s."""
+    from server.auth import rotate_agent_token, rotate_team_key
+    from server.problems import Problem
+
+    _one_target(team, hardware)
+    try:
+        with _admin_session(database_url) as s:
+            secret = (rotate_team_key(s, team, keep_old) if team is not None
+                      else rotate_agent_token(s, int(hardware or 0), name, keep_old))
+    except Problem as e:
+        raise ValueError(e.detail) from None
+    what = f"team {team}" if team is not None else f"hardware {hardware}"
+    typer.echo(f"new {'API key' if team is not None else 'agent token'} of {what}"
+               f"{'' if keep_old else '; the old ones are revoked'}", err=True)
+    typer.echo(secret)
+
+
+@admin_app.command("revoke-key")
+def revoke_key(
+    key: str | None = typer.Argument(None, help="the team API key (lnt_...) or agent token (lna_...) to revoke; "
+                                     "read from stdin when '-'"),
+    team: str | None = typer.Option(None, "--team", help="revoke every API key of this team"),
+    hardware: int | None = typer.Option(None, "--hardware", min=1, max=2**31 - 1,
+                                        help="revoke every agent token of this hardware id"),
+    database_url: str | None = DbOption,
+) -> None:
+    """Revoke one key (given in clear), or all keys of a team or agent tokens of a hardware target."""
+    import sys
+
+    from server.auth import revoke_all, revoke_secret
+    from server.problems import Problem
+
+    if key is not None and (team is not None or hardware is not None):
+        raise typer.BadParameter("give a KEY or --team/--hardware, not both", param_hint="KEY")
+    if key is None:
+        _one_target(team, hardware)
+    elif key == "-":
+        key = sys.stdin.readline().strip()
+    try:
+        with _admin_session(database_url) as s:
+            if key is not None:
+                typer.echo(f"revoked the {revoke_secret(s, key)}")
+            else:
+                n = revoke_all(s, team, hardware)
+                typer.echo(f"revoked {n} {'API key' if team is not None else 'agent token'}{'' if n == 1 else 's'} of "
+                           f"{'team ' + str(team) if team is not None else 'hardware ' + str(hardware)}")
+    except Problem as e:
+        raise ValueError(e.detail) from None

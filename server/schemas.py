@@ -184,6 +184,9 @@ class SearchCreate(Strict):
     mode: Literal["pairs", "sequences"] = "pairs"
     use_predictor: bool = False
     missing_units: Literal["wait", "fail"] = "wait"
+    unit_wait_deadline_s: float | None = Field(
+        None, gt=0, le=30 * 86400, description="with missing_units 'wait': fail after waiting this many seconds "
+        "for latency units (default: the server's LUTNAS_UNIT_WAIT_DEADLINE_S)")
 
     @field_validator("hardware_ids")
     @classmethod
@@ -208,7 +211,9 @@ class Progress(BaseModel):
     generation: int = 0
     generations: int = 0
     evaluated: int = 0
-    cache_hits: int = 0
+    cache_hits: int = Field(0, description="candidates whose score came from the score cache (earlier "
+                            "searches of the same supernet and mode)")
+    scored: int = Field(0, description="candidates this search scored itself; scored + cache_hits = evaluated")
     best_score: float | None = None
     front_size: int = 0
     fraction: float = 0.0

@@ -33,7 +33,9 @@ class Settings(BaseModel):
     database_url: str = Field(default_factory=default_database_url)
     admin_token: str | None = None
     max_upload_mb: float = Field(200.0, gt=0)
-    lease_seconds: float = Field(120.0, gt=0, description="default agent lease length")
+    # short leases kept alive by the agent's heartbeat (every third of the lease): a dead agent's
+    # units go back to the pool within this long
+    lease_seconds: float = Field(30.0, gt=0, description="default agent lease length")
     max_lease_seconds: float = Field(3600.0, gt=0)
     heartbeat_seconds: float = Field(5.0, gt=0, description="worker heartbeat interval")
     heartbeat_timeout: float = Field(60.0, gt=0, description="a running job silent this long is re-queued")
@@ -58,6 +60,14 @@ class Settings(BaseModel):
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads of the worker")
     device: str = Field("auto", description="scoring device of the worker: auto, cpu, cuda, cuda:N")
     missing_units_retry_seconds: float = Field(5.0, gt=0, description="a waiting job is re-checked this often")
+    # A search waiting for latency units fails after this long (no agent, or a table that never
+    # completes); 0 waits forever. Env: LUTNAS_UNIT_WAIT_DEADLINE_S.
+    unit_wait_deadline_s: float = Field(86400.0, ge=0, description="seconds a search waits for latency units")
+    # Searches one team may have queued at once; one more is refused with 429.
+    max_queued_searches: int = Field(100, ge=1, description="queued searches per team")
+    # Architectures per scoring batch of the worker: a stop (SIGTERM, cancel) lands between
+    # batches, and each batch's scores reach the score cache as soon as it is done.
+    eval_batch_size: int = Field(16, ge=1, le=4096, description="architectures per scoring batch")
     # Threads running the synchronous endpoints of one API process (anyio's default is 40). The
     # endpoints are short, CPU-bound Python; more threads than cores only fight over the GIL.
     api_threads: int = Field(4, ge=1, description="threads serving sync endpoints in one API process")

@@ -63,7 +63,10 @@ class DbCachedAccuracy:
     def __init__(self, factory: sessionmaker[Session], supernet: Supernet, mode: str, settings: Settings) -> None:
         self.factory, self.supernet, self.mode, self.settings = factory, supernet, mode, settings
         self._scorer: Any = None
+        # lookups answered by score_cache, and architectures this scorer computed: together they
+        # are every score the search asked for (the progress' cache_hits and scored)
         self.hits = 0
+        self.scored = 0
 
     def _base(self) -> Any:
         if self._scorer is None:
@@ -86,6 +89,7 @@ class DbCachedAccuracy:
         cached = {cid: as_score((score, se)) for cid, score, se in rows}
         todo = {cid: a for cid, a in zip(ids, archs, strict=True) if cid not in cached}
         self.hits += len(ids) - len(todo)
+        self.scored += len(todo)
         if todo:
             scores = self._base().evaluate(list(todo.values()))
             new = {cid: as_score(s) for cid, s in zip(todo, scores, strict=True)}
@@ -218,6 +222,18 @@ class Worker:
                               finished_at=db_now(s), worker_id=None)
                       .execution_options(synchronize_session=False))
 
+    def _waited(self, sid: int, progress: dict[str, Any]) -> float:
+        """Seconds this job has been waiting for latency units (database clock); the first wait
+        stamps ``waiting_since`` into its progress."""
+        with session_scope(self.factory) as s:
+            now = db_now(s)
+        since = progress.get("waiting_since")
+        if since is None:
+            progress["waiting_since"] = now.isoformat()
+            self._update(sid, progress=progress)
+            return 0.0
+        return max((now - dt.datetime.fromisoformat(since)).total_seconds(), 0.0)
+
     def _release(self, sid: int, note: str | None, delay: float = 0.0) -> None:
         """Give a job back to the queue (shutdown, or waiting for latency units)."""
         with session_scope(self.factory) as s:
@@ -269,11 +285,19 @@ class Worker:
             msg = f"{total} latency unit{'s' if total != 1 else ''} not measured yet ({what})"
             if req.get("missing_units", "wait") == "fail":
                 self._finish(sid, "failed", error=msg)
+                return
+            waited = self._waited(sid, progress)
+            deadline = float(req.get("unit_wait_deadline_s") or self.settings.unit_wait_deadline_s)
+            if deadline and waited >= deadline:
+                self._finish(sid, "failed", error=(
+                    f"gave up after waiting {waited:.0f} s for latency units (deadline {deadline:g} s): {msg}; "
+                    "run lutnas-agent with the hardware's agent token, then submit the search again"))
             else:
                 self._release(sid, f"waiting: {msg}", self.settings.missing_units_retry_seconds)
             return
-        if progress.get("note"):
+        if progress.get("note") or progress.get("waiting_since"):
             progress["note"] = None
+            progress.pop("waiting_since", None)
             self._update(sid, progress=progress)
 
         hw_space = hws[0].space  # type: ignore[union-attr]
@@ -284,8 +308,15 @@ class Worker:
             budget_ms=req.get("budget_ms") if objective == "budget" else None,
             target=str(req.get("budget_hardware_id")) if objective == "budget" else None,
             population=population, generations=int(req["generations"]), parents=min(10, population),
-            seed=int(req["seed"]), predictor=bool(req.get("use_predictor", False)), space=hw_space)
+            seed=int(req["seed"]), predictor=bool(req.get("use_predictor", False)), space=hw_space,
+            # a resumed job keeps the batch size it started with (it is part of the saved config)
+            batch_size=int((state or {}).get("config", {}).get("batch_size") or self.settings.eval_batch_size))
         accuracy = DbCachedAccuracy(self.factory, supernet, req.get("mode", "pairs"), self.settings)
+        # score-cache counts so far: a resumed job continues those of its last saved generation
+        # (saved with its state), so generations finished before a stop are neither scored nor
+        # counted again
+        base = (int(progress.get("cache_hits") or 0), int(progress.get("scored") or 0)) if state else (0, 0)
+        counts = list(base)
 
         beat = _Heartbeat(self, sid)
         beat.start()
@@ -306,9 +337,11 @@ class Worker:
             gens = max(int(prog.get("generations") or config.generations), 1)
             done = int(prog.get("generation", 0)) + 1
             p = {"generation": done, "generations": gens, "evaluated": prog.get("evaluated", 0),
-                 "cache_hits": prog.get("cache_hits", 0), "best_score": prog.get("best_score"),
+                 "cache_hits": base[0] + accuracy.hits, "scored": base[1] + accuracy.scored,
+                 "best_score": prog.get("best_score"),
                  "front_size": prog.get("front_size", 0), "fraction": round(done / gens, 4),
                  "hypervolume": prog.get("hypervolume"), "note": None}
+            counts[:] = [p["cache_hits"], p["scored"]]  # the reference point scored after the search is not a candidate
             with session_scope(self.factory) as s2:
                 res = s2.execute(update(Search).where(Search.id == sid, Search.worker_id == self.id,
                                                       Search.status == "running")
@@ -342,9 +375,11 @@ class Worker:
             else:
                 raise LostJob(sid)
             return
-        self._store_result(sid, result, [h.id for h in hws if h is not None], time.perf_counter() - t0)
+        self._store_result(sid, result, [h.id for h in hws if h is not None], time.perf_counter() - t0,
+                           counts)
 
-    def _store_result(self, sid: int, result: Any, hw_ids: list[int], seconds: float) -> None:
+    def _store_result(self, sid: int, result: Any, hw_ids: list[int], seconds: float,
+                      counts: list[int]) -> None:
         with session_scope(self.factory) as s:
             search = s.get(Search, sid)
             if search is None or search.worker_id != self.id or search.status != "running":
@@ -387,7 +422,7 @@ class Worker:
                               "reference_arch": ref_arch.model_dump() if ref_arch is not None else None}
             progress = dict(search.progress or {})
             progress.update({"generation": result.generations_done, "generations": result.generations_done,
-                             "evaluated": result.evaluated, "cache_hits": result.cache_hits,
+                             "evaluated": result.evaluated, "cache_hits": counts[0], "scored": counts[1],
                              "best_score": ranked[0].score if ranked else None,
                              "front_size": len(result.front), "fraction": 1.0, "note": None})
             search.progress = progress

@@ -6,11 +6,11 @@ from typing import Any, Literal
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import Connection, Row, Text, bindparam, cast, select, update
+from sqlalchemy import Connection, Row, Text, bindparam, cast, func, select, update
 from sqlalchemy.orm import Session
 
 from server.auth import TeamDep
-from server.deps import SessionDep
+from server.deps import SessionDep, SettingsDep
 from server.fronts import SEARCH_FOR_FRONT, pareto_response
 from server.models import ArchitectureRow, Hardware, Search, SearchResult, Supernet, Team, utcnow
 from server.pagination import Page, PageSize, PageToken, decode_token, page
@@ -46,8 +46,16 @@ def search_out(s: Search) -> SearchOut:
                      error=s.error, timings=_timings(s))
 
 
-@router.post("", status_code=202, response_model=SearchOut, operation_id="submit_search")
-def submit_search(body: SearchCreate, team: TeamDep, session: SessionDep, response: Response) -> SearchOut:
+@router.post("", status_code=202, response_model=SearchOut, operation_id="submit_search",
+             responses={429: {"description": "the team already has LUTNAS_MAX_QUEUED_SEARCHES searches queued",
+                              "content": {"application/problem+json": {}}}})
+def submit_search(body: SearchCreate, team: TeamDep, session: SessionDep, settings: SettingsDep,
+                  response: Response) -> SearchOut:
+    queued = session.scalar(select(func.count()).where(Search.team_id == team.id, Search.status == "queued"))
+    if (queued or 0) >= settings.max_queued_searches:
+        raise Problem(429, f"this team already has {queued} searches queued (the limit is "
+                      f"{settings.max_queued_searches}); wait for some to start or cancel some",
+                      title="Too many requests", kind="too-many-queued", headers={"Retry-After": "30"})
     sn = session.get(Supernet, body.supernet_id)
     if sn is None or sn.team_id != team.id:
         raise Problem(422, f"supernet {body.supernet_id} not found", "supernet_id")

@@ -69,7 +69,7 @@ def test_connection_refused_is_retried_a_bounded_number_of_times(
 ) -> None:
     url = dead_url
     caplog.set_level(logging.WARNING, logger="lutnas.client")
-    with Client(url, "lnt_x", retries=3, backoff=0.01) as c, pytest.raises(LutnasConnectionError) as err:
+    with Client(url, "lnt_x", retries=3, backoff=0.01, retry_for=0) as c, pytest.raises(LutnasConnectionError) as err:
         c.hardware.get(1)
     retries = [r for r in caplog.records if r.name == "lutnas.client" and "retry" in r.getMessage()]
     assert [r.getMessage().split("retry ")[1].split(" ")[0] for r in retries] == ["1/3", "2/3", "3/3"]
@@ -93,7 +93,7 @@ def test_503_is_retried_then_succeeds(flaky) -> None:
 def test_503_past_the_retry_budget_surfaces_the_problem(flaky) -> None:
     url, handler = flaky
     handler.fail_first = 100
-    with Client(url, "lnt_x", retries=2, backoff=0.0) as c, pytest.raises(LutnasAPIError) as err:
+    with Client(url, "lnt_x", retries=2, backoff=0.0, retry_for=0) as c, pytest.raises(LutnasAPIError) as err:
         c.searches.submit(supernet_id=1, hardware_ids=[1])
     assert (err.value.status, err.value.title, err.value.detail) == (503, "Service Unavailable", "restarting")
     assert len(handler.seen) == 3  # the first try and two retries, then it gives up
