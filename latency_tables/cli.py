@@ -106,6 +106,8 @@ def profile(
     provider: str = typer.Option("CPUExecutionProvider", "--provider", help="onnxruntime execution provider."),
     threads: int = typer.Option(1, "--threads", min=1, help="Intra-op threads."),
     graph_opt: str = typer.Option("all", "--graph-opt", help="Graph optimisation: disable|basic|extended|all."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, or int8: units quantized with onnxruntime's "
+                                  "static QDQ quantization (calibrated on synthetic crops)."),
     units: list[str] = typer.Option(["all"], "--units",
                                     help="'all' (every unit of the space) or architectures (repeatable)."),
     space: str = typer.Option("paper", "--space", help="Search space: paper or code."),
@@ -135,8 +137,11 @@ def profile(
         todo = all_units(sp)
     else:
         todo = [u for text in units for u in units_of(Architecture.parse(text, sp), sp)]
+    if precision not in ("fp32", "int8"):
+        raise typer.BadParameter("precision must be fp32 or int8", param_hint="--precision")
     if backend == "onnxruntime":
-        be = get_backend(backend, provider=provider, threads=threads, graph_optimization=graph_opt)
+        be = get_backend(backend, provider=provider, threads=threads, graph_optimization=graph_opt,
+                         precision=precision)
     else:
         raise ValueError("lutnas profile measures ONNX unit models: use --backend onnxruntime")
     store = LatencyStore(out)
@@ -223,19 +228,24 @@ def validate(
     as_json: bool = typer.Option(False, "--json"),
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
-    """Measure sampled subnets end to end with the table's runtime settings and compare."""
+    """Measure sampled subnets end to end with the table's runtime settings and compare (p50, and
+    p90/p99 where the table keeps them)."""
     from latency_tables.fidelity import validate as run_validate
     from latency_tables.predict import LatencyPredictor
 
     store = _open(table)
     info = store.find(name)
-    pred = LatencyPredictor.from_store(store, info.name, _space(space))
+    sp = _space(space)
+    pred = LatencyPredictor.from_store(store, info.name, sp)
+    tails = {k: LatencyPredictor.from_store(store, info.name, sp, stat=k) for k in ("p90", "p99")}
+    tails = {k: p for k, p in tails.items() if set(p.medians) == set(pred.medians)}  # p99: tables that kept it
     backend = _backend_from_runtime(info.runtime)
     repeats, stat = _table_rounds(info.runtime, repeats, round_stat)
     with progress_bar("validate", not quiet and not as_json) as progress:
         rep = run_validate(pred, backend, samples, seed,
                            _table_protocol(info.runtime, min_time, max_time), repeats,
-                           noise_runs, progress=progress, probes=probes, round_stat=stat)
+                           noise_runs, progress=progress, probes=probes, round_stat=stat, tail_predictors=tails,
+                           precision=str(info.runtime.get("precision", "fp32")))
     rep["table"] = info.name
     if as_json:
         typer.echo(json.dumps(rep, indent=2))
@@ -257,6 +267,10 @@ def _format_report(rep: dict[str, Any]) -> str:
     for label, p in rows:
         lines.append(f"{label:14}{rep[p + 'within_5']:>10.1%}{rep[p + 'within_10']:>11.1%}"
                      f"{rep[p + 'rmspe']:>8.1%}{rep[p + 'spearman']:>9.3f}")
+    for k, a in rep.get("stats", {}).items():
+        if k != "p50":
+            lines.append(f"{'LUT ' + k:14}{a['within_5']:>10.1%}{a['within_10']:>11.1%}{a['rmspe']:>8.1%}"
+                         f"{a['spearman']:>9.3f}  (sum of unit {k}s vs the subnets' measured {k})")
     if "noise_cv" in rep:
         lines.append(f"noise floor: run-to-run CV {rep['noise_cv']:.1%} (range {rep['noise_range']:.1%})")
     if rep.get("retest_cv") is not None:
@@ -306,7 +320,7 @@ def calibrate(
     pred.predict_batch(archs)  # missing units fail before any measurement
     backend = _backend_from_runtime(info.runtime)
     with tempfile.TemporaryDirectory() as tmp, progress_bar("calibrate", not quiet) as progress:
-        paths = export_search_graphs(archs, tmp, sp, seed, progress)
+        paths = export_search_graphs(archs, tmp, sp, seed, progress, str(info.runtime.get("precision", "fp32")))
         repeats, stat = _table_rounds(info.runtime, repeats, round_stat)
         measured = measure_models(backend, paths, _table_protocol(info.runtime, min_time, max_time),
                                   repeats, seed, progress, stat)

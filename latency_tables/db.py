@@ -87,6 +87,8 @@ class LatencyEntry(Base):
     median_ms: Mapped[float] = mapped_column(Float)
     p10_ms: Mapped[float] = mapped_column(Float)
     p90_ms: Mapped[float] = mapped_column(Float)
+    # Tail latency (1 frame in 100); NULL for entries measured before it was kept.
+    p99_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     iqr_ms: Mapped[float] = mapped_column(Float)
     count: Mapped[int] = mapped_column(Integer)
     env: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -19,18 +19,24 @@ from tracking.space import Architecture, SearchSpace
 
 
 def export_search_graphs(archs: Sequence[Architecture], out_dir: str | Path, space: SearchSpace,
-                         seed: int = 0, progress: Progress | None = None) -> list[Path]:
+                         seed: int = 0, progress: Progress | None = None, precision: str = "fp32") -> list[Path]:
     """Export each architecture's search graph (what ``tracking.export.export_onnx`` writes as
     ``search.onnx``: inputs ``search``, ``zf``; outputs ``cls``, ``reg``) from one seeded random
-    supernet. Only the search branch is exported (half the export time of ``export_onnx``)."""
+    supernet. Only the search branch is exported (half the export time of ``export_onnx``).
+    ``precision="int8"``: each graph is then quantized (``latency_tables.quantize``), calibrated on
+    synthetic search crops and the template feature of their template crops."""
     import torch
 
+    from latency_tables.quantize import check_precision, quantize_onnx, synthetic_crops
     from tracking.export import SearchBranch, export_module
     from tracking.supernet import Supernet
 
     torch.manual_seed(seed)
     supernet = Supernet(space).eval()
     x = torch.zeros(1, 3, space.search_size, space.search_size)
+    int8 = check_precision(precision) == "int8"
+    crops = synthetic_crops(seed=seed, search_size=space.search_size, template_size=space.template_size) \
+        if int8 else None
     paths = []
     for i, arch in enumerate(archs):
         path = supernet.path(arch).eval()  # the subnet's modules, shared rather than copied
@@ -39,6 +45,13 @@ def export_search_graphs(archs: Sequence[Architecture], out_dir: str | Path, spa
             out = Path(out_dir) / f"{i:04d}-{arch.canonical_id()}" / "search.onnx"
             out.parent.mkdir(parents=True, exist_ok=True)
             export_module(SearchBranch(path), (x, zf), out, ["search", "zf"], ["cls", "reg"])
+            if crops is not None:
+                feeds = [{"search": xs[None], "zf": path.template_feature(torch.from_numpy(zs[None])).numpy()}
+                         for xs, zs in zip(*crops, strict=True)]
+                fp32 = out.with_name("search-fp32.onnx")
+                out.replace(fp32)
+                quantize_onnx(fp32, out, feeds)
+                fp32.unlink()
         paths.append(out)
         if progress:
             progress("export", i + 1, len(archs))
@@ -69,25 +82,32 @@ def probe_keys(medians: dict[str, float], k: int = 6) -> list[str]:
     return [ordered[i] for i in idx]
 
 
-def export_probes(medians: dict[str, float], k: int, out_dir: str | Path, seed: int = 0) -> tuple[list[str], list[Path]]:
+def export_probes(medians: dict[str, float], k: int, out_dir: str | Path, seed: int = 0,
+                  precision: str = "fp32") -> tuple[list[str], list[Path]]:
     """The :func:`probe_keys` of a table and their unit ONNX models, exported under ``out_dir``."""
     from latency_tables.units import export_unit_onnx, parse_key, unit_filename
 
     keys = probe_keys(medians, k)
-    return keys, [export_unit_onnx(parse_key(key), Path(out_dir) / unit_filename(key), seed) for key in keys]
+    return keys, [export_unit_onnx(parse_key(key), Path(out_dir) / unit_filename(key), seed, precision)
+                  for key in keys]
 
 
 def measure_with_probes(backend: Backend, paths: Sequence[Path], probe_paths: Sequence[Path], protocol: Protocol,
                         repeats: int = 1, every: int = 4, seed: int = 0, progress: Progress | None = None,
-                        round_stat: str = "min") -> tuple[np.ndarray, np.ndarray, float]:
+                        round_stat: str = "min",
+                        tails: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """:func:`measure_models`, with one of ``probe_paths`` measured after every ``every`` models
     (round robin, each probe at least once), so the probes see the host as the models did.
     Returns the models' figures, each probe's figure (by ``round_stat`` over its measurements)
     and the retest noise: the median over probes of the coefficient of variation of their
     measurements, i.e. how much one model's time moved during the run (a truer noise floor on a
-    shared host than back-to-back runs; nan with fewer than two measurements per probe)."""
+    shared host than back-to-back runs; nan with fewer than two measurements per probe).
+
+    ``tails``: a dict to fill with each model's ``p90`` and ``p99`` (each round's, combined by
+    ``round_stat`` like the medians), for tail-latency fidelity."""
     check_round_stat(round_stat)  # before any measurement
     out = np.zeros((repeats, len(paths)))
+    tail = {"p90": np.zeros((repeats, len(paths))), "p99": np.zeros((repeats, len(paths)))}
     probes: list[list[float]] = [[] for _ in probe_paths]
     total = repeats * len(paths)
     done, turn = 0, 0
@@ -100,7 +120,10 @@ def measure_with_probes(backend: Backend, paths: Sequence[Path], probe_paths: Se
 
     for r in range(repeats):
         for i in _round_order(len(paths), r, seed):
-            out[r, i] = measure(backend, paths[i], protocol, seed).median_ms
+            m = measure(backend, paths[i], protocol, seed)
+            out[r, i] = m.median_ms
+            tail["p90"][r, i] = m.p90_ms
+            tail["p99"][r, i] = m.p99_ms if m.p99_ms is not None else np.nan
             done += 1
             if probe_paths and done % every == 0:
                 probe()
@@ -108,6 +131,8 @@ def measure_with_probes(backend: Backend, paths: Sequence[Path], probe_paths: Se
                 progress("measure", done, total)
     while probe_paths and any(not v for v in probes):
         probe()
+    if tails is not None:
+        tails.update({k: combine_rounds(v, round_stat) for k, v in tail.items()})
     spreads = [np.std(v, ddof=1) / np.mean(v) for v in probes if len(v) > 1]
     return (combine_rounds(out, round_stat), np.array([combine_rounds(np.array(v), round_stat) for v in probes]),
             float(np.median(spreads)) if spreads else float("nan"))
@@ -160,7 +185,8 @@ def fidelity_report(predicted: np.ndarray, measured: np.ndarray, flops: np.ndarr
 
 def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, protocol: Protocol = Protocol(),
              repeats: int = 1, noise_runs: int = 5, workdir: str | Path | None = None,
-             progress: Progress | None = None, probes: int = 6, round_stat: str = "min") -> dict[str, Any]:
+             progress: Progress | None = None, probes: int = 6, round_stat: str = "min",
+             tail_predictors: dict[str, Any] | None = None, precision: str = "fp32") -> dict[str, Any]:
     """Sample ``samples`` subnets (seeded), predict, export and measure their search graphs end to
     end, and report agreement, the FLOPs proxy's agreement and the noise floor.
 
@@ -173,6 +199,11 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
     ``round_stat``: use the table's own (``lutnas latency validate`` does). Where the table
     records boundary reorders, ``plain_*`` figures are the plain unit sum's (no layout
     correction, no calibration) and ``layout`` says which unit kinds the correction joined.
+
+    Tail latency: ``stats`` holds the agreement figures per statistic: ``p50`` (the headline
+    figures) and, for each of ``tail_predictors`` (``{"p90": predictor summing unit p90s, ...}``),
+    that prediction against the subnets' measured same percentile (``measured_p90_ms``, ...).
+    ``precision="int8"``: the subnets are quantized like the table's units (``latency_tables.quantize``).
     """
     from latency_tables.layout import layout_summary
     from tracking.flops import count_flops_params
@@ -183,20 +214,27 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
     space = predictor.space
     archs = sample_many(samples, seed, space)
     predicted = predictor.predict_batch(archs)  # raises MissingUnitsError before any work
+    tail_pred = {k: p.predict_batch(archs) for k, p in (tail_predictors or {}).items()}
     raw = np.array([predictor.raw_sum(a) for a in archs])
     plain = predictor.plain().predict_batch(archs) if predictor.layouts else None
     flops = np.array([count_flops_params(a, space)[0] for a in archs], dtype=float)
     with tempfile.TemporaryDirectory(prefix="lutnas-validate-") as tmp:
-        paths = export_search_graphs(archs, workdir or tmp, space, seed, progress)
-        keys, probe_paths = export_probes(predictor.medians, probes, Path(workdir or tmp) / "probes", seed)
+        paths = export_search_graphs(archs, workdir or tmp, space, seed, progress, precision)
+        keys, probe_paths = export_probes(predictor.medians, probes, Path(workdir or tmp) / "probes", seed, precision)
+        tails: dict[str, np.ndarray] = {}
         measured, probe_now, retest = measure_with_probes(backend, paths, probe_paths, protocol, repeats, seed=seed,
-                                                          progress=progress, round_stat=round_stat)
+                                                          progress=progress, round_stat=round_stat, tails=tails)
         noise = noise_floor(backend, paths[0], protocol, noise_runs, seed) if noise_runs > 1 else {}
     report = fidelity_report(predicted, measured, flops, raw if predictor.calibration else None)
     report.update(noise)
     if plain is not None:
         report.update({f"plain_{k}": v for k, v in agreement(plain, measured).items()})
     report["layout"] = layout_summary(predictor.layouts)
+    report["stats"] = {"p50": agreement(predicted, measured)}
+    for k, pred_k in tail_pred.items():
+        report["stats"][k] = agreement(pred_k, tails[k])
+        report[f"measured_{k}_ms"] = [float(v) for v in tails[k]]
+        report[f"predicted_{k}_ms"] = [float(v) for v in pred_k]
     speed = host_speed(probe_now, np.array([predictor.medians[k] for k in keys]))
     report["host_speed"] = speed
     report["retest_cv"] = None if np.isnan(retest) else retest

@@ -61,7 +61,7 @@ class LatencyPredictor:
 
     def __init__(self, medians: Mapping[str, float], space: SearchSpace | None = None,
                  overhead_ms: float | None = None, calibration: Mapping[str, Any] | None = None,
-                 layouts: Mapping[str, Mapping[str, float]] | None = None) -> None:
+                 layouts: Mapping[str, Mapping[str, float]] | None = None, stat: str = "p50") -> None:
         self.space = space or SearchSpace.paper()
         self.medians = {k: float(v) for k, v in medians.items()}
         self.overhead_ms = float(overhead_ms or 0.0)
@@ -69,6 +69,7 @@ class LatencyPredictor:
         # Net in-graph cost per unit: its overhead removed, then the reorders it pays only alone.
         self.net = in_graph_costs({k: m - self.overhead_ms for k, m in self.medians.items()}, self.layouts)
         self.calibration = dict(calibration) if calibration else None
+        self.stat = stat  # the unit statistic ``medians`` holds: p50 (the median), p90 or p99
         coef = (self.calibration or {}).get("coef", {})
         unknown = set(coef) - set(CALIBRATION_FEATURES)
         if unknown:
@@ -82,24 +83,29 @@ class LatencyPredictor:
     # -- construction ---------------------------------------------------------------------
     @classmethod
     def from_store(cls, store: Any, name: str | None = None, space: SearchSpace | None = None,
-                   calibrated: bool = True, layout: bool = True) -> LatencyPredictor:
+                   calibrated: bool = True, layout: bool = True, stat: str = "p50") -> LatencyPredictor:
         """From a :class:`~latency_tables.store.LatencyStore` (or a path/URL) and a table name;
-        ``layout=False`` ignores the recorded boundary reorders (the plain unit sum)."""
+        ``layout=False`` ignores the recorded boundary reorders (the plain unit sum).
+
+        ``stat``: which unit statistic is summed: ``p50`` (the median, default), ``p90`` or
+        ``p99``. A sum of unit p90s is not the p90 of the graph (the units' slow runs do not all
+        coincide), so it leans high; ``latency validate`` reports how far, per statistic. The
+        table's calibration (fitted on medians) applies to every statistic."""
         from latency_tables.store import LatencyStore
 
         if isinstance(store, str | Path):
             store = LatencyStore(store, create=False)
         info = store.find(name)
-        return cls(store.medians(info.id), space, info.overhead_ms, info.calibration if calibrated else None,
-                   store.layouts(info.id) if layout else None)
+        return cls(store.stats(info.id, stat), space, info.overhead_ms, info.calibration if calibrated else None,
+                   store.layouts(info.id) if layout else None, stat)
 
     def with_calibration(self, calibration: Mapping[str, Any] | None) -> LatencyPredictor:
         """The same table and layout correction under another calibration (None: uncalibrated)."""
-        return LatencyPredictor(self.medians, self.space, self.overhead_ms, calibration, self.layouts)
+        return LatencyPredictor(self.medians, self.space, self.overhead_ms, calibration, self.layouts, self.stat)
 
     def plain(self) -> LatencyPredictor:
         """The plain unit sum of the same table: no layout correction, no calibration."""
-        return LatencyPredictor(self.medians, self.space, self.overhead_ms)
+        return LatencyPredictor(self.medians, self.space, self.overhead_ms, stat=self.stat)
 
     def _cost(self, key: str) -> float:
         """Net in-graph cost of one unit (overhead and lone-unit reorders removed); NaN when missing."""
@@ -269,5 +275,5 @@ def fastest_latency(predictor: LatencyPredictor, space: SearchSpace | None = Non
     """Minimum predicted latency (ms) reachable in ``space`` (default: the predictor's), exact."""
     if space is not None and space != predictor.space:
         predictor = LatencyPredictor(predictor.medians, space, predictor.overhead_ms, predictor.calibration,
-                                     predictor.layouts)
+                                     predictor.layouts, predictor.stat)
     return predictor.fastest()[0]

@@ -76,7 +76,7 @@ def profile_units(store: LatencyStore, backend: Backend, units: Sequence[Unit], 
         paths = {}
         for i, u in enumerate(todo + retrace):
             # Exports first, measurements after: no exporter work interleaves with timing.
-            paths[u.key] = export_unit_onnx(u, out / unit_filename(u), seed)
+            paths[u.key] = export_unit_onnx(u, out / unit_filename(u), seed, runtime.get("precision", "fp32"))
             if progress:
                 progress("export", i + 1, len(todo) + len(retrace))
         t1 = time.perf_counter()

@@ -21,8 +21,20 @@ from profilers.layout import ENV_KEY as LAYOUT_ENV_KEY  # in env: older tables n
 from profilers.layout import valid_layout
 
 STAT_COLUMNS = ("median_ms", "p10_ms", "p90_ms", "iqr_ms", "count")
+# Kept when known, absent from older results and files (NULL in the database).
+OPTIONAL_STAT_COLUMNS = ("p99_ms",)
 FILE_COLUMNS = ("unit_key", *STAT_COLUMNS, "env", "measured_at",
                 "table", "hardware", "runtime", "overhead_ms", "calibration")
+# The statistic a prediction sums, by name: p50 is the median; p90/p99 the unit's tail.
+LATENCY_STATS = {"p50": "median_ms", "p90": "p90_ms", "p99": "p99_ms"}
+
+
+def stat_column(stat: str) -> str:
+    """The entry column of a latency statistic (``p50``, ``p90``, ``p99``)."""
+    try:
+        return LATENCY_STATS[stat]
+    except KeyError:
+        raise ValueError(f"latency stat must be one of {', '.join(LATENCY_STATS)}, got {stat!r}") from None
 
 
 @dataclass(frozen=True)
@@ -125,10 +137,16 @@ class LatencyStore:
             return set(s.scalars(select(LatencyEntry.unit_key).where(LatencyEntry.table_id == table_id)))
 
     def medians(self, table_id: int) -> dict[str, float]:
+        return self.stats(table_id, "p50")
+
+    def stats(self, table_id: int, stat: str = "p50") -> dict[str, float]:
+        """Unit key -> the unit's ``stat`` (``p50``, ``p90``, ``p99``) in ms; entries that lack
+        it (p99 of entries measured before it was kept) are left out, so a prediction needing
+        them raises MissingUnitsError instead of mixing statistics."""
+        col = getattr(LatencyEntry, stat_column(stat))
         with self.session() as s:
-            rows = s.execute(select(LatencyEntry.unit_key, LatencyEntry.median_ms)
-                             .where(LatencyEntry.table_id == table_id))
-            return {k: float(v) for k, v in rows}
+            rows = s.execute(select(LatencyEntry.unit_key, col).where(LatencyEntry.table_id == table_id))
+            return {k: float(v) for k, v in rows if v is not None}
 
     def layouts(self, table_id: int) -> dict[str, dict[str, float]]:
         """Unit key -> boundary reorder shares, for the entries that recorded them."""
@@ -160,6 +178,9 @@ class LatencyStore:
             for key, m in results.items():
                 row = m if isinstance(m, Mapping) else m.to_dict()
                 values = {c: (int(row[c]) if c == "count" else float(row[c])) for c in STAT_COLUMNS}
+                for c in OPTIONAL_STAT_COLUMNS:
+                    v = row.get(c)
+                    values[c] = None if v is None or pd.isna(v) else float(v)
                 values["env"] = dict(row.get("env") or {})
                 values["measured_at"] = _as_datetime(row.get("measured_at"))
                 if key in existing:
@@ -176,7 +197,7 @@ class LatencyStore:
             t = s.get(LatencyTable, table_id)
             if t is None:
                 raise ValueError(f"no latency table with id {table_id}")
-            rows = [{"unit_key": e.unit_key, **{c: getattr(e, c) for c in STAT_COLUMNS},
+            rows = [{"unit_key": e.unit_key, **{c: getattr(e, c) for c in STAT_COLUMNS + OPTIONAL_STAT_COLUMNS},
                      "env": json.dumps(e.env or {}, sort_keys=True),
                      "measured_at": _as_datetime(e.measured_at).isoformat()}
                     for e in s.scalars(select(LatencyEntry).where(LatencyEntry.table_id == table_id)
@@ -184,10 +205,10 @@ class LatencyStore:
             meta = {"table": t.name, "hardware": json.dumps(t.hardware or {}, sort_keys=True),
                     "runtime": json.dumps(t.runtime or {}, sort_keys=True), "overhead_ms": t.overhead_ms,
                     "calibration": json.dumps(t.calibration) if t.calibration else ""}
-        df = pd.DataFrame(rows, columns=list(FILE_COLUMNS[:8]))
+        df = pd.DataFrame(rows, columns=[*FILE_COLUMNS[:8], *OPTIONAL_STAT_COLUMNS])
         for k, v in meta.items():
             df[k] = v
-        return df.astype({"count": "int64", "overhead_ms": "float64"})
+        return df.astype({"count": "int64", "overhead_ms": "float64", "p99_ms": "float64"})
 
     # -- files --------------------------------------------------------------------------
     def export_file(self, table_id: int, path: str | Path) -> Path:
@@ -220,6 +241,7 @@ class LatencyStore:
         info = self.update(info.id, overhead_ms=None if pd.isna(overhead) else float(overhead),
                            calibration=json.loads(calib) if isinstance(calib, str) and calib else None)
         self.put(info.id, {r["unit_key"]: {**{c: r[c] for c in STAT_COLUMNS},
+                                            **{c: r[c] for c in OPTIONAL_STAT_COLUMNS if c in r},
                                             "env": json.loads(r["env"] or "{}"),
                                             "measured_at": r["measured_at"]}
                            for r in df.to_dict("records")})

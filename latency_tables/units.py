@@ -233,11 +233,22 @@ def build_unit_module(unit: Unit, seed: int = 0) -> Any:
     return m.eval()
 
 
-def export_unit_onnx(unit: Unit, path: str | Path, seed: int = 0) -> Path:
+def export_unit_onnx(unit: Unit, path: str | Path, seed: int = 0, precision: str = "fp32") -> Path:
     """Export ``unit`` alone to ONNX with the subnet exporter's own settings (``tracking.export``:
     opset 17, TorchScript exporter, eval mode so BNs after convs are folded, constant folding), so
-    the unit graph holds exactly the ops the exported subnet has at that place."""
+    the unit graph holds exactly the ops the exported subnet has at that place.
+
+    ``precision="int8"``: then quantized as whole subnets are (``latency_tables.quantize``)."""
     import torch
+
+    from latency_tables.quantize import check_precision, quantize_onnx, unit_feeds
+
+    if check_precision(precision) == "int8":
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="lutnas-unit-fp32-") as tmp:
+            fp32 = export_unit_onnx(unit, Path(tmp) / unit_filename(unit), seed)
+            return quantize_onnx(fp32, path, unit_feeds(unit.inputs(), seed))
 
     from tracking.export import export_module
 
@@ -257,11 +268,11 @@ def unit_filename(unit: Unit | str) -> str:
     return key.replace(":", "_") + ".onnx"
 
 
-def unit_onnx_bytes(unit: Unit | str, seed: int = 0) -> bytes:
+def unit_onnx_bytes(unit: Unit | str, seed: int = 0, precision: str = "fp32") -> bytes:
     """The unit's ONNX model as bytes (e.g. for the server to hand to a profiler agent);
-    ``unit`` may be a key."""
+    ``unit`` may be a key; ``precision``: fp32 or int8 (quantized)."""
     import tempfile
 
     u = parse_key(unit) if isinstance(unit, str) else unit
     with tempfile.TemporaryDirectory(prefix="lutnas-unit-") as tmp:
-        return export_unit_onnx(u, Path(tmp) / unit_filename(u), seed).read_bytes()
+        return export_unit_onnx(u, Path(tmp) / unit_filename(u), seed, precision).read_bytes()

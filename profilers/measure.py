@@ -1,8 +1,8 @@
 """The measurement protocol, and the parsing of raw timings into statistics.
 
 Protocol: warm-up, then batches of repetitions until the relative IQR (IQR / median) falls under
-a threshold after a minimum time, or a time cap / run cap is hit. Statistics: median, p10, p90,
-IQR, count. Every result carries environment metadata (``profilers.env``).
+a threshold after a minimum time, or a time cap / run cap is hit. Statistics: median (p50), p10,
+p90, p99, IQR, count. Every result carries environment metadata (``profilers.env``).
 
 Per-run overhead (the runtime's fixed cost of one call, paid once per unit model but only once
 per end-to-end model) is measured on an identity model (:func:`measure_overhead`) so that a sum
@@ -68,6 +68,8 @@ class Measurement:
     iqr_ms: float
     count: int
     env: dict[str, Any] = field(default_factory=dict)
+    # The tail a user notices (1 frame in 100); None from parsers of older results. p50 is median_ms.
+    p99_ms: float | None = None
 
     @property
     def rel_iqr(self) -> float:
@@ -82,8 +84,9 @@ def summarize(times_ns: np.ndarray, env: dict[str, Any] | None = None) -> Measur
     t = np.asarray(times_ns, dtype=np.float64) / 1e6
     if t.size == 0:
         raise ValueError("no timings to summarize")
-    p10, q1, med, q3, p90 = np.percentile(t, [10, 25, 50, 75, 90])
-    return Measurement(float(med), float(p10), float(p90), float(q3 - q1), int(t.size), dict(env or {}))
+    p10, q1, med, q3, p90, p99 = np.percentile(t, [10, 25, 50, 75, 90, 99])
+    return Measurement(float(med), float(p10), float(p90), float(q3 - q1), int(t.size), dict(env or {}),
+                       float(p99))
 
 
 def time_loaded(model: LoadedModel, protocol: Protocol = Protocol()) -> np.ndarray:

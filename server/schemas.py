@@ -101,6 +101,7 @@ class UnitResult(Strict):
     iqr_ms: float = Field(ge=0)
     count: int = Field(ge=1)
     env: dict[str, Any] = Field(default_factory=dict)
+    p99_ms: float | None = Field(None, ge=0, description="tail latency; older agents send none")
 
     @model_validator(mode="after")
     def _consistent(self) -> UnitResult:
@@ -109,6 +110,8 @@ class UnitResult(Strict):
             raise ValueError("timings must be finite numbers")
         if not self.p10_ms <= self.median_ms <= self.p90_ms:
             raise ValueError("need p10_ms <= median_ms <= p90_ms")
+        if self.p99_ms is not None and not (math.isfinite(self.p99_ms) and self.p90_ms <= self.p99_ms):
+            raise ValueError("need p90_ms <= p99_ms")
         if len(json.dumps(self.env, default=str)) > 16_384:  # stored per unit: a device gets no free disk
             raise ValueError("env is larger than 16 KB")
         return self
@@ -137,6 +140,7 @@ class LatencyEntryOut(BaseModel):
     median_ms: float
     p10_ms: float
     p90_ms: float
+    p99_ms: float | None = None  # null for entries measured before units kept their p99
     iqr_ms: float
     count: int
     measured_at: dt.datetime
