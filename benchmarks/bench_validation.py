@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from tracking.checkpoint import load_supernet
+from tracking.progress import progress_bar
 from tracking.space import lighttrack_mobile, sample_many
 from tracking.subnet import extract_subnet
 from tracking.supernet import Supernet
@@ -79,17 +80,18 @@ def spread(net, args, tracker) -> None:
 
     archs = sample_many(args.spread, seed=0, space=net.space)
     scores = {}
-    for mode in ("pairs", "sequences"):
-        scorer = ValidationScorer(net, args.val_data, mode, bn_data_dir=args.train_data, n_pairs=args.pairs,
-                                  bn_batches=args.bn_batches, bn_batch_size=args.bn_batch_size,
-                                  max_sequences=args.sequences, max_frames=args.frames, tracker_config=tracker,
-                                  progress=True)
-        t = time.perf_counter()
-        res = scorer.score_many(archs)
-        scores[mode] = np.array([r["score"] for r in res])
-        v = scores[mode]
-        print(f"[spread {mode}] {len(archs)} archs: min {v.min():.3f} median {np.median(v):.3f} "
-              f"max {v.max():.3f} std {v.std():.3f} ({(time.perf_counter() - t) / len(archs):.1f} s/arch)")
+    with progress_bar("spread", transient=True) as bar:
+        for mode in ("pairs", "sequences"):
+            scorer = ValidationScorer(net, args.val_data, mode, bn_data_dir=args.train_data, n_pairs=args.pairs,
+                                      bn_batches=args.bn_batches, bn_batch_size=args.bn_batch_size,
+                                      max_sequences=args.sequences, max_frames=args.frames, tracker_config=tracker,
+                                      progress=bar)
+            t = time.perf_counter()
+            res = scorer.score_many(archs)
+            scores[mode] = np.array([r["score"] for r in res])
+            v = scores[mode]
+            print(f"[spread {mode}] {len(archs)} archs: min {v.min():.3f} median {np.median(v):.3f} "
+                  f"max {v.max():.3f} std {v.std():.3f} ({(time.perf_counter() - t) / len(archs):.1f} s/arch)")
     rho = spearmanr(scores["pairs"], scores["sequences"]).statistic
     print(f"[spread] Spearman rho (pairs vs sequences) over {len(archs)} archs: {rho:.3f}")
     for a, p, q in zip(archs, scores["pairs"], scores["sequences"], strict=True):

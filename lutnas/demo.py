@@ -58,6 +58,7 @@ def demo(
 
     # 1. data ---------------------------------------------------------------------------
     from tracking.data.synth import generate_synthetic
+    from tracking.progress import progress_bar
 
     t0 = _step(console, 1, "synthetic tracking data")
     train_dir, val_dir = workdir / "data" / "train", workdir / "data" / "val"
@@ -70,7 +71,9 @@ def demo(
         if (d / "list.txt").is_file():
             console.print(f"reusing {d}")
         else:
-            generate_synthetic(d, n, max(frames, val_frames) if d == test_dir else frames, seed=s)
+            with progress_bar("data") as progress:
+                generate_synthetic(d, n, max(frames, val_frames) if d == test_dir else frames, seed=s,
+                                   progress=progress)
     _done(console, t0, f"train {train_dir}, validation {val_dir}, test {test_dir} (held-out seeds)")
 
     # 2. supernet -----------------------------------------------------------------------
@@ -87,7 +90,8 @@ def demo(
     if done_iters >= cfg.total_iters:
         console.print(f"reusing {ckpt} ({done_iters} iterations)")
     else:
-        train_supernet(train_dir, ckpt, cfg, progress=True, resume=ckpt.is_file())
+        with progress_bar("supernet") as progress:
+            train_supernet(train_dir, ckpt, cfg, progress=progress, resume=ckpt.is_file())
     _done(console, t0, f"supernet {ckpt}")
 
     # 3. latency table --------------------------------------------------------------------
@@ -97,7 +101,6 @@ def demo(
     from latency_tables.units import all_units
     from profilers.backends import get_backend
     from profilers.measure import Protocol
-    from tracking.progress import progress_bar
     from tracking.space import SearchSpace
 
     t0 = _step(console, 3, "this CPU's latency lookup table (onnxruntime, 1 thread)")

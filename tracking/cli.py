@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from tracking.progress import progress_bar
 from tracking.space import Architecture, SearchSpace, sample_many
 
 arch_app = typer.Typer(help="Inspect, sample and export architectures.", no_args_is_help=True)
@@ -151,7 +152,8 @@ def data_synth(
 
     if fmt not in ("jpg", "png"):
         raise typer.BadParameter(f"--format must be jpg or png, got {fmt!r}")
-    generate_synthetic(out, sequences, frames, seed, SynthConfig(width=width, height=height, fmt=fmt))
+    with progress_bar("data") as progress:
+        generate_synthetic(out, sequences, frames, seed, SynthConfig(width=width, height=height, fmt=fmt), progress)
     typer.echo(f"wrote {sequences} sequences x {frames} frames to {out}")
 
 
@@ -246,8 +248,9 @@ def supernet_train(
                       warmup_iters=warmup, seed=seed, threads=threads or None, workers=workers,
                       checkpoint_every=checkpoint_every,
                       space="code" if code_space else "paper")
-    res = train_supernet(data, out, cfg, progress=True, resume=resume, overwrite=overwrite,
-                         time_limit_s=time_limit * 60 or None, device=device, precision=precision, nproc=nproc)
+    with progress_bar("supernet", enabled=os.environ.get("RANK", "0") == "0") as progress:  # torchrun: rank 0 draws
+        res = train_supernet(data, out, cfg, progress=progress, resume=resume, overwrite=overwrite,
+                             time_limit_s=time_limit * 60 or None, device=device, precision=precision, nproc=nproc)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
         return
     loss = f"{res['loss']:.4f}" if res["loss"] is not None else "-"
@@ -355,8 +358,9 @@ def supernet_tune_tracker(
     a = load_arch(arch, SearchSpace.code()) if arch else None
     if a is not None:
         a.validate(net.space)
-    res = tune_tracker(net, data, a, max_sequences=max_sequences, max_frames=max_frames, bn_batches=bn_batches,
-                       seed=seed, progress=not as_json, device=device)
+    with progress_bar("supernet", enabled=not as_json, transient=True) as progress:
+        res = tune_tracker(net, data, a, max_sequences=max_sequences, max_frames=max_frames, bn_batches=bn_batches,
+                           seed=seed, progress=progress, device=device)
     meta["tracker"] = res
     save_checkpoint(supernet, net, meta)
     if as_json:

@@ -161,18 +161,42 @@ def _child(rank: int, world: int, port: int, device: str, fn: Callable[..., Any]
         dist.destroy_process_group()
 
 
+class RelayedProgress:
+    """A progress callback (:mod:`tracking.progress`) that a spawned rank calls: it queues each
+    report for the parent process, which passes it to the caller's callback."""
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+
+    def __call__(self, phase: str, done: int, total: int, note: str = "") -> None:
+        self.queue.put((phase, done, total, note))
+
+
+def _drain(reports: Any, progress: Any) -> None:
+    while reports is not None and not reports.empty():
+        phase, done, total, note = reports.get()
+        progress(phase, done, total, note=note)
+
+
 def spawn(nproc: int, fn: Callable[..., Any], *args: Any, device: str = "cpu", **kwargs: Any) -> Any:
     """Run ``fn(*args, **kwargs)`` in ``nproc`` fresh processes joined in one group on this
     machine (as ``torchrun --nproc_per_node nproc`` would) and return rank 0's result.
     ``fn`` must be importable (module level) and return small plain data (it passes through a
-    pipe read after the ranks finish); an exception in any rank is raised here."""
+    pipe read after the ranks finish); an exception in any rank is raised here. A callable
+    ``progress`` keyword is relayed: the ranks get a :class:`RelayedProgress`, and their reports
+    reach ``progress`` in this process while they run."""
     import torch.multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     results = ctx.SimpleQueue()
+    progress, reports = kwargs.get("progress"), None
+    if callable(progress):  # a callback cannot cross into the ranks: relay their reports instead
+        reports = ctx.SimpleQueue()
+        kwargs = {**kwargs, "progress": RelayedProgress(reports)}
     procs = mp.spawn(_child, args=(nproc, free_port(), device, fn, args, kwargs, results), nprocs=nproc, join=False)
-    while not procs.join():  # raises if a rank failed
-        pass
+    while not procs.join(0.2):  # raises if a rank failed
+        _drain(reports, progress)
+    _drain(reports, progress)
     if results.empty():
         raise RuntimeError("rank 0 returned no result")
     return results.get()

@@ -25,7 +25,8 @@ def silent(phase: str, done: int, total: int, note: str = "") -> None:
 
 @contextmanager
 def progress_bar(description: str, enabled: bool = True, transient: bool = False) -> Iterator[Progress]:
-    """A rich bar on stderr fed by progress callbacks, one line per phase (for CLIs and the demo)."""
+    """A rich bar on stderr fed by progress callbacks, one line per phase (for CLIs and the demo).
+    Nothing is drawn before the first report, so work that fails first prints only its error."""
     if not enabled:
         yield silent
         return
@@ -33,13 +34,19 @@ def progress_bar(description: str, enabled: bool = True, transient: bool = False
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
     from rich.progress import Progress as Bar
 
-    with Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
-             TimeElapsedColumn(), console=Console(stderr=True), transient=transient) as bar:
-        tasks: dict[str, Any] = {}
+    bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
+              TimeElapsedColumn(), console=Console(stderr=True), transient=transient)
+    tasks: dict[str, Any] = {}
 
-        def update(phase: str, done: int, total: int, note: str = "") -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(f"{description}: {phase}", total=total, note=note)
-            bar.update(tasks[phase], completed=done, total=total, note=note)
+    def update(phase: str, done: int, total: int, note: str = "") -> None:
+        if not tasks:
+            bar.start()
+        if phase not in tasks:
+            tasks[phase] = bar.add_task(f"{description}: {phase}", total=total, note=note)
+        bar.update(tasks[phase], completed=done, total=total, note=note)
 
+    try:
         yield update
+    finally:
+        if tasks:
+            bar.stop()

@@ -21,6 +21,7 @@ import math
 import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +33,7 @@ from torch import Tensor
 from tracking.data.got10k import read_dataset
 from tracking.data.pairs import PairConfig, PairDataset, collate
 from tracking.distributed import Dist
+from tracking.progress import Progress
 from tracking.space import LIGHTTRACK_MOBILE, Architecture, SearchSpace, sample
 from tracking.tracker import TrackerConfig
 
@@ -241,7 +243,7 @@ def check_shards(batch_size: int, nproc: int) -> None:
 
 
 def train_supernet(data_dir: str | Path, out: str | Path, config: TrainConfig | dict | None = None,
-                   progress: bool = True, resume: bool = False, overwrite: bool = False,
+                   progress: Progress | None = None, resume: bool = False, overwrite: bool = False,
                    stop_after: int | None = None, time_limit_s: float | None = None, device: str = "auto",
                    precision: str = "fp32", nproc: int = 1) -> dict[str, Any]:
     """Train a supernet on ``data_dir`` and save it to ``out`` (``tracking.checkpoint`` format).
@@ -250,64 +252,117 @@ def train_supernet(data_dir: str | Path, out: str | Path, config: TrainConfig | 
     bf16/fp16 autocast on CUDA (``fp64``, CPU only, exists for exactness tests). ``nproc > 1``
     trains in that many processes (one per GPU on CUDA, gloo on the CPU; :mod:`tracking.distributed`)
     splitting each global batch of ``batch_size`` pairs; so does a run started by torchrun (``WORLD_SIZE`` set). Either gives the weights of one
-    process to float rounding; rank 0 writes the checkpoint and draws progress.
+    process to float rounding; rank 0 writes the checkpoint and reports progress.
 
+    ``progress`` (:mod:`tracking.progress`): called with ``("train", iterations done, total
+    iterations, note="epoch e/E loss ...")`` after each iteration.
     ``resume=True`` continues from ``out`` (its stored config wins, except ``epochs``, which may be
     raised). ``stop_after`` stops (and checkpoints) after that many global iterations, as an
     interruption would; ``time_limit_s`` does the same once that many seconds have passed (the
     checkpoint can be resumed later). Returns a summary: iterations run, seconds, final losses,
     checkpoint path, ``stopped_early``.
     """
-    from tracking import distributed
-    from tracking.checkpoint import load_supernet, read_payload, save_checkpoint
-    from tracking.devices import autocast, grad_scaler, resolve_device, resolve_precision
-    from tracking.supernet import Supernet
-
     out = Path(out)
     cfg = config if isinstance(config, TrainConfig) else TrainConfig(**(config or {}))
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        # every check a rank would fail is made here first, before any process starts
-        dev = resolve_device(device)
-        resolve_precision(precision, dev)
-        if dev.type == "cuda" and nproc > torch.cuda.device_count():
-            raise ValueError(f"--nproc {nproc}: one process per GPU, and this machine has {torch.cuda.device_count()}")
-        if out.exists() and not resume and not overwrite:
-            raise FileExistsError(f"{out} exists: pass --resume to continue it or --overwrite to replace it")
-        check_shards(load_supernet(out)[1]["config"]["batch_size"] if resume and out.exists() else cfg.batch_size,
-                     nproc)
-        if len(read_dataset(data_dir, on_error="skip")) == 0:
-            raise ValueError(f"{data_dir}: no usable sequences (run `lutnas data check`)")
-        return distributed.spawn(nproc, train_supernet, data_dir, out, cfg, device=device, progress=progress,
-                                 resume=resume, overwrite=overwrite, stop_after=stop_after,
-                                 time_limit_s=time_limit_s, precision=precision)
-    d = distributed.from_env(device)
-    dev = torch.device(distributed.local_device(device, d))
-    precision = resolve_precision(precision, dev)
-    start, history, opt_state, scaler_state = 0, [], None, None
+        return _spawn_ranks(nproc, data_dir, out, cfg, device=device, progress=progress, resume=resume,
+                            overwrite=overwrite, stop_after=stop_after, time_limit_s=time_limit_s,
+                            precision=precision)
+    run, pairs = _open_run(data_dir, out, cfg, resume, overwrite, device, precision)
+    cfg = run.cfg  # a resumed run's stored config
+    end = cfg.total_iters if stop_after is None else min(cfg.total_iters, stop_after)
+    run.supernet.train()
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    try:
+        end = _loop(run, pairs, end, progress if run.d.main else None, time_limit_s, t0)
+    except KeyboardInterrupt:
+        _save(run, len(run.history) and run.history[-1][0] + 1 or run.start)
+        raise
+    if end > run.start and end % cfg.iters_per_epoch != 0:
+        _save(run, end)
+    elif end == run.start and not out.exists():
+        _save(run, end)
+    return _summary(run, end, time.perf_counter() - t0, time.process_time() - cpu0)
+
+
+@dataclass
+class _Run:
+    """One training run as this process (rank) holds it."""
+
+    cfg: TrainConfig
+    out: Path
+    data_dir: Path
+    supernet: Any  # tracking.supernet.Supernet
+    d: Dist
+    dev: torch.device
+    precision: str
+    start: int  # the global iteration it starts (or resumes) at
+    history: list[list[float]]  # [iteration, loss, cls loss, reg loss]
+    fmt: torch.memory_format = torch.contiguous_format
+    wide: torch.dtype | None = None  # fp64: exactness checks (tests), CPU only
+    opt: Any = None
+    scaler: Any = None
+    focus: Architecture | None = None
+
+
+def _spawn_ranks(nproc: int, data_dir: str | Path, out: Path, cfg: TrainConfig, **kwargs: Any) -> dict[str, Any]:
+    """Check here everything a rank would fail on, before any process starts; then train in ``nproc``
+    processes (rank 0's progress reports are relayed to this process's callback)."""
+    from tracking import distributed
+    from tracking.checkpoint import load_supernet
+    from tracking.devices import resolve_device, resolve_precision
+
+    dev = resolve_device(kwargs["device"])
+    resolve_precision(kwargs["precision"], dev)
+    if dev.type == "cuda" and nproc > torch.cuda.device_count():
+        raise ValueError(f"--nproc {nproc}: one process per GPU, and this machine has {torch.cuda.device_count()}")
+    resume = kwargs["resume"]
+    if out.exists() and not resume and not kwargs["overwrite"]:
+        raise FileExistsError(f"{out} exists: pass --resume to continue it or --overwrite to replace it")
+    check_shards(load_supernet(out)[1]["config"]["batch_size"] if resume and out.exists() else cfg.batch_size, nproc)
+    if len(read_dataset(data_dir, on_error="skip")) == 0:
+        raise ValueError(f"{data_dir}: no usable sequences (run `lutnas data check`)")
+    return distributed.spawn(nproc, train_supernet, data_dir, out, cfg, **kwargs)
+
+
+def _resume_or_start(out: Path, cfg: TrainConfig, resume: bool, overwrite: bool) -> tuple[Any, TrainConfig, dict]:
+    """The supernet, the config in force and the checkpoint's meta (``{}`` for a fresh start)."""
+    from tracking.checkpoint import load_supernet
+    from tracking.supernet import Supernet
+
     if resume and out.exists():
         supernet, meta = load_supernet(out)
         stored = TrainConfig(**meta["config"])
-        cfg = stored.model_copy(update={"epochs": max(stored.epochs, cfg.epochs)})
-        start = int(meta["iteration"])
-        history = list(meta.get("history", []))
-        opt_state = meta.get("optimizer")
-        scaler_state = meta.get("grad_scaler")
-    elif out.exists() and not overwrite:
+        return supernet, stored.model_copy(update={"epochs": max(stored.epochs, cfg.epochs)}), meta
+    if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists: pass --resume to continue it or --overwrite to replace it")
-    else:
-        seed_everything(cfg.seed)
-        supernet = Supernet(cfg.search_space())
+    seed_everything(cfg.seed)
+    return Supernet(cfg.search_space()), cfg, {}
+
+
+def _open_run(data_dir: str | Path, out: Path, cfg: TrainConfig, resume: bool, overwrite: bool, device: str,
+              precision: str) -> tuple[_Run, PairDataset]:
+    """This rank's run (supernet on its device, optimizer and scaler restored) and the training pairs."""
+    from tracking import distributed
+    from tracking.checkpoint import read_payload
+    from tracking.devices import grad_scaler, resolve_precision
+
+    d = distributed.from_env(device)
+    dev = torch.device(distributed.local_device(device, d))
+    precision = resolve_precision(precision, dev)
+    supernet, cfg, meta = _resume_or_start(out, cfg, resume, overwrite)
+    run = _Run(cfg, out, Path(data_dir), supernet, d, dev, precision, int(meta.get("iteration", 0)),
+               list(meta.get("history", [])), torch.channels_last if cfg.channels_last else torch.contiguous_format,
+               torch.float64 if precision == "fp64" else None)
     check_shards(cfg.batch_size, d.world)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     elif d.world > 1 and dev.type == "cpu":  # N processes sharing the cores, not N x cores threads
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", d.world))))
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    supernet.to(device=dev, memory_format=fmt)
-    wide = torch.float64 if precision == "fp64" else None  # exactness checks (tests), CPU only
-    if wide is not None:
-        supernet.to(wide)
-        if start:  # the checkpoint's fp64 weights, not load_supernet's fp32 copy of them
+    supernet.to(device=dev, memory_format=run.fmt)
+    if run.wide is not None:
+        supernet.to(run.wide)
+        if run.start:  # the checkpoint's fp64 weights, not load_supernet's fp32 copy of them
             supernet.load_state_dict(read_payload(out)["state_dict"])
     if d.world > 1:
         distributed.global_batchnorm(supernet, dev)
@@ -315,107 +370,115 @@ def train_supernet(data_dir: str | Path, out: str | Path, config: TrainConfig | 
     if len(data) == 0:
         raise ValueError(f"{data_dir}: no usable sequences ({len(data.issues)} issues; run `lutnas data check`)")
     pairs = PairDataset(data, cfg.total_iters * cfg.batch_size, seed=cfg.seed, config=cfg.pair_config())
-    opt = make_optimizer(supernet.parameters(), cfg)
-    if opt_state is not None:
-        opt.load_state_dict(opt_state)
-    scaler = grad_scaler(dev, precision)
-    if scaler is not None and scaler_state is not None:
-        scaler.load_state_dict(scaler_state)
-    space = supernet.space
-    focus = Architecture.from_string(cfg.focus_arch) if cfg.focus_arch else None
-    if focus is not None:
-        focus.validate(space)
-    end = cfg.total_iters if stop_after is None else min(cfg.total_iters, stop_after)
+    run.opt = make_optimizer(supernet.parameters(), cfg)
+    if meta.get("optimizer") is not None:
+        run.opt.load_state_dict(meta["optimizer"])
+    run.scaler = grad_scaler(dev, precision)
+    if run.scaler is not None and meta.get("grad_scaler") is not None:
+        run.scaler.load_state_dict(meta["grad_scaler"])
+    run.focus = Architecture.from_string(cfg.focus_arch) if cfg.focus_arch else None
+    if run.focus is not None:
+        run.focus.validate(supernet.space)
+    return run, pairs
 
-    def save(it: int) -> None:
-        if not d.main:
-            return
-        meta = {"space": space.to_dict(), "config": cfg.model_dump(), "epoch": it // cfg.iters_per_epoch,
-                "iteration": it, "optimizer": opt.state_dict(), "history": history,
-                "data": str(Path(data_dir).resolve())}
-        if cfg.tracker is not None:  # read by tune.tracker_config_from_meta, as a tuned setting is
-            meta["tracker"] = {"config": cfg.tracker, "source": "training recipe"}
-        if scaler is not None:
-            meta["grad_scaler"] = scaler.state_dict()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(out, supernet, meta)
 
-    supernet.train()
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = [TextColumn("epoch {task.fields[epoch]}/{task.total_epochs}".replace("{task.total_epochs}", str(cfg.epochs))),
-               BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn()]
-    it = start
+def _loop(run: _Run, pairs: PairDataset, end: int, progress: Progress | None, time_limit_s: float | None,
+          t0: float) -> int:
+    """Iterations ``run.start .. end-1``: a step each, reported; a checkpoint per epoch (and every
+    ``checkpoint_every``); an early stop once ``time_limit_s`` has passed. Returns where it stopped."""
+    cfg, d = run.cfg, run.d
+    cuda = run.dev.type == "cuda"  # there, DataLoader workers crop into pinned memory
+    batches = _batches(pairs, cfg, run.start, end, d, workers=cfg.workers or (2 if cuda else 0), pin=cuda)
     running = None
-    try:
-        with Progress(*columns, disable=not (progress and d.main)) as bar:
-            task = bar.add_task("train", total=cfg.total_iters, completed=start, epoch=start // cfg.iters_per_epoch + 1,
-                                loss="-")
-            cuda = dev.type == "cuda"  # there, DataLoader workers crop into pinned memory
-            batches = _batches(pairs, cfg, start, end, d, workers=cfg.workers or (2 if cuda else 0), pin=cuda)
-            for it, batch in zip(range(start, end), batches, strict=False):
-                arch = path_for_iteration(cfg.seed, it, space, focus, cfg.focus_prob)
-                for g in opt.param_groups:
-                    g["lr"] = lr_at(cfg, it)
-                batch = {k: v.to(dev, wide if wide is not None and v.is_floating_point() else None, non_blocking=True)
-                         for k, v in batch.items()}
-                with autocast(dev, precision):
-                    cls, reg = supernet(batch["template"].contiguous(memory_format=fmt),
-                                        batch["search"].contiguous(memory_format=fmt), arch)
-                if precision in ("bf16", "fp16"):  # losses (logs, divisions) in fp32
-                    cls, reg = cls.float(), reg.float()
-                loss, lc, lreg = tracking_loss(cls, reg, batch, cfg, d)
-                opt.zero_grad(set_to_none=True)
-                (scaler.scale(loss) if scaler is not None else loss).backward()
-                # the path's parameters: the same set on every rank, since all run the same path
-                params = [p for p in supernet.parameters() if p.grad is not None]
-                d.sum_grads(params)
-                if scaler is not None:
-                    scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                if scaler is not None:
-                    scaler.step(opt)
-                    scaler.update()
-                else:
-                    opt.step()
-                lv, lcv, lrv = d.sum(torch.stack([loss, lc, lreg]).detach()).tolist()
-                history.append([it, lv, lcv, lrv])
-                running = lv if running is None else 0.95 * running + 0.05 * lv
-                done = it + 1
-                bar.update(task, completed=done, epoch=min(done // cfg.iters_per_epoch + 1, cfg.epochs),
-                           loss=f"{running:.3f} (cls {lcv:.3f} reg {lrv:.3f})")
-                if done % cfg.iters_per_epoch == 0 or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
-                    save(done)
-                if time_limit_s is not None and done < end:
-                    # rank 0's clock decides for all, or a rank would wait forever for the others
-                    over = float(d.main and time.perf_counter() - t0 > time_limit_s)
-                    if d.sum(torch.tensor([over], device=dev)).item() > 0:
-                        end = done
-                        break
-    except KeyboardInterrupt:
-        save(len(history) and history[-1][0] + 1 or start)
-        raise
-    if end > start and end % cfg.iters_per_epoch != 0:
-        save(end)
-    elif end == start and not out.exists():
-        save(end)
-    seconds = time.perf_counter() - t0
-    cpu_seconds = time.process_time() - cpu0  # all threads: on a shared machine, what it really cost
-    last = history[-min(len(history), 20):]
+    if progress:
+        progress("train", run.start, cfg.total_iters, note=f"epoch {run.start // cfg.iters_per_epoch + 1}/{cfg.epochs}")
+    for it, batch in zip(range(run.start, end), batches, strict=False):
+        lv, lcv, lrv = _step(run, it, batch)
+        run.history.append([it, lv, lcv, lrv])
+        running = lv if running is None else 0.95 * running + 0.05 * lv
+        done = it + 1
+        if progress:
+            progress("train", done, cfg.total_iters, note=f"epoch {min(done // cfg.iters_per_epoch + 1, cfg.epochs)}/"
+                     f"{cfg.epochs} loss {running:.3f} (cls {lcv:.3f} reg {lrv:.3f})")
+        if done % cfg.iters_per_epoch == 0 or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
+            _save(run, done)
+        if time_limit_s is not None and done < end:
+            # rank 0's clock decides for all, or a rank would wait forever for the others
+            over = float(d.main and time.perf_counter() - t0 > time_limit_s)
+            if d.sum(torch.tensor([over], device=run.dev)).item() > 0:
+                return done
+    return end
+
+
+def _step(run: _Run, it: int, batch: dict[str, Tensor]) -> tuple[float, float, float]:
+    """Global iteration ``it`` on its path; returns the loss, cls and reg losses summed over ranks."""
+    from tracking.devices import autocast
+
+    cfg, opt, scaler, fmt = run.cfg, run.opt, run.scaler, run.fmt
+    arch = path_for_iteration(cfg.seed, it, run.supernet.space, run.focus, cfg.focus_prob)
+    for g in opt.param_groups:
+        g["lr"] = lr_at(cfg, it)
+    batch = {k: v.to(run.dev, run.wide if run.wide is not None and v.is_floating_point() else None, non_blocking=True)
+             for k, v in batch.items()}
+    with autocast(run.dev, run.precision):
+        cls, reg = run.supernet(batch["template"].contiguous(memory_format=fmt),
+                                batch["search"].contiguous(memory_format=fmt), arch)
+    if run.precision in ("bf16", "fp16"):  # losses (logs, divisions) in fp32
+        cls, reg = cls.float(), reg.float()
+    loss, lc, lreg = tracking_loss(cls, reg, batch, cfg, run.d)
+    opt.zero_grad(set_to_none=True)
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+    # the path's parameters: the same set on every rank, since all run the same path
+    params = [p for p in run.supernet.parameters() if p.grad is not None]
+    run.d.sum_grads(params)
+    if scaler is not None:
+        scaler.unscale_(opt)
+    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    if scaler is not None:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
+    lv, lcv, lrv = run.d.sum(torch.stack([loss, lc, lreg]).detach()).tolist()
+    return lv, lcv, lrv
+
+
+def _save(run: _Run, it: int) -> None:
+    """Checkpoint at global iteration ``it`` (rank 0 writes; the others return)."""
+    from tracking.checkpoint import save_checkpoint
+
+    if not run.d.main:
+        return
+    cfg = run.cfg
+    meta = {"space": run.supernet.space.to_dict(), "config": cfg.model_dump(), "epoch": it // cfg.iters_per_epoch,
+            "iteration": it, "optimizer": run.opt.state_dict(), "history": run.history,
+            "data": str(run.data_dir.resolve())}
+    if cfg.tracker is not None:  # read by tune.tracker_config_from_meta, as a tuned setting is
+        meta["tracker"] = {"config": cfg.tracker, "source": "training recipe"}
+    if run.scaler is not None:
+        meta["grad_scaler"] = run.scaler.state_dict()
+    run.out.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(run.out, run.supernet, meta)
+
+
+def _summary(run: _Run, end: int, seconds: float, cpu_seconds: float) -> dict[str, Any]:
+    """What ``train_supernet`` returns; ``cpu_seconds`` counts all threads (on a shared machine,
+    what the run really cost)."""
+    last = run.history[-min(len(run.history), 20):]
+    iters = end - run.start
     return {
-        "checkpoint": str(out),
-        "iterations": end - start,
+        "checkpoint": str(run.out),
+        "iterations": iters,
         "total_iterations": end,
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,
-        "iters_per_s": (end - start) / seconds if seconds > 0 and end > start else None,
-        "stopped_early": end < cfg.total_iters,
+        "iters_per_s": iters / seconds if seconds > 0 and end > run.start else None,
+        "stopped_early": end < run.cfg.total_iters,
         "loss": float(np.mean([h[1] for h in last])) if last else None,
         "cls_loss": float(np.mean([h[2] for h in last])) if last else None,
         "reg_loss": float(np.mean([h[3] for h in last])) if last else None,
-        "config": cfg.model_dump(),
-        "device": str(dev),
-        "precision": precision,
-        "nproc": d.world,
+        "config": run.cfg.model_dump(),
+        "device": str(run.dev),
+        "precision": run.precision,
+        "nproc": run.d.world,
     }

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tracking.progress import Progress
 from tracking.space import Architecture, lighttrack_mobile
 from tracking.tracker import TrackerConfig
 
@@ -36,15 +37,14 @@ def tracker_config_from_meta(meta: dict[str, Any]) -> TrackerConfig | None:
 def tune_tracker(supernet: Any, data_dir: str | Path, arch: Architecture | None = None, *,
                  grid: dict[str, tuple[float, ...]] | None = None, max_sequences: int = 8,
                  max_frames: int = 40, bn_batches: int = 2, bn_batch_size: int = 32, seed: int = 0,
-                 progress: bool = False, device: str | None = None) -> dict[str, Any]:
+                 progress: Progress | None = None, device: str | None = None) -> dict[str, Any]:
     """Coordinate search of ``grid`` (default :data:`GRID`) from LightTrack's values.
 
     Returns ``{"config": best TrackerConfig as a dict, "score", "ao", "sr50", "default": the
     defaults' result, "trials": [{"config", "score", "ao", "sr50"}, ...], "arch", "data",
-    "sequences", "frames"}``; each distinct setting is tracked once.
+    "sequences", "frames"}``; each distinct setting is tracked once. ``progress``: called with
+    ``("tune", trials done, trials)`` after each trial.
     """
-    from rich.progress import Progress
-
     from tracking.validate import ValidationScorer
 
     arch = arch or lighttrack_mobile()
@@ -56,24 +56,23 @@ def tune_tracker(supernet: Any, data_dir: str | Path, arch: Architecture | None 
                               max_sequences=max_sequences, max_frames=max_frames, seed=seed, device=device)
     trials: dict[TrackerConfig, dict[str, Any]] = {}  # frozen pydantic models hash by value
     best = TrackerConfig()
-    with Progress(disable=not progress, transient=True) as bar, scorer.calibrated(arch):
-        task = bar.add_task("tuning the tracker", total=1 + sum(len(v) for v in grid.values()))
+    candidates = [(name, float(v)) for name, values in grid.items() for v in values]
+    with scorer.calibrated(arch):
 
-        def trial(cfg: TrackerConfig) -> dict[str, Any]:
+        def trial(cfg: TrackerConfig, done: int) -> dict[str, Any]:
             if cfg not in trials:
                 res = scorer.track_sequences(arch, cfg)
                 trials[cfg] = {"config": cfg.model_dump(), **{k: res[k] for k in ("score", "ao", "sr50")}}
-            bar.advance(task)
+            if progress:
+                progress("tune", done, 1 + len(candidates))
             return trials[cfg]
 
-        default = trial(best)
-        best_res = default
-        for name, values in grid.items():
-            for v in values:
-                cand = best.model_copy(update={name: float(v)})
-                res = trial(cand)
-                if res["score"] > best_res["score"]:
-                    best, best_res = cand, res
+        default = best_res = trial(best, 1)
+        for done, (name, v) in enumerate(candidates, 2):
+            cand = best.model_copy(update={name: v})
+            res = trial(cand, done)
+            if res["score"] > best_res["score"]:
+                best, best_res = cand, res
     return {"config": best.model_dump(), "score": best_res["score"], "ao": best_res["ao"], "sr50": best_res["sr50"],
             "default": default, "trials": list(trials.values()), "arch": arch.to_string(),
             "data": str(Path(data_dir).resolve()), "sequences": len(scorer.sequences), "frames": max_frames}

@@ -35,6 +35,7 @@ from tracking.bn import recalibrated
 from tracking.data.got10k import Dataset, read_dataset
 from tracking.data.pairs import PairConfig, PairDataset, collate
 from tracking.metrics import got10k_scores, sequence_ious
+from tracking.progress import Progress
 from tracking.space import Architecture
 from tracking.supernet import cell_centres
 
@@ -122,7 +123,7 @@ class ValidationScorer:
                  bn_data_dir: str | Path | None = None, bn_batches: int = 1, bn_batch_size: int = 32,
                  n_pairs: int = 256, batch_size: int = 64, max_sequences: int | None = 20,
                  max_frames: int | None = 50, seed: int = 0, tracker_config: Any = None,
-                 pair_config: PairConfig | None = None, progress: bool = False,
+                 pair_config: PairConfig | None = None, progress: Progress | None = None,
                  device: str | torch.device | None = None) -> None:
         if mode not in ("pairs", "sequences"):
             raise ValueError(f"mode must be 'pairs' or 'sequences', got {mode!r}")
@@ -167,14 +168,12 @@ class ValidationScorer:
         return res
 
     def score_many(self, archs: list[Architecture]) -> list[dict[str, Any]]:
-        from rich.progress import Progress
-
+        """``score`` of each architecture; reports ``("score (<mode>)", done, total)`` to ``progress``."""
         out = []
-        with Progress(disable=not self.progress, transient=True) as bar:
-            task = bar.add_task(f"scoring ({self.mode})", total=len(archs))
-            for a in archs:
-                out.append(self.score(a))
-                bar.advance(task)
+        for a in archs:
+            out.append(self.score(a))
+            if self.progress:
+                self.progress(f"score ({self.mode})", len(out), len(archs))
         return out
 
     # -- modes ---------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import uniform_filter1d
 
+from tracking.progress import Progress
+
 # Backgrounds: texture-like images; targets: object-like, colourful images. Both ship with
 # scikit-image (no download at run time).
 _BACKGROUNDS = ("brick", "grass", "gravel", "coffee", "rocket", "hubble_deep_field", "camera", "coins",
@@ -208,8 +210,9 @@ def generate_sequence(out_dir: Path, seed: int, index: int, frames: int, cfg: Sy
 
 
 def generate_synthetic(out: str | Path, sequences: int, frames: int, seed: int = 0,
-                       config: SynthConfig | None = None, progress: bool = True) -> Path:
-    """Write ``sequences`` sequences of ``frames`` frames under ``out`` (GOT-10k layout)."""
+                       config: SynthConfig | None = None, progress: Progress | None = None) -> Path:
+    """Write ``sequences`` sequences of ``frames`` frames under ``out`` (GOT-10k layout).
+    ``progress``: called with ``("synth <folder>", done, total)`` after each sequence."""
     if sequences < 1 or frames < 2:
         raise ValueError("need at least 1 sequence of at least 2 frames")
     cfg = config or SynthConfig()
@@ -222,12 +225,9 @@ def generate_synthetic(out: str | Path, sequences: int, frames: int, seed: int =
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = [f"SYN_{i:06d}" for i in range(1, sequences + 1)]
-    from rich.progress import Progress
-
-    with Progress(disable=not progress, transient=False) as bar:
-        task = bar.add_task(f"synth {out.name}", total=sequences)
-        for i, name in enumerate(names):
-            generate_sequence(out / name, seed, i, frames, cfg)
-            bar.advance(task)
+    for i, name in enumerate(names):
+        generate_sequence(out / name, seed, i, frames, cfg)
+        if progress:
+            progress(f"synth {out.name}", i + 1, sequences)
     (out / "list.txt").write_text("\n".join(names) + "\n")
     return out
