@@ -34,6 +34,8 @@ def _backend_from_runtime(runtime: dict[str, Any]) -> Any:
     from profilers.backends import get_backend
 
     cfg = {k: runtime[k] for k in ("provider", "threads", "graph_optimization", "precision") if k in runtime}
+    if runtime.get("backend") == "command":  # the device's tool, as the table was profiled with it
+        cfg.update({k: runtime[k] for k in ("command", "pattern", "time_unit", "runs", "warmup") if k in runtime})
     if runtime.get("backend") == "torch":
         raise ValueError("end-to-end validation of torch tables is not supported; use an onnxruntime table")
     return get_backend(runtime.get("backend", "onnxruntime"), **cfg)
@@ -102,12 +104,21 @@ CLOCK_HELP = ("wall: latency as seen (default); cpu: process CPU time, robust to
 def profile(
     out: str = typer.Option(..., "--out", help="Table database: a SQLite file path or a database URL."),
     name: str | None = typer.Option(None, "--name", help="Table name (default: hardware label + runtime)."),
-    backend: str = typer.Option("onnxruntime", "--backend", help="Measurement backend."),
+    backend: str = typer.Option("onnxruntime", "--backend", help="Measurement backend: onnxruntime, or command "
+                                "(a device's own tool, run by --command)."),
     provider: str = typer.Option("CPUExecutionProvider", "--provider", help="onnxruntime execution provider."),
     threads: int = typer.Option(1, "--threads", min=1, help="Intra-op threads."),
     graph_opt: str = typer.Option("all", "--graph-opt", help="Graph optimisation: disable|basic|extended|all."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, or int8: units quantized with onnxruntime's "
                                   "static QDQ quantization (calibrated on synthetic crops)."),
+    command: str | None = typer.Option(None, "--command", help="--backend command: the command line that times "
+                                       "one model, with {model}, {runs}, {warmup}, {threads} (no shell)."),
+    pattern: str | None = typer.Option(None, "--pattern", help="--backend command: regex with one group matching "
+                                       "each run's time in the command's output (default: ort_runner's lines)."),
+    time_unit: str = typer.Option("ms", "--time-unit", help="--backend command: unit of the times: s, ms, us, ns."),
+    command_runs: int = typer.Option(50, "--command-runs", min=1, help="--backend command: {runs} per model."),
+    device: str | None = typer.Option(None, "--device-name", help="--backend command: device/runtime name "
+                                      "keying the table (default: the program's name)."),
     units: list[str] = typer.Option(["all"], "--units",
                                     help="'all' (every unit of the space) or architectures (repeatable)."),
     space: str = typer.Option("paper", "--space", help="Search space: paper or code."),
@@ -142,8 +153,15 @@ def profile(
     if backend == "onnxruntime":
         be = get_backend(backend, provider=provider, threads=threads, graph_optimization=graph_opt,
                          precision=precision)
+    elif backend == "command":
+        if not command:
+            raise typer.BadParameter("--backend command needs --command", param_hint="--command")
+        from profilers.backends import DEFAULT_PATTERN
+
+        be = get_backend("command", command=command, pattern=pattern or DEFAULT_PATTERN, time_unit=time_unit,
+                         runs=command_runs, threads=threads, provider=device, precision=precision)
     else:
-        raise ValueError("lutnas profile measures ONNX unit models: use --backend onnxruntime")
+        raise ValueError("lutnas profile measures ONNX unit models: use --backend onnxruntime or command")
     store = LatencyStore(out)
     with progress_bar("profile", not quiet) as progress:
         rep = profile_units(store, be, todo, name, hardware_of_this_machine(label),

@@ -82,6 +82,11 @@ class LoadedModel(ABC):
         """Host arrays holding the model's inputs (their memory is what the model reads)."""
         return []
 
+    def timed_batch(self) -> np.ndarray | None:
+        """All of a measurement's run times (ns) at once, for models timed by something else (a
+        device's own benchmark tool, which warms up itself); None: the protocol times the runs."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (optional)."""
 
@@ -348,3 +353,150 @@ class TorchBackend(Backend):
             "graph_optimization": "none",
             "precision": self.precision,
         }
+
+
+# -- a device's own tool, run by command ------------------------------------------------------
+
+TIME_UNITS = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}
+COMMAND_PLACEHOLDERS = ("model", "runs", "warmup", "threads")
+# What profilers/runners/ort_runner.py prints: one line per timed run, ``run 3: 1.2345 ms``.
+DEFAULT_PATTERN = r"^run \d+: ([0-9.eE+-]+) ms$"
+
+
+class CommandError(OSError):
+    """The configured command failed, timed out, or printed no timing the pattern matches (an
+    OSError: like a missing file, something outside this process; CLIs print it as one line)."""
+
+
+class _CommandModel(LoadedModel):
+    """A model file that a command times: one invocation gives all of a measurement's runs."""
+
+    def __init__(self, backend: CommandBackend, path: Path, tmp: Any) -> None:
+        self.backend = backend
+        self.path = path
+        self._tmp = tmp  # owns the file when the model came as bytes
+
+    def run(self) -> None:
+        self.backend.invoke(self.path, 1, 0)
+
+    def time_runs(self, n: int, clock: str = "wall", flush: np.ndarray | None = None,
+                  warm_inputs: bool = False) -> np.ndarray:
+        """``n`` runs timed by the device's tool (``clock``, ``flush``: the device's business)."""
+        return self.backend.invoke(self.path, n, 0)
+
+    def timed_batch(self) -> np.ndarray:
+        return self.backend.invoke(self.path, self.backend.runs, self.backend.warmup)
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+@register_backend("command")
+class CommandBackend(Backend):
+    """Runs each model through a command the user configures, for devices that cannot run Python:
+    e.g. ``adb push`` then the phone's benchmark binary (wrapped in a small script), or ``ssh board
+    ...``. ``command`` is one command line with placeholders ``{model}`` (the model file on this
+    host), ``{runs}``, ``{warmup}`` and ``{threads}``; it is split like a shell would (``shlex``)
+    but never run through a shell, so a pipeline or ``&&`` needs a script. Each match of
+    ``pattern`` (a regex with one group, multiline) in its standard output is one run's time in
+    ``time_unit``; a tool that prints only a summary (one average) gives one figure per call.
+    ``provider`` names the device and runtime in the table's key (e.g. ``pixel7-ort-nnapi``)."""
+
+    def __init__(self, command: str, pattern: str = DEFAULT_PATTERN, time_unit: str = "ms", runs: int = 50,
+                 warmup: int = 5, threads: int = 1, provider: str | None = None, precision: str = "fp32",
+                 graph_optimization: str = "device", timeout_s: float = 600.0) -> None:
+        import re
+        import shlex
+        import string
+
+        try:
+            argv = shlex.split(command)
+        except ValueError as e:
+            raise ValueError(f"command: {e}") from None
+        if not argv:
+            raise ValueError("command is empty")
+        fields = set()
+        for arg in argv:
+            try:
+                fields |= {f for _, f, _, _ in string.Formatter().parse(arg) if f is not None}
+            except ValueError as e:
+                raise ValueError(f"command argument {arg!r}: {e}") from None
+        unknown = fields - set(COMMAND_PLACEHOLDERS)
+        if unknown:
+            raise ValueError(f"command has unknown placeholder(s) {', '.join(sorted(unknown))}; "
+                             f"use {', '.join('{' + p + '}' for p in COMMAND_PLACEHOLDERS)}")
+        if "model" not in fields:
+            raise ValueError("command must contain {model} (the model file to run)")
+        try:
+            regex = re.compile(pattern, re.MULTILINE)
+        except re.error as e:
+            raise ValueError(f"pattern {pattern!r}: {e}") from None
+        if regex.groups != 1:
+            raise ValueError(f"pattern must have exactly one group (the time), it has {regex.groups}")
+        if time_unit not in TIME_UNITS:
+            raise ValueError(f"time_unit must be one of {', '.join(TIME_UNITS)}")
+        if int(runs) < 1 or int(warmup) < 0 or int(threads) < 1:
+            raise ValueError("need runs >= 1, warmup >= 0, threads >= 1")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.command, self.argv, self.regex = command, argv, regex
+        self.pattern, self.time_unit = pattern, time_unit
+        self.runs, self.warmup, self.threads = int(runs), int(warmup), int(threads)
+        self.provider = provider or Path(argv[0]).name
+        self.precision, self.graph_optimization = precision, graph_optimization
+        self.timeout_s = float(timeout_s)
+
+    def argv_for(self, model: Path, runs: int, warmup: int) -> list[str]:
+        values = {"model": str(model), "runs": runs, "warmup": warmup, "threads": self.threads}
+        return [arg.format(**values) for arg in self.argv]
+
+    def invoke(self, model: Path, runs: int, warmup: int) -> np.ndarray:
+        """Run the command once; the run times it printed, in nanoseconds."""
+        import subprocess  # the user's own configured command, run as an argument list  # nosec B404
+
+        argv = self.argv_for(model, runs, warmup)
+        try:
+            # No shell: placeholders cannot inject commands; the program is the user's choice.
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout_s, check=False)  # nosec B603
+        except FileNotFoundError:
+            raise CommandError(f"command not found: {argv[0]}") from None
+        except subprocess.TimeoutExpired:
+            raise CommandError(f"command timed out after {self.timeout_s:.0f} s: {argv[0]}") from None
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            raise CommandError(f"command exited with {done.returncode}: {' | '.join(tail) or 'no output'}")
+        try:
+            times = [float(m) for m in self.regex.findall(done.stdout)]
+        except ValueError as e:
+            raise CommandError(f"pattern matched a non-number in the command's output ({e})") from None
+        if not times:
+            head = done.stdout.strip()[:200] or "nothing"
+            raise CommandError(f"pattern {self.pattern!r} matched nothing in the command's output: {head}")
+        return np.asarray(times, dtype=np.float64) * TIME_UNITS[self.time_unit]
+
+    def load(self, model: ModelSource, seed: int = 0) -> LoadedModel:
+        import tempfile
+
+        if isinstance(model, bytes):
+            tmp = tempfile.TemporaryDirectory(prefix="lutnas-cmd-")
+            path = Path(tmp.name) / "model.onnx"
+            path.write_bytes(model)
+            return _CommandModel(self, path, tmp)
+        if not Path(model).is_file():
+            raise FileNotFoundError(f"no such model file: {model}")
+        return _CommandModel(self, Path(model), None)
+
+    def runtime_info(self) -> dict[str, Any]:
+        return {"backend": self.name, "runtime": "command", "provider": self.provider, "threads": self.threads,
+                "graph_optimization": self.graph_optimization, "precision": self.precision,
+                **self.command_config()}
+
+    def command_config(self) -> dict[str, Any]:
+        """What re-creates this backend (kept in a table's runtime, so validate times subnets the same way)."""
+        return {"command": self.command, "pattern": self.pattern, "time_unit": self.time_unit, "runs": self.runs,
+                "warmup": self.warmup}
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), **self.command_config()}

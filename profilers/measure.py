@@ -90,7 +90,11 @@ def summarize(times_ns: np.ndarray, env: dict[str, Any] | None = None) -> Measur
 
 
 def time_loaded(model: LoadedModel, protocol: Protocol = Protocol()) -> np.ndarray:
-    """Run the protocol on a loaded model; raw timings (ns) after warm-up."""
+    """Run the protocol on a loaded model; raw timings (ns) after warm-up. A model timed by a
+    device's own tool (``LoadedModel.timed_batch``) returns that tool's runs instead."""
+    batch = model.timed_batch()
+    if batch is not None:
+        return batch
     flush = np.ones(protocol.flush_bytes // 8) if protocol.flush_bytes else None
     t_end = time.perf_counter() + protocol.warmup_s
     n = 0
