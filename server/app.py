@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
 from server import problems
@@ -70,16 +71,108 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, worker
         teams,
     )
 
-    for module in (teams, hardware, agent, latency, supernets, searches, architectures, pareto):
-        app.include_router(module.router)
-    app.include_router(supernets.admin_router)
+    routers = [m.router for m in (teams, hardware, agent, latency, supernets, searches, architectures, pareto)]
+    routers.append(supernets.admin_router)
+    for router in routers:
+        app.include_router(router)
     from server.ui.routes import router as ui_router
 
     app.include_router(ui_router)  # the web dashboard at /ui (and / redirects there)
     for route in app.routes:  # operation ids are the function names given in docs/api.md
         if isinstance(route, APIRoute) and route.operation_id is None:
             route.operation_id = route.name
+    document_errors(app, routers)
     return app
+
+
+_PROBLEM_REF = {"$ref": "#/components/schemas/ProblemDetails"}
+_SECURITY = {
+    "teamKey": {"type": "http", "scheme": "bearer", "description": "a team's API key (lnt_...)"},
+    "agentToken": {"type": "http", "scheme": "bearer", "description": "a profiler agent's token (lna_...)"},
+    "adminToken": {"type": "http", "scheme": "bearer", "description": "the server's LUTNAS_ADMIN_TOKEN"},
+}
+
+
+# OpenAPI links: what a created resource's id opens next (clients and stateful fuzzers follow them).
+_LINKS = {
+    "register_hardware": ("201", "hardware_id", ["get_hardware", "create_agent_token", "list_latency_entries",
+                                                 "get_coverage", "export_latency_table", "predict_latency"]),
+    "register_supernet": ("201", "supernet_id", ["get_supernet"]),
+    "submit_search": ("202", "search_id", ["get_search", "cancel_search", "list_results", "get_search_pareto"]),
+}
+
+
+def _calls(dependant: Any) -> set[Any]:
+    out = set()
+    for dep in dependant.dependencies:
+        out.add(dep.call)
+        out |= _calls(dep)
+    return out
+
+
+def document_errors(app: FastAPI, routers: list[APIRouter]) -> None:
+    """Declare, on every operation, the error answers it really gives, all as problem+json
+    (ProblemDetails): 401 where a key is needed (and 404 on admin routes, which do not exist
+    without an admin token), 404 where the path names a resource, 400 for a forged page token,
+    422 for any invalid parameter or body, plus what a route declares itself
+    (``problems.documented(409)``). The one place that keeps the document truthful; the
+    schemathesis test (tests/server/test_schemathesis.py) holds it to that."""
+    from fastapi.openapi.utils import get_openapi
+
+    from server.auth import current_agent, current_team, require_admin
+    from server.schemas import ProblemDetails
+
+    scheme_of: dict[str, str] = {}  # operation id -> the key it needs
+    for router in routers:
+        for route in router.routes:
+            if isinstance(route, APIRoute) and route.operation_id:
+                calls = _calls(route.dependant)
+                for call, scheme in ((require_admin, "adminToken"), (current_agent, "agentToken"),
+                                     (current_team, "teamKey")):
+                    if call in calls:
+                        scheme_of[route.operation_id] = scheme
+                        break
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = spec.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
+        schemas["ProblemDetails"] = ProblemDetails.model_json_schema()
+        for name in ("HTTPValidationError", "ValidationError"):  # replaced by ProblemDetails
+            schemas.pop(name, None)
+        components["securitySchemes"] = _SECURITY
+        for item in spec["paths"].values():
+            for op in item.values():
+                responses = op.setdefault("responses", {})
+                statuses = {int(s) for s in responses if s.isdigit() and int(s) >= 400}
+                params = op.get("parameters", [])
+                scheme = scheme_of.get(op.get("operationId", ""))
+                if scheme:
+                    op["security"] = [{scheme: []}]
+                    statuses.add(401)
+                if scheme == "adminToken" or any(p["in"] == "path" for p in params):
+                    statuses.add(404)
+                if any(p["name"] == "page_token" for p in params):
+                    statuses.add(400)
+                if params or "requestBody" in op:
+                    statuses.add(422)
+                for status in sorted(statuses):
+                    entry = responses.setdefault(str(status), {})
+                    if not entry.get("description") or status == 422:
+                        entry["description"] = problems.title(status)
+                    entry["content"] = {problems.MEDIA_TYPE: {"schema": _PROBLEM_REF}}
+                op["responses"] = dict(sorted(responses.items()))
+                if op.get("operationId") in _LINKS:
+                    status, param, targets = _LINKS[op["operationId"]]
+                    responses[status]["links"] = {
+                        target: {"operationId": target, "parameters": {param: "$response.body#/id"}}
+                        for target in targets}
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 

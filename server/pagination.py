@@ -19,7 +19,7 @@ from server.problems import Problem
 T = TypeVar("T")
 
 PageSize = Annotated[int, Query(ge=1, le=1000, description="items per page (1..1000)")]
-PageToken = Annotated[str | None, Query(description="opaque token from the previous page")]
+PageToken = Annotated[str | None, Query(max_length=2048, description="opaque token from the previous page")]
 
 
 class Page(BaseModel, Generic[T]):
@@ -42,9 +42,23 @@ def decode_token(token: str | None, kind: type | tuple[type, ...] = int) -> Any:
         key = data["k"]
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise Problem(400, "page_token is not a token this server issued", "page_token") from None
-    if not isinstance(key, kind) or isinstance(key, bool):
+    if not isinstance(key, kind) or isinstance(key, bool) or not _storable(key):
         raise Problem(400, "page_token is not a token this server issued", "page_token")
     return key
+
+
+def _storable(key: Any) -> bool:
+    """A forged token's key must still be a value the database can compare with: an INTEGER
+    id or rank, or text without NUL or lone surrogates."""
+    if isinstance(key, int):
+        return -(2**31) <= key <= 2**31 - 1
+    if "\x00" in key or len(key) > 1024:
+        return False
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def page(items: list[Any], page_size: int, key_of: Any) -> dict[str, Any]:

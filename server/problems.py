@@ -31,6 +31,7 @@ _TITLES = {
     413: "Payload too large",
     415: "Unsupported media type",
     422: "Invalid request",
+    429: "Too many requests",
     500: "Internal server error",
 }
 _TYPES = {400: "bad-request", 401: "unauthorized", 404: "not-found", 409: "conflict",
@@ -62,6 +63,17 @@ def scrub_paths(text: str) -> str:
     no message a team reads (problem details, a failed search's error) tells it the server's
     layout, whatever a library put in an exception message."""
     return _SERVER_PATH.sub("<server path>", text)
+
+
+def title(status: int) -> str:
+    return _TITLES.get(status, "Error")
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a route for the error statuses only its own code raises (409, 413, ...);
+    server/app.py adds those every route of its kind answers (401, 404, 422, ...) and gives them
+    all the problem+json content."""
+    return {status: {"description": _TITLES.get(status, "Error")} for status in statuses}
 
 
 def not_found(what: str, ident: object) -> Problem:
@@ -129,6 +141,10 @@ async def _http_handler(_: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "error")
     if exc.status_code == 404 and detail == "Not Found":
         detail = "no such resource"
+    if exc.status_code == 400 and detail == "There was an error parsing the body":
+        # FastAPI's answer to a body that is not even text (bad UTF-8); malformed JSON is a 422
+        # problem already, and so is this
+        return problem_response(422, "request body is not valid JSON")
     return problem_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
 
 

@@ -5,15 +5,64 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 HardwareKind = Literal["cpu", "mobile-gpu", "jetson", "server-gpu"]
 
+# Every id column is an INTEGER (server/models.py): ids outside 1..2**31-1 name nothing, and are
+# refused by the schema (422) before they reach a database driver that would overflow on them.
+MAX_ID = 2**31 - 1
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+IdQuery = Annotated[int, Query(ge=1, le=MAX_ID)]
+OptionalIdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+# Free text stored or echoed (names, keys): no control characters (PostgreSQL refuses NUL, and
+# none belongs in a name).
+NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=NO_CONTROL)]
+
+
+def _check_text(value: Any, where: str) -> None:
+    """Refuse NUL and lone surrogates anywhere in a request body (nested keys and values too):
+    JSON can spell both, but neither can be stored as text (PostgreSQL, UTF-8)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{where}contains a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{where}contains a lone surrogate (not valid Unicode text)") from None
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_text(k, where)
+            _check_text(v, where)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _check_text(v, where)
+
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text(cls, data: Any) -> Any:
+        _check_text(data, "")
+        return data
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details: the body of every error answer (``application/problem+json``)."""
+
+    type: str = Field(description="a URI naming the kind of problem")
+    title: str
+    status: int
+    detail: str = Field(description="what went wrong, for a person")
+    field: str | None = Field(None, description="the request field at fault (dotted path), if one is")
+    errors: list[dict[str, Any]] | None = Field(None, description="every invalid field (422 only)")
 
 
 class TeamCreate(Strict):
@@ -31,7 +80,7 @@ class TeamCreated(TeamOut):
 
 class Runtime(Strict):
     backend: Literal["onnxruntime", "torch"] = "onnxruntime"
-    provider: str = Field("CPUExecutionProvider", min_length=1, max_length=64)
+    provider: str = Field("CPUExecutionProvider", min_length=1, max_length=64, pattern=NO_CONTROL)
     threads: int = Field(1, ge=0, le=256)
     precision: Literal["fp32", "fp16", "int8"] = "fp32"
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
@@ -65,7 +114,7 @@ class HardwareOut(BaseModel):
 
 
 class AgentTokenCreate(Strict):
-    name: str = Field(min_length=1, max_length=128)
+    name: Name
 
 
 class AgentTokenOut(BaseModel):
@@ -77,7 +126,7 @@ class AgentTokenOut(BaseModel):
 
 class LeaseRequest(Strict):
     max_units: int = Field(8, ge=1, le=256)
-    lease_seconds: float | None = Field(None, gt=0)
+    lease_seconds: float | None = Field(None, gt=0, le=86400)
 
 
 class LeasedUnit(BaseModel):
@@ -94,12 +143,12 @@ class LeaseOut(BaseModel):
 
 
 class UnitResult(Strict):
-    unit_key: str = Field(min_length=1, max_length=255)
+    unit_key: str = Field(min_length=1, max_length=255, pattern=NO_CONTROL)
     median_ms: float = Field(ge=0)
     p10_ms: float = Field(ge=0)
     p90_ms: float = Field(ge=0)
     iqr_ms: float = Field(ge=0)
-    count: int = Field(ge=1)
+    count: int = Field(ge=1, le=MAX_ID)
     env: dict[str, Any] = Field(default_factory=dict)
     p99_ms: float | None = Field(None, ge=0, description="tail latency; older agents send none")
 
@@ -118,7 +167,7 @@ class UnitResult(Strict):
 
 
 class ResultsUpload(Strict):
-    lease_id: str = Field(min_length=1, max_length=64)
+    lease_id: str = Field(min_length=1, max_length=64, pattern=NO_CONTROL)
     results: list[UnitResult] = Field(max_length=1024)
 
 
@@ -128,7 +177,7 @@ class ResultsOut(BaseModel):
 
 
 class HeartbeatRequest(Strict):
-    lease_id: str = Field(min_length=1, max_length=64)
+    lease_id: str = Field(min_length=1, max_length=64, pattern=NO_CONTROL)
 
 
 class HeartbeatOut(BaseModel):
@@ -150,7 +199,7 @@ class LatencyEntryOut(BaseModel):
 
 
 class PredictRequest(Strict):
-    architectures: list[str | dict[str, Any]] = Field(min_length=1, max_length=10_000)
+    architectures: list[Annotated[str, Field(max_length=256)] | dict[str, Any]] = Field(min_length=1, max_length=10_000)
 
 
 class Prediction(BaseModel):
@@ -164,9 +213,9 @@ class PredictOut(BaseModel):
 
 
 class SupernetCreate(Strict):
-    name: str = Field(min_length=1, max_length=128)
-    checkpoint_path: str = Field(min_length=1)
-    data_path: str = Field(min_length=1)
+    name: Name
+    checkpoint_path: str = Field(min_length=1, max_length=4096, pattern=NO_CONTROL)
+    data_path: str = Field(min_length=1, max_length=4096, pattern=NO_CONTROL)
 
 
 class SupernetOut(BaseModel):
@@ -177,11 +226,11 @@ class SupernetOut(BaseModel):
 
 
 class SearchCreate(Strict):
-    supernet_id: int
-    hardware_ids: list[int] = Field(min_length=1, max_length=8)
+    supernet_id: Id
+    hardware_ids: list[Id] = Field(min_length=1, max_length=8)
     objective: Literal["pareto", "budget"] = "pareto"
-    budget_ms: float | None = Field(None, gt=0)
-    budget_hardware_id: int | None = None
+    budget_ms: float | None = Field(None, gt=0, le=1e6)
+    budget_hardware_id: Id | None = None
     population: int = Field(16, ge=4, le=512)
     generations: int = Field(4, ge=1, le=200)
     seed: int = Field(0, ge=0, le=2**31 - 1)

@@ -15,8 +15,16 @@ from server.auth import AgentDep
 from server.db import insert_ignore
 from server.deps import SessionDep, SettingsDep, run_heavy
 from server.models import Hardware, WorkUnit, utcnow
-from server.problems import Problem
-from server.schemas import HeartbeatOut, HeartbeatRequest, LeaseOut, LeaseRequest, ResultsOut, ResultsUpload
+from server.problems import Problem, documented
+from server.schemas import (
+    NO_CONTROL,
+    HeartbeatOut,
+    HeartbeatRequest,
+    LeaseOut,
+    LeaseRequest,
+    ResultsOut,
+    ResultsUpload,
+)
 from server.settings import Settings
 from server.workunits import OVERHEAD_KEY, claim, extend, unit_onnx_path
 
@@ -33,9 +41,9 @@ def lease_units(body: LeaseRequest, agent: AgentDep, session: SessionDep, settin
 
 
 @router.get("/units/onnx", operation_id="download_unit", response_class=FileResponse,
-            responses={200: {"content": {"application/octet-stream": {}}}})
+            responses={200: {"content": {"application/octet-stream": {}}}, **documented(404)})
 async def download_unit(request: Request, agent: AgentDep, session: SessionDep, settings: SettingsDep,
-                        key: str = Query(min_length=1, max_length=255)) -> FileResponse:
+                        key: str = Query(min_length=1, max_length=255, pattern=NO_CONTROL)) -> FileResponse:
     # The first download of a unit exports it with torch: on the heavy pool (deps.run_heavy).
     path = await run_heavy(request, _unit_file, session, agent[1], settings, key)
     return FileResponse(path, media_type="application/octet-stream",
@@ -94,7 +102,7 @@ def _check_runtime(env: dict[str, Any], runtime: dict[str, Any], hardware_id: in
                           f"with {key} {want!r}", f"results.{i}.env.{key}")
 
 
-@router.post("/heartbeat", response_model=HeartbeatOut, operation_id="agent_heartbeat")
+@router.post("/heartbeat", response_model=HeartbeatOut, operation_id="agent_heartbeat", responses=documented(404))
 def agent_heartbeat(body: HeartbeatRequest, agent: AgentDep, session: SessionDep) -> HeartbeatOut:
     _, hw = agent
     expires = extend(session, hw.id, body.lease_id)

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 from server.auth import TeamDep
 from server.deps import SessionDep, run_heavy
 from server.models import ArchitectureRow, Hardware, LatencyCache, Search, SearchResult, Team
-from server.problems import Problem, not_found
+from server.problems import Problem, documented, not_found
 from server.routes.supernets import get_team_supernet
-from server.schemas import ArchitectureOut
+from server.schemas import ArchitectureOut, OptionalIdQuery
 from tracking.space import Architecture, SearchSpace
 
 router = APIRouter(prefix="/v1/architectures", tags=["architectures"])
@@ -55,10 +55,11 @@ def get_architecture(arch_id: str, team: TeamDep, session: SessionDep) -> dict[s
 
 
 @router.get("/{arch_id}/export", operation_id="export_architecture", response_class=Response,
-            responses={200: {"content": {"text/plain": {}, "application/json": {}, "application/zip": {}}}})
+            responses={200: {"content": {"text/plain": {}, "application/json": {}, "application/zip": {}}},
+                       **documented(409)})
 async def export_architecture(request: Request, arch_id: str, team: TeamDep, session: SessionDep,
                               format: Literal["lighttrack", "json", "onnx"] = "lighttrack",
-                              supernet_id: int | None = None) -> Response:
+                              supernet_id: OptionalIdQuery = None) -> Response:
     # An ONNX export runs torch for seconds: on the heavy pool, not one of the request threads.
     if format == "onnx":
         return await run_heavy(request, _export, session, team, arch_id, format, supernet_id)

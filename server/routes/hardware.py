@@ -13,8 +13,8 @@ from server.auth import AGENT_PREFIX, TeamDep, hash_secret, new_secret
 from server.deps import SessionDep, SettingsDep
 from server.models import AgentToken, Hardware, Team, WorkUnit
 from server.pagination import Page, PageSize, PageToken, decode_token, page
-from server.problems import Problem, not_found
-from server.schemas import AgentTokenCreate, AgentTokenOut, Coverage, HardwareCreate, HardwareOut
+from server.problems import Problem, documented, not_found
+from server.schemas import AgentTokenCreate, AgentTokenOut, Coverage, HardwareCreate, HardwareOut, IdPath
 from server.workunits import work_keys
 
 router = APIRouter(tags=["hardware"])
@@ -44,7 +44,8 @@ def hardware_out(hw: Hardware, cov: Coverage) -> dict[str, Any]:
             "created_at": hw.created_at, "coverage": cov}
 
 
-@router.post("/v1/hardware", status_code=201, response_model=HardwareOut, operation_id="register_hardware")
+@router.post("/v1/hardware", status_code=201, response_model=HardwareOut, operation_id="register_hardware",
+             responses=documented(409))
 def register_hardware(body: HardwareCreate, team: TeamDep, session: SessionDep, settings: SettingsDep,
                       response: Response) -> dict[str, Any]:
     if session.scalar(select(Hardware.id).where(Hardware.team_id == team.id, Hardware.name == body.name)):
@@ -81,14 +82,14 @@ def list_hardware(team: TeamDep, session: SessionDep, page_size: PageSize = 50,
 
 
 @router.get("/v1/hardware/{hardware_id}", response_model=HardwareOut, operation_id="get_hardware")
-def get_hardware(hardware_id: int, team: TeamDep, session: SessionDep) -> dict[str, Any]:
+def get_hardware(hardware_id: IdPath, team: TeamDep, session: SessionDep) -> dict[str, Any]:
     hw = get_team_hardware(session, team, hardware_id)
     return hardware_out(hw, coverage(session, [hw.id])[hw.id])
 
 
 @router.post("/v1/hardware/{hardware_id}/agent-tokens", status_code=201, response_model=AgentTokenOut,
              operation_id="create_agent_token")
-def create_agent_token(hardware_id: int, body: AgentTokenCreate, team: TeamDep,
+def create_agent_token(hardware_id: IdPath, body: AgentTokenCreate, team: TeamDep,
                        session: SessionDep) -> AgentTokenOut:
     hw = get_team_hardware(session, team, hardware_id)
     token = new_secret(AGENT_PREFIX)

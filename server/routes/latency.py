@@ -20,8 +20,9 @@ from server.deps import SessionDep
 from server.lut import parse_architectures, predict_for
 from server.models import WorkUnit
 from server.pagination import Page, PageSize, PageToken, decode_token, page
+from server.problems import documented
 from server.routes.hardware import coverage, get_team_hardware
-from server.schemas import CoverageDetail, LatencyEntryOut, PredictOut, PredictRequest
+from server.schemas import CoverageDetail, IdPath, LatencyEntryOut, PredictOut, PredictRequest
 
 router = APIRouter(prefix="/v1/hardware/{hardware_id}/latency-table", tags=["latency"])
 
@@ -37,7 +38,7 @@ def _entry(e: LatencyEntry) -> dict[str, Any]:
 
 
 @router.get("", response_model=Page[LatencyEntryOut], operation_id="list_latency_entries")
-def list_latency_entries(hardware_id: int, team: TeamDep, session: SessionDep, page_size: PageSize = 50,
+def list_latency_entries(hardware_id: IdPath, team: TeamDep, session: SessionDep, page_size: PageSize = 50,
                          page_token: PageToken = None) -> dict[str, Any]:
     hw = get_team_hardware(session, team, hardware_id)
     after = decode_token(page_token, str)
@@ -59,7 +60,7 @@ def missing_keys(session: Session, hardware_id: int, limit: int | None = None) -
 
 
 @router.get("/coverage", response_model=CoverageDetail, operation_id="get_coverage")
-def get_coverage(hardware_id: int, team: TeamDep, session: SessionDep) -> CoverageDetail:
+def get_coverage(hardware_id: IdPath, team: TeamDep, session: SessionDep) -> CoverageDetail:
     hw = get_team_hardware(session, team, hardware_id)
     cov = coverage(session, [hw.id])[hw.id]
     return CoverageDetail(**cov.model_dump(), missing_sample=missing_keys(session, hw.id, 20))
@@ -67,7 +68,7 @@ def get_coverage(hardware_id: int, team: TeamDep, session: SessionDep) -> Covera
 
 @router.get("/export.csv", operation_id="export_latency_table", response_class=Response,
             responses={200: {"content": {"text/csv": {}}}})
-def export_latency_table(hardware_id: int, team: TeamDep, session: SessionDep) -> Response:
+def export_latency_table(hardware_id: IdPath, team: TeamDep, session: SessionDep) -> Response:
     hw = get_team_hardware(session, team, hardware_id)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -80,8 +81,8 @@ def export_latency_table(hardware_id: int, team: TeamDep, session: SessionDep) -
                     headers={"Content-Disposition": f'attachment; filename="{hw.name}-lut.csv"'})
 
 
-@router.post("/predict", response_model=PredictOut, operation_id="predict_latency")
-def predict_latency(hardware_id: int, body: PredictRequest, team: TeamDep, session: SessionDep) -> PredictOut:
+@router.post("/predict", response_model=PredictOut, operation_id="predict_latency", responses=documented(409))
+def predict_latency(hardware_id: IdPath, body: PredictRequest, team: TeamDep, session: SessionDep) -> PredictOut:
     hw = get_team_hardware(session, team, hardware_id)
     archs = parse_architectures(body.architectures, hw.space, "architectures")
     latencies = predict_for(session, hw, archs)

@@ -9,8 +9,8 @@ from sqlalchemy import bindparam, select
 from server.auth import TeamDep
 from server.fronts import TEAM_SEARCHES_FOR_FRONT, pareto_response
 from server.models import Hardware, Supernet
-from server.problems import not_found
-from server.schemas import ParetoOut
+from server.problems import documented, not_found
+from server.schemas import IdQuery, ParetoOut
 
 router = APIRouter(tags=["pareto"])
 
@@ -23,8 +23,8 @@ _OWNED = select(
     .scalar_subquery().label("hardware"))
 
 
-@router.get("/v1/pareto", response_model=ParetoOut, operation_id="get_team_pareto")
-def get_team_pareto(request: Request, supernet_id: int, hardware_id: int, team: TeamDep) -> Response:
+@router.get("/v1/pareto", response_model=ParetoOut, operation_id="get_team_pareto", responses=documented(404))
+def get_team_pareto(request: Request, supernet_id: IdQuery, hardware_id: IdQuery, team: TeamDep) -> Response:
     params = {"team_id": team.id, "supernet_id": supernet_id, "hardware_id": hardware_id}
     with request.app.state.read_engine.connect() as conn:
         owned = conn.execute(_OWNED, params).one()

@@ -14,8 +14,8 @@ from server.deps import SessionDep, SettingsDep
 from server.fronts import SEARCH_FOR_FRONT, pareto_response
 from server.models import ArchitectureRow, Hardware, Search, SearchResult, Supernet, Team, utcnow
 from server.pagination import Page, PageSize, PageToken, decode_token, page
-from server.problems import Problem, not_found
-from server.schemas import ParetoOut, Progress, ResultItem, SearchCreate, SearchOut
+from server.problems import Problem, documented, not_found
+from server.schemas import IdPath, OptionalIdQuery, ParetoOut, Progress, ResultItem, SearchCreate, SearchOut
 from server.workunits import space_of
 
 router = APIRouter(prefix="/v1/searches", tags=["searches"])
@@ -47,8 +47,8 @@ def search_out(s: Search) -> SearchOut:
 
 
 @router.post("", status_code=202, response_model=SearchOut, operation_id="submit_search",
-             responses={429: {"description": "the team already has LUTNAS_MAX_QUEUED_SEARCHES searches queued",
-                              "content": {"application/problem+json": {}}}})
+             responses={**documented(404), 429: {"description": "the team already has LUTNAS_MAX_QUEUED_SEARCHES "
+                                                            "searches queued"}})
 def submit_search(body: SearchCreate, team: TeamDep, session: SessionDep, settings: SettingsDep,
                   response: Response) -> SearchOut:
     queued = session.scalar(select(func.count()).where(Search.team_id == team.id, Search.status == "queued"))
@@ -57,13 +57,14 @@ def submit_search(body: SearchCreate, team: TeamDep, session: SessionDep, settin
                       f"{settings.max_queued_searches}); wait for some to start or cancel some",
                       title="Too many requests", kind="too-many-queued", headers={"Retry-After": "30"})
     sn = session.get(Supernet, body.supernet_id)
+    # another team's ids answer exactly as ids that do not exist: 404, naming the field
     if sn is None or sn.team_id != team.id:
-        raise Problem(422, f"supernet {body.supernet_id} not found", "supernet_id")
+        raise Problem(404, f"supernet {body.supernet_id} not found", "supernet_id")
     spaces = set()
     for i, hid in enumerate(body.hardware_ids):
         hw = session.get(Hardware, hid)
         if hw is None or hw.team_id != team.id:
-            raise Problem(422, f"hardware {hid} not found", f"hardware_ids.{i}")
+            raise Problem(404, f"hardware {hid} not found", f"hardware_ids.{i}")
         spaces.add(hw.space)
     if len(spaces) > 1:
         raise Problem(422, "all hardware targets of a search must use the same search space", "hardware_ids")
@@ -98,12 +99,12 @@ def list_searches(team: TeamDep, session: SessionDep, page_size: PageSize = 50,
 
 
 @router.get("/{search_id}", response_model=SearchOut, operation_id="get_search")
-def get_search(search_id: int, team: TeamDep, session: SessionDep) -> SearchOut:
+def get_search(search_id: IdPath, team: TeamDep, session: SessionDep) -> SearchOut:
     return search_out(get_team_search(session, team, search_id))
 
 
 @router.post("/{search_id}/cancel", response_model=SearchOut, operation_id="cancel_search")
-def cancel_search(search_id: int, team: TeamDep, session: SessionDep) -> SearchOut:
+def cancel_search(search_id: IdPath, team: TeamDep, session: SessionDep) -> SearchOut:
     s = get_team_search(session, team, search_id)
     # queued: cancelled at once (conditional, so a worker claiming it at the same moment wins
     # or loses cleanly); running: flagged, the worker stops between evaluation batches.
@@ -143,7 +144,7 @@ def result_rows(conn: Connection, search_id: int, team_id: int, after: int, limi
 
 
 @router.get("/{search_id}/results", response_model=Page[ResultItem], operation_id="list_results")
-def list_results(request: Request, search_id: int, team: TeamDep, page_size: PageSize = 50,
+def list_results(request: Request, search_id: IdPath, team: TeamDep, page_size: PageSize = 50,
                  page_token: PageToken = None) -> Response:
     after = decode_token(page_token)
     # A plain Core connection in autocommit mode (a read needs no transaction: no BEGIN/ROLLBACK
@@ -160,7 +161,8 @@ def list_results(request: Request, search_id: int, team: TeamDep, page_size: Pag
 
 
 @router.get("/{search_id}/pareto", response_model=ParetoOut, operation_id="get_search_pareto")
-def get_search_pareto(request: Request, search_id: int, team: TeamDep, hardware_id: int | None = None) -> Response:
+def get_search_pareto(request: Request, search_id: IdPath, team: TeamDep,
+                      hardware_id: OptionalIdQuery = None) -> Response:
     with request.app.state.read_engine.connect() as conn:
         s = conn.execute(SEARCH_FOR_FRONT, {"search_id": search_id, "team_id": team.id}).one_or_none()
         if s is None:

@@ -7,6 +7,7 @@ import email.message
 import email.parser
 import email.policy
 import io
+import re
 import secrets
 import shutil
 import tarfile
@@ -22,18 +23,19 @@ from server.auth import AdminDep, TeamDep
 from server.deps import SessionDep, SettingsDep, run_heavy
 from server.models import Supernet, Team
 from server.pagination import Page, PageSize, PageToken, decode_token, page
-from server.problems import Problem, not_found
-from server.schemas import SupernetCreate, SupernetOut
+from server.problems import Problem, documented, not_found
+from server.schemas import NO_CONTROL, IdPath, SupernetCreate, SupernetOut
 
 router = APIRouter(prefix="/v1/supernets", tags=["supernets"])
 admin_router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
+_JSON_BODY = {"content": {"application/json": {"schema": SupernetCreate.model_json_schema()}}, "required": True}
 _BODY_SCHEMA = {
     "content": {
-        "application/json": {"schema": SupernetCreate.model_json_schema()},
+        **_JSON_BODY["content"],
         "multipart/form-data": {"schema": {
             "type": "object", "required": ["name", "checkpoint", "data"],
-            "properties": {"name": {"type": "string"},
+            "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": NO_CONTROL},
                            "checkpoint": {"type": "string", "format": "binary"},
                            "data": {"type": "string", "format": "binary",
                                     "description": ".tar.gz of a GOT-10k-layout folder"}}}},
@@ -199,7 +201,7 @@ def _store_upload(fields: dict[str, tuple[str | None, bytes]], settings: Any) ->
 
 
 @router.post("", status_code=201, response_model=SupernetOut, operation_id="register_supernet",
-             openapi_extra={"requestBody": _BODY_SCHEMA})
+             openapi_extra={"requestBody": _BODY_SCHEMA}, responses=documented(400, 413, 415))
 async def register_supernet(request: Request, team: TeamDep, session: SessionDep, settings: SettingsDep,
                             response: Response) -> Supernet:
     ctype = request.headers.get("content-type", "")
@@ -212,6 +214,8 @@ async def register_supernet(request: Request, team: TeamDep, session: SessionDep
         name = fields["name"][1].decode("utf-8", "replace").strip()
         if not name or len(name) > 128:
             raise Problem(422, "name must be 1..128 characters", "name")
+        if not re.fullmatch(NO_CONTROL, name):
+            raise Problem(422, "name must not contain control characters", "name")
         ckpt, data_dir, space = await run_heavy(request, _store_upload, fields, settings)
         sn = Supernet(team_id=team.id, name=name, checkpoint_path=str(ckpt), data_path=str(data_dir), space=space)
     elif ctype.startswith("application/json") or not ctype:
@@ -245,8 +249,9 @@ async def _register_paths(request: Request, req: SupernetCreate, team_id: int, s
 
 
 @admin_router.post("/teams/{team_id}/supernets", status_code=201, response_model=SupernetOut,
-                   operation_id="admin_register_supernet")
-async def admin_register_supernet(team_id: int, request: Request, _: AdminDep, session: SessionDep,
+                   operation_id="admin_register_supernet", openapi_extra={"requestBody": _JSON_BODY},
+                   responses=documented(413))
+async def admin_register_supernet(team_id: IdPath, request: Request, _: AdminDep, session: SessionDep,
                                   settings: SettingsDep, response: Response) -> Supernet:
     """The operator registers server-side files for a team, anywhere on the server."""
     if session.get(Team, team_id) is None:
@@ -271,5 +276,5 @@ def list_supernets(team: TeamDep, session: SessionDep, page_size: PageSize = 50,
 
 
 @router.get("/{supernet_id}", response_model=SupernetOut, operation_id="get_supernet")
-def get_supernet(supernet_id: int, team: TeamDep, session: SessionDep) -> Supernet:
+def get_supernet(supernet_id: IdPath, team: TeamDep, session: SessionDep) -> Supernet:
     return get_team_supernet(session, team, supernet_id)

@@ -7,12 +7,14 @@ from sqlalchemy import text
 
 from server.auth import AdminDep, TeamDep, create_team
 from server.deps import SessionDep
+from server.problems import documented
 from server.schemas import TeamCreate, TeamCreated, TeamOut
 
 router = APIRouter(tags=["teams"])
 
 
-@router.post("/v1/teams", status_code=201, response_model=TeamCreated, operation_id="create_team")
+@router.post("/v1/teams", status_code=201, response_model=TeamCreated, operation_id="create_team",
+             responses=documented(409))
 def create_team_route(body: TeamCreate, _: AdminDep, session: SessionDep) -> TeamCreated:
     team, key = create_team(session, body.name)
     session.commit()

@@ -34,15 +34,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _pg_reachable() -> bool:
+def pg_unreachable() -> str | None:
+    """None when the test PostgreSQL answers, else why not (one line)."""
     try:
         import psycopg
 
         dsn = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
         with psycopg.connect(dsn, connect_timeout=3):
-            return True
-    except Exception:  # noqa: BLE001 - any failure means: not reachable here
-        return False
+            return None
+    except Exception as e:  # noqa: BLE001 - any failure means: not reachable here
+        return f"PostgreSQL at {PG_ADMIN_URL.rsplit('@', 1)[-1]} is not reachable ({type(e).__name__})"
+
+
+def _pg_reachable() -> bool:
+    return pg_unreachable() is None
+
+
+def skip_without_pg(why: str) -> None:
+    """Skip a PostgreSQL case, saying why; in CI (``CI=true``), where .ci/run starts PostgreSQL,
+    an unreachable server is a failure instead: the suite must not pass on SQLite alone."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{why}; CI=true needs it (.ci/run starts it)", pytrace=False)
+    pytest.skip(why)
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +83,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'lutnas.db'}"
     url = request.getfixturevalue("pg_database")
     if url is None:
-        pytest.skip("PostgreSQL is not reachable")
+        skip_without_pg(pg_unreachable() or "PostgreSQL is not reachable")
     return url
 
 

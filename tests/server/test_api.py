@@ -189,10 +189,13 @@ def test_search_submission_validation(service: Service, artifacts: dict[str, Pat
     for change, field in [({"population": 3}, "population"), ({"population": 513}, "population"),
                           ({"generations": 0}, "generations"), ({"generations": 201}, "generations"),
                           ({"objective": "budget", "budget_ms": 0}, "budget_ms"),
-                          ({"objective": "budget"}, None), ({"hardware_ids": [10**6]}, "hardware_ids.0"),
-                          ({"supernet_id": 10**6}, "supernet_id"), ({"mode": "x"}, "mode"),
+                          ({"objective": "budget"}, None), ({"hardware_ids": [2**31]}, "hardware_ids.0"),
+                          ({"supernet_id": 0}, "supernet_id"), ({"mode": "x"}, "mode"),
                           ({"missing_units": "maybe"}, "missing_units")]:
         assert_problem(c.post("/v1/searches", json={**base, **change}), 422, field)
+    # ids in range that name nothing this team owns: 404, naming the field
+    for change, field in [({"hardware_ids": [10**6]}, "hardware_ids.0"), ({"supernet_id": 10**6}, "supernet_id")]:
+        assert_problem(c.post("/v1/searches", json={**base, **change}), 404, field)
     assert_problem(c.post("/v1/supernets", json={"name": "x", "checkpoint_path": "/nonexistent.pt",
                                                   "data_path": str(artifacts["data"])}), 422, "checkpoint_path")
     assert_problem(c.post("/v1/supernets", json={"name": "x", "checkpoint_path": str(artifacts["checkpoint"]),
