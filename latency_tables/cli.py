@@ -2,7 +2,8 @@
 calibrate, import, export, tables).
 
 TABLE arguments are a SQLite file path or a database URL; a database may hold several tables
-(one per hardware target and runtime configuration), chosen with ``--name`` when needed.
+(one per hardware target and runtime configuration): name one as ``TABLE#NAME`` when needed, as
+``search run --table`` does (``--name NAME`` still works).
 """
 
 from __future__ import annotations
@@ -13,21 +14,31 @@ from typing import Any
 
 import typer
 
+from tracking.cli import SpaceOpt, space_option
 from tracking.progress import progress_bar
 
 profile_app = typer.Typer(add_completion=False, help="Measure this device's latency table locally.")
 latency_app = typer.Typer(add_completion=False, no_args_is_help=True,
                           help="Latency tables: predict, validate, calibrate, import, export.")
 
-SPACES = ("paper", "code")
 
 
 def _space(name: str) -> Any:
-    from tracking.space import SearchSpace
+    return space_option(name)
 
-    if name not in SPACES:
-        raise typer.BadParameter(f"space must be one of {', '.join(SPACES)}", param_hint="--space")
-    return SearchSpace.paper() if name == "paper" else SearchSpace.code()
+
+def _table_spec(spec: str, name: str | None, option: str = "--table") -> tuple[str, str | None]:
+    """``PATH_OR_URL[#NAME]`` as ``search run --table`` reads it; ``--name`` may name the table instead."""
+    from latency_tables.store import split_table_spec
+
+    try:
+        location, spec_name = split_table_spec(spec)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint=option) from None
+    if spec_name and name and spec_name != name:
+        raise typer.BadParameter(f"{spec!r} names table {spec_name!r} and --name {name!r}: give one",
+                                 param_hint="--name")
+    return location, spec_name or name
 
 
 def _backend_from_runtime(runtime: dict[str, Any]) -> Any:
@@ -102,7 +113,8 @@ CLOCK_HELP = ("wall: latency as seen (default); cpu: process CPU time, robust to
 
 @profile_app.command("profile")
 def profile(
-    out: str = typer.Option(..., "--out", help="Table database: a SQLite file path or a database URL."),
+    out: str = typer.Option(..., "--out", help="Table database: a SQLite file path or a database URL "
+                            "(optionally #NAME, as --name)."),
     name: str | None = typer.Option(None, "--name", help="Table name (default: hardware label + runtime)."),
     backend: str = typer.Option("onnxruntime", "--backend", help="Measurement backend: onnxruntime, or command "
                                 "(a device's own tool, run by --command)."),
@@ -121,7 +133,7 @@ def profile(
                                       "keying the table (default: the program's name)."),
     units: list[str] = typer.Option(["all"], "--units",
                                     help="'all' (every unit of the space) or architectures (repeatable)."),
-    space: str = typer.Option("paper", "--space", help="Search space: paper or code."),
+    space: str = SpaceOpt,
     label: str | None = typer.Option(None, "--label", help="Hardware label stored with the table."),
     min_time: float = typer.Option(0.15, "--min-time", help="Minimum seconds of timed runs per unit."),
     max_time: float = typer.Option(0.5, "--max-time", help="Time cap per unit in seconds."),
@@ -162,7 +174,8 @@ def profile(
                          runs=command_runs, threads=threads, provider=device, precision=precision)
     else:
         raise ValueError("lutnas profile measures ONNX unit models: use --backend onnxruntime or command")
-    store = LatencyStore(out)
+    location, name = _table_spec(out, name, "--out")
+    store = LatencyStore(location)
     with progress_bar("profile", not quiet) as progress:
         rep = profile_units(store, be, todo, name, hardware_of_this_machine(label),
                                _protocol(min_time, max_time, clock, _flush_bytes(flush), warm_inputs),
@@ -175,9 +188,9 @@ def profile(
 @latency_app.command("predict")
 def predict(
     archs: list[str] = typer.Argument(..., help="Architectures (LightTrack strings or JSON)."),
-    table: str = typer.Option(..., "--table", help="Table database (SQLite path or URL)."),
+    table: str = typer.Option(..., "--table", help="Table database (SQLite path or URL), optionally #NAME."),
     name: str | None = typer.Option(None, "--name", help="Table name, if the database holds several."),
-    space: str = typer.Option("paper", "--space"),
+    space: str = SpaceOpt,
     raw: bool = typer.Option(False, "--raw", help="Ignore the table's calibration."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -187,7 +200,7 @@ def predict(
 
     sp = _space(space)
     parsed = [Architecture.parse(a, sp) for a in archs]
-    store = _open(table)
+    store, name = _open(table, name)
     info = store.find(name)
     pred = LatencyPredictor.from_store(store, info.name, sp, calibrated=not raw)
     values = [pred.predict(a) for a in parsed]
@@ -205,13 +218,13 @@ def predict(
 def fastest(
     table: str = typer.Option(..., "--table"),
     name: str | None = typer.Option(None, "--name"),
-    space: str = typer.Option("paper", "--space"),
+    space: str = SpaceOpt,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The minimum predicted latency reachable in the space, and an architecture reaching it."""
     from latency_tables.predict import LatencyPredictor
 
-    store = _open(table)
+    store, name = _open(table, name)
     pred = LatencyPredictor.from_store(store, name, _space(space))
     ms, arch = pred.fastest()
     if as_json:
@@ -220,12 +233,14 @@ def fastest(
         typer.echo(f"{ms:.3f} ms  {arch.to_string()}")
 
 
-def _open(table: str) -> Any:
+def _open(table: str, name: str | None = None) -> tuple[Any, str | None]:
+    """The database of ``--table PATH_OR_URL[#NAME]`` and the table's name (``#NAME`` or ``--name``)."""
     from latency_tables.store import LatencyStore
 
-    if "://" not in table and not Path(table).is_file():
-        raise FileNotFoundError(f"no such table database: {table}")
-    return LatencyStore(table, create=False)
+    location, name = _table_spec(table, name)
+    if "://" not in location and not Path(location).is_file():
+        raise FileNotFoundError(f"no such table database: {location}")
+    return LatencyStore(location, create=False), name
 
 
 @latency_app.command("validate")
@@ -234,7 +249,7 @@ def validate(
     name: str | None = typer.Option(None, "--name"),
     samples: int = typer.Option(20, "--samples", min=2, help="Random subnets to measure end to end."),
     seed: int = typer.Option(0, "--seed"),
-    space: str = typer.Option("paper", "--space"),
+    space: str = SpaceOpt,
     repeats: int | None = typer.Option(None, "--repeats", min=1, help="Rounds over the subnets (default: the "
                                        "table's profiling rounds)."),
     round_stat: str | None = typer.Option(None, "--round-stat", help=ROUND_STAT_HELP + " Default: the table's."),
@@ -251,7 +266,7 @@ def validate(
     from latency_tables.fidelity import validate as run_validate
     from latency_tables.predict import LatencyPredictor
 
-    store = _open(table)
+    store, name = _open(table, name)
     info = store.find(name)
     sp = _space(space)
     pred = LatencyPredictor.from_store(store, info.name, sp)
@@ -306,7 +321,7 @@ def calibrate(
     name: str | None = typer.Option(None, "--name"),
     samples: int = typer.Option(10, "--samples", min=2),
     seed: int = typer.Option(1000, "--seed", help="Seed of the calibration subnets (use another for validate)."),
-    space: str = typer.Option("paper", "--space"),
+    space: str = SpaceOpt,
     method: str = typer.Option("scale", "--method", help="scale (robust ratio), linear (Huber) or ols."),
     features: list[str] = typer.Option(["raw_ms"], "--feature",
                                        help="linear/ols: raw_ms, n_blocks, n_head_layers (repeatable)."),
@@ -326,7 +341,7 @@ def calibrate(
     from latency_tables.predict import LatencyPredictor
     from tracking.space import sample_many
 
-    store = _open(table)
+    store, name = _open(table, name)
     info = store.find(name)
     if clear:
         store.update(info.id, calibration=None)
@@ -357,7 +372,7 @@ def export(
     name: str | None = typer.Option(None, "--name"),
 ) -> None:
     """Write a table to CSV or Parquet."""
-    store = _open(table)
+    store, name = _open(table, name)
     info = store.find(name)
     path = store.export_file(info.id, out)
     typer.echo(f"wrote {len(store.keys(info.id))} entries of {info.name!r} to {path}")
@@ -373,7 +388,8 @@ def import_(
     """Read a CSV or Parquet table file into a database."""
     from latency_tables.store import LatencyStore
 
-    store = LatencyStore(table)
+    location, name = _table_spec(table, name)
+    store = LatencyStore(location)
     info = store.import_file(file, name, replace)
     typer.echo(f"imported {len(store.keys(info.id))} entries into {info.name!r}")
 
@@ -381,7 +397,7 @@ def import_(
 @latency_app.command("tables")
 def tables(table: str = typer.Option(..., "--table"), as_json: bool = typer.Option(False, "--json")) -> None:
     """List the tables of a database."""
-    store = _open(table)
+    store, _ = _open(table)
     rows = [{"name": t.name, "entries": len(store.keys(t.id)), "runtime": t.runtime, "hardware": t.hardware,
              "overhead_ms": t.overhead_ms, "calibrated": t.calibration is not None,
              "layouts": len(store.layouts(t.id))} for t in store.tables()]

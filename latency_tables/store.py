@@ -62,6 +62,15 @@ def default_table_name(hardware: Mapping[str, Any], runtime: Mapping[str, Any]) 
             + ("" if runtime.get("clock", "wall") == "wall" else f"-{runtime['clock']}clock"))
 
 
+def split_table_spec(spec: str) -> tuple[str, str | None]:
+    """A table as every command names it: ``PATH_OR_URL`` or ``PATH_OR_URL#NAME`` (the name is
+    needed only when the database holds several tables) -> ``(location, name or None)``."""
+    location, _, name = spec.partition("#")
+    if not location:
+        raise ValueError(f"table {spec!r}: expected a SQLite file or database URL, optionally #NAME")
+    return location, (name or None)
+
+
 class LatencyStore:
     """Tables in one database (a SQLite file path or a database URL)."""
 

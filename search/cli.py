@@ -13,15 +13,20 @@ from typing import Any
 
 import typer
 
+from tracking.cli import CodeSpace, SpaceOpt
+from tracking.cli import space_name as space_name_of
+
 search_app = typer.Typer(help="Run a search locally.", no_args_is_help=True)
 
 
 def parse_table_spec(spec: str) -> tuple[str, str | None]:
-    """``PATH_OR_URL`` or ``PATH_OR_URL#TABLE_NAME``."""
-    location, _, name = spec.partition("#")
-    if not location:
-        raise typer.BadParameter(f"--table {spec!r}: expected a SQLite file or database URL")
-    return location, (name or None)
+    """``PATH_OR_URL`` or ``PATH_OR_URL#TABLE_NAME`` (``latency_tables.store.split_table_spec``)."""
+    from latency_tables.store import split_table_spec
+
+    try:
+        return split_table_spec(spec)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--table") from None
 
 
 LATENCY_STATS = ("p50", "p90")
@@ -91,7 +96,8 @@ def run(
     pairs: int = typer.Option(256, "--pairs", min=1, help="Validation pairs per candidate (pairs mode)."),
     bn_batches: int = typer.Option(2, "--bn-batches", min=0, help="BN recalibration batches per candidate."),
     predictor: bool = typer.Option(False, "--predictor", help="Pre-screen children with an accuracy predictor."),
-    code_space: bool = typer.Option(False, "--code-space", help="Allow the 40-channel stage as output."),
+    space_name: str = SpaceOpt,
+    code_space: bool = CodeSpace,
     resume: bool = typer.Option(False, "--resume", help="Resume from OUT/state.json."),
     device: str = typer.Option("auto", "--device", help="Scoring device: auto (CUDA when present), cpu, cuda, cuda:N."),
 ) -> None:
@@ -106,7 +112,7 @@ def run(
     cfg = _config(algorithm="pareto" if pareto else "evolution", budget_ms=budget_ms, target=target,
                   max_mflops=max_mflops, max_mparams=max_mparams, population=population,
                   generations=generations, seed=seed, predictor=predictor,
-                  space="code" if code_space else "paper", parents=min(10, population),
+                  space=space_name_of(space_name, code_space), parents=min(10, population),
                   batch_size=8)
     if not supernet.is_file():
         raise FileNotFoundError(f"--supernet {str(supernet)!r}: no such file")
@@ -140,7 +146,7 @@ def run(
     net_space = accuracy.scorer.supernet.space
     if not set(space.output_stages) <= set(net_space.output_stages):
         raise ValueError(f"the supernet was trained for output stages {list(net_space.output_stages)}; "
-                         f"drop --code-space")
+                         f"use --space paper")
     done = int(state["generation"]) if state else 0
     with Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn()) as bar:

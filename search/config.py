@@ -67,4 +67,4 @@ class SearchConfig(BaseModel):
         return self.population // 2 if self.crossovers is None else self.crossovers
 
     def search_space(self) -> SearchSpace:
-        return SearchSpace.code() if self.space == "code" else SearchSpace.paper()
+        return SearchSpace.named(self.space)

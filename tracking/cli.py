@@ -12,15 +12,24 @@ from pathlib import Path
 import typer
 
 from tracking.progress import progress_bar
-from tracking.space import Architecture, SearchSpace, sample_many
+from tracking.space import SPACE_NAMES, Architecture, SearchSpace, sample_many
 
 arch_app = typer.Typer(help="Inspect, sample and export architectures.", no_args_is_help=True)
 data_app = typer.Typer(help="Tracking data: synthetic sequences, dataset checks.", no_args_is_help=True)
 supernet_app = typer.Typer(help="Train and evaluate the one-shot supernet.", no_args_is_help=True)
 
 
-def space_option(code_space: bool) -> SearchSpace:
-    return SearchSpace.code() if code_space else SearchSpace.paper()
+def space_name(name: str, code_space: bool = False) -> str:
+    """``--space NAME`` checked (``--code-space``: the deprecated spelling of ``--space code``)."""
+    name = "code" if code_space else name
+    if name not in SPACE_NAMES:
+        raise typer.BadParameter(f"must be one of {', '.join(SPACE_NAMES)}, got {name!r}", param_hint="--space")
+    return name
+
+
+def space_option(name: str, code_space: bool = False) -> SearchSpace:
+    """The space of ``--space NAME`` (or of the deprecated ``--code-space``)."""
+    return SearchSpace.named(space_name(name, code_space))
 
 
 def load_arch(value: str, space: SearchSpace | None = None) -> Architecture:
@@ -35,7 +44,10 @@ def load_arch(value: str, space: SearchSpace | None = None) -> Architecture:
     return Architecture.from_json(path.read_text(), space)
 
 
-CodeSpace = typer.Option(False, "--code-space", help="Allow the 40-channel stage as output (public code's space).")
+# One vocabulary for every command: --space paper|code (client, profile, latency, search, arch, supernet).
+SpaceOpt = typer.Option("paper", "--space", help="Search space: paper (LightTrack's), or code (the public "
+                        "code's: the 40-channel stage may also be the output).")
+CodeSpace = typer.Option(False, "--code-space", hidden=True, help="Deprecated: use --space code.")
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")
 
 
@@ -50,10 +62,11 @@ def device_option(value: str) -> str:
 def arch_sample(
     n: int = typer.Option(10, "--n", min=1, help="How many architectures."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
+    space: str = SpaceOpt,
     code_space: bool = CodeSpace,
 ) -> None:
     """Print N uniformly sampled architectures, one LightTrack string a line."""
-    for arch in sample_many(n, seed, space_option(code_space)):
+    for arch in sample_many(n, seed, space_option(space, code_space)):
         typer.echo(arch.to_string())
 
 
@@ -61,12 +74,13 @@ def arch_sample(
 def arch_info(
     arch: str = typer.Argument(..., help="LightTrack string or JSON file."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    space_name: str = SpaceOpt,
     code_space: bool = CodeSpace,
 ) -> None:
     """Validity, canonical JSON, FLOPs (MACs) and parameter count of an architecture."""
     from tracking.flops import count_flops_params
 
-    space = space_option(code_space)
+    space = space_option(space_name, code_space)
     a = load_arch(arch, space)
     a.validate(space)
     flops, params = count_flops_params(a, space)
@@ -103,12 +117,14 @@ def arch_export(
     out: Path = typer.Option(..., "--out", help="Directory for template.onnx, search.onnx, arch.json."),
     supernet: Path | None = typer.Option(None, "--supernet", help="Supernet checkpoint (weights to inherit)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random init when no checkpoint is given."),
+    space_name: str = SpaceOpt,
     code_space: bool = CodeSpace,
 ) -> None:
     """Export an architecture as two ONNX graphs (template and search branches) with inherited weights."""
     if supernet is not None and not supernet.is_file():
         raise FileNotFoundError(f"supernet checkpoint not found: {supernet}")
     a = load_arch(arch, SearchSpace.code())
+    space = space_option(space_name, code_space)
 
     import torch
 
@@ -122,7 +138,6 @@ def arch_export(
         net, _ = load_supernet(supernet)
         source = str(supernet)
     else:
-        space = space_option(code_space)
         a.validate(space)
         torch.manual_seed(seed)
         net = Supernet(space).eval()
@@ -224,6 +239,7 @@ def supernet_train(
                                          help="Also checkpoint every N iterations (0: once per epoch)."),
     time_limit: float = typer.Option(0.0, "--time-limit", min=0.0,
                                      help="Stop (and checkpoint, resumable) after this many minutes; 0: none."),
+    space: str = SpaceOpt,
     code_space: bool = CodeSpace,
     resume: bool = typer.Option(False, "--resume", help="Continue training the checkpoint at --out."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint."),
@@ -247,7 +263,7 @@ def supernet_train(
     cfg = TrainConfig(epochs=epochs, batch_size=batch, iters_per_epoch=iters_per_epoch, lr=lr,
                       warmup_iters=warmup, seed=seed, threads=threads or None, workers=workers,
                       checkpoint_every=checkpoint_every,
-                      space="code" if code_space else "paper")
+                      space=space_name(space, code_space))
     with progress_bar("supernet", enabled=os.environ.get("RANK", "0") == "0") as progress:  # torchrun: rank 0 draws
         res = train_supernet(data, out, cfg, progress=progress, resume=resume, overwrite=overwrite,
                              time_limit_s=time_limit * 60 or None, device=device, precision=precision, nproc=nproc)

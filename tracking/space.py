@@ -31,6 +31,7 @@ SKIP = 2
 
 PAPER_OUTPUT_STAGES = (2, 3)  # the paper: last 8 blocks (80 and 96 channel stages), stride 16
 CODE_OUTPUT_STAGES = (1, 2, 3)  # the public code's sampler also allowed the 40-channel stage
+SPACE_NAMES = ("paper", "code")  # how commands and requests name the two spaces
 
 # Digits of the published back_ string that no tracker network uses: stage 0 (fixed DSConv),
 # the 4 blocks of the 192-channel stage 5, and a trailing fixed digit.
@@ -74,6 +75,13 @@ class SearchSpace:
     @classmethod
     def code(cls) -> SearchSpace:
         return cls(output_stages=CODE_OUTPUT_STAGES)
+
+    @classmethod
+    def named(cls, name: str) -> SearchSpace:
+        """The space every command and request names: ``paper`` or ``code`` (:data:`SPACE_NAMES`)."""
+        if name not in SPACE_NAMES:
+            raise ValueError(f"space must be one of {', '.join(SPACE_NAMES)}, got {name!r}")
+        return cls.code() if name == "code" else cls.paper()
 
     # -- derived facts -------------------------------------------------------------------
     @property

@@ -86,7 +86,7 @@ class TrainConfig(BaseModel):
         return self.epochs * self.iters_per_epoch
 
     def search_space(self) -> SearchSpace:
-        return SearchSpace.code() if self.space == "code" else SearchSpace.paper()
+        return SearchSpace.named(self.space)
 
     def pair_config(self) -> PairConfig:
         return PairConfig(**self.pairs)
