@@ -73,6 +73,7 @@ class LatencyEntry(APIModel):
     median_ms: float
     p10_ms: float | None = None
     p90_ms: float | None = None
+    p99_ms: float | None = None  # None where the table kept no p99
     iqr_ms: float | None = None
     count: int | None = None
     measured_at: datetime | None = None
@@ -97,9 +98,11 @@ class SearchProgress(APIModel):
     generations: int = 0
     evaluated: int = 0
     cache_hits: int = 0
+    scored: int = 0  # scored by this search itself; scored + cache_hits = evaluated
     best_score: float | None = None
     front_size: int = 0
     fraction: float = 0.0
+    note: str | None = None  # why a queued search waits (e.g. for latency-table units), if it does
 
 
 class SearchInfo(APIModel):
@@ -113,6 +116,7 @@ class SearchInfo(APIModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = None
+    timings: dict[str, float] = Field(default_factory=dict)  # seconds: queued_s, running_s, total_s, phases
 
 
 class SearchResult(APIModel):
@@ -161,6 +165,7 @@ class ArchitectureScore(APIModel):
     supernet_id: int | None = None
     search_id: int | None = None
     score: float | None = None
+    score_se: float | None = None  # standard error of the score
 
 
 class ArchitectureInfo(APIModel):
