@@ -9,17 +9,9 @@ from pathlib import Path
 import pytest
 
 from latency_tables.store import LatencyStore
-from lutnas.cli import main
 from tracking.space import LIGHTTRACK_MOBILE, SearchSpace
 
 STATS = {"p10_ms": 0.9, "p90_ms": 1.1, "iqr_ms": 0.1, "count": 5}
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
 
 
 @pytest.fixture
@@ -34,33 +26,35 @@ def two_tables(tmp_path: Path, synthetic_medians) -> Path:
     return db
 
 
-def _predict(capsys, *args: str) -> float:
-    code, out, err = run(capsys, "latency", "predict", LIGHTTRACK_MOBILE, "--json", *args)
+def _predict(run, *args: str) -> float:
+    code, out, err = run("latency", "predict", LIGHTTRACK_MOBILE, "--json", *args)
     assert code == 0, err
     return json.loads(out)["predictions"][0]["latency_ms"]
 
 
-def test_table_named_as_path_hash_name_or_with_name(capsys, two_tables: Path) -> None:
-    fast = _predict(capsys, "--table", f"{two_tables}#fast")
-    assert _predict(capsys, "--table", str(two_tables), "--name", "fast") == fast
-    assert _predict(capsys, "--table", f"{two_tables}#slow") == pytest.approx(2 * fast)
-    code, out, err = run(capsys, "latency", "fastest", "--table", f"{two_tables}#slow", "--json")
+def test_table_named_as_path_hash_name_or_with_name(lutnas_main, two_tables: Path) -> None:
+    run = lutnas_main
+    fast = _predict(run, "--table", f"{two_tables}#fast")
+    assert _predict(run, "--table", str(two_tables), "--name", "fast") == fast
+    assert _predict(run, "--table", f"{two_tables}#slow") == pytest.approx(2 * fast)
+    code, out, err = run("latency", "fastest", "--table", f"{two_tables}#slow", "--json")
     assert code == 0 and json.loads(out)["latency_ms"] > 0
     for args in (["--table", f"{two_tables}#fast", "--name", "slow"],  # two different names
                  ["--table", "#fast"],  # a name without a database
                  ["--table", f"{two_tables}#absent"]):
-        code, out, err = run(capsys, "latency", "predict", LIGHTTRACK_MOBILE, *args)
+        code, out, err = run("latency", "predict", LIGHTTRACK_MOBILE, *args)
         assert code == 2 and err.startswith("error:") and err.count("\n") == 1, (args, err)
 
 
-def test_space_by_name_and_the_deprecated_flag(capsys) -> None:
-    code, paper, _ = run(capsys, "arch", "sample", "--n", "30", "--seed", "3")
+def test_space_by_name_and_the_deprecated_flag(lutnas_main) -> None:
+    run = lutnas_main
+    code, paper, _ = run("arch", "sample", "--n", "30", "--seed", "3")
     assert code == 0
-    code, code_space, _ = run(capsys, "arch", "sample", "--n", "30", "--seed", "3", "--space", "code")
+    code, code_space, _ = run("arch", "sample", "--n", "30", "--seed", "3", "--space", "code")
     assert code == 0 and code_space != paper
-    code, alias, _ = run(capsys, "arch", "sample", "--n", "30", "--seed", "3", "--code-space")
+    code, alias, _ = run("arch", "sample", "--n", "30", "--seed", "3", "--code-space")
     assert code == 0 and alias == code_space
-    code, _, err = run(capsys, "arch", "sample", "--space", "mobile")
+    code, _, err = run("arch", "sample", "--space", "mobile")
     assert code == 2 and "--space" in err and "paper, code" in err
-    code, out, _ = run(capsys, "arch", "sample", "--help")
+    code, out, _ = run("arch", "sample", "--help")
     assert "--space" in out and "--code-space" not in out
