@@ -48,8 +48,11 @@ def _database_errors(url: str) -> Iterator[None]:
         raise ValueError(f"database {shown}: {detail}") from None
 
 
-def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _logging() -> dict[str, Any]:
+    """Logging from LUTNAS_LOG_FORMAT / LUTNAS_LOG_LEVEL (server/logs.py): polling at DEBUG."""
+    from server.logs import configure
+
+    return configure()
 
 
 @serve_app.command()
@@ -69,12 +72,13 @@ def serve(
 
     from server.app import create_app
 
-    _logging()
+    log_config = _logging()
+    log_level = log_config["root"]["level"].lower()
     settings = _settings(database_url)
     if workers == 1:
         with _database_errors(settings.database_url):
             app = create_app(settings, worker=not no_worker)
-        uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log, log_config=log_config)
         return
     # Several API processes: migrate once here, let each process build its app from the
     # environment (no migration, no worker), and run the one job worker in this supervisor.
@@ -93,7 +97,7 @@ def serve(
         job_worker = Worker(make_sessionmaker(engine), settings, name="embedded").start_thread()
     try:
         uvicorn.run("server.app:create_api_process_app", factory=True, host=host, port=port, workers=workers,
-                    log_level="info", access_log=access_log)
+                    log_level=log_level, access_log=access_log, log_config=log_config)
     finally:
         if job_worker is not None:
             job_worker.stop()

@@ -129,6 +129,10 @@ class Worker:
         self.factory, self.settings = factory, settings
         self.id = f"{socket.gethostname()}:{os.getpid()}:{name or threading.get_ident()}"[:64]
         self.stop_event = threading.Event()
+        # search id -> the wait note last logged: a job re-checked every few seconds while it waits
+        # for latency units is logged when its note changes, not at every re-check
+        self._waiting: dict[int, str] = {}
+        self._still_waiting = False
         if settings.device != "auto":  # a GPU this machine lacks fails the worker's start, not each job
             from tracking.devices import resolve_device
 
@@ -178,7 +182,9 @@ class Worker:
         sid = self.claim()
         if sid is None:
             return False
-        log.info("worker %s took search %s", self.id, sid)
+        rechecked = sid in self._waiting
+        (log.debug if rechecked else log.info)("worker %s took search %s", self.id, sid)
+        self._still_waiting = False
         try:
             self.process(sid)
         except LostJob:
@@ -188,6 +194,9 @@ class Worker:
             user_error = isinstance(e, ValueError | OSError | KeyError)
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             self._finish(sid, "failed", error=msg if user_error else f"internal error ({type(e).__name__}): {msg}")
+        finally:
+            if not self._still_waiting:  # it ran, finished or failed: its next wait is news again
+                self._waiting.pop(sid, None)
         return True
 
     def run_forever(self) -> None:
@@ -236,6 +245,11 @@ class Worker:
 
     def _release(self, sid: int, note: str | None, delay: float = 0.0) -> None:
         """Give a job back to the queue (shutdown, or waiting for latency units)."""
+        if note and note.startswith("waiting"):
+            if self._waiting.get(sid) != note:
+                log.info("search %s %s", sid, note)
+            self._waiting[sid] = note
+            self._still_waiting = True
         with session_scope(self.factory) as s:
             search = s.get(Search, sid)
             if search is None:
