@@ -3,7 +3,8 @@
 Loop: lease up to ``--batch`` units from the server, download each unit's ONNX model, measure
 it with :mod:`profilers.measure`, upload the result at once (so a crash loses at most the unit
 being measured), heartbeat the lease from a background thread while measuring (leases are
-short, 30 s by default, so a dead agent's units go back to the pool quickly). SIGTERM/SIGINT
+short, 30 s by default, renewed every quarter of it, so a dead agent's units go back to the pool
+quickly). SIGTERM/SIGINT
 finish the unit in hand, upload it, and leave; the other leased units go back to the pool when
 the lease expires. Uploads are idempotent on the server, so a retried upload is harmless.
 
@@ -118,7 +119,7 @@ class Agent:
                              f"{mine.get(key)!r}{hint}")
 
     def _heartbeat_loop(self, lease_id: str, done: threading.Event) -> None:
-        interval = max(0.5, self.config.lease_seconds / 3)
+        interval = max(0.5, self.config.lease_seconds / 4)  # a late or retried beat still lands in time
         while not done.wait(interval):
             try:
                 r = self._request("POST", "/v1/agent/heartbeat", json={"lease_id": lease_id})
@@ -211,7 +212,7 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
     p.add_argument("--graph-optimization", default="all", choices=["disable", "basic", "extended", "all"])
     p.add_argument("--batch", type=int, default=8, help="units per lease")
     p.add_argument("--lease-seconds", type=float, default=30.0,
-                   help="lease length; the agent renews it every third of it while measuring, so a dead "
+                   help="lease length; the agent renews it every quarter of it while measuring, so a dead "
                    "agent's units go back to the pool within this long")
     p.add_argument("--exit-when-done", action="store_true",
                    help="exit (code 0) once every unit of the target is measured, instead of waiting for new work")

@@ -33,7 +33,7 @@ class Settings(BaseModel):
     database_url: str = Field(default_factory=default_database_url)
     admin_token: str | None = None
     max_upload_mb: float = Field(200.0, gt=0)
-    # short leases kept alive by the agent's heartbeat (every third of the lease): a dead agent's
+    # short leases kept alive by the agent's heartbeat (every quarter of the lease): a dead agent's
     # units go back to the pool within this long
     lease_seconds: float = Field(30.0, gt=0, description="default agent lease length")
     max_lease_seconds: float = Field(3600.0, gt=0)
@@ -59,6 +59,15 @@ class Settings(BaseModel):
     scorer_max_frames: int = Field(50, ge=2)
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads of the worker")
     device: str = Field("auto", description="scoring device of the worker: auto, cpu, cuda, cuda:N")
+    # Candidate scoring on Ray (search/ray_pool.py): LUTNAS_RAY_ADDRESS names a cluster this machine
+    # is a node of (HOST:PORT) or ray://HOST:10001; unset with LUTNAS_EVAL_WORKERS > 1 starts a local
+    # Ray. Unset and 1: the worker scores in its own process.
+    ray_address: str | None = Field(None, description="Ray cluster scoring the candidates")
+    eval_workers: int = Field(1, ge=1, le=1024, description="Ray actors scoring candidates (1 without an "
+                              "address: in-process)")
+    eval_threads: int = Field(1, ge=1, description="torch threads per CPU Ray actor")
+    ray_retry_seconds: float = Field(30.0, gt=0, description="a job whose Ray cluster went away is retried "
+                                     "this often (it resumes from its last finished generation)")
     missing_units_retry_seconds: float = Field(5.0, gt=0, description="a waiting job is re-checked this often")
     # A search waiting for latency units fails after this long (no agent, or a table that never
     # completes); 0 waits forever. Env: LUTNAS_UNIT_WAIT_DEADLINE_S.
