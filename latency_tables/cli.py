@@ -407,3 +407,66 @@ def tables(table: str = typer.Option(..., "--table"), as_json: bool = typer.Opti
         for r in rows:
             typer.echo(f"{r['name']}: {r['entries']} entries ({r['layouts']} with layout)"
                        f"{' (calibrated)' if r['calibrated'] else ''}")
+
+
+def _store_spec(spec: str, option: str, must_exist: bool = True) -> tuple[Any, str | None]:
+    """``PATH_OR_URL[#NAME]`` -> (store, name or None)."""
+    from latency_tables.store import LatencyStore
+
+    location, _, tname = spec.partition("#")
+    if not location:
+        raise typer.BadParameter("expected a SQLite file or database URL, optionally #NAME", param_hint=option)
+    if must_exist and "://" not in location and not Path(location).is_file():
+        raise FileNotFoundError(f"{option} {location}: no such table database")
+    return LatencyStore(location, create=not must_exist), (tname or None)
+
+
+@latency_app.command("transfer")
+def transfer(
+    source: str = typer.Option(..., "--from", help="The known device's full table: SQLite path or URL, "
+                               "optionally #NAME."),
+    out: str = typer.Option(..., "--out", help="Database for the new table (created if absent), optionally #NAME."),
+    measure_k: int = typer.Option(20, "--measure", min=2, max=1000, help="Whole subnets to measure on this device."),
+    backend: str = typer.Option("onnxruntime", "--backend", help="This device's backend: onnxruntime or torch."),
+    provider: str = typer.Option("CPUExecutionProvider", "--provider", help="onnxruntime execution provider."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Intra-op threads."),
+    graph_opt: str = typer.Option("all", "--graph-opt", help="Graph optimisation: disable|basic|extended|all."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or int8 (subnets quantized as for int8 tables)."),
+    rounds: int = typer.Option(3, "--rounds", min=1, max=20, help="Rounds over the subnets (fastest kept)."),
+    seed: int = typer.Option(2000, "--seed", help="Seed of the sampled subnets."),
+    label: str | None = typer.Option(None, "--label", help="Hardware label stored with the new table."),
+    space: str = typer.Option("paper", "--space", help="Search space: paper or code."),
+    min_time: float = typer.Option(0.15, "--min-time"),
+    max_time: float = typer.Option(0.5, "--max-time"),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """A table for this device from another device's full table plus --measure whole subnets measured
+    here (per-group scale factors; docs/latency.md, "Transfer")."""
+    from latency_tables.profile import hardware_of_this_machine
+    from latency_tables.transfer import transfer_table
+    from profilers.backends import get_backend
+
+    sp = _space(space)
+    src_store, src_name = _store_spec(source, "--from")
+    dst_store, dst_name = _store_spec(out, "--out", must_exist=False)
+    if precision not in ("fp32", "int8"):
+        raise typer.BadParameter("precision must be fp32 or int8", param_hint="--precision")
+    if backend == "onnxruntime":
+        be = get_backend(backend, provider=provider, threads=threads, graph_optimization=graph_opt,
+                         precision=precision)
+    elif backend == "torch":
+        if precision != "fp32":
+            raise typer.BadParameter("the torch backend runs fp32 only", param_hint="--precision")
+        be = get_backend("torch", threads=threads)
+    else:
+        raise typer.BadParameter("use onnxruntime or torch", param_hint="--backend")
+    src_info = src_store.find(src_name)
+    protocol = _table_protocol(src_info.runtime, min_time, max_time)  # the source's protocol: comparable
+    with progress_bar("transfer", not quiet) as progress:
+        rep = transfer_table(src_store, src_info.name, dst_store, dst_name, be, protocol, measure_k, seed, rounds,
+                             hardware=hardware_of_this_machine(label), space=sp, progress=progress)
+    f = rep.fit
+    scales = ", ".join(f"{g} {s:.3f}" for g, s in f.scales.items())
+    typer.echo(f"table {rep.table.name!r} from {src_info.name!r}: {f.n} subnets measured in {rep.measure_s:.1f} s; "
+               f"scales {scales} (common {f.common_scale:.3f}, ridge {f.ridge:g}); leave-one-out within 10% "
+               f"{f.loo['within_10']:.0%}, RMSPE {f.loo['rmspe']:.1%}, Spearman {f.loo['spearman']:.3f}")
