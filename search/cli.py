@@ -185,3 +185,81 @@ def run(
                 f"{g['speedup']:.2f}x faster at or above its score"
             typer.echo(f"  vs Mobile on {t}: {gain}; {speed}")
     typer.echo(f"wrote {csv_path}, {json_path}, {png}")
+
+
+@search_app.command("verify")
+def verify(
+    out: Path = typer.Argument(..., help="A finished search's output directory (ranked.json)."),
+    table: str = typer.Option(..., "--table", help="The target's latency table: SQLite file or URL, optionally "
+                              "#NAME; its runtime says how to measure."),
+    budget_ms: float | None = typer.Option(None, "--budget-ms", help="Budget to check (default: the search's, "
+                                           "from OUT/state.json, when it was on this table)."),
+    refit: bool = typer.Option(True, "--refit/--no-refit", help="Refit the table's calibration from the front's "
+                               "measurements."),
+    repeats: int | None = typer.Option(None, "--repeats", min=1, help="Rounds per architecture (default: the "
+                                       "table's profiling rounds)."),
+    points: int | None = typer.Option(None, "--points", min=2, help="Measure at most this many front points, "
+                                      "spread evenly along the front by predicted latency (default: all)."),
+    seed: int = typer.Option(0, "--seed"),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Measure the front's architectures end to end on this machine with TABLE's runtime, next to the
+    predicted latency; flag budget breaks; refit the table's calibration. Writes OUT/verify.json."""
+    from latency_tables.store import LatencyStore
+    from latency_tables.verify import verify_archs
+    from tracking.progress import progress_bar
+    from tracking.space import Architecture, SearchSpace
+
+    ranked = out / "ranked.json"
+    if not ranked.is_file():
+        raise FileNotFoundError(f"{out}: no ranked.json (the output of `lutnas search run`)")
+    try:
+        doc = json.loads(ranked.read_text())
+        front_ids = set(doc["front"])
+        front = [a for a in doc["architectures"] if a["canonical_id"] in front_ids]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"{ranked}: not a search result") from None
+    if not front:
+        raise ValueError(f"{ranked}: the front is empty")
+    if points is not None and len(front) > points:
+        key = next(iter(front[0]["latency_ms"]))
+        front.sort(key=lambda a: a["latency_ms"][key])
+        front = [front[round(i * (len(front) - 1) / (points - 1))] for i in range(points)]
+    config: dict[str, Any] = {}
+    state = out / "state.json"
+    if state.is_file():
+        try:
+            config = json.loads(state.read_text()).get("config", {}) or {}
+        except ValueError:
+            config = {}
+    space = SearchSpace.code() if config.get("space") == "code" else SearchSpace.paper()
+    location, name = parse_table_spec(table)
+    if "://" not in location and not Path(location).is_file():
+        raise FileNotFoundError(f"--table {location!r}: no such file")
+    store = LatencyStore(location, create=False)
+    info = store.find(name)
+    targets = list(front[0]["latency_ms"])
+    target = info.name if info.name in targets else None
+    predicted = [a["latency_ms"][target] for a in front] if target else None
+    if budget_ms is None and config.get("budget_ms") is not None and (config.get("target") or targets[0]) == target:
+        budget_ms = float(config["budget_ms"])
+    archs = [Architecture.parse(a["arch"], space) for a in front]
+    with progress_bar("verify", not quiet) as progress:
+        rep = verify_archs(store, info.name, archs, predicted, budget_ms, space, refit, repeats, seed, progress)
+    rep["predicted_by"] = "search" if target else "table"
+    (out / "verify.json").write_text(json.dumps(rep, indent=1))
+    lines = [f"{'predicted':>10} {'measured':>10} {'error':>7}  architecture"]
+    for p in rep["points"]:
+        flag = "  OVER BUDGET" if p["over_budget"] else ""
+        lines.append(f"{p['predicted_ms']:>8.2f}ms {p['measured_ms']:>8.2f}ms {p['error']:>+7.1%}  {p['arch']}{flag}")
+    typer.echo("\n".join(lines))
+    a = rep["predicted"]
+    if a:
+        typer.echo(f"{len(archs)} front architectures on {info.name!r}: within 10% {a['within_10']:.0%}, RMSPE "
+                   f"{a['rmspe']:.1%}, mean error {a['mean_error']:+.1%}"
+                   + (f"; {rep['broken']} break the {budget_ms:g} ms budget" if budget_ms is not None else ""))
+    if rep["refit"]:
+        r = rep["refit"]
+        typer.echo(f"calibration refit: scale {r['scale']:.3f}; RMSPE {r['before']['rmspe']:.1%} -> "
+                   f"{r['after']['rmspe']:.1%} (leave-one-out {r['after_cv']['rmspe']:.1%})")
+    typer.echo(f"wrote {out / 'verify.json'}")
