@@ -47,11 +47,11 @@ def _check_text(value: Any, where: str) -> None:
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    @model_validator(mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _text(cls, data: Any) -> Any:
-        _check_text(data, "")
-        return data
+    def _text(cls, value: Any) -> Any:
+        _check_text(value, "")  # per field, so the 422 names it
+        return value
 
 
 class ProblemDetails(BaseModel):

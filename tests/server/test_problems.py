@@ -39,7 +39,7 @@ def test_every_error_status_is_problem_json(service: Service, artifacts: dict[st
         405: (c.delete("/v1/me"), None),
         409: (c.post("/v1/hardware", json={"name": "p-cpu", "kind": "cpu"}), "name"),
         415: (c.post("/v1/supernets", content=b"x", headers={"Content-Type": "text/plain"}), None),
-        422: (c.post(f"/v1/hardware/{hw['id']}/agent-tokens", json={"name": "a\u0000b"}), None),
+        422: (c.post(f"/v1/hardware/{hw['id']}/agent-tokens", json={"name": "a\u0000b"}), "name"),
     }
     for status, (r, field) in checks.items():
         body = assert_problem(r, status, field if field is not None else "__any__")
@@ -50,7 +50,7 @@ def test_every_error_status_is_problem_json(service: Service, artifacts: dict[st
     assert_problem(c.get("/v1/pareto", params={"supernet_id": 10**30, "hardware_id": 1}), 422, "supernet_id")
     assert_problem(c.post("/v1/hardware", content=b"\xff\xfe\x00", headers={"Content-Type": "application/json"}), 422)
     assert_problem(c.post("/v1/hardware", content=b'{"name": "x\\ud800", "kind": "cpu"}',
-                          headers={"Content-Type": "application/json"}), 422)
+                          headers={"Content-Type": "application/json"}), 422, "name")
 
 
 def test_another_teams_resources_are_404(service: Service, artifacts: dict[str, Path]) -> None:
