@@ -22,7 +22,9 @@ COPY latency_tables ./latency_tables
 COPY search ./search
 COPY server ./server
 COPY client ./client
-RUN pip install . && python -c "import torch, lutnas.cli; assert torch.__version__.startswith('${TORCH_VERSION}')"
+# LUTNAS_EXTRAS=ray builds the image of the compose `ray` profile (Ray head, Ray worker, lutnas worker)
+ARG LUTNAS_EXTRAS=""
+RUN pip install .${LUTNAS_EXTRAS:+"[$LUTNAS_EXTRAS]"} && python -c "import torch, lutnas.cli; assert torch.__version__.startswith('${TORCH_VERSION}')"
 
 # Run unprivileged; /data holds uploads (checkpoints, validation sets) and the unit ONNX cache.
 RUN useradd --create-home --uid 10001 lutnas && mkdir -p /data && chown lutnas:lutnas /data

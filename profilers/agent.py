@@ -51,6 +51,7 @@ class AgentConfig:
     protocol: Protocol = Protocol()
     max_units: int | None = None
     retry_for: float = 300.0
+    precision: str = "fp32"  # int8 targets: the server hands out quantized units
 
 
 class Agent:
@@ -60,7 +61,7 @@ class Agent:
         self.client = httpx.Client(base_url=config.server.rstrip("/"), timeout=120.0,
                                    headers={"Authorization": f"Bearer {config.token}"})
         self.backend = get_backend("onnxruntime", provider=config.provider, threads=config.threads,
-                                   graph_optimization=config.graph_optimization)
+                                   graph_optimization=config.graph_optimization, precision=config.precision)
         self.measured = 0
         self._idle_state: str | None = None  # what the last idle message said (logged on change only)
 
@@ -110,7 +111,7 @@ class Agent:
         reject the results anyway); say which flag to change."""
         mine = self.backend.runtime_info()
         for key, flag in (("backend", None), ("provider", "--provider"), ("threads", "--threads"),
-                          ("graph_optimization", "--graph-optimization"), ("precision", None)):
+                          ("graph_optimization", "--graph-optimization"), ("precision", "--precision")):
             want = runtime.get(key)
             if want is None or (key == "threads" and not want) or mine.get(key) == want:
                 continue
@@ -210,6 +211,8 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
     p.add_argument("--provider", default="CPUExecutionProvider", help="onnxruntime execution provider")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads")
     p.add_argument("--graph-optimization", default="all", choices=["disable", "basic", "extended", "all"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "int8"],
+                   help="the target's precision (int8: units arrive quantized)")
     p.add_argument("--batch", type=int, default=8, help="units per lease")
     p.add_argument("--lease-seconds", type=float, default=30.0,
                    help="lease length; the agent renews it every quarter of it while measuring, so a dead "
@@ -236,7 +239,8 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
     return AgentConfig(server=a.server, token=a.token, provider=a.provider, threads=a.threads,
                        graph_optimization=a.graph_optimization, batch=a.batch,
                        lease_seconds=a.lease_seconds, exit_when_done=a.exit_when_done,
-                       idle_wait=a.idle_wait, protocol=protocol, max_units=a.max_units, retry_for=a.retry_for)
+                       idle_wait=a.idle_wait, protocol=protocol, max_units=a.max_units, retry_for=a.retry_for,
+                       precision=a.precision)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -100,6 +100,13 @@ def run(
     code_space: bool = CodeSpace,
     resume: bool = typer.Option(False, "--resume", help="Resume from OUT/state.json."),
     device: str = typer.Option("auto", "--device", help="Scoring device: auto (CUDA when present), cpu, cuda, cuda:N."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Scoring workers: 1 scores in this process; N > 1 "
+                                "(or any --ray-address) scores on N Ray actors, each loading the supernet once."),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="Ray cluster (HOST:PORT of a cluster this "
+                                           "machine is a node of, or ray://HOST:10001); default: a local Ray "
+                                           "started on demand."),
+    threads_per_worker: int = typer.Option(1, "--threads-per-worker", min=1,
+                                           help="torch threads per Ray actor on CPU (GPU actors take one GPU each)."),
 ) -> None:
     """Search the supernet for the best trackers under a latency budget, or their Pareto front."""
     from tracking.devices import check_device
@@ -141,12 +148,28 @@ def run(
     from search.evaluators import SupernetAccuracy
     from search.report import front_table, plot_pareto, reference_gains, write_ranked
 
-    accuracy = SupernetAccuracy.from_checkpoint(str(supernet), str(data), mode=mode, n_pairs=pairs,
-                                                bn_batches=bn_batches, device=device)
-    net_space = accuracy.scorer.supernet.space
+    use_ray = workers > 1 or ray_address is not None
+    if use_ray:
+        from tracking.checkpoint import load_supernet
+
+        net_space = load_supernet(str(supernet))[0].space  # the actors load the scorer, not the driver
+    else:
+        accuracy: Any = SupernetAccuracy.from_checkpoint(str(supernet), str(data), mode=mode, n_pairs=pairs,
+                                                         bn_batches=bn_batches, device=device)
+        net_space = accuracy.scorer.supernet.space
     if not set(space.output_stages) <= set(net_space.output_stages):
         raise ValueError(f"the supernet was trained for output stages {list(net_space.output_stages)}; "
                          f"use --space paper")
+    executor = None
+    if use_ray:
+        from search.executor import InProcessExecutor
+        from search.ray_pool import ScorerSpec, open_pool
+
+        spec = ScorerSpec(str(supernet), str(data), mode, {"n_pairs": pairs, "bn_batches": bn_batches})
+        accuracy = open_pool(spec, workers, ray_address, threads=threads_per_worker, device=device)
+        executor = InProcessExecutor(max(cfg.batch_size, 2 * workers))  # batches: where a stop lands
+        typer.echo(f"scoring on {workers} Ray actor{'s' if workers > 1 else ''} "
+                   f"({'one GPU' if accuracy.use_gpu else f'{threads_per_worker} CPU thread(s)'} each)")
     done = int(state["generation"]) if state else 0
     with Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn()) as bar:
@@ -160,7 +183,11 @@ def run(
                 f"evaluated {p['evaluated']}, cache hits {p['cache_hits']}, best {p['best_score']:.4f}, "
                 f"front {p['front_size']}"))
 
-        result = run_search(cfg, accuracy, tables, state=state, on_generation=on_generation)
+        try:
+            result = run_search(cfg, accuracy, tables, state=state, on_generation=on_generation, executor=executor)
+        finally:
+            if use_ray:
+                accuracy.close()
     csv_path, json_path = write_ranked(result, out)
     png = plot_pareto(result, out / "pareto.png", cfg.budget_ms, cfg.target or next(iter(tables)))
     best = result.best

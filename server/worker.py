@@ -73,11 +73,26 @@ class DbCachedAccuracy:
             from search.evaluators import SupernetAccuracy
 
             s = self.settings
-            self._scorer = SupernetAccuracy.from_checkpoint(
-                self.supernet.checkpoint_path, self.supernet.data_path, mode=self.mode,
-                n_pairs=s.scorer_pairs, bn_batches=s.scorer_bn_batches, bn_batch_size=s.scorer_bn_batch_size,
-                max_sequences=s.scorer_max_sequences, max_frames=s.scorer_max_frames, device=s.device)
+            kwargs = {"n_pairs": s.scorer_pairs, "bn_batches": s.scorer_bn_batches,
+                      "bn_batch_size": s.scorer_bn_batch_size, "max_sequences": s.scorer_max_sequences,
+                      "max_frames": s.scorer_max_frames}
+            if s.ray_address or s.eval_workers > 1:  # actors score; this cache and the DB stay here
+                from search.ray_pool import ScorerSpec, open_pool
+
+                spec = ScorerSpec(self.supernet.checkpoint_path, self.supernet.data_path, self.mode, kwargs)
+                self._scorer = open_pool(spec, s.eval_workers, s.ray_address, threads=s.eval_threads,
+                                         device=s.device)
+            else:
+                self._scorer = SupernetAccuracy.from_checkpoint(
+                    self.supernet.checkpoint_path, self.supernet.data_path, mode=self.mode, device=s.device,
+                    **kwargs)
         return self._scorer
+
+    def close(self) -> None:
+        """Stop the Ray actors of this job, if any."""
+        if self._scorer is not None and hasattr(self._scorer, "close"):
+            self._scorer.close()
+        self._scorer = None
 
     def evaluate(self, archs: Sequence[Architecture]) -> list[Score]:
         ids = [a.canonical_id() for a in archs]
@@ -369,11 +384,17 @@ class Worker:
                 else:
                     row.generation, row.state = done, st
 
+        from search.ray_pool import RayClusterError
+
         try:
             result = run_search(config, accuracy, predictors, state=state, on_generation=on_generation,
                                 should_stop=should_stop)
+        except RayClusterError as e:  # back to the queue: it resumes from its last finished generation
+            self._release(sid, f"waiting: {e}", self.settings.ray_retry_seconds)
+            return
         finally:
             beat.done.set()
+            accuracy.close()
         if beat.lost.is_set():
             raise LostJob(sid)
         if not result.completed:

@@ -51,9 +51,11 @@ def work_keys(space: str, unit_filter: list[str] | None = None) -> list[str]:
     return keys
 
 
-def unit_onnx_path(cache_dir: Path, space: str, key: str) -> Path:
-    """Path of the cached ONNX file of ``key``, exporting it first if needed."""
-    name = hashlib.sha256(key.encode()).hexdigest()[:32] + ".onnx"
+def unit_onnx_path(cache_dir: Path, space: str, key: str, precision: str = "fp32") -> Path:
+    """Path of the cached ONNX file of ``key``, exporting it first if needed; ``precision="int8"``:
+    quantized as int8 tables' units are (``latency_tables.quantize``; the overhead model stays as is)."""
+    tag = key if precision == "fp32" else f"{key}|{precision}"  # fp32 files keep their old names
+    name = hashlib.sha256(tag.encode()).hexdigest()[:32] + ".onnx"
     path = cache_dir / name
     if path.exists():
         return path
@@ -69,7 +71,7 @@ def unit_onnx_path(cache_dir: Path, space: str, key: str) -> Path:
 
                 Path(tmp).write_bytes(identity_model())
             else:
-                export_unit_onnx(units_by_key(space)[key], tmp)
+                export_unit_onnx(units_by_key(space)[key], tmp, precision=precision)
             os.replace(tmp, path)  # atomic: readers never see a half-written file
         finally:
             if os.path.exists(tmp):

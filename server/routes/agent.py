@@ -54,7 +54,8 @@ def _unit_file(session: Session, hw: Hardware, settings: Settings, key: str) -> 
     known = session.scalar(select(WorkUnit.id).where(WorkUnit.hardware_id == hw.id, WorkUnit.unit_key == key))
     if known is None:
         raise Problem(404, f"unit {key!r} is not part of this hardware target's work", "key")
-    return unit_onnx_path(settings.data_dir / "units", hw.space, key)
+    precision = "int8" if (hw.runtime or {}).get("precision") == "int8" else "fp32"  # fp16: no quantizer yet
+    return unit_onnx_path(settings.data_dir / "units", hw.space, key, precision)
 
 
 @router.post("/results", response_model=ResultsOut, operation_id="upload_results")

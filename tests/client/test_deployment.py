@@ -96,10 +96,38 @@ def test_every_service_command_is_an_installed_command_with_those_options(compos
         if "command" not in service:
             continue
         for argv in _command(service):
-            assert argv[0] in scripts, f"{name}: {argv[0]} is not a console script of this package"
+            # the ray profile's services also run Ray's own CLI (installed with the ray extra)
+            ray_cli = argv[0] == "ray" and "ray" in service.get("profiles", [])
+            assert ray_cli or argv[0] in scripts, f"{name}: {argv[0]} is not a console script of this package"
             text = _help(argv)
-            for option in (a for a in argv if a.startswith("--")):
+            for option in (a.split("=")[0] for a in argv if a.startswith("--")):
                 assert option in text, f"{name}: {' '.join(argv)}: {option} not in its --help"
+
+
+def test_compose_ray_profile(compose: dict, pyproject: dict) -> None:
+    """Profile ``ray``: a Ray head, Ray workers, and a lutnas worker joined to that cluster and
+    pointed at it; all from the image built with the ray extra, sharing /data and one token."""
+    services = compose["services"]
+    ray = {n for n, s in services.items() if "ray" in s.get("profiles", [])}
+    assert {"ray-head", "ray-worker", "worker-ray"} <= ray
+    assert not any("ray" in s.get("profiles", []) for n, s in services.items() if n in ("server", "worker"))
+    extras = pyproject["project"]["optional-dependencies"]
+    assert any(d.startswith("ray") for d in extras["ray"]) and any(d.startswith("ray") for d in extras["dev"])
+    for name in ray:
+        s = services[name]
+        assert s["build"]["args"]["LUTNAS_EXTRAS"] == "ray" and s["image"] != "lutnas:latest"
+        assert any(v.endswith(":/data") for v in s["volumes"])
+        assert s["environment"]["RAY_AUTH_MODE"] == "token" and "RAY_AUTH_TOKEN" in s["environment"]
+    head = _command(services["ray-head"])[0]
+    assert head[:3] == ["ray", "start", "--head"] and "--block" in head and "--port=6379" in head
+    assert "--address=ray-head:6379" in _command(services["ray-worker"])[0]
+    join, run = _command(services["worker-ray"])
+    assert join[:2] == ["ray", "start"] and "--address=ray-head:6379" in join and run == ["lutnas", "worker"]
+    env = services["worker-ray"]["environment"]
+    assert env["LUTNAS_RAY_ADDRESS"] == "ray-head:6379" and "LUTNAS_EVAL_WORKERS" in env
+    assert env["LUTNAS_DATABASE_URL"] == services["worker"]["environment"]["LUTNAS_DATABASE_URL"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'ARG LUTNAS_EXTRAS=""' in dockerfile and '${LUTNAS_EXTRAS:+"[$LUTNAS_EXTRAS]"}' in dockerfile
 
 
 def test_dockerfile_installs_cpu_torch_then_the_package(pyproject: dict) -> None:

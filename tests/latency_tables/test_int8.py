@@ -55,3 +55,14 @@ def test_calibration_crops_are_seeded_images() -> None:
         check_precision("fp16")
     with pytest.raises(ValueError, match="precision"):
         get_backend("onnxruntime", precision="int4")
+
+
+def test_server_hands_int8_targets_quantized_units(tmp_path) -> None:
+    """What an agent of an int8 hardware target downloads: the quantized unit, cached apart from fp32."""
+    from server.workunits import OVERHEAD_KEY, unit_onnx_path
+
+    fp32 = unit_onnx_path(tmp_path, "paper", HEAD)
+    int8 = unit_onnx_path(tmp_path, "paper", HEAD, "int8")
+    assert fp32 != int8 and "QuantizeLinear" in _ops(int8) and "QuantizeLinear" not in _ops(fp32)
+    assert unit_onnx_path(tmp_path, "paper", HEAD, "int8") == int8  # cached
+    assert _ops(unit_onnx_path(tmp_path, "paper", OVERHEAD_KEY, "int8")) == {"Identity"}

@@ -1,0 +1,213 @@
+"""Candidate scoring on Ray (search/ray_pool.py), on a real local Ray and a real ``ray start`` cluster.
+
+One small search (a random-weight supernet whose BN statistics are recalibrated, so scores differ
+between architectures) is run in-process on one thread; every Ray variant must write byte-identical
+results files: two actors, an actor killed mid-generation, and a cluster that goes away and comes
+back (the search resumes from the state saved after its last finished generation).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray")
+
+from lutnas.cli import main  # noqa: E402
+from search.ray_pool import (  # noqa: E402
+    ClusterPool,
+    RayClusterError,
+    RayScoringPool,
+    ScorerSpec,
+    gcs_reachable,
+    open_pool,
+    shutdown,
+)
+
+from .conftest import synthetic_unit_ms, write_store  # noqa: E402
+
+SCORER = {"n_pairs": 2, "bn_batches": 1, "bn_batch_size": 2}  # tiny but non-trivial scores
+RAY = Path(sys.executable).parent / "ray"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_session():
+    """One setting for every Ray this module starts or joins (Ray reads it once per process: a
+    driver and a cluster that disagree refuse each other's calls); Ray is stopped at the end."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_AUTH_MODE", "disabled")  # loopback test clusters; docs/deployment.md sets a token
+        yield
+        shutdown()
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, space):
+    import torch
+
+    from latency_tables.predict import LatencyPredictor
+    from search.cli import _config
+    from tracking.checkpoint import save_checkpoint
+    from tracking.data.synth import generate_synthetic
+    from tracking.supernet import Supernet
+
+    root = tmp_path_factory.mktemp("ray")
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(root / "net.pt", Supernet(space), {"note": "random weights"})
+    data = generate_synthetic(root / "val", sequences=2, frames=6, seed=0, progress=False)
+    cfg = _config(algorithm="pareto", population=4, generations=2, seed=0, parents=4, batch_size=8)
+    tables = {"cpu": LatencyPredictor(synthetic_unit_ms(space, 1.0, 1), space)}
+    return {"spec": ScorerSpec(str(ckpt), str(data), "pairs", SCORER), "cfg": cfg, "tables": tables,
+            "root": root}
+
+
+def files_of(result, out: Path) -> dict[str, bytes]:
+    from search.report import write_ranked
+
+    return {p.name: p.read_bytes() for p in write_ranked(result, out)}
+
+
+@pytest.fixture(scope="module")
+def reference(inputs):
+    """The search scored in this process on one thread (as each actor scores)."""
+    import torch
+
+    from search.evaluators import SupernetAccuracy
+    from search.runner import run_search
+
+    spec = inputs["spec"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        acc = SupernetAccuracy.from_checkpoint(spec.supernet_path, spec.data_dir, mode=spec.mode, **SCORER)
+        result = run_search(inputs["cfg"], acc, inputs["tables"])
+    finally:
+        torch.set_num_threads(threads)
+    assert len({r.score for r in result.ranked}) > 2, "scores must differ for the comparison to mean anything"
+    return files_of(result, inputs["root"] / "reference")
+
+
+@pytest.fixture(scope="module")
+def local_pool(inputs):
+    with RayScoringPool(inputs["spec"], workers=2) as pool:  # a local Ray, started on demand
+        yield pool
+
+
+def test_two_ray_actors_write_the_same_results_as_one_in_process_worker(inputs, reference, local_pool, tmp_path):
+    from search.runner import run_search
+
+    pool = local_pool
+    assert len(set(pool.pids)) == 2 and os.getpid() not in pool.pids
+    result = run_search(inputs["cfg"], pool, inputs["tables"])
+    assert pool.scored == result.evaluated + (1 if result.reference_arch.evaluated_for_reference else 0)
+    assert pool.restarts == 0
+    assert files_of(result, tmp_path) == reference
+
+
+def test_an_actor_killed_mid_generation_is_replaced_and_the_result_is_identical(inputs, reference, local_pool,
+                                                                                 tmp_path):
+    from search.runner import run_search
+
+    gens_done, killed = [0], []
+
+    def kill_once(slot: int, pid: int) -> None:
+        if gens_done[0] == 1 and not killed:  # the second generation's first candidate is in flight
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    pool = local_pool
+    pool.on_dispatch = kill_once
+    try:
+        result = run_search(inputs["cfg"], pool, inputs["tables"],
+                            on_generation=lambda p, s: gens_done.__setitem__(0, gens_done[0] + 1))
+    finally:
+        pool.on_dispatch = None
+    assert killed and killed[0] not in pool.pids and pool.restarts >= 1
+    assert files_of(result, tmp_path) == reference
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Cluster:
+    """A real one-node Ray cluster (``ray start --head --block``) in its own process group."""
+
+    def __init__(self, port: int, logs: Path) -> None:
+        self.port, self.logs, self.proc = port, logs, None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, tries: int = 3) -> None:
+        """Started once ``ray start`` says so; Ray gives the raylet a fixed 30 s to register, which a
+        busy machine can miss, so a failed start is tried again."""
+        for _ in range(tries):
+            log = self.logs / f"ray-{time.monotonic_ns()}.log"
+            with open(log, "w") as out:
+                self.proc = subprocess.Popen(
+                    [str(RAY), "start", "--head", "--block", f"--port={self.port}", "--num-cpus=2",
+                     "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats"],
+                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ))
+            deadline = time.monotonic() + 180
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                if "Ray runtime started" in log.read_text() and gcs_reachable(self.address, 0.5):
+                    return
+                time.sleep(0.5)
+            self.kill()
+        raise AssertionError(f"ray start failed {tries} times: {log.read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        """The whole cluster dies at once, as a lost head node does."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        deadline = time.monotonic() + 30
+        while gcs_reachable(self.address, 0.5) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def test_cluster_gone_fails_with_one_line_then_resumes_to_the_same_result(inputs, reference, tmp_path, capsys,
+                                                                          space):
+    from search.runner import run_search
+
+    port = free_port()
+    # nothing there yet: the CLI says so in one line, without starting anything
+    with pytest.raises(SystemExit) as e:
+        main(["search", "run", "--supernet", inputs["spec"].supernet_path, "--data", inputs["spec"].data_dir,
+              "--table", write_store(tmp_path / "t.sqlite", {"cpu": synthetic_unit_ms(space, 1.0, 1)}), "--pareto", "--out", str(tmp_path / "cli"),
+              "--ray-address", f"127.0.0.1:{port}"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and "cannot connect to the Ray cluster" in err, err
+    cluster = Cluster(port, tmp_path)
+    cluster.start()
+    try:
+        saved: list[dict] = []
+
+        def gone_after_first(p: dict, state: dict) -> None:
+            saved.append(state)
+            if len(saved) == 1:
+                cluster.kill()
+
+        with open_pool(inputs["spec"], workers=2, address=cluster.address) as pool:
+            assert isinstance(pool, ClusterPool)  # the driver is a child process: Ray may end it, not us
+            with pytest.raises(RayClusterError) as gone:
+                run_search(inputs["cfg"], pool, inputs["tables"], on_generation=gone_after_first)
+        msg = str(gone.value)
+        assert len(saved) == 1 and "went away" in msg and len(msg.splitlines()) == 1
+        cluster.start()  # back, at the same address
+        with open_pool(inputs["spec"], workers=2, address=cluster.address) as pool:
+            result = run_search(inputs["cfg"], pool, inputs["tables"], state=saved[0])
+            assert pool.scored < result.evaluated  # generation 0 was not scored again
+        assert files_of(result, tmp_path / "resumed") == reference
+    finally:
+        cluster.kill()
