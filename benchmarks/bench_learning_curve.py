@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from size_levers import LEVERS
+from size_levers import apply as apply_lever
 
 from tracking.bn import recalibrated
 from tracking.checkpoint import load_supernet
@@ -101,8 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tracker", default=None, help="tracker settings as JSON (default: the recipe's)")
     ap.add_argument("--sizing-tracker", default='{"lr": 0.3, "window_influence": 0.5, "penalty_k": 0.05, '
                     '"calibrate_size": true}', help="a second tracker that updates the size ('' to skip)")
+    ap.add_argument("--lever", choices=sorted(LEVERS), default=None,
+                    help="an experimental size lever (benchmarks/size_levers.py), not part of the recipe")
     ap.add_argument("--out", type=Path, default=None, help="also write the printed lines here")
     args = ap.parse_args(argv)
+    if args.lever:
+        apply_lever(args.lever)
 
     torch.set_num_threads(args.threads)
     lines: list[str] = []
@@ -140,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     say(f"# train {train_dir} (seed {args.train_seed}), held out {val_dir} (seed {args.val_seed}): "
         f"{len(val)} sequences x {args.val_frames} frames; Mobile's path {arch.to_string()}")
     say(f"# recipe {json.dumps(cfg.model_dump(exclude={'threads'}), sort_keys=True)}")
+    if args.lever:
+        say(f"# lever {args.lever} (benchmarks/size_levers.py; not part of the recipe)")
     say(f"# tracker {json.dumps(tracker.model_dump(), sort_keys=True)}")
     if sizing:
         say(f"# sizing tracker (columns *_sz) {json.dumps(sizing.model_dump(), sort_keys=True)}")

@@ -370,6 +370,8 @@ class Study:
                 if args.train_data or args.val_data:
                     raise SystemExit(f"{d}: no list.txt")
                 generate_synthetic(d, n, 100, seed=s, progress=False)
+        if args.truth_from:
+            self.seed_truth(args.truth_from)
         t0 = time.perf_counter()
         sched = Scheduler(args.jobs, args.threads, lambda m: print(f"[{time.perf_counter() - t0:6.0f} s] {m}",
                                                                    flush=True))
@@ -471,6 +473,29 @@ class Study:
               f"{args.jobs} processes x {args.threads} threads", flush=True)
         sched.run(external if args.supernet else None)
 
+    def seed_truth(self, path: Path) -> None:
+        """Take the stand-alone ground truth of an earlier study's JSON (same architectures, same
+        held-out data): the levers of a new supernet are scored against it without retraining the
+        stand-alone networks. Its per-sequence boxes are not in that JSON, so the ground truth's
+        split-half figure is the earlier run's."""
+        prev = json.loads(Path(path).read_text())
+        if [a["arch"] for a in prev["archs"]] != [a["arch"] for a in self.archs]:
+            raise SystemExit(f"{path}: not the same architectures (seed, --archs, space)")
+        for i, row in enumerate(prev["archs"]):
+            if row.get("standalone") and not self.alone(i).is_file():
+                _write_json(self.alone(i), {**row["standalone"], "from": str(path)})
+                if row.get("standalone_train"):
+                    _write_json(self.alone(i, "-train.json"), row["standalone_train"])
+            # the supernet scores it measured, for the protocols asked again (same supernet recipe)
+            for p, res in (row.get("supernet") or {}).items():
+                if p in self.protos and res and not self.sup(p, i).is_file():
+                    _write_json(self.sup(p, i), {**res, "from": str(path)})
+        for source, summary in (prev.get("supernet_training") or {}).items():
+            target = self.work / "supernet" / f"train-{source}.json"
+            if summary and not target.is_file() and any(q.get("source", "recipe") in (source, "half")
+                                                        for q in self.protos.values()):
+                _write_json(target, {**summary, "from": str(path)})
+
     # -- the report --------------------------------------------------------------------------
     def report(self) -> None:
         args, lines = self.args, []
@@ -508,6 +533,10 @@ class Study:
         tp = self.truth_protos["sequences"]
         say(f"# ground truth: stand-alone (AO + SR@0.5) / 2 on {tp['max_sequences']} held-out sequences x "
             f"{tp['max_frames']} frames, the network's own BN statistics")
+        carried = {a.get("from") for a in alone if a and a.get("from")}
+        if carried:
+            say(f"# ground truth carried over from {', '.join(sorted(carried))} (--truth-from: the same networks' "
+                "scores, not retrained)")
         say()
         say(f"{'#':>2} {'name':9} {'MMACs':>5} {'s/it':>4} {'loss':>5} {'alone':>6} {'±se':>5} {'a.pairs':>7} "
             + " ".join(f"{p[:14]:>14}" for p in self.protos))
@@ -569,8 +598,10 @@ class Study:
             say(f"  ground truth spread: sd {np.std(tv, ddof=1):.4f} across {len(done)} architectures "
                 f"({min(tv):.3f}..{max(tv):.3f}); each score's own standard error (over sequences) ~{np.median(se):.3f}")
         # how reproducible each ranking is on these sequences (split halves)
-        for name, preds in (("stand-alone (ground truth)", [alone[i]["sequences"]["predictions"] for i in done]),
-                            ("supernet sequences", [x["predictions"] for x in sup.get("sequences", []) if x])):
+        for name, preds in (("stand-alone (ground truth)", [alone[i]["sequences"]["predictions"] for i in done
+                                                            if "predictions" in alone[i]["sequences"]]),
+                            ("supernet sequences", [x["predictions"] for x in sup.get("sequences", [])
+                                                    if x and "predictions" in x])):
             if len(preds) >= 3:
                 taus = split_half_tau(preds, self.val, 50, args.seed)
                 out["agreement"][f"split_half_{name.split()[0]}"] = {"n": len(preds), "taus": taus}
@@ -670,6 +701,8 @@ def main() -> None:
     ap.add_argument("--skip-standalone", action="store_true",
                     help="run only supernet work (e.g. a lever, beside a run that does the stand-alone part)")
     ap.add_argument("--report-only", action="store_true", help="print the report from what is done; run nothing")
+    ap.add_argument("--truth-from", type=Path, default=None,
+                    help="take the stand-alone ground truth from an earlier study's JSON (same architectures and data)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_ranking"))
     args = ap.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the workers inherit it
