@@ -65,10 +65,16 @@ def measure_target(target: str, archs: list, space: SearchSpace, protocol: Proto
         done = graphs / "export.json"  # the same graphs serve every target of a precision
         t_exp = time.perf_counter()
         paths = [graphs / f"{i:04d}-{a.canonical_id()}" / "search.onnx" for i, a in enumerate(archs)]
-        if not done.exists() or not all(p.exists() for p in paths):
-            paths = export_search_graphs(archs, graphs, space, seed, precision=precision)
-            done.write_text(json.dumps({"export_s": time.perf_counter() - t_exp}))
-        export_s = json.loads(done.read_text())["export_s"]
+        todo = [i for i, p in enumerate(paths) if not p.exists()]
+        if todo:  # resumable: graphs exported by an interrupted run are kept
+            staged = graphs / "staging"
+            for j, p in zip(todo, export_search_graphs([archs[i] for i in todo], staged, space, seed,
+                                                       precision=precision), strict=True):
+                paths[j].parent.mkdir(parents=True, exist_ok=True)
+                p.replace(paths[j])
+            prev = json.loads(done.read_text())["export_s"] if done.exists() else 0.0
+            done.write_text(json.dumps({"export_s": prev + time.perf_counter() - t_exp, "n": len(paths)}))
+        export_s = json.loads(done.read_text())["export_s"] if done.exists() else 0.0
         t0 += time.perf_counter() - t_exp  # measurement time below excludes the export
         overhead = measure_overhead(backend, protocol).median_ms
         ms = measure_models(backend, paths, protocol, rounds, seed, None, "min")
@@ -158,6 +164,12 @@ def main() -> None:
         results["targets"][target] = res
         texts.append(fmt_target(target, res, source_s))
         print(texts[-1], flush=True)
+        write(args, results, texts, load_before, src_time, source_s, space)
+
+
+def write(args: argparse.Namespace, results: dict, texts: list[str], load_before: tuple, src_time: dict,
+          source_s: float, space: SearchSpace) -> None:
+    """Results so far (after every target: a long run keeps what it measured)."""
     load_after = os.getloadavg()
     header = (f"bench_transfer: source {results['source']['name']}, full profile {src_time['profile_s']:.0f} s "
               f"(timing {source_s:.0f} s, export {src_time['export_s']:.0f} s) of {len(all_units(space))} units; "
