@@ -30,6 +30,7 @@ import it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -134,10 +135,8 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
                 break
             except Exception as e:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, AuthenticationError...
                 reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-                try:
+                with contextlib.suppress(Exception):  # nothing to stop
                     ray.shutdown()  # whatever half of a local Ray started
-                except Exception:  # noqa: BLE001, S110 - nothing to stop
-                    pass
                 if attempt == (2 if address is None else 0):
                     raise RayClusterError(f"cannot connect to {_where(address)}: {reason}") from None
                 log.warning("starting a local Ray failed (%s); trying again", reason)
@@ -219,10 +218,8 @@ class RayScoringPool:
         import ray
 
         self._check_cluster()
-        try:
+        with contextlib.suppress(Exception):  # it is already gone
             ray.kill(self._actors[slot], no_restart=True)
-        except Exception:  # noqa: BLE001, S110 - it is already gone
-            pass
         self.restarts += 1
         log.warning("scoring worker %d died; starting a new one", slot)
         self._await_ready({self._start(slot): slot})
@@ -295,10 +292,8 @@ class RayScoringPool:
         actors, self._actors = getattr(self, "_actors", []), [None] * self.workers
         for a in actors:
             if a is not None:
-                try:
+                with contextlib.suppress(Exception):  # a cluster gone took it already
                     ray.kill(a, no_restart=True)
-                except Exception:  # noqa: BLE001, S110 - a cluster gone took it already
-                    pass
 
     def __enter__(self) -> RayScoringPool:
         return self
