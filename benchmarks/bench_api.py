@@ -6,8 +6,14 @@ with ``--n`` (default 100k) evaluated architectures directly in the database (bu
 prints p50/p99 latency of the results and Pareto endpoints with 1 and 16 concurrent clients, and
 the rate of agent result uploads (one result per request, as ``lutnas-agent`` sends them).
 
+``--mixed`` runs everything at once instead, for ``--duration`` seconds (default 60): 16 clients
+on the read endpoints, 4 agents leasing, uploading one result per request and heartbeating (a new
+hardware target when a table is complete), 2 users submitting searches and polling them (then
+cancelling: no job worker runs, so its CPU is not in the figures); it prints p50/p99 per
+endpoint and the number of errors (any unexpected status or transport error).
+
     python benchmarks/bench_api.py [--n 100000] [--requests 400] [--databases sqlite,postgresql] [--workers 1 2]
-                                    [--client aiohttp|httpx]
+                                    [--client aiohttp|httpx] [--mixed [--duration 60]]
 
 PostgreSQL: a throwaway database on $LUTNAS_BENCH_PG (default
 postgresql+psycopg://postgres@127.0.0.1:5432/postgres), dropped afterwards.
@@ -164,7 +170,9 @@ def uploads_per_second(url: str, client: httpx.Client, clients: int, targets: in
     return len(jobs) / (time.perf_counter() - t0)
 
 
-def bench(name: str, url: str, n: int, requests: int, workers: int = 1, client_lib: str = "aiohttp") -> None:
+@contextmanager
+def serving(url: str, workers: int) -> Iterator[str]:
+    """A migrated database and ``lutnas serve --no-worker --workers N`` on it; yields the base URL."""
     engine = create_engine_for(url)
     upgrade(engine)
     engine.dispose()
@@ -184,6 +192,15 @@ def bench(name: str, url: str, n: int, requests: int, workers: int = 1, client_l
             except httpx.TransportError:
                 pass
             time.sleep(0.5)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
+
+
+def bench(name: str, url: str, n: int, requests: int, workers: int = 1, client_lib: str = "aiohttp") -> None:
+    with serving(url, workers) as base:
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
             team = admin.post("/v1/teams", json={"name": f"bench-{secrets.token_hex(3)}"}).json()
         key = team["api_key"]
@@ -214,10 +231,128 @@ def bench(name: str, url: str, n: int, requests: int, workers: int = 1, client_l
             rate = uploads_per_second(base, client, clients, targets=4)
             print(f"[{name}] agent result uploads clients={clients:2d}  {rate:7.1f} /s", flush=True)
         client.close()
-    finally:
-        server.terminate()
-        server.wait(30)
-        log.close()
+
+
+def mixed(name: str, url: str, n: int, duration: float, workers: int) -> int:
+    """The mixed load of ``--mixed`` for ``duration`` seconds; prints p50/p99 per endpoint and
+    returns the number of errors."""
+    import aiohttp
+
+    with serving(url, workers) as base:
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60) as admin:
+            key = admin.post("/v1/teams", json={"name": f"mixed-{secrets.token_hex(3)}"}).json()["api_key"]
+        auth = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=base, headers=auth, timeout=60) as c:
+            hw = c.post("/v1/hardware", json={"name": "read-cpu", "kind": "cpu"}).json()
+        engine = create_engine_for(url)
+        with engine.connect() as conn:
+            team_id = conn.execute(Hardware.__table__.select().where(Hardware.id == hw["id"])).one().team_id
+        engine.dispose()
+        sid, sn = fill(url, team_id, hw["id"], n)
+        name = f"{name} x{workers}"
+        print(f"[{name}] mixed load for {duration:g} s over a search of {n} stored architectures", flush=True)
+        rng = random.Random(0)
+        reads: list[tuple[str, Callable[[], str]]] = [
+            ("GET search pareto", lambda: f"/v1/searches/{sid}/pareto?hardware_id={hw['id']}"),
+            ("GET team pareto", lambda: f"/v1/pareto?supernet_id={sn}&hardware_id={hw['id']}"),
+            ("GET results page 1", lambda: f"/v1/searches/{sid}/results?page_size=50"),
+            ("GET results deep page", lambda: f"/v1/searches/{sid}/results?page_size=50&page_token="
+                                              f"{encode_token(rng.randrange(max(n - 50, 1)))}"),
+            ("GET search", lambda: f"/v1/searches/{sid}"),
+            ("GET hardware list", lambda: "/v1/hardware"),
+        ]
+        times: dict[str, list[float]] = {}
+        errors: list[str] = []
+        end = time.monotonic() + duration
+
+        async def call(session: aiohttp.ClientSession, label: str, method: str, path: str,
+                       ok: tuple[int, ...] = (200,), **kw: object) -> object:
+            t0 = time.perf_counter()
+            try:
+                async with session.request(method, path, **kw) as r:  # type: ignore[arg-type]
+                    body = await r.read()
+                    status = r.status
+            except (TimeoutError, aiohttp.ClientError) as e:
+                errors.append(f"{label}: {type(e).__name__} {e}")
+                return None
+            times.setdefault(label, []).append((time.perf_counter() - t0) * 1000)
+            if status not in ok:
+                errors.append(f"{label}: {status} {body[:200]!r}")
+                return None
+            import json
+
+            return json.loads(body) if body else {}
+
+        def session(headers: dict[str, str]) -> aiohttp.ClientSession:
+            return aiohttp.ClientSession(base, headers=headers, connector=aiohttp.TCPConnector(limit=1),
+                                         timeout=aiohttp.ClientTimeout(total=120))
+
+        async def reader(i: int) -> None:
+            async with session(auth) as s:
+                j = i
+                while time.monotonic() < end:
+                    label, path = reads[j % len(reads)]
+                    j += 1
+                    await call(s, label, "GET", path())
+
+        async def agent(i: int) -> None:
+            async with session(auth) as team:
+                while time.monotonic() < end:  # one hardware target per table this agent completes
+                    target = await call(team, "POST hardware", "POST", "/v1/hardware", ok=(201,),
+                                        json={"name": f"agent{i}-{secrets.token_hex(4)}", "kind": "cpu"})
+                    tok = await call(team, "POST agent-tokens", "POST", f"/v1/hardware/{target['id']}/agent-tokens",
+                                     ok=(201,), json={"name": "bench"}) if target else None
+                    if not tok:
+                        await asyncio.sleep(1)
+                        continue
+                    async with session({"Authorization": f"Bearer {tok['token']}"}) as a:
+                        while time.monotonic() < end:
+                            lease = await call(a, "POST leases", "POST", "/v1/agent/leases",
+                                               json={"max_units": 8, "lease_seconds": 30})
+                            if not lease or not lease["units"]:
+                                break
+                            await call(a, "POST heartbeat", "POST", "/v1/agent/heartbeat",
+                                       json={"lease_id": lease["lease_id"]})
+                            for u in lease["units"]:
+                                ms = 0.1 + rng.random()
+                                await call(a, "POST results", "POST", "/v1/agent/results", json={
+                                    "lease_id": lease["lease_id"], "results": [{
+                                        "unit_key": u["key"], "median_ms": ms, "p10_ms": ms * 0.9, "p90_ms": ms * 1.1,
+                                        "iqr_ms": ms * 0.1, "count": 50, "env": {}}]})
+
+        async def searcher(i: int) -> None:
+            async with session(auth) as s:
+                seed = i * 100_000
+                while time.monotonic() < end:
+                    seed += 1
+                    job = await call(s, "POST searches", "POST", "/v1/searches", ok=(202,), json={
+                        "supernet_id": sn, "hardware_ids": [hw["id"]], "population": 8, "generations": 2,
+                        "seed": seed})
+                    if not job:
+                        await asyncio.sleep(1)
+                        continue
+                    for _ in range(10):
+                        await call(s, "GET search (poll)", "GET", f"/v1/searches/{job['id']}")
+                        await asyncio.sleep(0.5)
+                    await call(s, "POST cancel", "POST", f"/v1/searches/{job['id']}/cancel")
+
+        async def run() -> None:
+            await asyncio.gather(*(reader(i) for i in range(16)), *(agent(i) for i in range(4)),
+                                 *(searcher(i) for i in range(2)))
+
+        t0 = time.perf_counter()
+        asyncio.run(run())
+        wall = time.perf_counter() - t0
+        total = sum(len(v) for v in times.values())
+        for label in sorted(times):
+            ms = np.array(times[label])
+            print(f"[{name}] {label:22s} p50 {np.percentile(ms, 50):7.1f} ms  p99 {np.percentile(ms, 99):7.1f} ms  "
+                  f"({len(ms)} requests)", flush=True)
+        print(f"[{name}] mixed: {total} requests in {wall:.0f} s ({total / wall:.0f}/s), {len(errors)} errors",
+              flush=True)
+        for e in errors[:10]:
+            print(f"[{name}]   error: {e}", flush=True)
+        return len(errors)
 
 
 def main() -> None:
@@ -228,11 +363,18 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="API processes (lutnas serve --workers)")
     p.add_argument("--client", choices=["aiohttp", "httpx"], default="aiohttp",
                    help="load generator's HTTP client (it shares the cores with the server)")
+    p.add_argument("--mixed", action="store_true", help="the mixed load (reads, agents, searches at once)")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of mixed load per database")
     a = p.parse_args()
+    errors = 0
     for db, workers in [(db, w) for db in a.databases.split(",") for w in a.workers]:
         with bench_database(db, "lutnas_bench") as url:
-            if url is not None:
+            if url is not None and a.mixed:
+                errors += mixed(db, url, a.n, a.duration, workers)
+            elif url is not None:
                 bench(db, url, a.n, a.requests, workers, a.client)
+    if errors:
+        raise SystemExit(f"{errors} errors")
 
 
 @contextmanager
