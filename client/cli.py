@@ -24,13 +24,15 @@ from rich.console import Console
 from rich.table import Table
 
 from client.errors import LutnasError
-from client.models import TERMINAL_STATUSES, Hardware, ParetoFront, SearchInfo
+from client.models import TERMINAL_STATUSES, Hardware, ParetoFront, SearchInfo, Supernet
 from client.resources import Search
 from client.sdk import Client
 
 hardware_app = typer.Typer(add_completion=False, help="Hardware targets on a server.", no_args_is_help=True)
 agents_app = typer.Typer(add_completion=False, help="Profiler-agent tokens on a server.", no_args_is_help=True)
 search_app = typer.Typer(add_completion=False, help="Submit and follow searches on a server.", no_args_is_help=True)
+supernets_app = typer.Typer(add_completion=False, help="Supernets (checkpoint + validation data) on a server.",
+                            no_args_is_help=True)
 
 # The CLI should fail fast on a dead server: 2 retries, 0.25 s then 0.5 s. `search watch` follows a
 # long job instead: it rides out a server restart of WATCH_RETRY_FOR_S seconds, saying it retries.
@@ -136,6 +138,9 @@ def hardware_register(
     agent_token: Annotated[
         str | None, typer.Option("--agent-token", help="Also create an agent token with this name.")
     ] = None,
+    exist_ok: Annotated[
+        bool, typer.Option("--exist-ok", help="If the team has a target of this name and runtime, show it instead.")
+    ] = False,
     server: ServerOpt = None,
     api_key: ApiKeyOpt = None,
     as_json: JsonOpt = False,
@@ -149,7 +154,7 @@ def hardware_register(
         "graph_optimization": graph_optimization,
     }
     with connect(server, api_key) as c:
-        hw = c.hardware.register(name, kind=kind, runtime=runtime, space=space)
+        hw = c.hardware.register(name, kind=kind, runtime=runtime, space=space, exist_ok=exist_ok)
         token = c.agent_tokens.create(hw.id, agent_token) if agent_token else None
         if as_json:
             data = hw.model_dump(mode="json")
@@ -209,6 +214,94 @@ def hardware_show(
     t.add_row("coverage", f"{coverage.measured}/{coverage.total} units ({coverage.fraction:.1%})")
     if coverage.missing_sample:
         t.add_row("missing (sample)", "\n".join(coverage.missing_sample[:10]))
+    _console().print(t)
+
+
+# -- supernets ------------------------------------------------------------------------------
+
+
+# the two spaces differ in the stages the head may read from (tracking/space.py)
+_SPACES = {(2, 3): "paper", (1, 2, 3): "code"}
+
+
+def _supernet_row(s: Supernet) -> list[str]:
+    stages = tuple(s.space.get("output_stages") or ()) if isinstance(s.space, dict) else ()
+    created = s.created_at.strftime("%Y-%m-%d %H:%M") if s.created_at else "-"
+    return [str(s.id), s.name, _SPACES.get(stages, "-"), created]
+
+
+def _supernets_table(items: list[Supernet], title: str) -> Table:
+    t = Table(title=title)
+    for col in ("id", "name", "space", "created (UTC)"):
+        t.add_column(col)
+    for s in items:
+        t.add_row(*_supernet_row(s))
+    return t
+
+
+@supernets_app.command("register")
+@remote
+def supernets_register(
+    name: Annotated[str, typer.Argument(help="A name for the supernet, e.g. synth-450.")],
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Supernet checkpoint (.pt) to upload.")],
+    data: Annotated[
+        Path, typer.Option("--data", help="Validation data: a GOT-10k-layout folder (packed here) or its .tar.gz.")
+    ],
+    server_paths: Annotated[
+        bool, typer.Option("--server-paths", help="Register paths ON THE SERVER (under its LUTNAS_DATA_ROOTS) "
+                           "instead of uploading local files.")
+    ] = False,
+    exist_ok: Annotated[
+        bool, typer.Option("--exist-ok", help="If the team has a supernet of this name, show it instead.")
+    ] = False,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a supernet: upload a checkpoint and its validation data (or name server paths)."""
+    with connect(server, api_key) as c:
+        if server_paths:
+            sn = c.supernets.register(name, str(checkpoint), str(data), exist_ok=exist_ok)
+        else:
+            sn = c.supernets.upload(name, checkpoint, data, exist_ok=exist_ok)
+    if as_json:
+        _echo_json(sn.model_dump(mode="json"))
+        return
+    _console().print(_supernets_table([sn], f"supernet {sn.id}"))
+    typer.echo(f"next: lutnas search submit --supernet {sn.id} --hardware HARDWARE_ID")
+
+
+@supernets_app.command("list")
+@remote
+def supernets_list(server: ServerOpt = None, api_key: ApiKeyOpt = None, as_json: JsonOpt = False) -> None:
+    """The team's supernets."""
+    with connect(server, api_key) as c:
+        items = list(c.supernets.list(page_size=200))
+    if as_json:
+        _echo_json([s.model_dump(mode="json") for s in items])
+        return
+    _console().print(_supernets_table(items, f"{len(items)} supernet(s)"))
+
+
+@supernets_app.command("show")
+@remote
+def supernets_show(
+    supernet_id: Annotated[int, typer.Argument(help="Supernet id.")],
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One supernet and its search space."""
+    with connect(server, api_key) as c:
+        sn = c.supernets.get(supernet_id)
+    if as_json:
+        _echo_json(sn.model_dump(mode="json"))
+        return
+    t = Table(title=f"supernet {sn.id}", show_header=False)
+    t.add_row("name", sn.name)
+    t.add_row("created (UTC)", _when(sn.created_at))
+    for k, v in (sn.space if isinstance(sn.space, dict) else {}).items():
+        t.add_row(f"space.{k}", json.dumps(v) if not isinstance(v, str) else v)
     _console().print(t)
 
 

@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
-from client.errors import LutnasConfigError, LutnasTimeoutError
+from client.errors import LutnasAPIError, LutnasConfigError, LutnasTimeoutError
 from client.http import Transport
 from client.models import (
     TERMINAL_STATUSES,
@@ -63,11 +63,35 @@ class HardwareTargets(Resource):
         kind: str = "cpu",
         runtime: Runtime | dict[str, Any] | None = None,
         space: str = "paper",
+        exist_ok: bool = False,
     ) -> Hardware:
-        """Register a hardware target; ``runtime`` defaults to onnxruntime CPU, 1 thread, fp32."""
+        """Register a hardware target; ``runtime`` defaults to onnxruntime CPU, 1 thread, fp32.
+
+        ``exist_ok=True`` returns the team's target of that name when it exists already with the
+        same kind, runtime and space (so a script can be re-run); a target of that name that
+        differs is still an error, since its latency table measures something else."""
         rt = runtime if isinstance(runtime, Runtime) else Runtime.model_validate(runtime or {})
         body = {"name": name, "kind": kind, "runtime": rt.model_dump(), "space": space}
-        return Hardware.model_validate(self._t.json("POST", "/v1/hardware", json=body))
+        try:
+            return Hardware.model_validate(self._t.json("POST", "/v1/hardware", json=body))
+        except LutnasAPIError as e:
+            if not exist_ok or e.status != 409:
+                raise
+        found = self.find(name)
+        if found is None:  # deleted between the two requests: a plain conflict is the honest answer
+            raise LutnasConfigError(f"hardware {name!r} could not be registered and is not listed")
+        wanted = (kind, rt.model_dump(include=set(Runtime.model_fields)), space)
+        have = (found.kind, found.runtime.model_dump(include=set(Runtime.model_fields)), found.space)
+        if wanted != have:
+            raise LutnasConfigError(f"hardware {name!r} exists (id {found.id}) with another kind, runtime or space "
+                                    f"({found.kind}, {found.runtime.backend} {found.runtime.provider} "
+                                    f"x{found.runtime.threads} {found.runtime.precision}, {found.space}); "
+                                    "choose another name")
+        return found
+
+    def find(self, name: str) -> Hardware | None:
+        """The team's hardware target called ``name``, or None."""
+        return next((h for h in self.list(page_size=200) if h.name == name), None)
 
     def list(self, page_size: int = 50) -> Iterator[Hardware]:
         for item in self._t.paginate("/v1/hardware", page_size=page_size):
@@ -129,18 +153,28 @@ class LatencyTables(Resource):
 
 
 class Supernets(Resource):
-    def register(self, name: str, checkpoint_path: str, data_path: str) -> Supernet:
+    def register(self, name: str, checkpoint_path: str, data_path: str, exist_ok: bool = False) -> Supernet:
         """Register a checkpoint and validation set by paths *on the server*: only paths under the
-        operator's data roots (``LUTNAS_DATA_ROOTS``) are accepted; otherwise use :meth:`upload`."""
+        operator's data roots (``LUTNAS_DATA_ROOTS``) are accepted; otherwise use :meth:`upload`.
+        ``exist_ok=True`` returns the team's supernet of that name if there is one."""
+        if exist_ok and (found := self.find(name)) is not None:
+            return found
         body = {"name": name, "checkpoint_path": str(checkpoint_path), "data_path": str(data_path)}
         return Supernet.model_validate(self._t.json("POST", "/v1/supernets", json=body))
 
-    def upload(self, name: str, checkpoint: str | Path, data: str | Path) -> Supernet:
+    def find(self, name: str) -> Supernet | None:
+        """The team's first supernet called ``name`` (names need not be unique), or None."""
+        return next((s for s in self.list(page_size=200) if s.name == name), None)
+
+    def upload(self, name: str, checkpoint: str | Path, data: str | Path, exist_ok: bool = False) -> Supernet:
         """Upload a local checkpoint and validation data.
 
         ``data`` is a ``.tar.gz`` of a GOT-10k-layout folder, or the folder itself (packed into a
-        temporary ``.tar.gz`` here).
+        temporary ``.tar.gz`` here). ``exist_ok=True`` returns the team's supernet of that name,
+        uploading nothing, if there is one (so a script can be re-run).
         """
+        if exist_ok and (found := self.find(name)) is not None:
+            return found
         checkpoint, data = Path(checkpoint), Path(data)
         if not checkpoint.is_file():
             raise LutnasConfigError(f"checkpoint {checkpoint} is not a file")

@@ -33,6 +33,7 @@ GROUPS: dict[str, tuple[list[tuple[str, str]], str]] = {
                "Run a search locally, or submit and follow searches on a server."),
     "hardware": ([("client.cli", "hardware_app")], "Hardware targets on a server."),
     "agents": ([("client.cli", "agents_app")], "Profiler-agent tokens on a server."),
+    "supernets": ([("client.cli", "supernets_app")], "Supernets (checkpoint + validation data) on a server."),
     "serve": ([("server.cli", "serve_app")], "Run the REST API (with an embedded worker)."),
     "worker": ([("server.cli", "worker_app")], "Run a search-job worker."),
     "admin": ([("server.cli", "admin_app")], "Administration: teams, database migrations."),
