@@ -45,6 +45,8 @@ def demo(
     generations: int = typer.Option(5, "--generations", min=1, help="Search generations."),
     threads: int = typer.Option(2, "--threads", min=1, help="Torch threads for training and scoring."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random step."),
+    quick: bool = typer.Option(False, "--quick", help="A tiny run of every step (a minute or so; numbers "
+                               "meaningless): checks that the pipeline works here. Sizes given explicitly win."),
 ) -> None:
     """Synthetic data, a small supernet, this CPU's latency table, a Pareto search, its front."""
     import torch
@@ -52,6 +54,19 @@ def demo(
     from rich.table import Table
 
     console = Console()
+    # --quick: every size at its smallest (explicit options still win); the whole table is still
+    # measured, briefly, because every candidate's latency needs every unit
+    scoring = {"n_pairs": 64, "bn_batches": 1, "bn_batch_size": 16}
+    protocol_kw: dict[str, Any] = {}
+    held_out_bn = (2, 32)
+    if quick:
+        sequences, frames = (3 if sequences == 60 else sequences), (10 if frames == 100 else frames)
+        iterations, batch = iterations or 2, batch or 2
+        val_sequences, val_frames = (2 if val_sequences == 10 else val_sequences), (8 if val_frames == 100 else val_frames)
+        population, generations = (4 if population == 16 else population), (1 if generations == 5 else generations)
+        scoring = {"n_pairs": 4, "bn_batches": 0, "bn_batch_size": 4}
+        protocol_kw = {"warmup_runs": 1, "warmup_s": 0.0, "min_runs": 3, "min_time_s": 0.002, "max_time_s": 0.01}
+        held_out_bn = (0, 4)
     torch.set_num_threads(threads)
     workdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -109,7 +124,7 @@ def demo(
     backend = get_backend("onnxruntime", provider="CPUExecutionProvider", threads=1)
     with progress_bar("profile") as progress:
         rep = profile_units(store, backend, all_units(space), "this-cpu", hardware_of_this_machine(),
-                            Protocol(), seed, progress=progress)
+                            Protocol(**protocol_kw), seed, progress=progress)
     console.print(f"table {rep.table.name!r}: {len(rep.measured)} unit(s) measured, {len(rep.skipped)} reused")
     table = LatencyPredictor.from_store(store, "this-cpu", space)
     _done(console, t0, f"latency table {workdir / 'latency.db'}")
@@ -128,13 +143,13 @@ def demo(
     out.mkdir(exist_ok=True)
     state_path = out / "state.json"
     config = SearchConfig(algorithm="pareto", population=population, generations=generations, seed=seed,
-                          predictor=True, predictor_min_samples=min(32, population * 2), batch_size=8,
+                          predictor=not quick, predictor_min_samples=min(32, population * 2), batch_size=8,
                           parents=min(10, population))
     state = loads(state_path.read_text()) if state_path.is_file() else None
     if state is not None and state.get("config") not in (None, config.model_dump(mode="json")):
         state = None  # settings changed: start afresh rather than resume a different search
-    accuracy = SupernetAccuracy.from_checkpoint(str(ckpt), str(val_dir), mode="pairs", n_pairs=64,
-                                                bn_data_dir=str(train_dir), bn_batches=1, bn_batch_size=16)
+    accuracy = SupernetAccuracy.from_checkpoint(str(ckpt), str(val_dir), mode="pairs", bn_data_dir=str(train_dir),
+                                                **scoring)
     with Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("", total=generations, completed=int(state["generation"]) if state else 0)
@@ -161,12 +176,12 @@ def demo(
     console.print(t)
     console.print(f"hypervolume {result.hypervolume:.4f}; ranked: {csv_path}, {json_path}; plot: {png}")
     if val_frames > 0 and result.front:
-        _held_out_summary(console, ckpt, train_dir, test_dir, result, val_sequences, val_frames, seed)
+        _held_out_summary(console, ckpt, train_dir, test_dir, result, val_sequences, val_frames, seed, *held_out_bn)
     console.print(f"[bold]demo finished in {time.perf_counter() - start:.0f} s[/bold] (work folder {workdir})")
 
 
 def _held_out_summary(console: Any, ckpt: Path, train_dir: Path, test_dir: Path, result: Any, n_seq: int,
-                      n_frames: int, seed: int) -> None:
+                      n_frames: int, seed: int, bn_batches: int = 2, bn_batch_size: int = 32) -> None:
     """Held-out tracking (sequences mode, the checkpoint's tracker settings) of LightTrack-Mobile's
     path and of the front's best-scoring pick, beside a box that never moves: whether the
     supernet's paths really track, in numbers a user can check."""
@@ -178,7 +193,8 @@ def _held_out_summary(console: Any, ckpt: Path, train_dir: Path, test_dir: Path,
     from tracking.validate import ValidationScorer
 
     net, meta = load_supernet(ckpt)
-    scorer = ValidationScorer(net, test_dir, "sequences", bn_data_dir=train_dir, bn_batches=2, bn_batch_size=32,
+    scorer = ValidationScorer(net, test_dir, "sequences", bn_data_dir=train_dir, bn_batches=bn_batches,
+                              bn_batch_size=bn_batch_size,
                               max_sequences=n_seq, max_frames=n_frames, seed=seed,
                               tracker_config=tracker_config_from_meta(meta))
     best = max(result.front, key=lambda r: r.score)
