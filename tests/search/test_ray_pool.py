@@ -26,6 +26,7 @@ from search.ray_pool import (  # noqa: E402
     RayClusterError,
     RayScoringPool,
     ScorerSpec,
+    connect,
     gcs_reachable,
     open_pool,
     shutdown,
@@ -95,7 +96,8 @@ def reference(inputs):
 
 @pytest.fixture(scope="module")
 def local_pool(inputs):
-    with RayScoringPool(inputs["spec"], workers=2) as pool:  # a local Ray, started on demand
+    connect(None, num_cpus=4)  # the local Ray, with room for this pool and the service test's
+    with RayScoringPool(inputs["spec"], workers=2) as pool:
         yield pool
 
 
@@ -130,6 +132,47 @@ def test_an_actor_killed_mid_generation_is_replaced_and_the_result_is_identical(
         pool.on_dispatch = None
     assert killed and killed[0] not in pool.pids and pool.restarts >= 1
     assert files_of(result, tmp_path) == reference
+
+
+def test_the_service_worker_scores_on_ray_and_keeps_its_cache(inputs, reference, local_pool, tmp_path):
+    """LUTNAS_EVAL_WORKERS=2: the worker's cached evaluator asks Ray actors only for architectures
+    its score_cache lacks, and gets the in-process scores."""
+    import json
+
+    from server.db import create_engine_for, make_sessionmaker, session_scope
+    from server.migrate import upgrade
+    from server.models import ScoreCache, Supernet, Team
+    from server.settings import Settings
+    from server.worker import DbCachedAccuracy
+    from tracking.space import Architecture
+
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'w.db'}")
+    upgrade(engine)
+    factory = make_sessionmaker(engine)
+    spec = inputs["spec"]
+    with session_scope(factory) as s:
+        team = Team(name="ray")
+        s.add(team)
+        s.flush()
+        s.add(Supernet(team_id=team.id, name="x", checkpoint_path=spec.supernet_path, data_path=spec.data_dir,
+                       space={}))
+    settings = Settings(eval_workers=2, scorer_pairs=SCORER["n_pairs"], scorer_bn_batches=SCORER["bn_batches"],
+                        scorer_bn_batch_size=SCORER["bn_batch_size"])
+    ranked = json.loads(reference["ranked.json"])["architectures"][:3]
+    archs = [Architecture.from_string(r["arch"]) for r in ranked]
+    with factory() as s:
+        acc = DbCachedAccuracy(factory, s.get(Supernet, 1), "pairs", settings)
+        try:
+            assert [x.value for x in acc.evaluate(archs[:2])] == [r["score"] for r in ranked[:2]]
+            pool = acc._base()
+            assert isinstance(pool, RayScoringPool) and pool.scored == 2
+            assert [x.value for x in acc.evaluate(archs)] == [r["score"] for r in ranked]
+            assert pool.scored == 3 and acc.hits == 2  # the cached two never reached an actor
+        finally:
+            acc.close()
+    with factory() as s:
+        assert len(s.query(ScoreCache).all()) == 3
+    engine.dispose()
 
 
 def free_port() -> int:
