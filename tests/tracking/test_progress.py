@@ -34,3 +34,17 @@ def test_bar_is_silent_until_the_first_report(capsys) -> None:
         progress("phase", 1, 2, note="half")
     err = capsys.readouterr().err
     assert "x: phase" in err and "1/2" in err and "half" in err
+
+
+def test_a_rank_reports_through_the_parent() -> None:
+    # what distributed.spawn hands the ranks (nproc > 1) and how it passes their reports on
+    import multiprocessing as mp
+
+    from tracking.distributed import RelayedProgress, _drain
+
+    reports = mp.get_context("spawn").SimpleQueue()
+    RelayedProgress(reports)("train", 1, 2, note="epoch 1/1")
+    RelayedProgress(reports)("train", 2, 2)
+    calls: list[tuple] = []
+    _drain(reports, lambda *a, **k: calls.append((*a, k["note"])))
+    assert calls == [("train", 1, 2, "epoch 1/1"), ("train", 2, 2, "")]
