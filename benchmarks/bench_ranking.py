@@ -644,7 +644,7 @@ class Study:
                     if p == "pairs":
                         row["val_scores"] = [base["score"]] + [v["score"] for v in nz["val"].values()]
                         row["val_what"] = f"{len(row['val_scores'])} draws of 256 validation pairs"
-                if p == "sequences":
+                if p == "sequences" and "predictions" in base:  # carried over (--truth-from): not kept
                     k = len(base["predictions"]) // 2
                     row["val_scores"] = subset_scores(base["predictions"], self.val, k, 20, args.seed)
                     row["val_what"] = f"20 random halves ({k} of {len(base['predictions'])} sequences)"

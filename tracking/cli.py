@@ -226,11 +226,18 @@ def data_evaluate_results(
 def supernet_train(
     data: Path = typer.Option(..., "--data", help="Training data folder (GOT-10k layout)."),
     out: Path = typer.Option(..., "--out", help="Checkpoint to write."),
-    epochs: int = typer.Option(1, "--epochs", min=1),
-    batch: int = typer.Option(8, "--batch", min=1, help="Pairs per iteration."),
-    iters_per_epoch: int = typer.Option(100, "--iters-per-epoch", min=1),
-    lr: float = typer.Option(0.01, "--lr", min=0.0, help="Peak learning rate (SGD)."),
-    warmup: int = typer.Option(30, "--warmup", min=0, help="Warm-up iterations."),
+    recipe: str = typer.Option("none", "--recipe",
+                               help="fair: the tested recipe with uniform paths (AdamW, 450 iterations; the "
+                                    "supernet that ranks architectures best); mobile: the demo's (LightTrack-Mobile's "
+                                    "path half the time); none: plain SGD with the flags' defaults. Flags given "
+                                    "override the recipe."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs (default 1)."),
+    batch: int | None = typer.Option(None, "--batch", min=1, help="Pairs per iteration (default 8)."),
+    iters_per_epoch: int | None = typer.Option(None, "--iters-per-epoch", min=1,
+                                               help="Iterations per epoch (default 100, or the recipe's)."),
+    lr: float | None = typer.Option(None, "--lr", min=0.0,
+                                    help="Peak learning rate (default 0.01 with SGD, or the recipe's)."),
+    warmup: int | None = typer.Option(None, "--warmup", min=0, help="Warm-up iterations (default 30)."),
     seed: int = typer.Option(0, "--seed"),
     threads: int = typer.Option(0, "--threads", min=0, help="torch threads (0: torch default)."),
     workers: int = typer.Option(0, "--workers", min=0,
@@ -253,17 +260,20 @@ def supernet_train(
     Multi-process without --nproc: torchrun --nproc_per_node N -m lutnas.cli supernet train ...
     """
     from tracking.devices import check_precision
-    from tracking.train import TrainConfig, check_shards, train_supernet
+    from tracking.train import RECIPES, TrainConfig, check_shards, train_supernet
 
+    if recipe != "none" and recipe not in RECIPES:
+        raise typer.BadParameter(f"--recipe must be one of none, {', '.join(RECIPES)}, got {recipe!r}")
     device = device_option(device)
     precision = check_precision(precision)
-    check_shards(batch, nproc)
+    given = {k: v for k, v in (("epochs", epochs), ("batch_size", batch), ("iters_per_epoch", iters_per_epoch),
+                               ("lr", lr), ("warmup_iters", warmup)) if v is not None}
+    base = dict(RECIPES.get(recipe, {}))
+    check_shards(given.get("batch_size", base.get("batch_size", 8)), nproc)
     if not data.is_dir():
         raise FileNotFoundError(f"data folder {data} does not exist")
-    cfg = TrainConfig(epochs=epochs, batch_size=batch, iters_per_epoch=iters_per_epoch, lr=lr,
-                      warmup_iters=warmup, seed=seed, threads=threads or None, workers=workers,
-                      checkpoint_every=checkpoint_every,
-                      space=space_name(space, code_space))
+    cfg = TrainConfig(**{**base, **given, "seed": seed, "threads": threads or None, "workers": workers,
+                         "checkpoint_every": checkpoint_every, "space": space_name(space, code_space)})
     with progress_bar("supernet", enabled=os.environ.get("RANK", "0") == "0") as progress:  # torchrun: rank 0 draws
         res = train_supernet(data, out, cfg, progress=progress, resume=resume, overwrite=overwrite,
                              time_limit_s=time_limit * 60 or None, device=device, precision=precision, nproc=nproc)

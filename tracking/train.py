@@ -111,6 +111,16 @@ RECIPE: dict[str, Any] = {
 }
 
 
+# Named recipes for `lutnas supernet train --recipe`: "mobile" is the demo's (Mobile's path half the
+# iterations: the best Mobile tracker, but the supernet then ranks architectures by how much they
+# share with Mobile); "fair" the same training with uniform paths only, which ranks architectures
+# closest to stand-alone training (bench_ranking: Kendall tau +0.60 vs +0.33, docs/validation.md).
+RECIPES: dict[str, dict[str, Any]] = {
+    "mobile": RECIPE,
+    "fair": {k: v for k, v in RECIPE.items() if k not in ("focus_arch", "focus_prob")},
+}
+
+
 def recipe_config(**overrides: Any) -> TrainConfig:
     """:data:`RECIPE` as a :class:`TrainConfig`, with ``overrides`` (any field) on top."""
     return TrainConfig(**{**RECIPE, **overrides})

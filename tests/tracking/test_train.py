@@ -112,6 +112,20 @@ def test_cli_resume_reports_the_checkpoints_schedule(data, tmp_path, capsys):
     assert code == 0 and "4/4 iterations (2 in this run" in stdout
 
 
+def test_cli_recipes_fill_what_flags_leave(data, tmp_path, capsys):
+    """--recipe fair: the recipe's optimizer, loss and jitter with uniform paths; flags given win."""
+    out = tmp_path / "fair.pt"
+    code, stdout, _ = run(capsys, "supernet", "train", "--data", str(data), "--out", str(out), "--recipe", "fair",
+                          "--iters-per-epoch", "2", "--batch", "2", "--threads", "1")
+    assert code == 0 and "2/2 iterations" in stdout
+    cfg = load_supernet(out)[1]["config"]
+    assert cfg["optimizer"] == "adamw" and cfg["lr"] == 0.001 and cfg["size_weight"] == 1.0
+    assert cfg["focus_arch"] is None and cfg["iters_per_epoch"] == 2 and cfg["batch_size"] == 2
+    code, _, err = run(capsys, "supernet", "train", "--data", str(data), "--out", str(tmp_path / "x.pt"),
+                       "--recipe", "fast")
+    assert code == 2 and "--recipe" in err and err.count("\n") == 1
+
+
 def test_loader_workers_give_the_same_batches(data):
     from tracking.data.got10k import read_dataset
     from tracking.data.pairs import PairDataset
