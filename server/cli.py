@@ -12,7 +12,7 @@ import typer
 
 serve_app = typer.Typer(help="Run the REST API (with an embedded worker).")
 worker_app = typer.Typer(help="Run a search-job worker.")
-admin_app = typer.Typer(help="Administration: teams, database migrations.", no_args_is_help=True)
+admin_app = typer.Typer(help="Administration: teams, key rotation and revocation, database migrations.", no_args_is_help=True)
 
 DbOption = typer.Option(None, "--database-url", help="database URL (default: $LUTNAS_DATABASE_URL or "
                         "a SQLite file under ~/.lutnas/)")
