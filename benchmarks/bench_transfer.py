@@ -130,6 +130,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--profile-rounds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                    help="cpu: process CPU time, immune to other tenants' preemption on a loaded host (1 thread only)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench_transfer"))
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_transfer")
     args = ap.parse_args()
@@ -137,7 +139,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     space = SearchSpace.paper()
-    protocol = Protocol()
+    protocol = Protocol(clock=args.clock)
     # Source: full table (resumable), its profiling time recorded once.
     store = LatencyStore(work / "source.db")
     timing = work / "source-time.json"
@@ -173,7 +175,7 @@ def write(args: argparse.Namespace, results: dict, texts: list[str], load_before
     load_after = os.getloadavg()
     header = (f"bench_transfer: source {results['source']['name']}, full profile {src_time['profile_s']:.0f} s "
               f"(timing {source_s:.0f} s, export {src_time['export_s']:.0f} s) of {len(all_units(space))} units; "
-              f"pool {args.pool}, held-out {args.held_out}, {args.rounds} rounds per subnet; load average before "
+              f"pool {args.pool}, held-out {args.held_out}, {args.rounds} rounds per subnet, {args.clock} clock; load average before "
               f"{load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f}, after {load_after[0]:.1f}/"
               f"{load_after[1]:.1f}/{load_after[2]:.1f} (2-core shared host). Cost: K subnets' measurement time "
               f"vs the source's unit timing time (export/quantization of the K graphs is host work, in brackets).")
