@@ -413,9 +413,7 @@ def _store_spec(spec: str, option: str, must_exist: bool = True) -> tuple[Any, s
     """``PATH_OR_URL[#NAME]`` -> (store, name or None)."""
     from latency_tables.store import LatencyStore
 
-    location, _, tname = spec.partition("#")
-    if not location:
-        raise typer.BadParameter("expected a SQLite file or database URL, optionally #NAME", param_hint=option)
+    location, tname = _table_spec(spec, None, option)
     if must_exist and "://" not in location and not Path(location).is_file():
         raise FileNotFoundError(f"{option} {location}: no such table database")
     return LatencyStore(location, create=not must_exist), (tname or None)
