@@ -433,7 +433,7 @@ def transfer(
     rounds: int = typer.Option(3, "--rounds", min=1, max=20, help="Rounds over the subnets (fastest kept)."),
     seed: int = typer.Option(2000, "--seed", help="Seed of the sampled subnets."),
     label: str | None = typer.Option(None, "--label", help="Hardware label stored with the new table."),
-    space: str = typer.Option("paper", "--space", help="Search space: paper or code."),
+    space: str = SpaceOpt,
     min_time: float = typer.Option(0.15, "--min-time"),
     max_time: float = typer.Option(0.5, "--max-time"),
     quiet: bool = typer.Option(False, "--quiet"),
