@@ -143,7 +143,18 @@ async def current_team(request: Request, session: SessionDep) -> Team:
 
 
 def _team_of_key(session: Session, digest: str) -> Team | None:
-    return session.scalar(select(Team).join(ApiKey, ApiKey.team_id == Team.id).where(ApiKey.key_hash == digest))
+    team = session.scalar(select(Team).join(ApiKey, ApiKey.team_id == Team.id).where(ApiKey.key_hash == digest))
+    release(session)
+    return team
+
+
+def release(session: Session) -> None:
+    """End a dependency's read transaction, returning its connection to the pool. A dependency
+    runs in a thread of its own, and the request then queues for a route thread: holding the
+    connection meanwhile let 16+ concurrent first requests take every pooled connection while the
+    threads that would finish them waited for one (requests stuck 30 s, then 500 on the pool
+    timeout; bench_api --mixed). Loaded objects stay usable (the sessions do not expire on commit)."""
+    session.commit()
 
 
 # An agent's last contact (the dashboard's "last heartbeat"), stamped at most this often per
@@ -174,7 +185,7 @@ def current_agent(request: Request, session: SessionDep) -> tuple[AgentToken, Ha
         session.commit()  # end the read transaction: the stamp starts a write transaction of its own
         session.execute(update(AgentToken).where(AgentToken.id == row[0].id).values(last_seen_at=utcnow())
                         .execution_options(synchronize_session=False))
-        session.commit()
+    release(session)
     return row[0], row[1]
 
 
