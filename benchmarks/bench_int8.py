@@ -36,12 +36,13 @@ def run(precision: str, args: argparse.Namespace, tmp: Path) -> dict:
     backend = get_backend("onnxruntime", threads=args.threads, precision=precision)
     store = LatencyStore(tmp / f"{precision}.db")
     t0 = time.perf_counter()
-    rep = profile_units(store, backend, all_units(space), protocol=Protocol(), rounds=args.rounds, seed=args.seed)
+    protocol = Protocol(clock=args.clock)
+    rep = profile_units(store, backend, all_units(space), protocol=protocol, rounds=args.rounds, seed=args.seed)
     profile_s = time.perf_counter() - t0
     pred = LatencyPredictor.from_store(store, space=space)
     tails = {"p90": LatencyPredictor.from_store(store, space=space, stat="p90")}
     t1 = time.perf_counter()
-    out = validate(pred, backend, args.samples, seed=args.seed + 7, protocol=Protocol(), repeats=args.rounds,
+    out = validate(pred, backend, args.samples, seed=args.seed + 7, protocol=protocol, repeats=args.rounds,
                    noise_runs=3, probes=6, tail_predictors=tails, precision=precision)
     out.update({"profile_s": profile_s, "export_s": rep.export_s, "measure_s": rep.measure_s,
                 "validate_s": time.perf_counter() - t1, "precision": precision})
@@ -70,6 +71,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--precisions", default="int8,fp32")
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"], help="cpu: process CPU time (1 thread, loaded hosts)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_int8")
     args = ap.parse_args()
     load_before = os.getloadavg()
@@ -79,7 +81,7 @@ def main() -> None:
             reports.append(run(precision, args, Path(tmp)))
             print(fmt(reports[-1]), flush=True)
     load_after = os.getloadavg()
-    header = (f"bench_int8: onnxruntime CPU EP, {args.threads} thread(s), paper space, seed {args.seed}; "
+    header = (f"bench_int8: onnxruntime CPU EP, {args.threads} thread(s), {args.clock} clock, paper space, seed {args.seed}; "
               f"load average before {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f}, after "
               f"{load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f} (1/5/15 min; 2-core shared host)")
     text = header + "\n\n" + "\n\n".join(fmt(r) for r in reports) + "\n"
