@@ -121,6 +121,10 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
             ray.shutdown()  # a cluster that went away, or a different one asked for
             _CONNECTED.clear()
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # never phone home
+        if address is None:
+            # Ray starts its workers at niceness 15: on a machine shared with other work, the actors
+            # that do the search's scoring would then wait on everything else while the driver waits on them
+            os.environ.setdefault("RAY_worker_niceness", "0")
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                   "logging_level": logging.ERROR}
         # Ray gives a starting raylet a fixed 30 s to register: a busy machine can miss that, so
