@@ -155,7 +155,7 @@ def test_worker_stores_standard_errors_and_the_reference(engine: Engine) -> None
     predictor = LatencyPredictor(synthetic_unit_ms(space, 1.0, 1), space)
     result = run_search(SearchConfig(algorithm="pareto", population=8, generations=2, parents=4, seed=0),
                         SurrogateWithSE(space), {str(hid): predictor})
-    worker._store_result(sid, result, [hid], 1.0)
+    worker._store_result(sid, result, [hid], 1.0, [0, result.evaluated])  # counts: cache hits, scored
     with engine.connect() as conn:
         rows = conn.execute(_RESULTS_PAGE, {"search_id": sid, "team_id": team_id, "after": 0, "limit": 1000}).all()
     assert len(rows) == len(result.ranked)
