@@ -23,6 +23,11 @@ latency_app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 
 
+def _check_precision(precision: str) -> None:
+    """Units are measured in fp32 or int8 (static QDQ, latency_tables/quantize.py)."""
+    if precision not in ("fp32", "int8"):
+        raise typer.BadParameter("precision must be fp32 or int8", param_hint="--precision")
+
 def _space(name: str) -> Any:
     return space_option(name)
 
@@ -160,8 +165,7 @@ def profile(
         todo = all_units(sp)
     else:
         todo = [u for text in units for u in units_of(Architecture.parse(text, sp), sp)]
-    if precision not in ("fp32", "int8"):
-        raise typer.BadParameter("precision must be fp32 or int8", param_hint="--precision")
+    _check_precision(precision)
     if backend == "onnxruntime":
         be = get_backend(backend, provider=provider, threads=threads, graph_optimization=graph_opt,
                          precision=precision)
@@ -447,8 +451,7 @@ def transfer(
     sp = _space(space)
     src_store, src_name = _store_spec(source, "--from")
     dst_store, dst_name = _store_spec(out, "--out", must_exist=False)
-    if precision not in ("fp32", "int8"):
-        raise typer.BadParameter("precision must be fp32 or int8", param_hint="--precision")
+    _check_precision(precision)
     if backend == "onnxruntime":
         be = get_backend(backend, provider=provider, threads=threads, graph_optimization=graph_opt,
                          precision=precision)
