@@ -256,6 +256,9 @@ class RayScoringPool:
 
         if any(a is None for a in self._actors):
             raise RuntimeError("the scoring pool is closed")
+        # actors of a lost head can outlive it for a while and still answer: a generation is only
+        # started on a cluster whose GCS answers, so a lost head fails the search the same way each time
+        self._check_cluster()
         t0 = time.perf_counter()
         out: list[Score | None] = [None] * len(archs)
         todo = deque(range(len(archs)))

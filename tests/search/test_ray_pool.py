@@ -219,9 +219,6 @@ class Cluster:
             time.sleep(0.2)
 
 
-@pytest.mark.xfail(strict=False, reason="KNOWN TIMING DEPENDENCE (2026-12-02): on a quiet host the actors "
-                   "outlive the killed head long enough to finish the next generation, so no RayClusterError; "
-                   "passes on a loaded host; to be made deterministic")
 def test_cluster_gone_fails_with_one_line_then_resumes_to_the_same_result(inputs, reference, tmp_path, capsys,
                                                                           space):
     from search.runner import run_search

@@ -165,11 +165,13 @@ class Service:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {r.json()['api_key']}"},
                             timeout=120, event_hooks={"response": [no_server_path]})
 
-    def stop_all(self) -> None:
-        for p in reversed(self.procs):
+    def stop_all(self, since: int = 0) -> None:
+        """SIGTERM, then wait (kill after 30 s), every process spawned from index ``since`` on."""
+        mine = self.procs[since:]
+        for p in reversed(mine):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        for p in self.procs:
+        for p in mine:
             try:
                 p.wait(30)
             except subprocess.TimeoutExpired:
@@ -216,6 +218,20 @@ def service(database_url: str, artifacts: dict[str, Path],
         yield svc
     finally:
         svc.stop_all()
+
+
+@pytest.fixture(autouse=True)
+def _stop_what_the_test_started(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Workers and agents a test spawns beside the session's server end with that test: a
+    leftover worker (with that test's cheap scoring settings) would otherwise claim the next
+    tests' searches on the shared database."""
+    if "service" not in request.fixturenames:
+        yield
+        return
+    svc: Service = request.getfixturevalue("service")
+    started = len(svc.procs)
+    yield
+    svc.stop_all(since=started)
 
 
 def register_hardware(client: httpx.Client, name: str, **body: Any) -> dict[str, Any]:

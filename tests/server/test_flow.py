@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.server.conftest import BIN, Service, agent_token, free_port, register_hardware, wait_for
 
@@ -46,9 +45,6 @@ def all_results(c: httpx.Client, sid: int) -> list[dict[str, Any]]:
             return items
 
 
-@pytest.mark.xfail(strict=False, reason="KNOWN FLAKE (2026-12-02): in the whole suite the SQLite case once "
-                   "scored every candidate 0.0 (front hypervolume 0) and its leftover worker then failed the next "
-                   "test; passes alone and after the Ray tests; cause not found yet")
 def test_service_end_to_end(service: Service, artifacts: dict[str, Path]) -> None:
     c = service.team("flow")
     hw = register_hardware(c, "loopback-cpu")
@@ -189,9 +185,6 @@ def _healthy(url: str) -> bool:
         return False
 
 
-@pytest.mark.xfail(strict=False, reason="KNOWN FLAKE (2026-12-02): in the whole suite the SQLite case once "
-                   "scored every candidate 0.0 (front hypervolume 0) and its leftover worker then failed the next "
-                   "test; passes alone and after the Ray tests; cause not found yet")
 def test_search_waits_for_missing_units(service: Service, artifacts: dict[str, Path]) -> None:
     """missing_units='wait' keeps the job queued with a note; 'fail' fails naming the count."""
     c = service.team("waiting")
