@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,10 +24,10 @@ from search.ray_pool import (  # noqa: E402
     RayScoringPool,
     ScorerSpec,
     connect,
-    gcs_reachable,
     open_pool,
     shutdown,
 )
+from tests.conftest import RayCluster, free_port  # noqa: E402
 
 from .conftest import synthetic_unit_ms, write_store  # noqa: E402
 
@@ -175,50 +172,6 @@ def test_the_service_worker_scores_on_ray_and_keeps_its_cache(inputs, reference,
     engine.dispose()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Cluster:
-    """A real one-node Ray cluster (``ray start --head --block``) in its own process group."""
-
-    def __init__(self, port: int, logs: Path) -> None:
-        self.port, self.logs, self.proc = port, logs, None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self, tries: int = 3) -> None:
-        """Started once ``ray start`` says so; Ray gives the raylet a fixed 30 s to register, which a
-        busy machine can miss, so a failed start is tried again."""
-        for _ in range(tries):
-            log = self.logs / f"ray-{time.monotonic_ns()}.log"
-            with open(log, "w") as out:
-                self.proc = subprocess.Popen(
-                    [str(RAY), "start", "--head", "--block", f"--port={self.port}", "--num-cpus=2",
-                     "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats"],
-                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ))
-            deadline = time.monotonic() + 180
-            while self.proc.poll() is None and time.monotonic() < deadline:
-                if "Ray runtime started" in log.read_text() and gcs_reachable(self.address, 0.5):
-                    return
-                time.sleep(0.5)
-            self.kill()
-        raise AssertionError(f"ray start failed {tries} times: {log.read_text()[-2000:]}")
-
-    def kill(self) -> None:
-        """The whole cluster dies at once, as a lost head node does."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        deadline = time.monotonic() + 30
-        while gcs_reachable(self.address, 0.5) and time.monotonic() < deadline:
-            time.sleep(0.2)
-
-
 def test_cluster_gone_fails_with_one_line_then_resumes_to_the_same_result(inputs, reference, tmp_path, capsys,
                                                                           space):
     from search.runner import run_search
@@ -231,7 +184,7 @@ def test_cluster_gone_fails_with_one_line_then_resumes_to_the_same_result(inputs
               "--ray-address", f"127.0.0.1:{port}"])
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and len(err.splitlines()) == 1 and "cannot connect to the Ray cluster" in err, err
-    cluster = Cluster(port, tmp_path)
+    cluster = RayCluster(port, tmp_path)
     cluster.start()
     try:
         saved: list[dict] = []

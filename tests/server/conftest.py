@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,15 +22,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import free_port  # noqa: F401 - re-exported: the server tests import it from here
+
 ADMIN = "test-admin-token"  # this test server's only; not a real secret
 PG_ADMIN_URL = os.environ.get("LUTNAS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pg_unreachable() -> str | None:
