@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from lutnas.cli import main
+from tests.tracking.conftest import SMALL_FRAMES
 from tracking.crop import crop_square
 from tracking.data import (
     DatasetError,
@@ -25,7 +25,7 @@ from tracking.data import (
 from tracking.data.pairs import crop_resize
 
 torch.set_num_threads(1)
-TINY = SynthConfig(width=160, height=120, max_size=40)
+TINY = SMALL_FRAMES
 
 
 def digest(root: Path) -> dict[str, str]:
@@ -46,12 +46,6 @@ def corrupt(synth, tmp_path) -> Path:
     shutil.copytree(synth, root)
     return root
 
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
 
 
 # -- generator -----------------------------------------------------------------------------------
@@ -260,23 +254,23 @@ def test_pair_dataset_seeded(synth):
 
 # -- CLI -----------------------------------------------------------------------------------------
 
-def test_cli_check_reports_problems(corrupt, capsys):
-    code, out, _ = run(capsys, "data", "check", str(corrupt))
+def test_cli_check_reports_problems(corrupt, lutnas_main):
+    code, out, _ = lutnas_main("data", "check", str(corrupt))
     assert code == 0 and "2 sequences" in out
     gt = _gt(corrupt)
     gt.write_text("1,2,3\n" + gt.read_text())
-    code, out, _ = run(capsys, "data", "check", str(corrupt))
+    code, out, _ = lutnas_main("data", "check", str(corrupt))
     assert code == 1 and "groundtruth.txt:1: 3 values" in out
 
 
-def test_cli_errors_one_line(tmp_path, capsys):
-    code, out, err = run(capsys, "data", "check", str(tmp_path / "missing"))
+def test_cli_errors_one_line(tmp_path, lutnas_main):
+    code, out, err = lutnas_main("data", "check", str(tmp_path / "missing"))
     assert code == 2 and err.count("\n") == 1 and "does not exist" in err
-    code, out, err = run(capsys, "data", "synth", "--out", str(tmp_path / "x"), "--format", "gif")
+    code, out, err = lutnas_main("data", "synth", "--out", str(tmp_path / "x"), "--format", "gif")
     assert code == 2 and "jpg or png" in err and err.count("\n") == 1
 
 
-def test_cli_synth(tmp_path, capsys):
-    code, out, _ = run(capsys, "data", "synth", "--out", str(tmp_path / "s"), "--sequences", "1",
+def test_cli_synth(tmp_path, lutnas_main):
+    code, out, _ = lutnas_main("data", "synth", "--out", str(tmp_path / "s"), "--sequences", "1",
                        "--frames", "2", "--width", "160", "--height", "120")
     assert code == 0 and len(read_dataset(tmp_path / "s", on_error="raise")) == 1

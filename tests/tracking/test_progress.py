@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tracking.data import SynthConfig, generate_synthetic
+from tests.tracking.conftest import SMALL_FRAMES
+from tracking.data import generate_synthetic
 from tracking.progress import progress_bar
 from tracking.train import TrainConfig, train_supernet
 
@@ -14,7 +15,7 @@ TINY = TrainConfig(epochs=2, iters_per_epoch=1, batch_size=2, lr=0.01, warmup_it
 
 def test_synth_and_train_report_through_the_callback(tmp_path: Path, capsys) -> None:
     calls: list[tuple] = []
-    data = generate_synthetic(tmp_path / "data", 2, 4, seed=0, config=SynthConfig(width=160, height=120, max_size=40),
+    data = generate_synthetic(tmp_path / "data", 2, 4, seed=0, config=SMALL_FRAMES,
                               progress=lambda *a, **k: calls.append((*a, k.get("note", ""))))
     assert calls == [("synth data", 1, 2, ""), ("synth data", 2, 2, "")]
     calls.clear()

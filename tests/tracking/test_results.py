@@ -10,9 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from lutnas.cli import main
+from tests.tracking.conftest import small_dataset
 from tracking.checkpoint import save_checkpoint
-from tracking.data import SynthConfig, generate_synthetic
 from tracking.results import evaluate_results, write_results
 from tracking.space import LIGHTTRACK_MOBILE
 from tracking.supernet import Supernet
@@ -33,12 +32,6 @@ def got10k_seq(root: Path, name: str, boxes: list[str], absence: list[int] | Non
     if resolution is not None:
         (seq / "meta_info.ini").write_text(f"[METAINFO]\nresolution: {resolution}\n")
 
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
 
 
 @pytest.fixture
@@ -63,9 +56,9 @@ def hand(tmp_path) -> tuple[Path, Path]:
     return data, res
 
 
-def test_hand_made_results(hand, capsys):
+def test_hand_made_results(hand, lutnas_main):
     data, res = hand
-    code, out, err = run(capsys, "data", "evaluate-results", "--data", str(data), "--results", str(res), "--json")
+    code, out, err = lutnas_main("data", "evaluate-results", "--data", str(data), "--results", str(res), "--json")
     assert code == 0, err
     r = json.loads(out)
     assert r["ao"] == pytest.approx((1 / 3 + 1 / 4 + 1 + 2 / 3) / 4, abs=1e-12)
@@ -73,7 +66,7 @@ def test_hand_made_results(hand, capsys):
     a, b = r["per_sequence"]["A"], r["per_sequence"]["B"]
     assert a["ao"] == pytest.approx((1 / 3 + 1 / 4) / 2, abs=1e-12) and (a["sr50"], a["sr75"], a["frames"]) == (0, 0, 2)
     assert b["ao"] == pytest.approx((1 + 2 / 3) / 2, abs=1e-12) and (b["sr50"], b["sr75"], b["frames"]) == (1, 0.5, 2)
-    code, out, _ = run(capsys, "data", "evaluate-results", "--data", str(data), "--results", str(res))
+    code, out, _ = lutnas_main("data", "evaluate-results", "--data", str(data), "--results", str(res))
     assert code == 0 and "overall: AO 0.5625  SR@0.5 0.5000  SR@0.75 0.2500" in out
 
 
@@ -106,18 +99,18 @@ def _break(res: Path, what: str) -> None:
     ("missing", "results for sequence 'B' missing"),
     ("values", "B_001.txt:2: 3 values, expected 4"),
 ])
-def test_bad_results_one_line_exit_2(hand, capsys, what, needle):
+def test_bad_results_one_line_exit_2(hand, lutnas_main, what, needle):
     data, res = hand
     _break(res, what)
-    code, out, err = run(capsys, "data", "evaluate-results", "--data", str(data), "--results", str(res))
+    code, out, err = lutnas_main("data", "evaluate-results", "--data", str(data), "--results", str(res))
     assert code == 2 and needle in err and err.count("\n") == 1 and "Traceback" not in err + out
 
 
-def test_missing_folders_exit_2(hand, tmp_path, capsys):
+def test_missing_folders_exit_2(hand, tmp_path, lutnas_main):
     data, res = hand
     for argv in (["--data", str(tmp_path / "nope"), "--results", str(res)],
                  ["--data", str(data), "--results", str(tmp_path / "nope")]):
-        code, _, err = run(capsys, "data", "evaluate-results", *argv)
+        code, _, err = lutnas_main("data", "evaluate-results", *argv)
         assert code == 2 and "does not exist" in err and err.count("\n") == 1
 
 
@@ -131,23 +124,22 @@ def test_write_results_round_trips_exactly(hand, tmp_path):
     assert evaluate_results(data, tmp_path / "out")["frames"] == 4
 
 
-def test_save_results_round_trip(tmp_path, capsys):
-    data = generate_synthetic(tmp_path / "syn", 2, 4, seed=7, config=SynthConfig(width=160, height=120, max_size=40),
-                              progress=False)
+def test_save_results_round_trip(tmp_path, lutnas_main):
+    data = small_dataset(tmp_path / "syn", 2, 4, seed=7)
     torch.manual_seed(0)
     ckpt = save_checkpoint(tmp_path / "s.pt", Supernet(), {})
     base = ["supernet", "evaluate", LIGHTTRACK_MOBILE, "--supernet", str(ckpt), "--data", str(data),
             "--mode", "sequences", "--bn-batches", "1", "--bn-batch-size", "2", "--json"]
     out_dir = tmp_path / "results"
-    code, out, err = run(capsys, *base, "--frames", "3", "--save-results", str(out_dir))
+    code, out, err = lutnas_main(*base, "--frames", "3", "--save-results", str(out_dir))
     assert code == 2 and "pass --frames 4" in err and err.count("\n") == 1 and not out_dir.exists()
-    code, _, err = run(capsys, *[a if a != "sequences" else "pairs" for a in base], "--save-results", str(out_dir))
+    code, _, err = lutnas_main(*[a if a != "sequences" else "pairs" for a in base], "--save-results", str(out_dir))
     assert code == 2 and "--mode sequences" in err
-    code, out, err = run(capsys, *base, "--frames", "4", "--save-results", str(out_dir))
+    code, out, err = lutnas_main(*base, "--frames", "4", "--save-results", str(out_dir))
     assert code == 0, err
     printed = json.loads(out)
     assert sorted(p.name for p in out_dir.iterdir()) == ["SYN_000001", "SYN_000002"]
-    code, out, err = run(capsys, "data", "evaluate-results", "--data", str(data), "--results", str(out_dir), "--json")
+    code, out, err = lutnas_main("data", "evaluate-results", "--data", str(data), "--results", str(out_dir), "--json")
     assert code == 0, err
     scored = json.loads(out)
     assert scored["ao"] == pytest.approx(printed["ao"], abs=1e-12)

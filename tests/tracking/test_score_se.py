@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tracking.data import SynthConfig, generate_synthetic
+from tests.tracking.conftest import small_dataset
 from tracking.metrics import got10k_scores
 from tracking.space import lighttrack_mobile
 from tracking.supernet import Supernet
@@ -46,15 +46,12 @@ def test_pooled_score_se_is_the_cluster_se_over_sequences() -> None:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("se") / "data"
-    generate_synthetic(root, 3, 5, seed=11, config=SynthConfig(width=160, height=120, max_size=40), progress=False)
-    return root
+    return small_dataset(tmp_path_factory.mktemp("se") / "data", 3, 5, seed=11)
 
 
 @pytest.fixture(scope="module")
-def supernet() -> Supernet:
-    torch.manual_seed(0)
-    return Supernet()
+def supernet(random_supernet: Supernet) -> Supernet:
+    return random_supernet
 
 
 def test_both_modes_report_score_se(supernet: Supernet, data: Path) -> None:

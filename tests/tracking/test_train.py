@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lutnas.cli import main
+from tests.tracking.conftest import small_dataset
 from tracking.checkpoint import load_supernet
-from tracking.data import SynthConfig, generate_synthetic
 from tracking.space import SearchSpace
 from tracking.supernet import Supernet
 from tracking.train import TrainConfig, iou_loss, lr_at, path_for_iteration, train_supernet, weighted_bce
@@ -22,16 +21,8 @@ TINY = TrainConfig(epochs=1, iters_per_epoch=2, batch_size=2, lr=0.01, warmup_it
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("train") / "data"
-    generate_synthetic(root, 2, 4, seed=0, config=SynthConfig(width=160, height=120, max_size=40), progress=False)
-    return root
+    return small_dataset(tmp_path_factory.mktemp("train") / "data", 2, 4, seed=0)
 
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
 
 
 def test_weighted_bce_balances_positives_and_negatives():
@@ -96,32 +87,32 @@ def test_refuses_to_overwrite(data, tmp_path):
         train_supernet(data, out, TINY, progress=False)
 
 
-def test_cli_train_errors(tmp_path, capsys):
-    code, _, err = run(capsys, "supernet", "train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "c.pt"))
+def test_cli_train_errors(tmp_path, lutnas_main):
+    code, _, err = lutnas_main("supernet", "train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "c.pt"))
     assert code == 2 and "does not exist" in err and err.count("\n") == 1
     (tmp_path / "empty").mkdir()
-    code, _, err = run(capsys, "supernet", "train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "c.pt"))
+    code, _, err = lutnas_main("supernet", "train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "c.pt"))
     assert code == 2 and "no usable sequences" in err and err.count("\n") == 1
 
 
-def test_cli_resume_reports_the_checkpoints_schedule(data, tmp_path, capsys):
+def test_cli_resume_reports_the_checkpoints_schedule(data, tmp_path, lutnas_main):
     out = tmp_path / "c.pt"
     train_supernet(data, out, TINY, progress=False)  # 2 iterations per epoch, stored in the checkpoint
-    code, stdout, _ = run(capsys, "supernet", "train", "--data", str(data), "--out", str(out), "--resume",
+    code, stdout, _ = lutnas_main("supernet", "train", "--data", str(data), "--out", str(out), "--resume",
                           "--epochs", "2", "--threads", "1")
     assert code == 0 and "4/4 iterations (2 in this run" in stdout
 
 
-def test_cli_recipes_fill_what_flags_leave(data, tmp_path, capsys):
+def test_cli_recipes_fill_what_flags_leave(data, tmp_path, lutnas_main):
     """--recipe fair: the recipe's optimizer, loss and jitter with uniform paths; flags given win."""
     out = tmp_path / "fair.pt"
-    code, stdout, _ = run(capsys, "supernet", "train", "--data", str(data), "--out", str(out), "--recipe", "fair",
+    code, stdout, _ = lutnas_main("supernet", "train", "--data", str(data), "--out", str(out), "--recipe", "fair",
                           "--iters-per-epoch", "2", "--batch", "2", "--threads", "1")
     assert code == 0 and "2/2 iterations" in stdout
     cfg = load_supernet(out)[1]["config"]
     assert cfg["optimizer"] == "adamw" and cfg["lr"] == 0.001 and cfg["size_weight"] == 1.0
     assert cfg["focus_arch"] is None and cfg["iters_per_epoch"] == 2 and cfg["batch_size"] == 2
-    code, _, err = run(capsys, "supernet", "train", "--data", str(data), "--out", str(tmp_path / "x.pt"),
+    code, _, err = lutnas_main("supernet", "train", "--data", str(data), "--out", str(tmp_path / "x.pt"),
                        "--recipe", "fast")
     assert code == 2 and "--recipe" in err and err.count("\n") == 1
 

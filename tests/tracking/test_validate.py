@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lutnas.cli import main
+from tests.tracking.conftest import small_dataset
 from tracking.bn import path_batchnorms, recalibrated
 from tracking.checkpoint import save_checkpoint
-from tracking.data import SynthConfig, generate_synthetic
 from tracking.space import LIGHTTRACK_MOBILE, lighttrack_mobile, sample_many
 from tracking.supernet import Supernet
 from tracking.validate import ValidationScorer, box_iou_xyxy, decode_boxes
@@ -20,22 +19,13 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("val") / "data"
-    generate_synthetic(root, 2, 4, seed=7, config=SynthConfig(width=160, height=120, max_size=40), progress=False)
-    return root
+    return small_dataset(tmp_path_factory.mktemp("val") / "data", 2, 4, seed=7)
 
 
 @pytest.fixture(scope="module")
-def supernet() -> Supernet:
-    torch.manual_seed(0)
-    return Supernet()
+def supernet(random_supernet: Supernet) -> Supernet:
+    return random_supernet
 
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
 
 
 def test_decode_boxes_hand_checked():
@@ -95,31 +85,31 @@ def test_bad_mode(supernet, data):
         ValidationScorer(supernet, data, "frames")  # type: ignore[arg-type]
 
 
-def test_cli_evaluate(supernet, data, tmp_path, capsys):
+def test_cli_evaluate(supernet, data, tmp_path, lutnas_main):
     ckpt = save_checkpoint(tmp_path / "s.pt", supernet, {})
-    code, _, err = run(capsys, "supernet", "evaluate", LIGHTTRACK_MOBILE, "--supernet", str(tmp_path / "no.pt"),
+    code, _, err = lutnas_main("supernet", "evaluate", LIGHTTRACK_MOBILE, "--supernet", str(tmp_path / "no.pt"),
                        "--data", str(data))
     assert code == 2 and "does not exist" in err and err.count("\n") == 1
-    code, _, err = run(capsys, "supernet", "evaluate", LIGHTTRACK_MOBILE, "--supernet", str(ckpt),
+    code, _, err = lutnas_main("supernet", "evaluate", LIGHTTRACK_MOBILE, "--supernet", str(ckpt),
                        "--data", str(data), "--mode", "video")
     assert code == 2 and "pairs or sequences" in err
-    code, out, err = run(capsys, "supernet", "evaluate", LIGHTTRACK_MOBILE, "--supernet", str(ckpt),
+    code, out, err = lutnas_main("supernet", "evaluate", LIGHTTRACK_MOBILE, "--supernet", str(ckpt),
                          "--data", str(data), "--pairs", "2", "--bn-batches", "1", "--bn-batch-size", "2", "--json")
     assert code == 0, err
     assert '"mode": "pairs"' in out
 
 
-def test_cli_tune_tracker_stores_the_best_setting(supernet, data, tmp_path, capsys):
+def test_cli_tune_tracker_stores_the_best_setting(supernet, data, tmp_path, lutnas_main):
     import json
 
     from tracking.checkpoint import load_supernet
     from tracking.tune import GRID, tracker_config_from_meta
 
     ckpt = save_checkpoint(tmp_path / "s.pt", supernet, {"iteration": 3})
-    code, _, err = run(capsys, "supernet", "tune-tracker", "--supernet", str(ckpt), "--data", str(tmp_path / "none"))
+    code, _, err = lutnas_main("supernet", "tune-tracker", "--supernet", str(ckpt), "--data", str(tmp_path / "none"))
     assert code == 2 and "does not exist" in err and err.count("\n") == 1
     small = ["--sequences", "1", "--frames", "3", "--bn-batches", "1"]
-    code, out, err = run(capsys, "supernet", "tune-tracker", "--supernet", str(ckpt), "--data", str(data), *small,
+    code, out, err = lutnas_main("supernet", "tune-tracker", "--supernet", str(ckpt), "--data", str(data), *small,
                          "--json")
     assert code == 0, err
     res = json.loads(out)
@@ -134,11 +124,11 @@ def test_cli_tune_tracker_stores_the_best_setting(supernet, data, tmp_path, caps
     # evaluate uses the tuned settings (same data and calibration: the same score), or LightTrack's
     evaluate = ["supernet", "evaluate", LIGHTTRACK_MOBILE, "--supernet", str(ckpt), "--data", str(data),
                 "--mode", "sequences", *small, "--json"]
-    code, out, err = run(capsys, *evaluate)
+    code, out, err = lutnas_main(*evaluate)
     assert code == 0, err
     tuned = json.loads(out)
     assert tuned["tracker"] == "tuned" and tuned["score"] == pytest.approx(res["score"])
-    code, out, err = run(capsys, *evaluate, "--default-tracker")
+    code, out, err = lutnas_main(*evaluate, "--default-tracker")
     default = json.loads(out)
     assert default["tracker"] == "default" and default["score"] == pytest.approx(res["default"]["score"])
 
