@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from client.errors import LutnasError
-from client.models import TERMINAL_STATUSES, Hardware, ParetoFront, SearchInfo, Supernet
+from client.models import TERMINAL_STATUSES, Hardware, ParetoFront, SearchInfo, SearchStatus, Supernet
 from client.resources import Search
 from client.sdk import Client
 
@@ -366,9 +366,9 @@ def _search_table(info: SearchInfo) -> Table:
 
 
 def _final_check(search: Search) -> None:
-    if search.status == "failed":
+    if search.status == SearchStatus.failed:
         raise RemoteCommandError(f"search {search.id} failed: {search.error or 'no reason given'}")
-    if search.status == "cancelled":
+    if search.status == SearchStatus.cancelled:
         raise RemoteCommandError(f"search {search.id} was cancelled")
 
 
@@ -390,7 +390,7 @@ def _watch(search: Search, poll: float, timeout: float | None) -> Search:
 
         def update(s: Search) -> None:
             p = s.progress
-            fraction = 1.0 if s.status == "succeeded" else min(max(p.fraction, 0.0), 1.0)
+            fraction = 1.0 if s.status == SearchStatus.succeeded else min(max(p.fraction, 0.0), 1.0)
             bar.update(
                 task,
                 completed=fraction,

@@ -7,16 +7,29 @@ does not break an older client; the documented fields are typed.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 HardwareKind = Literal["cpu", "mobile-gpu", "jetson", "server-gpu"]
-SearchStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 ExportFormat = Literal["lighttrack", "json", "onnx"]
 
+
+class SearchStatus(StrEnum):
+    """A search job's state; each member equals its wire value (``SearchStatus.failed == "failed"``).
+    The same values as the server's enum (tests/client/test_models_openapi.py keeps them equal)."""
+
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
 #: Statuses after which a search never changes again.
-TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+TERMINAL_STATUSES: frozenset[str] = frozenset(
+    {SearchStatus.succeeded, SearchStatus.failed, SearchStatus.cancelled})
 
 
 class APIModel(BaseModel):

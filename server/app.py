@@ -8,14 +8,15 @@ worker thread (the one-machine default of ``lutnas serve``).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import anyio
 import anyio.to_thread
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
+from sqlalchemy import Engine
 
 from server import problems
 from server.db import create_engine_for, make_sessionmaker
@@ -31,6 +32,25 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, worker
         from server.migrate import upgrade
 
         upgrade(engine)
+    app = FastAPI(title="lutnas", version="1", lifespan=_lifespan(settings, engine, worker),
+                  description="Hardware-aware NAS for lightweight trackers (docs/api.md).")
+    app.state.settings = settings
+    app.state.engine = engine
+    # Reads that need no transaction (hot GET endpoints): same pool, autocommit.
+    app.state.read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.heavy_limiter = anyio.CapacityLimiter(settings.api_heavy_threads)  # deps.run_heavy
+    problems.install(app)
+    routers = _include_routers(app)
+    document_errors(app, routers)
+    return app
+
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def _lifespan(settings: Settings, engine: Engine, worker: bool) -> Lifespan:
+    """The app's lifespan: API thread limit, the embedded worker if asked for, engine disposal."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,16 +70,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, worker
                 thread.stop()
             engine.dispose()
 
-    app = FastAPI(title="lutnas", version="1", lifespan=lifespan,
-                  description="Hardware-aware NAS for lightweight trackers (docs/api.md).")
-    app.state.settings = settings
-    app.state.engine = engine
-    # Reads that need no transaction (hot GET endpoints): same pool, autocommit.
-    app.state.read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-    app.state.sessionmaker = make_sessionmaker(engine)
-    app.state.heavy_limiter = anyio.CapacityLimiter(settings.api_heavy_threads)  # deps.run_heavy
-    problems.install(app)
+    return lifespan
 
+
+def _include_routers(app: FastAPI) -> list[APIRouter]:
+    """Mount the REST routers and the dashboard; the REST routers (whose errors are documented)."""
     from server.routes import (
         agent,
         architectures,
@@ -81,8 +96,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, worker
     for route in app.routes:  # operation ids are the function names given in docs/api.md
         if isinstance(route, APIRoute) and route.operation_id is None:
             route.operation_id = route.name
-    document_errors(app, routers)
-    return app
+    return routers
 
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/ProblemDetails"}
@@ -117,12 +131,21 @@ def document_errors(app: FastAPI, routers: list[APIRouter]) -> None:
     422 for any invalid parameter or body, plus what a route declares itself
     (``problems.documented(409)``). The one place that keeps the document truthful; the
     schemathesis test (tests/server/test_schemathesis.py) holds it to that."""
-    from fastapi.openapi.utils import get_openapi
+    scheme_of = _schemes(routers)
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _openapi(app, scheme_of)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _schemes(routers: list[APIRouter]) -> dict[str, str]:
+    """Operation id -> the security scheme of the key it needs (operations needing none left out)."""
     from server.auth import current_agent, current_team, require_admin
-    from server.schemas import ProblemDetails
 
-    scheme_of: dict[str, str] = {}  # operation id -> the key it needs
+    scheme_of: dict[str, str] = {}
     for router in routers:
         for route in router.routes:
             if isinstance(route, APIRoute) and route.operation_id:
@@ -132,48 +155,59 @@ def document_errors(app: FastAPI, routers: list[APIRouter]) -> None:
                     if call in calls:
                         scheme_of[route.operation_id] = scheme
                         break
+    return scheme_of
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        components = spec.setdefault("components", {})
-        schemas = components.setdefault("schemas", {})
-        schemas["ProblemDetails"] = ProblemDetails.model_json_schema()
-        for name in ("HTTPValidationError", "ValidationError"):  # replaced by ProblemDetails
-            schemas.pop(name, None)
-        components["securitySchemes"] = _SECURITY
-        for item in spec["paths"].values():
-            for op in item.values():
-                responses = op.setdefault("responses", {})
-                statuses = {int(s) for s in responses if s.isdigit() and int(s) >= 400}
-                params = op.get("parameters", [])
-                scheme = scheme_of.get(op.get("operationId", ""))
-                if scheme:
-                    op["security"] = [{scheme: []}]
-                    statuses.add(401)
-                if scheme == "adminToken" or any(p["in"] == "path" for p in params):
-                    statuses.add(404)
-                if any(p["name"] == "page_token" for p in params):
-                    statuses.add(400)
-                if params or "requestBody" in op:
-                    statuses.add(422)
-                for status in sorted(statuses):
-                    entry = responses.setdefault(str(status), {})
-                    if not entry.get("description") or status == 422:
-                        entry["description"] = problems.title(status)
-                    entry["content"] = {problems.MEDIA_TYPE: {"schema": _PROBLEM_REF}}
-                op["responses"] = dict(sorted(responses.items()))
-                if op.get("operationId") in _LINKS:
-                    status, param, targets = _LINKS[op["operationId"]]
-                    responses[status]["links"] = {
-                        target: {"operationId": target, "parameters": {param: "$response.body#/id"}}
-                        for target in targets}
-        app.openapi_schema = spec
-        return spec
 
-    app.openapi = openapi  # type: ignore[method-assign]
+def _openapi(app: FastAPI, scheme_of: dict[str, str]) -> dict[str, Any]:
+    """FastAPI's document with ProblemDetails, the security schemes and every operation's errors."""
+    from fastapi.openapi.utils import get_openapi
 
+    from server.schemas import ProblemDetails
+
+    spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = spec.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas["ProblemDetails"] = ProblemDetails.model_json_schema()
+    for name in ("HTTPValidationError", "ValidationError"):  # replaced by ProblemDetails
+        schemas.pop(name, None)
+    components["securitySchemes"] = _SECURITY
+    for item in spec["paths"].values():
+        for op in item.values():
+            _document_operation(op, scheme_of.get(op.get("operationId", "")))
+    return spec
+
+
+def _error_statuses(op: dict[str, Any], scheme: str | None) -> set[int]:
+    """The 4xx answers operation ``op`` gives: those it declares and those its inputs imply."""
+    statuses = {int(s) for s in op.get("responses", {}) if s.isdigit() and int(s) >= 400}
+    params = op.get("parameters", [])
+    if scheme:
+        statuses.add(401)
+    if scheme == "adminToken" or any(p["in"] == "path" for p in params):
+        statuses.add(404)
+    if any(p["name"] == "page_token" for p in params):
+        statuses.add(400)
+    if params or "requestBody" in op:
+        statuses.add(422)
+    return statuses
+
+
+def _document_operation(op: dict[str, Any], scheme: str | None) -> None:
+    """Add ``op``'s security, its error answers as problem+json, and its links."""
+    responses = op.setdefault("responses", {})
+    if scheme:
+        op["security"] = [{scheme: []}]
+    for status in sorted(_error_statuses(op, scheme)):
+        entry = responses.setdefault(str(status), {})
+        if not entry.get("description") or status == 422:
+            entry["description"] = problems.title(status)
+        entry["content"] = {problems.MEDIA_TYPE: {"schema": _PROBLEM_REF}}
+    op["responses"] = dict(sorted(responses.items()))
+    if op.get("operationId") in _LINKS:
+        status_code, param, targets = _LINKS[op["operationId"]]
+        responses[status_code]["links"] = {
+            target: {"operationId": target, "parameters": {param: "$response.body#/id"}}
+            for target in targets}
 
 
 def create_api_process_app() -> FastAPI:

@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from latency_tables.db import Base, LatencyEntry, LatencyTable
+from server.status import SearchStatus
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -155,7 +156,7 @@ class Supernet(Base):
 
 
 class Search(Base):
-    """A search job. ``status``: queued, running, succeeded, failed, cancelled."""
+    """A search job. ``status``: a ``SearchStatus`` value (the column is plain text)."""
 
     __tablename__ = "searches"
     __table_args__ = (
@@ -168,7 +169,7 @@ class Search(Base):
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
     supernet_id: Mapped[int] = mapped_column(ForeignKey("supernets.id", ondelete="CASCADE"), index=True)
     request: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=SearchStatus.queued.value)
     progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from server.status import SearchStatus
+
 HardwareKind = Literal["cpu", "mobile-gpu", "jetson", "server-gpu"]
 
 # Every id column is an INTEGER (server/models.py): ids outside 1..2**31-1 name nothing, and are
@@ -275,7 +277,7 @@ class Progress(BaseModel):
 
 class SearchOut(BaseModel):
     id: int
-    status: str
+    status: SearchStatus
     request: dict[str, Any]
     progress: Progress
     created_at: dt.datetime

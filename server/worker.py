@@ -1,142 +1,98 @@
 """The search-job worker: claims queued jobs, runs them generation by generation, persists.
 
-Claiming is atomic: ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, then a conditional
-``UPDATE ... WHERE status='queued'`` whose rowcount says who won (the only guard needed on
-SQLite, where writes are serialised). A running job's ``heartbeat_at`` is stamped with the
-database clock by a heartbeat thread; any worker re-queues a running job whose heartbeat is older
-than ``heartbeat_timeout``, and the next claimer resumes it from the state saved after its last
+A running job's ``heartbeat_at`` is stamped with the database clock by a heartbeat thread
+(``server.heartbeat``); any worker re-queues a running job whose heartbeat is older than
+``heartbeat_timeout``, and the next claimer resumes it from the state saved after its last
 finished generation (``search_states``), which gives the same final result as an uninterrupted
-run. Every write of a job is conditional on ``worker_id`` so a worker that lost its job (it was
-re-queued while this one was frozen) can never overwrite the new owner's progress.
+run. Claiming and every write of a job live in ``server.jobs``: each write is conditional on
+``worker_id``, so a worker that lost its job can never overwrite the new owner's progress.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import socket
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from latency_tables.db import LatencyEntry
-from search.evaluators import Score, as_score
-from server.db import db_now, insert_ignore, is_postgres, session_scope
-from server.fronts import front_of
+from latency_tables.predict import LatencyPredictor
+from server.heartbeat import JobWatch
+from server.job_config import parse_request, search_config
+from server.job_results import store_result
+from server.jobs import LostJob, OwnedJob, claim, requeue_stale
 from server.lut import predictor_for
-from server.models import (
-    ArchitectureRow,
-    FrontPoint,
-    Hardware,
-    LatencyCache,
-    ScoreCache,
-    Search,
-    SearchResult,
-    SearchState,
-    Supernet,
-)
-from server.problems import scrub_paths
+from server.models import Hardware, Search, SearchState, Supernet
+from server.schemas import SearchCreate
+from server.score_cache import DbCachedAccuracy
 from server.settings import Settings
+from server.status import SearchStatus
 from server.workunits import OVERHEAD_KEY
-from tracking.space import Architecture
+
+__all__ = ["DbCachedAccuracy", "LostJob", "Worker", "WorkerThread"]
 
 log = logging.getLogger("lutnas.worker")
 
-
-class LostJob(Exception):
-    """This worker no longer owns the job (re-queued after a missed heartbeat, or finished)."""
+STOPPED_NOTE = "worker stopped; resumes from the last finished generation"
 
 
-class DbCachedAccuracy:
-    """Supernet validation scores and their standard errors cached in ``score_cache`` by (supernet,
-    mode, architecture id); rows cached before standard errors were kept answer ``se=None``.
+@dataclass
+class LoadedJob:
+    """What a claimed job needs before it runs, read in one session."""
 
-    The (slow, torch) scorer is built only when an architecture is not cached yet.
-    """
-
-    def __init__(self, factory: sessionmaker[Session], supernet: Supernet, mode: str, settings: Settings) -> None:
-        self.factory, self.supernet, self.mode, self.settings = factory, supernet, mode, settings
-        self._scorer: Any = None
-        # lookups answered by score_cache, and architectures this scorer computed: together they
-        # are every score the search asked for (the progress' cache_hits and scored)
-        self.hits = 0
-        self.scored = 0
-
-    def _base(self) -> Any:
-        if self._scorer is None:
-            from search.evaluators import SupernetAccuracy
-
-            s = self.settings
-            kwargs = {"n_pairs": s.scorer_pairs, "bn_batches": s.scorer_bn_batches,
-                      "bn_batch_size": s.scorer_bn_batch_size, "max_sequences": s.scorer_max_sequences,
-                      "max_frames": s.scorer_max_frames}
-            if s.ray_address or s.eval_workers > 1:  # actors score; this cache and the DB stay here
-                from search.ray_pool import ScorerSpec, open_pool
-
-                spec = ScorerSpec(self.supernet.checkpoint_path, self.supernet.data_path, self.mode, kwargs)
-                self._scorer = open_pool(spec, s.eval_workers, s.ray_address, threads=s.eval_threads,
-                                         device=s.device)
-            else:
-                self._scorer = SupernetAccuracy.from_checkpoint(
-                    self.supernet.checkpoint_path, self.supernet.data_path, mode=self.mode, device=s.device,
-                    **kwargs)
-        return self._scorer
-
-    def close(self) -> None:
-        """Stop the Ray actors of this job, if any."""
-        if self._scorer is not None and hasattr(self._scorer, "close"):
-            self._scorer.close()
-        self._scorer = None
-
-    def evaluate(self, archs: Sequence[Architecture]) -> list[Score]:
-        ids = [a.canonical_id() for a in archs]
-        with self.factory() as session:
-            rows = session.execute(
-                select(ScoreCache.arch_id, ScoreCache.score, ScoreCache.score_se).where(
-                    ScoreCache.supernet_id == self.supernet.id, ScoreCache.mode == self.mode,
-                    ScoreCache.arch_id.in_(ids))).all()
-        cached = {cid: as_score((score, se)) for cid, score, se in rows}
-        todo = {cid: a for cid, a in zip(ids, archs, strict=True) if cid not in cached}
-        self.hits += len(ids) - len(todo)
-        self.scored += len(todo)
-        if todo:
-            scores = self._base().evaluate(list(todo.values()))
-            new = {cid: as_score(s) for cid, s in zip(todo, scores, strict=True)}
-            with session_scope(self.factory) as session:
-                insert_ignore(session, ScoreCache, [
-                    {"supernet_id": self.supernet.id, "mode": self.mode, "arch_id": cid, "score": s.value,
-                     "score_se": s.se, "metrics": {}}
-                    for cid, s in new.items()], ["supernet_id", "mode", "arch_id"])
-            cached.update(new)
-        return [cached[c] for c in ids]
+    request: SearchCreate
+    supernet: Supernet
+    hardware: list[Hardware]
+    predictors: dict[str, LatencyPredictor]
+    missing: dict[int, int]  # hardware id -> latency units it still lacks (the overhead counts)
+    state: dict[str, Any] | None  # saved after the last finished generation: resume from it
+    progress: dict[str, Any]
 
 
-class _Heartbeat(threading.Thread):
-    def __init__(self, worker: Worker, search_id: int) -> None:
-        super().__init__(daemon=True, name=f"heartbeat-{search_id}")
-        self.worker, self.search_id = worker, search_id
-        self.done = threading.Event()
-        self.lost = threading.Event()
+class _Generations:
+    """``run_search``'s ``on_generation``: saves each finished generation's progress and state,
+    and keeps the score-cache counts the final progress reports."""
 
-    def run(self) -> None:
-        while not self.done.wait(self.worker.settings.heartbeat_seconds):
-            try:
-                with session_scope(self.worker.factory) as s:
-                    res = s.execute(update(Search).where(
-                        Search.id == self.search_id, Search.worker_id == self.worker.id,
-                        Search.status == "running").values(heartbeat_at=db_now(s))
-                        .execution_options(synchronize_session=False))
-                    if not res.rowcount:  # type: ignore[attr-defined]
-                        self.lost.set()
-                        return
-            except Exception:  # noqa: BLE001 - a missed beat is retried; the timeout is generous
-                log.warning("heartbeat of search %s failed", self.search_id, exc_info=True)
+    def __init__(self, job: OwnedJob, accuracy: DbCachedAccuracy, generations: int,
+                 base: tuple[int, int]) -> None:
+        # a resumed job continues the counts of its last saved generation, so generations
+        # finished before a stop are neither scored nor counted again
+        self.job, self.accuracy, self.generations, self.base = job, accuracy, generations, base
+        self.counts = list(base)
+
+    def __call__(self, prog: dict[str, Any], state: dict[str, Any]) -> None:
+        gens = max(int(prog.get("generations") or self.generations), 1)
+        done = int(prog.get("generation", 0)) + 1
+        p = {"generation": done, "generations": gens, "evaluated": prog.get("evaluated", 0),
+             "cache_hits": self.base[0] + self.accuracy.hits, "scored": self.base[1] + self.accuracy.scored,
+             "best_score": prog.get("best_score"),
+             "front_size": prog.get("front_size", 0), "fraction": round(done / gens, 4),
+             "hypervolume": prog.get("hypervolume"), "note": None}
+        # what the final progress reports: the reference point scored after the search is no candidate
+        self.counts = [p["cache_hits"], p["scored"]]
+        self.job.save_generation(p, done, state)
+
+
+def _missing_units(s: Session, hw: Hardware, predictor: LatencyPredictor) -> int:
+    """How many latency units (the per-run overhead included) ``hw``'s table still lacks."""
+    gap = set(predictor.missing_units())
+    if not s.scalar(select(LatencyEntry.id).where(LatencyEntry.table_id == hw.table_id,
+                                                  LatencyEntry.unit_key == OVERHEAD_KEY)):
+        gap.add(OVERHEAD_KEY)  # the per-run overhead is part of every target's work
+    return len(gap)
+
+
+def _units_note(missing: dict[int, int]) -> str:
+    what = ", ".join(f"{n} on hardware {h}" for h, n in missing.items())
+    total = sum(missing.values())
+    return f"{total} latency unit{'s' if total != 1 else ''} not measured yet ({what})"
 
 
 class Worker:
@@ -160,36 +116,11 @@ class Worker:
     # -- queue ------------------------------------------------------------------------------
     def requeue_stale(self) -> int:
         """Put running jobs whose worker stopped heartbeating back in the queue."""
-        with session_scope(self.factory) as s:
-            cutoff = db_now(s) - dt.timedelta(seconds=self.settings.heartbeat_timeout)
-            res = s.execute(update(Search).where(Search.status == "running", Search.heartbeat_at < cutoff)
-                            .values(status="queued", worker_id=None, available_at=None)
-                            .execution_options(synchronize_session=False))
-            n = int(res.rowcount or 0)  # type: ignore[attr-defined]
-        if n:
-            log.warning("re-queued %d job(s) whose worker stopped heartbeating", n)
-        return n
+        return requeue_stale(self.factory, self.settings.heartbeat_timeout)
 
     def claim(self) -> int | None:
         """Atomically take the oldest claimable queued job; its id, or None."""
-        with session_scope(self.factory) as s:
-            now = db_now(s)
-            q = (select(Search.id).where(Search.status == "queued",
-                                         or_(Search.available_at.is_(None), Search.available_at <= now))
-                 .order_by(Search.id).limit(1))
-            if is_postgres(s):
-                q = q.with_for_update(skip_locked=True)
-            sid = s.scalar(q)
-            if sid is None:
-                return None
-            res = s.execute(update(Search).where(Search.id == sid, Search.status == "queued").values(
-                status="running", worker_id=self.id, heartbeat_at=now, available_at=None,
-                attempts=Search.attempts + 1).execution_options(synchronize_session=False))
-            if not res.rowcount:  # type: ignore[attr-defined]
-                return None
-            s.execute(update(Search).where(Search.id == sid, Search.started_at.is_(None))
-                      .values(started_at=now).execution_options(synchronize_session=False))
-        return sid
+        return claim(self.factory, self.id)
 
     def run_once(self) -> bool:
         """Re-queue stale jobs, then claim and run one job; True if a job was taken."""
@@ -208,7 +139,8 @@ class Worker:
             log.error("search %s failed:\n%s", sid, traceback.format_exc())
             user_error = isinstance(e, ValueError | OSError | KeyError)
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            self._finish(sid, "failed", error=msg if user_error else f"internal error ({type(e).__name__}): {msg}")
+            self._job(sid).finish(SearchStatus.failed,
+                                  error=msg if user_error else f"internal error ({type(e).__name__}): {msg}")
         finally:
             if not self._still_waiting:  # it ran, finished or failed: its next wait is news again
                 self._waiting.pop(sid, None)
@@ -230,238 +162,119 @@ class Worker:
         return t
 
     # -- one job ----------------------------------------------------------------------------
-    def _update(self, sid: int, **values: Any) -> None:
-        with session_scope(self.factory) as s:
-            res = s.execute(update(Search).where(Search.id == sid, Search.worker_id == self.id,
-                                                 Search.status == "running").values(**values)
-                            .execution_options(synchronize_session=False))
-            if not res.rowcount:  # type: ignore[attr-defined]
-                raise LostJob(sid)
-
-    def _finish(self, sid: int, status: str, error: str | None = None) -> None:
-        with session_scope(self.factory) as s:
-            s.execute(update(Search).where(Search.id == sid, Search.worker_id == self.id,
-                                           Search.status == "running")
-                      .values(status=status, error=scrub_paths(error) if error else error,
-                              finished_at=db_now(s), worker_id=None)
-                      .execution_options(synchronize_session=False))
-
-    def _waited(self, sid: int, progress: dict[str, Any]) -> float:
-        """Seconds this job has been waiting for latency units (database clock); the first wait
-        stamps ``waiting_since`` into its progress."""
-        with session_scope(self.factory) as s:
-            now = db_now(s)
-        since = progress.get("waiting_since")
-        if since is None:
-            progress["waiting_since"] = now.isoformat()
-            self._update(sid, progress=progress)
-            return 0.0
-        return max((now - dt.datetime.fromisoformat(since)).total_seconds(), 0.0)
-
-    def _release(self, sid: int, note: str | None, delay: float = 0.0) -> None:
-        """Give a job back to the queue (shutdown, or waiting for latency units)."""
-        if note and note.startswith("waiting"):
-            if self._waiting.get(sid) != note:
-                log.info("search %s %s", sid, note)
-            self._waiting[sid] = note
-            self._still_waiting = True
-        with session_scope(self.factory) as s:
-            search = s.get(Search, sid)
-            if search is None:
-                raise LostJob(sid)
-            progress = dict(search.progress or {})
-            progress["note"] = note
-            s.execute(update(Search).where(Search.id == sid, Search.worker_id == self.id,
-                                           Search.status == "running")
-                      .values(status="queued", worker_id=None, progress=progress,
-                              available_at=db_now(s) + dt.timedelta(seconds=delay) if delay else None)
-                      .execution_options(synchronize_session=False))
+    def _job(self, sid: int) -> OwnedJob:
+        return OwnedJob(self.factory, sid, self.id)
 
     def process(self, sid: int) -> None:
-        from search.config import SearchConfig
-        from search.runner import run_search
-
+        """Run claimed job ``sid`` to its end, or give it back to the queue (it waits for latency
+        units, the Ray cluster is gone, or this worker stops)."""
         t0 = time.perf_counter()
+        job = self._job(sid)
+        loaded = self._load(sid)
+        if loaded is None:
+            job.finish(SearchStatus.cancelled)
+        elif loaded.missing:
+            self._wait_for_units(job, loaded)
+        else:
+            if loaded.progress.get("note") or loaded.progress.get("waiting_since"):
+                progress = {k: v for k, v in loaded.progress.items() if k != "waiting_since"}
+                job.update(progress={**progress, "note": None})
+            self._run(job, loaded, t0)
+
+    def _load(self, sid: int) -> LoadedJob | None:
+        """The job's request, supernet, targets and saved state; None if its cancel was asked."""
         with self.factory() as s:
             search = s.get(Search, sid)
             if search is None:
                 raise LostJob(sid)
             if search.cancel_requested:
-                self._finish(sid, "cancelled")
-                return
-            req = dict(search.request)
+                return None
+            req = parse_request(search.request)
             supernet = s.get(Supernet, search.supernet_id)
-            hws = [s.get(Hardware, int(h)) for h in req["hardware_ids"]]
+            hws = [s.get(Hardware, h) for h in req.hardware_ids]
             if supernet is None or any(h is None for h in hws):
                 raise ValueError("the search's supernet or a hardware target was deleted")
-            predictors, missing = {}, {}
-            for hw in hws:
-                assert hw is not None  # type narrowing: None was refused just above  # nosec B101
-                p = predictor_for(s, hw)
-                predictors[str(hw.id)] = p
-                gap = set(p.missing_units())
-                if not s.scalar(select(LatencyEntry.id).where(LatencyEntry.table_id == hw.table_id,
-                                                              LatencyEntry.unit_key == OVERHEAD_KEY)):
-                    gap.add(OVERHEAD_KEY)  # the per-run overhead is part of every target's work
-                if gap:
-                    missing[hw.id] = len(gap)
+            targets = [h for h in hws if h is not None]
+            predictors = {str(hw.id): predictor_for(s, hw) for hw in targets}
+            gaps = {hw.id: _missing_units(s, hw, predictors[str(hw.id)]) for hw in targets}
             saved = s.get(SearchState, sid)
-            state = saved.state if saved is not None else None
-            progress = dict(search.progress or {})
-        if missing:
-            what = ", ".join(f"{n} on hardware {h}" for h, n in missing.items())
-            total = sum(missing.values())
-            msg = f"{total} latency unit{'s' if total != 1 else ''} not measured yet ({what})"
-            if req.get("missing_units", "wait") == "fail":
-                self._finish(sid, "failed", error=msg)
-                return
-            waited = self._waited(sid, progress)
-            deadline = float(req.get("unit_wait_deadline_s") or self.settings.unit_wait_deadline_s)
-            if deadline and waited >= deadline:
-                self._finish(sid, "failed", error=(
-                    f"gave up after waiting {waited:.0f} s for latency units (deadline {deadline:g} s): {msg}; "
-                    "run lutnas-agent with the hardware's agent token, then submit the search again"))
-            else:
-                self._release(sid, f"waiting: {msg}", self.settings.missing_units_retry_seconds)
+            return LoadedJob(req, supernet, targets, predictors, {h: n for h, n in gaps.items() if n},
+                             saved.state if saved is not None else None, dict(search.progress or {}))
+
+    def _wait_for_units(self, job: OwnedJob, loaded: LoadedJob) -> None:
+        """Fail the job, or put it back in the queue until its latency units are measured (up to
+        its deadline)."""
+        msg = _units_note(loaded.missing)
+        if loaded.request.missing_units == "fail":
+            job.finish(SearchStatus.failed, error=msg)
             return
-        if progress.get("note") or progress.get("waiting_since"):
-            progress["note"] = None
-            progress.pop("waiting_since", None)
-            self._update(sid, progress=progress)
+        waited = job.waited(loaded.progress)
+        deadline = float(loaded.request.unit_wait_deadline_s or self.settings.unit_wait_deadline_s)
+        if deadline and waited >= deadline:
+            job.finish(SearchStatus.failed, error=(
+                f"gave up after waiting {waited:.0f} s for latency units (deadline {deadline:g} s): {msg}; "
+                "run lutnas-agent with the hardware's agent token, then submit the search again"))
+        else:
+            self._release(job, f"waiting: {msg}", self.settings.missing_units_retry_seconds)
 
-        hw_space = hws[0].space  # type: ignore[union-attr]
-        objective = req.get("objective", "pareto")
-        population = int(req["population"])
-        config = SearchConfig(
-            algorithm="pareto" if objective == "pareto" else "evolution",
-            budget_ms=req.get("budget_ms") if objective == "budget" else None,
-            target=str(req.get("budget_hardware_id")) if objective == "budget" else None,
-            population=population, generations=int(req["generations"]), parents=min(10, population),
-            seed=int(req["seed"]), predictor=bool(req.get("use_predictor", False)), space=hw_space,
-            # a resumed job keeps the batch size it started with (it is part of the saved config)
-            batch_size=int((state or {}).get("config", {}).get("batch_size") or self.settings.eval_batch_size))
-        accuracy = DbCachedAccuracy(self.factory, supernet, req.get("mode", "pairs"), self.settings)
-        # score-cache counts so far: a resumed job continues those of its last saved generation
-        # (saved with its state), so generations finished before a stop are neither scored nor
-        # counted again
-        base = (int(progress.get("cache_hits") or 0), int(progress.get("scored") or 0)) if state else (0, 0)
-        counts = list(base)
-
-        beat = _Heartbeat(self, sid)
-        beat.start()
-        last_check = [0.0, False]
-
-        def should_stop() -> bool:
-            if self.stop_event.is_set() or beat.lost.is_set():
-                return True
-            if time.monotonic() - last_check[0] >= 1.0:  # at most one query a second
-                with self.factory() as s2:
-                    row = s2.execute(select(Search.cancel_requested, Search.worker_id, Search.status)
-                                     .where(Search.id == sid)).one()
-                last_check[0] = time.monotonic()
-                last_check[1] = bool(row[0]) or row[1] != self.id or row[2] != "running"
-            return bool(last_check[1])
-
-        def on_generation(prog: dict[str, Any], st: dict[str, Any]) -> None:
-            gens = max(int(prog.get("generations") or config.generations), 1)
-            done = int(prog.get("generation", 0)) + 1
-            p = {"generation": done, "generations": gens, "evaluated": prog.get("evaluated", 0),
-                 "cache_hits": base[0] + accuracy.hits, "scored": base[1] + accuracy.scored,
-                 "best_score": prog.get("best_score"),
-                 "front_size": prog.get("front_size", 0), "fraction": round(done / gens, 4),
-                 "hypervolume": prog.get("hypervolume"), "note": None}
-            counts[:] = [p["cache_hits"], p["scored"]]  # the reference point scored after the search is not a candidate
-            with session_scope(self.factory) as s2:
-                res = s2.execute(update(Search).where(Search.id == sid, Search.worker_id == self.id,
-                                                      Search.status == "running")
-                                 .values(progress=p, heartbeat_at=db_now(s2))
-                                 .execution_options(synchronize_session=False))
-                if not res.rowcount:  # type: ignore[attr-defined]
-                    raise LostJob(sid)
-                row = s2.get(SearchState, sid)
-                if row is None:
-                    s2.add(SearchState(search_id=sid, generation=done, state=st))
-                else:
-                    row.generation, row.state = done, st
-
+    def _run(self, job: OwnedJob, loaded: LoadedJob, t0: float) -> None:
         from search.ray_pool import RayClusterError
+        from search.runner import run_search
 
+        # a resumed job keeps the batch size it started with (it is part of the saved config)
+        state = loaded.state
+        batch_size = int((state or {}).get("config", {}).get("batch_size") or self.settings.eval_batch_size)
+        config = search_config(loaded.request, loaded.hardware[0].space, batch_size)
+        accuracy = DbCachedAccuracy(self.factory, loaded.supernet, loaded.request.mode, self.settings)
+        progress = loaded.progress
+        base = (int(progress.get("cache_hits") or 0), int(progress.get("scored") or 0)) if state else (0, 0)
+        on_generation = _Generations(job, accuracy, config.generations, base)
+        watch = JobWatch(job, self.settings.heartbeat_seconds, self.stop_event)
+        watch.start()
         try:
-            result = run_search(config, accuracy, predictors, state=state, on_generation=on_generation,
-                                should_stop=should_stop)
+            result = run_search(config, accuracy, loaded.predictors, state=state, on_generation=on_generation,
+                                should_stop=watch.should_stop)
         except RayClusterError as e:  # back to the queue: it resumes from its last finished generation
-            self._release(sid, f"waiting: {e}", self.settings.ray_retry_seconds)
+            self._release(job, f"waiting: {e}", self.settings.ray_retry_seconds)
             return
         finally:
-            beat.done.set()
+            watch.stop()
             accuracy.close()
-        if beat.lost.is_set():
-            raise LostJob(sid)
+        if watch.lost.is_set():
+            raise LostJob(job.sid)
         if not result.completed:
-            with self.factory() as s:
-                search = s.get(Search, sid)
-                if search is None:
-                    raise LostJob(sid)
-                cancelled = search.cancel_requested
-            if cancelled:
-                self._finish(sid, "cancelled")
-            elif self.stop_event.is_set():
-                self._release(sid, "worker stopped; resumes from the last finished generation")
-            else:
-                raise LostJob(sid)
+            self._stopped(job)
             return
-        self._store_result(sid, result, [h.id for h in hws if h is not None], time.perf_counter() - t0,
-                           counts)
+        self._store_result(job.sid, result, [h.id for h in loaded.hardware], time.perf_counter() - t0,
+                           on_generation.counts)
+
+    def _stopped(self, job: OwnedJob) -> None:
+        """The search stopped before its last generation: cancelled, or this worker stops."""
+        with self.factory() as s:
+            search = s.get(Search, job.sid)
+            if search is None:
+                raise LostJob(job.sid)
+            cancelled = search.cancel_requested
+        if cancelled:
+            job.finish(SearchStatus.cancelled)
+        elif self.stop_event.is_set():
+            self._release(job, STOPPED_NOTE)
+        else:
+            raise LostJob(job.sid)
+
+    def _release(self, job: OwnedJob, note: str | None, delay: float = 0.0) -> None:
+        """Give a job back to the queue (shutdown, or waiting for latency units or Ray); a wait is
+        logged when its note changes."""
+        if note and note.startswith("waiting"):
+            if self._waiting.get(job.sid) != note:
+                log.info("search %s %s", job.sid, note)
+            self._waiting[job.sid] = note
+            self._still_waiting = True
+        job.release(note, delay)
 
     def _store_result(self, sid: int, result: Any, hw_ids: list[int], seconds: float,
                       counts: list[int]) -> None:
-        with session_scope(self.factory) as s:
-            search = s.get(Search, sid)
-            if search is None or search.worker_id != self.id or search.status != "running":
-                raise LostJob(sid)
-            ranked = result.ranked
-            arch_rows = [{"id": r.canonical_id, "lighttrack": r.arch, "flops": r.macs, "params": r.params}
-                         for r in ranked]
-            for i in range(0, len(arch_rows), 1000):
-                insert_ignore(s, ArchitectureRow, arch_rows[i:i + 1000], ["id"])
-            s.execute(SearchResult.__table__.delete().where(SearchResult.search_id == sid))
-            s.execute(FrontPoint.__table__.delete().where(FrontPoint.search_id == sid))
-            rows = [{"search_id": sid, "rank": r.rank, "arch_id": r.canonical_id, "score": r.score,
-                     "score_se": r.score_se, "latency_ms": {k: float(v) for k, v in r.latency_ms.items()},
-                     "feasible": r.feasible}
-                    for r in ranked]
-            for i in range(0, len(rows), 1000):
-                s.execute(SearchResult.__table__.insert(), rows[i:i + 1000])
-            se_of = {r.canonical_id: r.score_se for r in ranked}
-            ref_arch = result.reference_arch
-            for hid in hw_ids:
-                key = str(hid)
-                if ref_arch is not None and key in ref_arch.latency_ms:
-                    insert_ignore(s, LatencyCache, [{"hardware_id": hid, "arch_id": ref_arch.canonical_id,
-                                                     "latency_ms": float(ref_arch.latency_ms[key])}],
-                                  ["hardware_id", "arch_id"])
-                lat_rows = [{"hardware_id": hid, "arch_id": r.canonical_id, "latency_ms": float(r.latency_ms[key])}
-                            for r in ranked]
-                for i in range(0, len(lat_rows), 1000):
-                    insert_ignore(s, LatencyCache, lat_rows[i:i + 1000], ["hardware_id", "arch_id"])
-                front = front_of([(r.canonical_id, r.score, float(r.latency_ms[key])) for r in ranked])
-                if front:
-                    s.execute(FrontPoint.__table__.insert(), [
-                        {"search_id": sid, "hardware_id": hid, "arch_id": a, "score": sc, "score_se": se_of[a],
-                         "latency_ms": lat} for a, sc, lat in front])
-            ref = result.reference.get("latency_ms", {}) if isinstance(result.reference, dict) else {}
-            search.summary = {"reference_ms": {k: float(v) for k, v in ref.items()},
-                              "hypervolume": float(result.hypervolume),
-                              "timings": {"worker_s": round(seconds, 3)},
-                              # LightTrack-Mobile's point: the front's reference (server/fronts.py)
-                              "reference_arch": ref_arch.model_dump() if ref_arch is not None else None}
-            progress = dict(search.progress or {})
-            progress.update({"generation": result.generations_done, "generations": result.generations_done,
-                             "evaluated": result.evaluated, "cache_hits": counts[0], "scored": counts[1],
-                             "best_score": ranked[0].score if ranked else None,
-                             "front_size": len(result.front), "fraction": 1.0, "note": None})
-            search.progress = progress
-            search.status, search.finished_at, search.worker_id = "succeeded", db_now(s), None
+        store_result(self.factory, sid, self.id, result, hw_ids, seconds, counts)
 
 
 class WorkerThread(threading.Thread):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
@@ -16,6 +16,7 @@ from server.models import ArchitectureRow, Hardware, Search, SearchResult, Super
 from server.pagination import Page, PageSize, PageToken, decode_token, page
 from server.problems import Problem, documented, not_found
 from server.schemas import IdPath, OptionalIdQuery, ParetoOut, Progress, ResultItem, SearchCreate, SearchOut
+from server.status import SearchStatus
 from server.workunits import space_of
 
 router = APIRouter(prefix="/v1/searches", tags=["searches"])
@@ -51,7 +52,8 @@ def search_out(s: Search) -> SearchOut:
                                                             "searches queued"}})
 def submit_search(body: SearchCreate, team: TeamDep, session: SessionDep, settings: SettingsDep,
                   response: Response) -> SearchOut:
-    queued = session.scalar(select(func.count()).where(Search.team_id == team.id, Search.status == "queued"))
+    queued = session.scalar(select(func.count()).where(Search.team_id == team.id,
+                                                         Search.status == SearchStatus.queued))
     if (queued or 0) >= settings.max_queued_searches:
         raise Problem(429, f"this team already has {queued} searches queued (the limit is "
                       f"{settings.max_queued_searches}); wait for some to start or cancel some",
@@ -71,15 +73,13 @@ def submit_search(body: SearchCreate, team: TeamDep, session: SessionDep, settin
     space = spaces.pop()
     if tuple(sn.space.get("output_stages", ())) != space_of(space).output_stages:
         raise Problem(422, f"the supernet's space does not match the hardware's space {space!r}", "supernet_id")
-    s = Search(team_id=team.id, supernet_id=sn.id, request=body.model_dump(mode="json"), status="queued",
+    s = Search(team_id=team.id, supernet_id=sn.id, request=body.model_dump(mode="json"),
+               status=SearchStatus.queued,
                progress=Progress(generations=body.generations).model_dump(), summary={})
     session.add(s)
     session.commit()
     response.headers["Location"] = f"/v1/searches/{s.id}"
     return search_out(s)
-
-
-SearchStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 @router.get("", response_model=Page[SearchOut], operation_id="list_searches")
@@ -108,9 +108,9 @@ def cancel_search(search_id: IdPath, team: TeamDep, session: SessionDep) -> Sear
     s = get_team_search(session, team, search_id)
     # queued: cancelled at once (conditional, so a worker claiming it at the same moment wins
     # or loses cleanly); running: flagged, the worker stops between evaluation batches.
-    session.execute(update(Search).where(Search.id == s.id, Search.status == "queued")
-                    .values(status="cancelled", finished_at=utcnow()).execution_options(synchronize_session=False))
-    session.execute(update(Search).where(Search.id == s.id, Search.status == "running")
+    session.execute(update(Search).where(Search.id == s.id, Search.status == SearchStatus.queued)
+                    .values(status=SearchStatus.cancelled, finished_at=utcnow()).execution_options(synchronize_session=False))
+    session.execute(update(Search).where(Search.id == s.id, Search.status == SearchStatus.running)
                     .values(cancel_requested=True).execution_options(synchronize_session=False))
     session.commit()
     session.refresh(s)

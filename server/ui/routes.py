@@ -31,6 +31,7 @@ from server.problems import Problem, problem_response, scrub_paths
 from server.routes.architectures import _export
 from server.routes.latency import export_latency_table
 from server.routes.searches import cancel_search, get_team_search, search_out
+from server.status import SearchStatus
 from server.ui import session as ui_session
 from server.ui import views
 from server.ui.session import COOKIE, COOKIE_PATH, LIFETIME, NotSignedIn, SignInError, UiUser
@@ -223,11 +224,9 @@ def signout(request: Request, session: SessionDep, user: UserDep, form: FormDep)
 
 # -- searches ---------------------------------------------------------------------------------
 
-StatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-
 
 @router.get("/ui/searches")
-def searches_page(request: Request, session: SessionDep, user: UserDep, status: StatusFilter | None = None,
+def searches_page(request: Request, session: SessionDep, user: UserDep, status: SearchStatus | None = None,
                   page_token: Annotated[str | None, Query(max_length=256)] = None) -> HTMLResponse:
     data = views.searches_list(session, user.team, status, page_token)
     has_hardware = bool(views.team_hardware(session, user.team))
@@ -236,7 +235,7 @@ def searches_page(request: Request, session: SessionDep, user: UserDep, status: 
 
 
 @router.get("/ui/api/searches")
-def searches_json(session: SessionDep, user: UserDep, status: StatusFilter | None = None) -> Response:
+def searches_json(session: SessionDep, user: UserDep, status: SearchStatus | None = None) -> Response:
     """What the searches page polls while a search is queued or running."""
     return Response(orjson.dumps(views.searches_list(session, user.team, status, None)),
                     media_type="application/json")

@@ -25,10 +25,11 @@ from server.problems import Problem, scrub_paths
 from server.routes.architectures import get_architecture
 from server.routes.hardware import list_hardware
 from server.routes.searches import get_team_search, list_searches, result_rows, search_out
+from server.status import TERMINAL_STATUSES, SearchStatus
 from server.workunits import OVERHEAD_KEY, space_of
 from tracking.space import HEAD_KERNELS, MBCONV_CHOICES, SKIP, Architecture, ArchitectureError, SearchSpace
 
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+STATUSES = tuple(SearchStatus)
 HOVER_LIMIT = 1500  # candidates drawn as hoverable points; more become a backdrop image
 ALL_ROWS = 10_000_000  # "every row": result_rows pages by rank, the dashboard wants them all
 
@@ -45,8 +46,9 @@ def team_hardware(session: Session, team: Team) -> list[dict[str, Any]]:
             return out
 
 
-def searches_list(session: Session, team: Team, status: str | None, page_token: str | None) -> dict[str, Any]:
-    page = list_searches(team, session, page_size=50, page_token=page_token, status=status)  # type: ignore[arg-type]
+def searches_list(session: Session, team: Team, status: SearchStatus | None,
+                  page_token: str | None) -> dict[str, Any]:
+    page = list_searches(team, session, page_size=50, page_token=page_token, status=status)
     names = {h["id"]: h["name"] for h in team_hardware(session, team)}
     items = [search_row(s.model_dump(mode="json"), names) for s in page["items"]]
     return {"items": items, "next_page_token": page["next_page_token"]}
@@ -66,7 +68,7 @@ def search_row(s: dict[str, Any], names: dict[int, str]) -> dict[str, Any]:
         s = {**s, "error": scrub_paths(s["error"])}
     return {**s, "objective": objective, "targets": [names.get(h, f"#{h}") for h in hw_ids],
             "percent": round(100 * float(p.get("fraction") or 0.0)),
-            "active": s["status"] in ("queued", "running"),
+            "active": s["status"] not in TERMINAL_STATUSES,
             "created": s["created_at"][:19].replace("T", " ") + " UTC"}
 
 

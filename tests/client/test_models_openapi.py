@@ -11,6 +11,7 @@ import pytest
 from client import models
 from server.app import create_app
 from server.settings import Settings
+from server.status import TERMINAL_STATUSES
 
 # client model -> the server's response schema(s) it reads
 PAIRS: list[tuple[type, str]] = [
@@ -51,3 +52,11 @@ def test_client_model_has_exactly_the_server_fields(schemas: dict[str, Any], mod
 def test_every_response_schema_the_client_reads_is_paired(schemas: dict[str, Any]) -> None:
     # a renamed server schema fails here rather than silently dropping out of the comparison
     assert {name for _, name in PAIRS} <= set(schemas)
+
+
+def test_client_search_statuses_are_the_servers(schemas: dict[str, Any]) -> None:
+    # the client may not import the server (client-light contract): its enum is a copy, held here
+    # to the values the server's document declares, in the same order
+    assert [s.value for s in models.SearchStatus] == schemas["SearchStatus"]["enum"]
+    assert schemas["SearchOut"]["properties"]["status"] == {"$ref": "#/components/schemas/SearchStatus"}
+    assert models.TERMINAL_STATUSES == TERMINAL_STATUSES < set(models.SearchStatus)

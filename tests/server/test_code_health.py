@@ -1,0 +1,42 @@
+"""Code health of the service package: no function in ``server/`` grows past about 50 lines
+(issue #22): a longer one is split into named steps before it lands."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SERVER = Path(__file__).resolve().parents[2] / "server"
+MAX_LINES = 50
+# Alembic revisions are history: written once as the schema was then, never edited afterwards
+# (0001 creates every table in one upgrade()).
+HISTORY = SERVER / "migrations" / "versions"
+
+
+def long_functions(root: Path, limit: int = MAX_LINES, skip: Path | None = None) -> list[str]:
+    """``path:line name (n lines)`` of every function or method under ``root`` (nested ones too;
+    decorators count) longer than ``limit`` lines, except in the ``skip`` folder."""
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        if skip is not None and path.is_relative_to(skip):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                n = (node.end_lineno or node.lineno) - first + 1
+                if n > limit:
+                    out.append(f"{path.relative_to(root.parent)}:{node.lineno} {node.name} ({n} lines)")
+    return out
+
+
+def test_no_function_in_server_is_longer_than_50_lines() -> None:
+    assert list(SERVER.rglob("*.py")), f"no Python files under {SERVER}"
+    assert HISTORY.is_dir()
+    assert long_functions(SERVER, skip=HISTORY) == []
+
+
+def test_the_check_sees_a_long_function(tmp_path: Path) -> None:
+    body = "".join(f"        x{i} = {i}\n" for i in range(MAX_LINES))
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "m.py").write_text(f"class C:\n    def f(self):\n{body}\n\ndef g():\n    return 1\n")
+    assert long_functions(tmp_path / "pkg") == [f"pkg/m.py:2 f ({MAX_LINES + 1} lines)"]
