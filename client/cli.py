@@ -622,6 +622,15 @@ def _plot_front(front: ParetoFront, path: Path, title: str, others: list[tuple[f
         if bars:  # +- 1 standard error
             ax.errorbar([p.latency_ms for p in bars], [p.score for p in bars], yerr=[p.score_se for p in bars],
                         fmt="none", ecolor="C0", elinewidth=0.8, capsize=2, alpha=0.7)
+        measured = [p for p in pts if p.measured_ms is not None]
+        if measured:  # the closed loop: where each point really ran, joined to what was predicted
+            for p in measured:
+                ax.plot([p.latency_ms, p.measured_ms], [p.score, p.score], color="C2", lw=0.8, alpha=0.7)
+            ax.scatter([p.measured_ms for p in measured], [p.score for p in measured], s=30, marker="x",
+                       color=["C3" if p.over_budget else "C2" for p in measured], zorder=4,
+                       label="measured on the device")
+    if front.budget_ms is not None:
+        ax.axvline(front.budget_ms, color="C3", ls="--", lw=0.8, label=f"budget {front.budget_ms:.3g} ms")
     ref = front.reference
     if ref is not None:
         ax.errorbar([ref.latency_ms], [ref.score], yerr=None if ref.score_se is None else [ref.score_se],
@@ -691,15 +700,20 @@ def search_pareto(
         _echo_json(front.model_dump(mode="json"))
         return
     hv = f", hypervolume {front.hypervolume:.4g}" if front.hypervolume is not None else ""
-    t = Table(title=f"{title}: Pareto front on hardware {front.hardware_id} ({len(front.points)} points{hv})")
-    for col in ("", "latency ms", "score ± se", "id"):
+    budget = f", budget {front.budget_ms:.3g} ms" if front.budget_ms is not None else ""
+    t = Table(title=f"{title}: Pareto front on hardware {front.hardware_id} ({len(front.points)} points, "
+                    f"{front.measured} measured on the device{budget}{hv})")
+    for col in ("", "latency ms", "measured ms", "score ± se", "id"):
         t.add_column(col, no_wrap=True)
     t.add_column("lighttrack", overflow="fold")
     for p in sorted(front.points, key=lambda p: p.latency_ms):
-        t.add_row("", _fmt(p.latency_ms, 2), _fmt_score(p.score, p.score_se), p.architecture_id, p.lighttrack)
+        # "!" marks a point whose measurement breaks the search's budget
+        t.add_row("!" if p.over_budget else "", _fmt(p.latency_ms, 2), _fmt(p.measured_ms, 2),
+                  _fmt_score(p.score, p.score_se), p.architecture_id, p.lighttrack,
+                  style="red" if p.over_budget else None)
     ref = front.reference
     if ref is not None:
-        t.add_row("ref", _fmt(ref.latency_ms, 2), _fmt_score(ref.score, ref.score_se), ref.architecture_id,
+        t.add_row("ref", _fmt(ref.latency_ms, 2), "", _fmt_score(ref.score, ref.score_se), ref.architecture_id,
                   ref.lighttrack, style="yellow")
     console = _console()
     console.print(t)

@@ -152,6 +152,9 @@ class ParetoPoint(APIModel):
     score: float
     score_se: float | None = None  # standard error of the score
     latency_ms: float
+    predicted_ms: float | None = None  # what the search used (= latency_ms)
+    measured_ms: float | None = None  # measured end to end by the target's agents after the search
+    over_budget: bool | None = None  # the measurement breaks the search's budget (None: no budget/measurement)
 
 
 class ParetoReference(APIModel):
@@ -171,6 +174,8 @@ class ParetoFront(APIModel):
     reference_point: Any = None  # the hypervolume's reference point
     hypervolume: float | None = None
     reference: ParetoReference | None = None  # LightTrack-Mobile's point (None from older searches)
+    budget_ms: float | None = None  # the latency budget the searches ran under on this hardware
+    measured: int = 0  # points measured end to end by the target's agents so far
     points: list[ParetoPoint] = Field(default_factory=list)
 
 

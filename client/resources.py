@@ -212,11 +212,13 @@ class Supernets(Resource):
 def _front_df(front: ParetoFront) -> pd.DataFrame:
     import pandas as pd
 
-    columns = ["architecture_id", "lighttrack", "score", "score_se", "latency_ms"]
+    columns = ["architecture_id", "lighttrack", "score", "score_se", "latency_ms", "predicted_ms", "measured_ms",
+               "over_budget"]
     df = pd.DataFrame([p.model_dump(include=set(columns)) for p in front.points], columns=columns)
     df = df.sort_values("latency_ms", kind="stable").reset_index(drop=True)
     df.attrs.update(
         hardware_id=front.hardware_id, hypervolume=front.hypervolume, reference_point=front.reference_point,
+        budget_ms=front.budget_ms, measured=front.measured,
         reference=front.reference.model_dump(mode="json") if front.reference is not None else None,
     )
     return df

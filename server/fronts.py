@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 import orjson
 from fastapi import Response
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from search.pareto import hypervolume_2d
-from server.models import ArchitectureRow, FrontPoint, Search
+from server.models import ArchitectureRow, FrontPoint, Search, SubnetMeasurement
+from server.verification import measured_for
 
 
 def front_of(points: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
@@ -73,10 +74,24 @@ def pareto_payload(conn: Connection | Session, searches: list[SearchLike], hardw
     ref_lat = max(refs) if refs else (max((p[2] for p in front), default=0.0) * 1.1)
     hv = hypervolume_2d(np.array([[-s, lat] for _, s, lat in front], dtype=float).reshape(-1, 2),
                         np.array([0.0, ref_lat])) if front else 0.0
+    measured = measured_for(conn, hardware_id, [names[a] for a, _, _ in front])
+    budget = budget_of(searches, hardware_id)
     return {"hardware_id": hardware_id, "reference_point": {"score": 0.0, "latency_ms": ref_lat},
-            "hypervolume": float(hv), "reference": reference_of(searches, hardware_id),
+            "hypervolume": float(hv), "reference": reference_of(searches, hardware_id), "budget_ms": budget,
+            "measured": sum(names[a] in measured for a, _, _ in front),
             "points": [{"architecture_id": a, "lighttrack": names[a], "score": s, "score_se": se[a],
-                        "latency_ms": lat} for a, s, lat in front]}
+                        "latency_ms": lat, "predicted_ms": lat, "measured_ms": measured.get(names[a]),
+                        "over_budget": None if budget is None or names[a] not in measured
+                        else measured[names[a]] > budget}
+                       for a, s, lat in front]}
+
+
+def budget_of(searches: list[SearchLike], hardware_id: int) -> float | None:
+    """The latency budget on ``hardware_id`` that every one of ``searches`` was run under (a
+    front mixing budgets, or with none, has none)."""
+    budgets = {(s.request or {}).get("budget_ms") if (s.request or {}).get("objective") == "budget"
+               and (s.request or {}).get("budget_hardware_id") == hardware_id else None for s in searches}
+    return float(next(iter(budgets))) if len(budgets) == 1 and None not in budgets else None
 
 
 def reference_of(searches: list[SearchLike], hardware_id: int) -> dict[str, Any] | None:
@@ -94,11 +109,12 @@ def reference_of(searches: list[SearchLike], hardware_id: int) -> dict[str, Any]
     return None
 
 
-# (database, search ids, hardware id) -> the serialised payload. A succeeded search's front is written once,
+# (database, search ids, hardware id, subnets measured there) -> the serialised payload. A succeeded search's front is written once,
 # in the transaction that marks it succeeded, and never changes, so its payload (and a team
 # front over succeeded searches only) can be served from memory; fronts of other searches are not
 # cached. Per process, bounded.
-_CACHE: OrderedDict[tuple[str, tuple[int, ...], int], bytes] = OrderedDict()
+_CACHE: OrderedDict[tuple[str, tuple[int, ...], int, int], bytes] = OrderedDict()
+_MEASURED_ON = select(func.count()).where(SubnetMeasurement.hardware_id == bindparam("hardware_id"))
 _CACHE_SIZE = 512
 _LOCK = threading.Lock()
 
@@ -106,7 +122,9 @@ _LOCK = threading.Lock()
 def pareto_response(conn: Connection | Session, searches: list[SearchLike], hardware_id: int) -> Response:
     """:func:`pareto_payload` as a JSON response, from the cache when every search has succeeded."""
     bind = conn.get_bind() if isinstance(conn, Session) else conn.engine
-    key = (str(bind.url), tuple(sorted(s.id for s in searches)), hardware_id)
+    # a succeeded search's points never change, but measurements of them arrive later
+    n_measured = conn.execute(_MEASURED_ON, {"hardware_id": hardware_id}).scalar_one()
+    key = (str(bind.url), tuple(sorted(s.id for s in searches)), hardware_id, int(n_measured))
     cacheable = all(s.status == "succeeded" for s in searches)
     body = None
     if cacheable:

@@ -33,8 +33,9 @@ def lut_entries(session: Session, table_id: int) -> dict[str, float]:
     return {k: float(v) for k, v in rows}
 
 
-def predictor_for(session: Session, hw: Hardware) -> Any:
-    """The ``latency_tables.predict.LatencyPredictor`` of a target's table."""
+def predictor_for(session: Session, hw: Hardware, calibrated: bool = True) -> Any:
+    """The ``latency_tables.predict.LatencyPredictor`` of a target's table (``calibrated=False``:
+    the raw unit sums, what a calibration is fitted on)."""
     from latency_tables.predict import LatencyPredictor
 
     table = session.get(LatencyTable, hw.table_id)
@@ -43,7 +44,7 @@ def predictor_for(session: Session, hw: Hardware) -> Any:
     entries = lut_entries(session, hw.table_id)
     overhead = entries.pop(OVERHEAD_KEY, table.overhead_ms or 0.0)
     return LatencyPredictor(entries, overhead_ms=overhead, space=space_of(hw.space),
-                            calibration=table.calibration, layouts=entry_layouts(session, hw.table_id))
+                            calibration=table.calibration if calibrated else None, layouts=entry_layouts(session, hw.table_id))
 
 
 def predict_for(session: Session, hw: Hardware, archs: list[Architecture]) -> list[float]:

@@ -269,8 +269,25 @@ class FrontPoint(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
 
 
+class SubnetMeasurement(Base):
+    """A whole subnet on a search's front, measured end to end by its target's agents (the closed
+    loop, ``server.verification``): one row per (target, architecture), the first result wins."""
+
+    __tablename__ = "subnet_measurements"
+    __table_args__ = (UniqueConstraint("hardware_id", "lighttrack"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    hardware_id: Mapped[int] = mapped_column(ForeignKey("hardware.id", ondelete="CASCADE"))
+    lighttrack: Mapped[str] = mapped_column(String(255))
+    median_ms: Mapped[float] = mapped_column(Float)
+    p90_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    count: Mapped[int] = mapped_column(Integer)
+    env: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    measured_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 __all__ = [
     "AgentToken", "ApiKey", "ArchitectureRow", "Base", "FrontPoint", "Hardware", "LatencyCache",
     "LatencyEntry", "LatencyTable", "ScoreCache", "Search", "SearchResult", "SearchState", "Supernet",
-    "Team", "UiSession", "WorkUnit", "utcnow", "UTCDateTime",
+    "SubnetMeasurement", "Team", "UiSession", "WorkUnit", "utcnow", "UTCDateTime",
 ]

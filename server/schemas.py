@@ -306,6 +306,11 @@ class FrontPointOut(BaseModel):
     score: float
     score_se: float | None = Field(None, description="standard error of the score; null where unknown")
     latency_ms: float
+    predicted_ms: float = Field(description="the latency the search used (the table's prediction; = latency_ms)")
+    measured_ms: float | None = Field(None, description="measured end to end by the target's agents after the "
+                                      "search (closed loop); null until measured")
+    over_budget: bool | None = Field(None, description="the measurement breaks the search's latency budget on "
+                                     "this target; null without a budget or a measurement")
 
 
 class ReferenceArchOut(BaseModel):
@@ -325,6 +330,8 @@ class ParetoOut(BaseModel):
     hypervolume: float
     reference: ReferenceArchOut | None = Field(None, description="LightTrack-Mobile's point (null for "
                                                "searches finished before it was recorded)")
+    budget_ms: float | None = Field(None, description="the latency budget on this target the searches ran under")
+    measured: int = Field(0, description="points measured end to end by the target's agents so far")
     points: list[FrontPointOut]
 
 

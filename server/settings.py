@@ -126,6 +126,11 @@ class Settings(BaseSettings):
         "(0: wait forever); per search: `unit_wait_deadline_s`"))
     max_queued_searches: int = Field(100, ge=1, description=(
         "queued searches per team; one more is refused with 429 problem+json (`Retry-After: 30`)"))
+    # The closed loop (server.verification): a finished search's front architectures are queued
+    # for the target's agents to measure end to end; the target's calibration is refit from them.
+    verify_front_points: int = Field(16, ge=0, le=1000, description=(
+        "architectures of each target's front queued for its agents to measure end to end after a "
+        "search (closed loop: `measured_ms` on front points, calibration refit); 0 turns it off"))
     # Architectures per scoring batch of the worker: a stop (SIGTERM, cancel) lands between
     # batches, and each batch's scores reach the score cache as soon as it is done.
     eval_batch_size: int = Field(16, ge=1, le=4096, description=(

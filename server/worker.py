@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from latency_tables.db import LatencyEntry
 from latency_tables.predict import LatencyPredictor
+from server.db import session_scope
 from server.heartbeat import JobWatch
 from server.job_config import parse_request, search_config
 from server.job_results import store_result
@@ -34,6 +35,7 @@ from server.schemas import SearchCreate
 from server.score_cache import DbCachedAccuracy
 from server.settings import Settings
 from server.status import SearchStatus
+from server.verification import queue_front
 from server.workunits import OVERHEAD_KEY
 
 __all__ = ["DbCachedAccuracy", "LostJob", "Worker", "WorkerThread"]
@@ -275,6 +277,19 @@ class Worker:
     def _store_result(self, sid: int, result: Any, hw_ids: list[int], seconds: float,
                       counts: list[int]) -> None:
         store_result(self.factory, sid, self.id, result, hw_ids, seconds, counts)
+        self._queue_front(sid)
+
+    def _queue_front(self, sid: int) -> None:
+        """The closed loop: the front goes to its targets' agents; a failure here costs the search
+        nothing (it has succeeded), only that verification."""
+        if not self.settings.verify_front_points:
+            return
+        try:
+            with session_scope(self.factory) as s:
+                queued = queue_front(s, sid, self.settings.verify_front_points)
+            log.info("search %s: %d front architectures queued for end-to-end measurement", sid, queued)
+        except Exception:  # noqa: BLE001 - logged; the search's result stands
+            log.exception("search %s: its front could not be queued for measurement", sid)
 
 
 class WorkerThread(threading.Thread):

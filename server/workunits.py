@@ -31,6 +31,7 @@ from server.models import WorkUnit
 from tracking.space import SearchSpace
 
 OVERHEAD_KEY = "overhead:empty"
+SUBNET_PREFIX = "subnet:"  # front architectures queued for end-to-end measurement (server.verification)
 _export_lock = threading.Lock()
 
 
@@ -70,6 +71,8 @@ def unit_onnx_path(cache_dir: Path, space: str, key: str, precision: str = "fp32
                 from profilers.measure import identity_model
 
                 Path(tmp).write_bytes(identity_model())
+            elif key.startswith(SUBNET_PREFIX):  # a front architecture: its whole search graph
+                _export_subnet(space, key[len(SUBNET_PREFIX):], tmp, precision)
             else:
                 export_unit_onnx(units_by_key(space)[key], tmp, precision=precision)
             os.replace(tmp, path)  # atomic: readers never see a half-written file
@@ -77,6 +80,15 @@ def unit_onnx_path(cache_dir: Path, space: str, key: str, precision: str = "fp32
             if os.path.exists(tmp):
                 os.unlink(tmp)
     return path
+
+
+def _export_subnet(space: str, lighttrack: str, out: str, precision: str) -> None:
+    from latency_tables.fidelity import export_search_graphs
+    from tracking.space import Architecture
+
+    arch = Architecture.parse(lighttrack, space_of(space))
+    with tempfile.TemporaryDirectory(dir=Path(out).parent) as tmp:
+        os.replace(export_search_graphs([arch], tmp, space_of(space), precision=precision)[0], out)
 
 
 def _free(now: dt.datetime):  # type: ignore[no-untyped-def]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
@@ -26,6 +27,7 @@ from server.schemas import (
     ResultsUpload,
 )
 from server.settings import Settings
+from server.verification import is_subnet_key, store_measurements
 from server.workunits import OVERHEAD_KEY, claim, extend, unit_onnx_path
 
 router = APIRouter(prefix="/v1/agent", tags=["agent"])
@@ -37,7 +39,7 @@ def lease_units(body: LeaseRequest, agent: AgentDep, session: SessionDep, settin
     seconds = min(body.lease_seconds or settings.lease_seconds, settings.max_lease_seconds)
     lease_id, expires, keys, remaining = claim(session, hw.id, token.id, body.max_units, seconds)
     return {"lease_id": lease_id, "expires_at": expires, "remaining": remaining, "runtime": hw.runtime,
-            "units": [{"key": k, "onnx_url": f"/v1/agent/units/onnx?key={k}"} for k in keys]}
+            "units": [{"key": k, "onnx_url": f"/v1/agent/units/onnx?key={quote(k, safe='')}"} for k in keys]}
 
 
 @router.get("/units/onnx", operation_id="download_unit", response_class=FileResponse,
@@ -75,7 +77,9 @@ def upload_results(body: ResultsUpload, agent: AgentDep, session: SessionDep) ->
     seen: dict[str, dict[str, Any]] = {}
     for r in body.results:
         seen.setdefault(r.unit_key, {"table_id": hw.table_id, **r.model_dump(), "measured_at": utcnow()})
-    stored = insert_ignore(session, LatencyEntry, list(seen.values()), ["table_id", "unit_key"])
+    subnets = [seen[k] for k in seen if is_subnet_key(k)]  # front architectures: measured, not table units
+    stored = insert_ignore(session, LatencyEntry, [v for k, v in seen.items() if not is_subnet_key(k)],
+                           ["table_id", "unit_key"]) + store_measurements(session, hw, subnets)
     session.execute(update(WorkUnit).where(WorkUnit.hardware_id == hw.id, WorkUnit.unit_key.in_(list(seen)))
                     .values(done=True, lease_id=None, lease_expires_at=None)
                     .execution_options(synchronize_session=False))

@@ -15,6 +15,7 @@ from server.models import AgentToken, Hardware, Team, WorkUnit
 from server.pagination import Page, PageSize, PageToken, decode_token, page
 from server.problems import Problem, documented, not_found
 from server.schemas import AgentTokenCreate, AgentTokenOut, Coverage, HardwareCreate, HardwareOut, IdPath
+from server.verification import table_units
 from server.workunits import work_keys
 
 router = APIRouter(tags=["hardware"])
@@ -30,7 +31,7 @@ def get_team_hardware(session: Session, team: Team, hardware_id: int) -> Hardwar
 def coverage(session: Session, hardware_ids: list[int]) -> dict[int, Coverage]:
     rows = session.execute(
         select(WorkUnit.hardware_id, func.count(), func.sum(case((WorkUnit.done, 1), else_=0)))
-        .where(WorkUnit.hardware_id.in_(hardware_ids)).group_by(WorkUnit.hardware_id)).all()
+        .where(WorkUnit.hardware_id.in_(hardware_ids), table_units()).group_by(WorkUnit.hardware_id)).all()
     out = {h: Coverage(measured=0, total=0, fraction=0.0) for h in hardware_ids}
     for hid, total, measured in rows:
         measured = int(measured or 0)

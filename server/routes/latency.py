@@ -23,6 +23,7 @@ from server.pagination import Page, PageSize, PageToken, decode_token, page
 from server.problems import documented
 from server.routes.hardware import coverage, get_team_hardware
 from server.schemas import CoverageDetail, IdPath, LatencyEntryOut, PredictOut, PredictRequest
+from server.verification import table_units
 
 router = APIRouter(prefix="/v1/hardware/{hardware_id}/latency-table", tags=["latency"])
 
@@ -52,7 +53,7 @@ def list_latency_entries(hardware_id: IdPath, team: TeamDep, session: SessionDep
 
 
 def missing_keys(session: Session, hardware_id: int, limit: int | None = None) -> list[str]:
-    q = (select(WorkUnit.unit_key).where(WorkUnit.hardware_id == hardware_id, WorkUnit.done.is_(False))
+    q = (select(WorkUnit.unit_key).where(WorkUnit.hardware_id == hardware_id, WorkUnit.done.is_(False), table_units())
          .order_by(WorkUnit.unit_key))
     if limit is not None:
         q = q.limit(limit)

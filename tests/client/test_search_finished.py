@@ -69,7 +69,9 @@ def test_results_and_fronts_as_dataframes(finished) -> None:
     assert (latency > 0).all() and df["flops"].gt(0).all() and df["params"].gt(0).all()
 
     front = search.pareto_df(hw)
-    assert list(front.columns) == ["architecture_id", "lighttrack", "score", "score_se", "latency_ms"]
+    assert list(front.columns) == ["architecture_id", "lighttrack", "score", "score_se", "latency_ms",
+                                   "predicted_ms", "measured_ms", "over_budget"]
+    assert (front["predicted_ms"] == front["latency_ms"]).all()  # measured_ms: once the target's agents ran them
     assert front["score_se"].notna().all() and (front["score_se"] >= 0).all()
     assert df["score_se"].notna().all()  # every ranked score has its standard error
     ref = front.attrs["reference"]  # LightTrack-Mobile's own point on this hardware

@@ -1,0 +1,124 @@
+"""The closed loop through the service: a finished search's front is measured end to end by a real
+``lutnas-agent`` (whole exported search graphs, onnxruntime), the front shows measured next to
+predicted latency and flags budget breaks, and the target's calibration is refit from them.
+
+The table's units are filled through the agent API with synthetic timings (fast); the subnets
+are measured for real, so predicted and measured disagree on purpose and the refit must move."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from client import Client
+from tests.server.conftest import BIN, Service, agent_token, register_hardware, wait_for
+from tests.server.test_faults import FAST, fill_table, register_supernet
+from tests.server.test_flow import wait_search
+from tracking.space import LIGHTTRACK_MOBILE
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+def table_calibration(database_url: str, hardware_id: int) -> dict[str, Any] | None:
+    from server.db import create_engine_for, make_sessionmaker
+    from server.models import Hardware, LatencyTable
+
+    engine = create_engine_for(database_url)
+    try:
+        with make_sessionmaker(engine)() as s:
+            return s.get(LatencyTable, s.get(Hardware, hardware_id).table_id).calibration
+    finally:
+        engine.dispose()
+
+
+def test_a_front_is_measured_by_the_agent_and_refits_the_table(service: Service, database_url: str,
+                                                                 artifacts: dict[str, Path], tmp_path: Path) -> None:
+    c = service.team("closed-loop")
+    hw = register_hardware(c, "verify-cpu")
+    hid, total = hw["id"], hw["coverage"]["total"]
+    token = agent_token(c, hid)
+    fill_table(service.url, token, overhead_ms=0.01)  # a small overhead: every subnet's sum is positive
+    sn = register_supernet(c, "closed-loop", artifacts)
+
+    def predict_mobile() -> float:
+        r = c.post(f"/v1/hardware/{hid}/latency-table/predict", json={"architectures": [LIGHTTRACK_MOBILE]})
+        assert r.status_code == 200, r.text
+        return float(r.json()["predictions"][0]["latency_ms"])
+
+    def front(sid: int) -> dict[str, Any]:
+        r = c.get(f"/v1/searches/{sid}/pareto", params={"hardware_id": hid})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def measure_queued() -> None:
+        agent = service.agent(token, "--exit-when-done", "--idle-wait", "0.5", *FAST)
+        assert agent.wait(300) == 0
+
+    def search(**body: Any) -> int:
+        request = {"supernet_id": sn, "hardware_ids": [hid], "population": 12, "generations": 1, "seed": 0,
+                   "mode": "pairs", **body}
+        done = wait_search(c, c.post("/v1/searches", json=request).json()["id"], 300)
+        assert done["status"] == "succeeded", done
+        return int(done["id"])
+
+    mobile_ms = predict_mobile()
+    # the suite's scoring (BN recalibrated): without it every path of the random-init supernet scores
+    # the same, and a front of one point has nothing to refit on
+    service.spawn([str(BIN / "lutnas"), "worker"], "worker", LUTNAS_EVAL_BATCH_SIZE="4")
+    first = search()
+    before = front(first)
+    n = len(before["points"])
+    assert n >= 2 and before["measured"] == 0 and before["budget_ms"] is None, [(r["score"], r["latency_ms"]) for r in c.get(f"/v1/searches/{first}/results").json()["items"]]
+    assert all(p["measured_ms"] is None and p["over_budget"] is None and p["predicted_ms"] == p["latency_ms"]
+               for p in before["points"])
+    # queued as agent work, not as table units: the table's coverage stays complete
+    assert c.get(f"/v1/hardware/{hid}").json()["coverage"] == {"measured": total, "total": total, "fraction": 1.0}
+
+    measure_queued()
+    after = wait_for(lambda: (f := front(first))["measured"] == n and f, 60, 0.5, "every front point measured")
+    for p, q in zip(before["points"], after["points"], strict=True):
+        assert q["architecture_id"] == p["architecture_id"] and q["predicted_ms"] == p["predicted_ms"]
+        assert q["measured_ms"] > 0 and q["over_budget"] is None  # no budget: nothing to break
+    # the units' table holds units only: the subnets' results are kept apart
+    entries = c.get(f"/v1/hardware/{hid}/latency-table", params={"page_size": 200}).json()["items"]
+    assert len(entries) == total and not any(e["unit_key"].startswith("subnet:") for e in entries)
+    # the target's calibration is refit from the measured front, with its figures before and after
+    calib = table_calibration(database_url, hid)
+    assert calib is not None and calib["method"] == "scale" and calib["verified"]["n"] == n
+    assert set(calib["verified"]["before"]) >= {"spearman", "within_10"} and calib["n"] == n
+    scale = calib["coef"]["raw_ms"]
+    assert abs(scale - 1.0) > 0.05  # synthetic unit timings are far from the measured graphs
+    assert predict_mobile() == pytest.approx(mobile_ms * scale, rel=1e-6)
+
+    # under a budget: a front point whose measurement breaks it is flagged
+    budget = predict_mobile()
+    constrained = search(objective="budget", budget_ms=budget)
+    measure_queued()
+    flagged = front(constrained)
+    assert flagged["budget_ms"] == pytest.approx(budget) and flagged["measured"] == len(flagged["points"]) >= 1
+    for p in flagged["points"]:
+        assert p["predicted_ms"] <= budget and p["over_budget"] == (p["measured_ms"] > budget)
+
+    # the SDK, the CLI table and the plot carry the measurements
+    key = c.headers["Authorization"].removeprefix("Bearer ")
+    with Client(service.url, key, retries=0) as sdk:
+        df = sdk.searches.get(constrained).pareto_df(hid)
+    assert df["measured_ms"].notna().all() and df.attrs["measured"] == len(df) and df.attrs["budget_ms"] == budget
+    assert (df["over_budget"] == (df["measured_ms"] > budget)).all()
+    env = {**service.env, "LUTNAS_SERVER": service.url, "LUTNAS_API_KEY": key}
+    env.pop("LUTNAS_ADMIN_TOKEN", None)
+    cli = subprocess.run([str(BIN / "lutnas"), "search", "pareto", str(first), "--hardware", str(hid), "--plot",
+                          str(tmp_path / "front.png")], env=env, capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    assert f"{n} measured on the device" in " ".join(cli.stdout.split()) and "measured ms" in cli.stdout
+    assert (tmp_path / "front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # the first search again: its front is measured already, so nothing is queued twice
+    repeat = front(search())
+    assert repeat["measured"] == len(repeat["points"]) == n
+    with httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {token}"}) as a:
+        assert a.post("/v1/agent/leases", json={"max_units": 8}).json()["remaining"] == 0
