@@ -431,6 +431,9 @@ def search_submit(
     missing_units: Annotated[
         str | None, typer.Option("--missing-units", help="wait or fail when latency units are unmeasured.")
     ] = None,
+    latency_stat: Annotated[
+        str | None, typer.Option("--latency-stat", help="Unit statistic latencies sum: p50 (median) or p90 (tail).")
+    ] = None,
     watch: Annotated[bool, typer.Option("--watch", help="Follow the job with a progress bar.")] = False,
     poll: PollOpt = 1.0,
     server: ServerOpt = None,
@@ -451,6 +454,7 @@ def search_submit(
             mode=mode,
             use_predictor=use_predictor,
             missing_units=missing_units,
+            latency_stat=latency_stat,
         )
         if as_json and not watch:
             _echo_json(search.info.model_dump(mode="json"))

@@ -453,6 +453,7 @@ class Searches(Resource):
         mode: str | None = None,
         use_predictor: bool | None = None,
         missing_units: str | None = None,
+        latency_stat: str | None = None,
         **extra: Any,
     ) -> Search:
         """Submit a search job; options left as None take the server's defaults.
@@ -472,6 +473,7 @@ class Searches(Resource):
             "mode": mode,
             "use_predictor": use_predictor,
             "missing_units": missing_units,
+            "latency_stat": latency_stat,
             **extra,
         }
         body = {k: v for k, v in body.items() if v is not None}

@@ -74,7 +74,8 @@ def pareto_payload(conn: Connection | Session, searches: list[SearchLike], hardw
     ref_lat = max(refs) if refs else (max((p[2] for p in front), default=0.0) * 1.1)
     hv = hypervolume_2d(np.array([[-s, lat] for _, s, lat in front], dtype=float).reshape(-1, 2),
                         np.array([0.0, ref_lat])) if front else 0.0
-    measured = measured_for(conn, hardware_id, [names[a] for a, _, _ in front])
+    stats = {(s.request or {}).get("latency_stat", "p50") for s in searches}
+    measured = measured_for(conn, hardware_id, [names[a] for a, _, _ in front], stats.pop() if len(stats) == 1 else "p50")
     budget = budget_of(searches, hardware_id)
     return {"hardware_id": hardware_id, "reference_point": {"score": 0.0, "latency_ms": ref_lat},
             "hypervolume": float(hv), "reference": reference_of(searches, hardware_id), "budget_ms": budget,

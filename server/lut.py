@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from latency_tables.db import LatencyEntry, LatencyTable
-from latency_tables.store import entry_layouts
+from latency_tables.store import entry_layouts, stat_column
 from server.models import Hardware
 from server.problems import Problem
 from server.workunits import OVERHEAD_KEY, space_of
@@ -27,21 +27,23 @@ def parse_architectures(values: list[str | dict[str, Any]], space: str, field: s
     return out
 
 
-def lut_entries(session: Session, table_id: int) -> dict[str, float]:
-    rows = session.execute(select(LatencyEntry.unit_key, LatencyEntry.median_ms)
-                           .where(LatencyEntry.table_id == table_id)).all()
-    return {k: float(v) for k, v in rows}
+def lut_entries(session: Session, table_id: int, stat: str = "p50") -> dict[str, float]:
+    """Unit key -> the unit's ``stat`` (p50, p90, p99) in ms; units that lack it are left out
+    (missing), never filled with another statistic."""
+    col = getattr(LatencyEntry, stat_column(stat))
+    rows = session.execute(select(LatencyEntry.unit_key, col).where(LatencyEntry.table_id == table_id)).all()
+    return {k: float(v) for k, v in rows if v is not None}
 
 
-def predictor_for(session: Session, hw: Hardware, calibrated: bool = True) -> Any:
+def predictor_for(session: Session, hw: Hardware, calibrated: bool = True, stat: str = "p50") -> Any:
     """The ``latency_tables.predict.LatencyPredictor`` of a target's table (``calibrated=False``:
-    the raw unit sums, what a calibration is fitted on)."""
+    the raw unit sums, what a calibration is fitted on; ``stat``: the unit statistic summed)."""
     from latency_tables.predict import LatencyPredictor
 
     table = session.get(LatencyTable, hw.table_id)
     if table is None:
         raise ValueError(f"hardware target {hw.id} has no latency table")
-    entries = lut_entries(session, hw.table_id)
+    entries = lut_entries(session, hw.table_id, stat)
     overhead = entries.pop(OVERHEAD_KEY, table.overhead_ms or 0.0)
     return LatencyPredictor(entries, overhead_ms=overhead, space=space_of(hw.space),
                             calibration=table.calibration if calibrated else None, layouts=entry_layouts(session, hw.table_id))

@@ -116,10 +116,12 @@ def refit(session: Session, hw: Hardware) -> dict[str, Any] | None:
     return calib
 
 
-def measured_for(session: Any, hardware_id: int, lighttracks: list[str]) -> dict[str, float]:
-    """Measured end-to-end medians (ms) of those architectures on ``hardware_id``."""
+def measured_for(session: Any, hardware_id: int, lighttracks: list[str], stat: str = "p50") -> dict[str, float]:
+    """Measured end-to-end latencies (ms) of those architectures on ``hardware_id``: their median,
+    or their p90 for a front searched on p90."""
     if not lighttracks:
         return {}
-    rows = session.execute(select(SubnetMeasurement.lighttrack, SubnetMeasurement.median_ms).where(
+    col = SubnetMeasurement.p90_ms if stat == "p90" else SubnetMeasurement.median_ms
+    rows = session.execute(select(SubnetMeasurement.lighttrack, col).where(
         SubnetMeasurement.hardware_id == hardware_id, SubnetMeasurement.lighttrack.in_(lighttracks))).all()
-    return {a: float(ms) for a, ms in rows}
+    return {a: float(ms) for a, ms in rows if ms is not None}

@@ -197,7 +197,7 @@ class Worker:
             if supernet is None or any(h is None for h in hws):
                 raise ValueError("the search's supernet or a hardware target was deleted")
             targets = [h for h in hws if h is not None]
-            predictors = {str(hw.id): predictor_for(s, hw) for hw in targets}
+            predictors = {str(hw.id): predictor_for(s, hw, stat=req.latency_stat) for hw in targets}
             gaps = {hw.id: _missing_units(s, hw, predictors[str(hw.id)]) for hw in targets}
             saved = s.get(SearchState, sid)
             return LoadedJob(req, supernet, targets, predictors, {h: n for h, n in gaps.items() if n},

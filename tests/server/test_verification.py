@@ -17,7 +17,7 @@ import pytest
 from client import Client
 from tests.server.conftest import BIN, Service, agent_token, register_hardware, wait_for
 from tests.server.test_faults import FAST, fill_table, register_supernet
-from tests.server.test_flow import wait_search
+from tests.server.test_flow import all_results, wait_search
 from tracking.space import LIGHTTRACK_MOBILE
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -122,3 +122,28 @@ def test_a_front_is_measured_by_the_agent_and_refits_the_table(service: Service,
     assert repeat["measured"] == len(repeat["points"]) == n
     with httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {token}"}) as a:
         assert a.post("/v1/agent/leases", json={"max_units": 8}).json()["remaining"] == 0
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_p90_search_sums_the_units_tails(service: Service, artifacts: dict[str, Path]) -> None:
+    """``latency_stat: p90``: every latency of the search is the sum of the units' p90 (the
+    synthetic table's p90 is 1.1 x its median, overhead included, so each architecture's p90
+    latency is 1.1 x its p50 one)."""
+    c = service.team("tails")
+    hid = register_hardware(c, "tail-cpu")["id"]
+    fill_table(service.url, agent_token(c, hid), overhead_ms=0.01)
+    sn = register_supernet(c, "tails", artifacts)
+    service.spawn([str(BIN / "lutnas"), "worker"], "worker", LUTNAS_VERIFY_FRONT_POINTS="0")
+    latencies = {}
+    for stat in ("p50", "p90"):
+        r = c.post("/v1/searches", json={"supernet_id": sn, "hardware_ids": [hid], "population": 4,
+                                         "generations": 1, "seed": 1, "latency_stat": stat})
+        assert r.status_code == 202, r.text
+        done = wait_search(c, r.json()["id"], 300)
+        assert done["status"] == "succeeded" and done["request"]["latency_stat"] == stat, done
+        latencies[stat] = {x["architecture_id"]: x["latency_ms"][str(hid)] for x in all_results(c, done["id"])}
+    assert latencies["p50"].keys() == latencies["p90"].keys()
+    for arch, ms in latencies["p50"].items():
+        assert latencies["p90"][arch] == pytest.approx(1.1 * ms, rel=1e-9)
+    bad = c.post("/v1/searches", json={"supernet_id": sn, "hardware_ids": [hid], "latency_stat": "p99"})
+    assert bad.status_code == 422 and bad.json()["field"] == "latency_stat"
