@@ -107,7 +107,8 @@ def test_migration_0002_keeps_old_rows_with_null_se(engine: Engine) -> None:
         search = s.get(Search, 1)
         payload = pareto_payload(s, [search], 1)
     assert payload["points"] == [{"architecture_id": mobile, "lighttrack": LIGHTTRACK_MOBILE, "score": 0.42,
-                                  "score_se": None, "latency_ms": 3.5}]
+                                  "score_se": None, "latency_ms": 3.5, "predicted_ms": 3.5, "measured_ms": None,
+                                  "over_budget": None}]
     assert payload["reference"] is None  # finished before the reference point was recorded
     with engine.connect() as conn:
         [row] = conn.execute(_RESULTS_PAGE, {"search_id": 1, "team_id": 1, "after": 0, "limit": 10}).all()
