@@ -93,6 +93,10 @@ class HardwareCreate(Strict):
     kind: HardwareKind
     runtime: Runtime = Field(default_factory=Runtime)
     space: Literal["paper", "code"] = "paper"
+    transfer_from: Id | None = Field(None, description="start from this target's complete table: the agents "
+                                     "measure only the per-run overhead and transfer_measure whole subnets, and "
+                                     "the table is fitted from them (docs/latency.md, transfer)")
+    transfer_measure: int = Field(20, ge=2, le=200, description="with transfer_from: subnets measured (K)")
 
 
 class Coverage(BaseModel):

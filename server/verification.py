@@ -67,14 +67,19 @@ def queue_front(session: Session, search_id: int, max_points: int) -> int:
     return insert_ignore(session, WorkUnit, work, ["hardware_id", "unit_key"])
 
 
-def store_measurements(session: Session, hw: Hardware, results: list[dict[str, Any]]) -> int:
-    """Keep agents' end-to-end results of front subnets (first result wins) and refit the target's
-    calibration from all of them. Returns how many were new. The caller commits."""
+def store_measurements(session: Session, hw: Hardware, results: list[dict[str, Any]],
+                       unit_filter: list[str] | None = None) -> int:
+    """Keep agents' end-to-end results of subnets (first result wins); then a transfer target whose
+    measurements are complete gets its table (``server.transfer``), any other target a refit of its
+    calibration from all of them. Call after the upload's work rows are marked done. Returns how
+    many were new. The caller commits."""
+    from server.transfer import finish_transfer
+
     rows = [{"hardware_id": hw.id, "lighttrack": r["unit_key"][len(SUBNET_PREFIX):], "median_ms": r["median_ms"],
              "p90_ms": r.get("p90_ms"), "count": r["count"], "env": r.get("env") or {}, "measured_at": utcnow()}
             for r in results]
     stored = insert_ignore(session, SubnetMeasurement, rows, ["hardware_id", "lighttrack"])
-    if stored:
+    if not finish_transfer(session, hw, unit_filter) and stored:
         refit(session, hw)
     return stored
 

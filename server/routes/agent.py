@@ -61,7 +61,7 @@ def _unit_file(session: Session, hw: Hardware, settings: Settings, key: str) -> 
 
 
 @router.post("/results", response_model=ResultsOut, operation_id="upload_results")
-def upload_results(body: ResultsUpload, agent: AgentDep, session: SessionDep) -> ResultsOut:
+def upload_results(body: ResultsUpload, agent: AgentDep, session: SessionDep, settings: SettingsDep) -> ResultsOut:
     _, hw = agent
     keys = [r.unit_key for r in body.results]
     known = set(session.scalars(
@@ -77,12 +77,13 @@ def upload_results(body: ResultsUpload, agent: AgentDep, session: SessionDep) ->
     seen: dict[str, dict[str, Any]] = {}
     for r in body.results:
         seen.setdefault(r.unit_key, {"table_id": hw.table_id, **r.model_dump(), "measured_at": utcnow()})
-    subnets = [seen[k] for k in seen if is_subnet_key(k)]  # front architectures: measured, not table units
     stored = insert_ignore(session, LatencyEntry, [v for k, v in seen.items() if not is_subnet_key(k)],
-                           ["table_id", "unit_key"]) + store_measurements(session, hw, subnets)
+                           ["table_id", "unit_key"])
     session.execute(update(WorkUnit).where(WorkUnit.hardware_id == hw.id, WorkUnit.unit_key.in_(list(seen)))
                     .values(done=True, lease_id=None, lease_expires_at=None)
                     .execution_options(synchronize_session=False))
+    # whole subnets (a front to verify, or a transfer's): measurements, not table units
+    stored += store_measurements(session, hw, [seen[k] for k in seen if is_subnet_key(k)], settings.unit_filter)
     if OVERHEAD_KEY in seen:
         overhead = session.scalar(select(LatencyEntry.median_ms).where(
             LatencyEntry.table_id == hw.table_id, LatencyEntry.unit_key == OVERHEAD_KEY))

@@ -15,8 +15,9 @@ from server.models import AgentToken, Hardware, Team, WorkUnit
 from server.pagination import Page, PageSize, PageToken, decode_token, page
 from server.problems import Problem, documented, not_found
 from server.schemas import AgentTokenCreate, AgentTokenOut, Coverage, HardwareCreate, HardwareOut, IdPath
+from server.transfer import transfer_plan
 from server.verification import table_units
-from server.workunits import work_keys
+from server.workunits import SUBNET_PREFIX, work_keys
 
 router = APIRouter(tags=["hardware"])
 
@@ -52,20 +53,23 @@ def register_hardware(body: HardwareCreate, team: TeamDep, session: SessionDep, 
     if session.scalar(select(Hardware.id).where(Hardware.team_id == team.id, Hardware.name == body.name)):
         raise Problem(409, f"hardware {body.name!r} already exists in this team", "name")
     runtime = body.runtime.model_dump()
-    table = LatencyTable(name=f"team{team.id}/{body.name}",
-                         hardware={"label": body.name, "kind": body.kind, "team_id": team.id},
-                         runtime=runtime)
+    keys, described = work_keys(body.space, settings.unit_filter), {"label": body.name, "kind": body.kind,
+                                                                    "team_id": team.id}
+    if body.transfer_from is not None:  # its agents measure only what the transfer needs
+        keys, described["transfer"] = transfer_plan(session, team.id, body.transfer_from, body.space,
+                                                    body.transfer_measure)
+    table = LatencyTable(name=f"team{team.id}/{body.name}", hardware=described, runtime=runtime)
     session.add(table)
     session.flush()
     hw = Hardware(team_id=team.id, name=body.name, kind=body.kind, runtime=runtime, space=body.space,
                   table_id=table.id)
     session.add(hw)
     session.flush()
-    keys = work_keys(body.space, settings.unit_filter)
     session.add_all(WorkUnit(hardware_id=hw.id, unit_key=k, done=False) for k in keys)
     session.commit()
     response.headers["Location"] = f"/v1/hardware/{hw.id}"
-    return hardware_out(hw, Coverage(measured=0, total=len(keys), fraction=0.0))
+    return hardware_out(hw, Coverage(measured=0, total=sum(not k.startswith(SUBNET_PREFIX) for k in keys),
+                                     fraction=0.0))
 
 
 @router.get("/v1/hardware", response_model=Page[HardwareOut], operation_id="list_hardware")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 # the same tiny data set (a fixture) and CLI runner as the training tests
-from tests.tracking.test_train import data, run  # noqa: F401
+from tests.tracking.conftest import small_dataset
 from tracking.checkpoint import read_payload
 from tracking.devices import check_device, resolve_device, resolve_precision
 from tracking.space import SearchSpace
@@ -18,6 +18,11 @@ from tracking.train import TrainConfig, train_supernet
 # (fp64 convolutions are slow on the CPU, channels-last ones slower still: a tiny run)
 TINY = TrainConfig(epochs=1, iters_per_epoch=2, batch_size=2, lr=0.01, warmup_iters=1, seed=5, threads=1,
                    channels_last=False)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return small_dataset(tmp_path_factory.mktemp("ddp") / "data", 2, 4, seed=0)
 
 
 def test_device_selection():
@@ -53,21 +58,21 @@ def test_worker_device_setting(monkeypatch):
             Worker(None, Settings(device="cuda"))  # type: ignore[arg-type]
 
 
-def test_cli_device_and_precision_errors(data, tmp_path, capsys):  # noqa: F811
+def test_cli_device_and_precision_errors(data, tmp_path, lutnas_main):
     base = ["supernet", "train", "--data", str(data), "--out", str(tmp_path / "c.pt")]
-    code, _, err = run(capsys, *base, "--device", "gpu")
+    code, _, err = lutnas_main(*base, "--device", "gpu")
     assert code == 2 and "auto, cpu, cuda, cuda:N" in err and err.count("\n") == 1
-    code, _, err = run(capsys, *base, "--precision", "fp8")
+    code, _, err = lutnas_main(*base, "--precision", "fp8")
     assert code == 2 and "fp32, bf16, fp16" in err and err.count("\n") == 1
-    code, _, err = run(capsys, *base, "--nproc", "3", "--batch", "4")
+    code, _, err = lutnas_main(*base, "--nproc", "3", "--batch", "4")
     assert code == 2 and "does not split evenly" in err and err.count("\n") == 1
     if not torch.cuda.is_available():
-        code, _, err = run(capsys, *base, "--device", "cuda")
+        code, _, err = lutnas_main(*base, "--device", "cuda")
         assert code == 2 and "CUDA is not available" in err and err.count("\n") == 1
     assert not (tmp_path / "c.pt").exists()
 
 
-def test_two_processes_equal_one(data, tmp_path):  # noqa: F811
+def test_two_processes_equal_one(data, tmp_path):
     one = train_supernet(data, tmp_path / "one.pt", TINY, progress=False, device="cpu", precision="fp64")
     # one process, interrupted after iteration 0; two ranks resume it for iteration 1 (rank 0 writes)
     train_supernet(data, tmp_path / "two.pt", TINY, progress=False, device="cpu", precision="fp64", stop_after=1)
