@@ -86,8 +86,8 @@ def store_measurements(session: Session, hw: Hardware, results: list[dict[str, A
 
 def refit(session: Session, hw: Hardware) -> dict[str, Any] | None:
     """Fit the target's calibration on every subnet measured there (two at least): the robust scale
-    of ``latency_tables.calibrate``, with ``verified`` = agreement of the table's predictions before
-    (as the searches saw them) and after with these measurements. None when there are too few."""
+    of ``latency_tables.calibrate``, with ``verified`` = agreement with these measurements of the
+    table's predictions just before this refit and after it. None when there are too few."""
     from latency_tables.calibrate import fit_calibration
     from latency_tables.fidelity import agreement
     from latency_tables.predict import MissingUnitsError
