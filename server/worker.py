@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from latency_tables.db import LatencyEntry
@@ -137,6 +138,8 @@ class Worker:
             self.process(sid)
         except LostJob:
             log.warning("search %s was taken over by another worker", sid)
+        except (OperationalError, InterfaceError) as e:  # the database went away mid-job: not the job's fault
+            self._lost_database(sid, e)
         except Exception as e:  # noqa: BLE001 - a failing job must not kill the worker
             log.error("search %s failed:\n%s", sid, traceback.format_exc())
             user_error = isinstance(e, ValueError | OSError | KeyError)
@@ -164,6 +167,17 @@ class Worker:
         return t
 
     # -- one job ----------------------------------------------------------------------------
+    def _lost_database(self, sid: int, e: Exception) -> None:
+        """Back to the queue, to resume from its last finished generation; if the database is
+        still away, the job's silent heartbeat has another worker re-queue it instead."""
+        log.warning("search %s: the database connection failed (%s); the job goes back to the queue",
+                    sid, type(e.orig if hasattr(e, "orig") else e).__name__)
+        try:
+            self._release(self._job(sid), "waiting: the database connection was lost; resumes from the last "
+                          "finished generation", self.settings.missing_units_retry_seconds)
+        except Exception:  # noqa: BLE001 - still down: the heartbeat timeout re-queues it
+            log.warning("search %s: could not give it back yet; its heartbeat timeout will", sid)
+
     def _job(self, sid: int) -> OwnedJob:
         return OwnedJob(self.factory, sid, self.id)
 

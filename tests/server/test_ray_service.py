@@ -27,7 +27,7 @@ def test_a_search_whose_ray_cluster_goes_away_waits_then_resumes_to_the_same_res
     hid = register_hardware(c, "ray-cpu")["id"]
     fill_table(service.url, agent_token(c, hid))
     gone_sn, reference_sn = (register_supernet(c, n, artifacts) for n in ("ray-gone", "ray-reference"))
-    request = {"hardware_ids": [hid], "population": 4, "generations": 4, "seed": 3, "mode": "pairs"}
+    request = {"hardware_ids": [hid], "population": 4, "generations": 3, "seed": 3, "mode": "pairs"}
     cluster = RayCluster(free_port(), tmp_path)
     cluster.start()
     try:

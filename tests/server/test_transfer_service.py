@@ -28,6 +28,7 @@ def table_hardware(database_url: str, hardware_id: int) -> dict[str, Any]:
         engine.dispose()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_target_transferred_from_another_measures_only_k_subnets(service: Service, database_url: str,
                                                                      artifacts: dict[str, Path]) -> None:
     c = service.team("transfer")

@@ -16,7 +16,7 @@ import pytest
 
 from client import Client
 from tests.server.conftest import BIN, Service, agent_token, register_hardware, wait_for
-from tests.server.test_faults import FAST, fill_table, register_supernet
+from tests.server.test_faults import FAST, QUICK_SCORES, fill_table, register_supernet
 from tests.server.test_flow import all_results, wait_search
 from tracking.space import LIGHTTRACK_MOBILE
 
@@ -35,6 +35,9 @@ def table_calibration(database_url: str, hardware_id: int) -> dict[str, Any] | N
         engine.dispose()
 
 
+# SQLite only, for the suite's time: its writes go through insert_ignore, which the agent-results tests
+# (test_flow, test_api) run on both dialects
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_front_is_measured_by_the_agent_and_refits_the_table(service: Service, database_url: str,
                                                                  artifacts: dict[str, Path], tmp_path: Path) -> None:
     c = service.team("closed-loop")
@@ -133,7 +136,7 @@ def test_a_p90_search_sums_the_units_tails(service: Service, artifacts: dict[str
     hid = register_hardware(c, "tail-cpu")["id"]
     fill_table(service.url, agent_token(c, hid), overhead_ms=0.01)
     sn = register_supernet(c, "tails", artifacts)
-    service.spawn([str(BIN / "lutnas"), "worker"], "worker", LUTNAS_VERIFY_FRONT_POINTS="0")
+    service.spawn([str(BIN / "lutnas"), "worker"], "worker", LUTNAS_VERIFY_FRONT_POINTS="0", **QUICK_SCORES)
     latencies = {}
     for stat in ("p50", "p90"):
         r = c.post("/v1/searches", json={"supernet_id": sn, "hardware_ids": [hid], "population": 4,
