@@ -108,14 +108,15 @@ def refit(session: Session, hw: Hardware) -> dict[str, Any] | None:
             log.warning("hardware %s: measured subnet %r does not parse; left out of the refit", hw.id, lighttrack)
     if len(y) < 2:
         return None
+    table = session.get(LatencyTable, hw.table_id)
+    raw = predictor_for(session, hw, calibrated=False)  # the table read once; its calibration applied below
     try:
-        before = predictor_for(session, hw).predict_batch(archs)
-        calib = fit_calibration(predictor_for(session, hw, calibrated=False), archs, y)
+        before = raw.with_calibration(table.calibration if table is not None else None).predict_batch(archs)
+        calib = fit_calibration(raw, archs, y)
     except MissingUnitsError:  # the table lost units since the search: nothing to refit against
         return None
     calib["verified"] = {"n": len(y), "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                          "before": agreement(before, y), "after": calib["after"], "after_cv": calib["after_cv"]}
-    table = session.get(LatencyTable, hw.table_id)
     if table is not None:
         table.calibration = calib
     return calib
