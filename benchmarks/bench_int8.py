@@ -28,7 +28,7 @@ from latency_tables.units import all_units
 from profilers import Protocol, get_backend
 from tracking.space import SearchSpace
 
-ROWS = (("LUT", ""), ("LUT x drift", "drift_"), ("FLOPs (fit)", "flops_"))
+ROWS = (("LUT", ""), ("LUT as profiled", "table_"), ("FLOPs (fit)", "flops_"))  # LUT: x host speed
 
 
 def run(precision: str, args: argparse.Namespace, tmp: Path) -> dict:
@@ -59,6 +59,9 @@ def fmt(rep: dict) -> str:
     a = rep["stats"]["p90"]
     lines.append(f"{'LUT p90':14}{a['within_5']:>10.1%}{a['within_10']:>11.1%}{a['rmspe']:>8.1%}"
                  f"{a['spearman']:>9.3f}{a['mean_error']:>+9.1%}")
+    for kind in ("out_stage", "cls_width"):
+        lines.append(f"  by {kind}: " + "; ".join(f"{v}: {c['mean_error']:+.1%} (n={c['n']})"
+                                                   for v, c in rep["by_class"][kind].items()))
     lines.append(f"host speed {rep['host_speed']:.3f}, retest CV {rep['retest_cv'] or 0:.1%}, noise CV "
                  f"{rep.get('noise_cv', 0):.1%}; mean subnet {sum(rep['measured_ms']) / rep['samples']:.2f} ms")
     return "\n".join(lines)

@@ -4,11 +4,14 @@
 Source: onnxruntime CPU EP, fp32, 1 thread, optimisation level ``all``, profiled in full (timed).
 Targets: 2 threads; optimisation level ``basic`` (no blocked-layout convolutions); PyTorch eager
 (same modules); int8 (static QDQ quantization). For each target, ``--pool`` + ``--held-out``
-seeded subnets are measured on it (rounds in shuffled orders, fastest kept); the first K of the
-pool fit the transfer, for K in ``--ks``, and the held-out subnets score it, next to two baselines
-fitted on the same K subnets: one common scale of the source table, and latency ~ FLOPs (least
-squares). Cost of a transfer: measuring K subnets (plus their export/quantization, host work) vs
-the source's full profiling time.
+seeded subnets are measured on it in ``--rounds`` rounds (each in its own shuffled order). The
+first K of the pool fit the transfer, for K in ``--ks``, from their first round only (one
+measurement each, as ``lutnas latency transfer --rounds 1`` takes them); the held-out subnets'
+fastest round scores it, next to two baselines fitted on the same K measurements: one common
+scale of the source table, and latency ~ FLOPs (least squares); and, for onnxruntime targets,
+next to the target's own full profile (``--profile-targets``: its table's accuracy is what a
+transfer aims at, its timing what a transfer saves). Cost of a transfer: measuring K subnets once
+(their export/quantization is host work, in brackets) vs that full profile's timing.
 
 Intermediate results (the source table, each target's measurements) are kept under ``--workdir``,
 so a rerun resumes. Writes benchmarks/results/bench_transfer.{txt,json}.
@@ -46,75 +49,119 @@ TARGETS = {
 }
 
 
+def _export(archs: list, space: SearchSpace, work: Path, precision: str, seed: int) -> tuple[list[Path], float]:
+    """Each subnet's search graph (quantized for int8), exported once per precision and kept
+    under ``work`` (resumable), and the export time."""
+    graphs = work / f"graphs-{precision}"
+    done = graphs / "export.json"
+    t0 = time.perf_counter()
+    paths = [graphs / f"{i:04d}-{a.canonical_id()}" / "search.onnx" for i, a in enumerate(archs)]
+    todo = [i for i, p in enumerate(paths) if not p.exists()]
+    if todo:  # graphs exported by an interrupted run are kept
+        staged = graphs / "staging"
+        for j, p in zip(todo, export_search_graphs([archs[i] for i in todo], staged, space, seed,
+                                                   precision=precision), strict=True):
+            paths[j].parent.mkdir(parents=True, exist_ok=True)
+            p.replace(paths[j])
+        prev = json.loads(done.read_text())["export_s"] if done.exists() else 0.0
+        done.write_text(json.dumps({"export_s": prev + time.perf_counter() - t0, "n": len(paths)}))
+    return paths, json.loads(done.read_text())["export_s"] if done.exists() else 0.0
+
+
 def measure_target(target: str, archs: list, space: SearchSpace, protocol: Protocol, rounds: int, work: Path,
                    seed: int) -> dict:
+    """Every subnet measured on the target in ``rounds`` rounds, each in its own seeded order and
+    kept apart (a transfer measures its K subnets once: round 0; the held-out truth is the
+    fastest round), with each round's measurement time (export excluded)."""
     cache = work / f"target-{target}.json"
     if cache.exists():
         return json.loads(cache.read_text())
-    t0 = time.perf_counter()
     if target == "torch":
-        backend = get_backend("torch", threads=1)
-        export_s = 0.0
-        ms = _measure_torch(archs, backend, protocol, space, rounds, seed, "min", None)
-        overhead = 0.0
+        backend, export_s, overhead = get_backend("torch", threads=1), 0.0, 0.0
+
+        def one_round(order: np.ndarray, r: int) -> np.ndarray:
+            return _measure_torch([archs[i] for i in order], backend, protocol, space, 1, seed, "min", None)
     else:
         cfg = TARGETS[target][1]
         backend = get_backend("onnxruntime", **cfg)
-        precision = cfg.get("precision", "fp32")
-        graphs = work / f"graphs-{precision}"
-        done = graphs / "export.json"  # the same graphs serve every target of a precision
-        t_exp = time.perf_counter()
-        paths = [graphs / f"{i:04d}-{a.canonical_id()}" / "search.onnx" for i, a in enumerate(archs)]
-        todo = [i for i, p in enumerate(paths) if not p.exists()]
-        if todo:  # resumable: graphs exported by an interrupted run are kept
-            staged = graphs / "staging"
-            for j, p in zip(todo, export_search_graphs([archs[i] for i in todo], staged, space, seed,
-                                                       precision=precision), strict=True):
-                paths[j].parent.mkdir(parents=True, exist_ok=True)
-                p.replace(paths[j])
-            prev = json.loads(done.read_text())["export_s"] if done.exists() else 0.0
-            done.write_text(json.dumps({"export_s": prev + time.perf_counter() - t_exp, "n": len(paths)}))
-        export_s = json.loads(done.read_text())["export_s"] if done.exists() else 0.0
-        t0 += time.perf_counter() - t_exp  # measurement time below excludes the export
+        paths, export_s = _export(archs, space, work, cfg.get("precision", "fp32"), seed)
         overhead = measure_overhead(backend, protocol).median_ms
-        ms = measure_models(backend, paths, protocol, rounds, seed, None, "min")
-    out = {"target": target, "measured_ms": [float(v) for v in ms], "overhead_ms": float(overhead),
-           "export_s": export_s, "measure_s": time.perf_counter() - t0, "rounds": rounds}
-    # Time per subnet of the measurement alone (what K subnets cost on a device), export excluded.
-    out["measure_s_per_subnet"] = out["measure_s"] / len(archs)
-    out["export_s_per_subnet"] = export_s / len(archs)
+
+        def one_round(order: np.ndarray, r: int) -> np.ndarray:
+            return measure_models(backend, [paths[i] for i in order], protocol, 1, seed, None, "min")
+    rounds_ms, round_s = [], []
+    for r in range(rounds):
+        order = np.random.default_rng([seed, r]).permutation(len(archs))
+        t0 = time.perf_counter()
+        ms = np.empty(len(archs))
+        ms[order] = one_round(order, r)
+        round_s.append(time.perf_counter() - t0)
+        rounds_ms.append([float(v) for v in ms])
+    out = {"target": target, "rounds_ms": rounds_ms, "round_s": round_s, "overhead_ms": float(overhead),
+           "export_s": export_s, "rounds": rounds,
+           "measured_ms": [float(v) for v in np.min(rounds_ms, axis=0)],  # held-out truth: fastest round
+           # what one subnet costs a transfer on the device: one round, export (host work) excluded
+           "measure_s_per_subnet": round_s[0] / len(archs), "export_s_per_subnet": export_s / len(archs)}
     cache.write_text(json.dumps(out))
     return out
 
 
-def evaluate(source: LatencyPredictor, archs: list, flops: np.ndarray, meas: dict, k: int, pool: int) -> dict:
+def profile_target(target: str, space: SearchSpace, protocol: Protocol, rounds: int, work: Path,
+                   seed: int) -> dict | None:
+    """The target profiled in full like the source (onnxruntime targets): its time is what a
+    transfer saves, its table the accuracy a transfer aims at. None for PyTorch (units are ONNX)."""
+    if target == "torch":
+        return None
+    cache = work / f"profile-{target}.json"
+    if not cache.exists():
+        store = LatencyStore(work / f"profile-{target}.db")
+        rep = profile_units(store, get_backend("onnxruntime", **TARGETS[target][1]), all_units(space),
+                            name=target, protocol=protocol, rounds=rounds, seed=seed)
+        cache.write_text(json.dumps({"measure_s": rep.measure_s, "export_s": rep.export_s}))
+    return {**json.loads(cache.read_text()),
+            "predictor": LatencyPredictor.from_store(LatencyStore(work / f"profile-{target}.db"), target, space)}
+
+
+def evaluate(source: LatencyPredictor, archs: list, flops: np.ndarray, meas: dict, k: int, pool: int,
+             full: LatencyPredictor | None = None) -> dict:
+    """Fit on the first ``k`` pool subnets' round 0 (one measurement each, as a transfer does),
+    score on the held-out subnets' fastest round."""
+    y_fit = np.array(meas["rounds_ms"][0])[:k]
     y = np.array(meas["measured_ms"])
-    fit_idx, test_idx = np.arange(k), np.arange(pool, len(archs))
-    fit_archs = [archs[i] for i in fit_idx]
-    test_archs = [archs[i] for i in test_idx]
-    fit = fit_transfer(source, fit_archs, y[fit_idx], meas["overhead_ms"])
+    test = np.arange(pool, len(archs))
+    fit_archs, test_archs = archs[:k], [archs[i] for i in test]
+    fit = fit_transfer(source, fit_archs, y_fit, meas["overhead_ms"])
     entries = transferred_entries(source, {}, fit, "source")
     new = LatencyPredictor({key: e["median_ms"] for key, e in entries.items()}, source.space,
                            overhead_ms=meas["overhead_ms"])
-    pred = new.predict_batch(test_archs)
-    common = source.predict_batch(test_archs) * float(np.median(y[fit_idx] / source.predict_batch(fit_archs)))
-    a, b = np.polyfit(flops[fit_idx], y[fit_idx], 1)
-    flops_pred = a * flops[test_idx] + b
-    return {"k": k, "transfer": agreement(pred, y[test_idx]), "common_scale": agreement(common, y[test_idx]),
-            "flops": agreement(flops_pred, y[test_idx]), "scales": fit.scales, "ridge": fit.ridge}
+    common = source.predict_batch(test_archs) * float(np.median(y_fit / source.predict_batch(fit_archs)))
+    a, b = np.polyfit(flops[:k], y_fit, 1)
+    out = {"k": k, "transfer": agreement(new.predict_batch(test_archs), y[test]),
+           "common_scale": agreement(common, y[test]), "flops": agreement(a * flops[test] + b, y[test]),
+           "scales": fit.scales, "ridge": fit.ridge, "grouping": fit.grouping}
+    if full is not None:
+        out["full_profile"] = agreement(full.predict_batch(test_archs), y[test])
+    return out
 
 
 def fmt_target(name: str, res: dict, source_s: float) -> str:
-    lines = [f"{name}: {TARGETS[name][0]}; held-out {res['held_out']} subnets, mean {res['mean_ms']:.2f} ms "
-             f"(source predicts {res['source_mean_ms']:.2f} ms)",
+    own = res.get("profile_measure_s")
+    base = own or source_s  # the full profile a transfer replaces: the target's own where measured
+    lines = [f"{name}: {TARGETS[name][0]}; held-out {res['held_out']} subnets (fastest of {res['rounds']} rounds), "
+             f"mean {res['mean_ms']:.2f} ms (source predicts {res['source_mean_ms']:.2f} ms); full profile of the "
+             + (f"target {own:.0f} s" if own else f"source {source_s:.0f} s (none of the target: units are ONNX)"),
              f"{'K':>4} {'method':<13}{'within 5%':>10}{'within 10%':>11}{'RMSPE':>8}{'Spearman':>9}"
-             f"{'mean err':>9}  cost vs full profile"]
+             f"{'mean err':>9}  cost vs that profile (K subnets, 1 round each)"]
+    rows = (("transfer", "transfer"), ("common scale", "common_scale"), ("FLOPs fit", "flops"),
+            ("full profile", "full_profile"))
     for r in res["by_k"]:
         cost = r["k"] * res["measure_s_per_subnet"]
         cost_all = r["k"] * (res["measure_s_per_subnet"] + res["export_s_per_subnet"])
-        for label, key in (("transfer", "transfer"), ("common scale", "common_scale"), ("FLOPs fit", "flops")):
+        for label, key in rows:
+            if key not in r or (key == "full_profile" and r is not res["by_k"][-1]):
+                continue  # the full profile's row once, under the last K
             a = r[key]
-            tail = (f"  {cost:.0f} s = {cost / source_s:.1%} (+export {cost_all / source_s:.1%})"
+            tail = (f"  {cost:.1f} s = {cost / base:.1%} (+export {cost_all / base:.1%}); groups by {r['grouping']}"
                     if key == "transfer" else "")
             lines.append(f"{r['k']:>4} {label:<13}{a['within_5']:>10.0%}{a['within_10']:>11.0%}{a['rmspe']:>8.1%}"
                          f"{a['spearman']:>9.3f}{a['mean_error']:>+9.1%}{tail}")
@@ -127,7 +174,9 @@ def main() -> None:
     ap.add_argument("--ks", default="5,10,20,40")
     ap.add_argument("--pool", type=int, default=40)
     ap.add_argument("--held-out", type=int, default=20)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="Rounds over every subnet (held-out truth: fastest)")
+    ap.add_argument("--profile-targets", action=argparse.BooleanOptionalAction, default=True,
+                    help="Profile each onnxruntime target in full too (its time and its table's accuracy)")
     ap.add_argument("--profile-rounds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
@@ -159,10 +208,15 @@ def main() -> None:
     texts = []
     for target in args.targets.split(","):
         meas = measure_target(target, archs, space, protocol, args.rounds, work, args.seed)
+        full = profile_target(target, space, protocol, args.profile_rounds, work, args.seed) \
+            if args.profile_targets else None
         y = np.array(meas["measured_ms"])
         res = {**meas, "held_out": args.held_out, "mean_ms": float(y[args.pool:].mean()),
                "source_mean_ms": float(source.predict_batch(archs[args.pool:]).mean()),
-               "by_k": [evaluate(source, archs, flops, meas, k, args.pool) for k in ks]}
+               "by_k": [evaluate(source, archs, flops, meas, k, args.pool, full and full["predictor"])
+                        for k in ks]}
+        if full:
+            res["profile_measure_s"] = full["measure_s"]
         results["targets"][target] = res
         texts.append(fmt_target(target, res, source_s))
         print(texts[-1], flush=True)
@@ -178,7 +232,7 @@ def write(args: argparse.Namespace, results: dict, texts: list[str], load_before
               f"pool {args.pool}, held-out {args.held_out}, {args.rounds} rounds per subnet, {args.clock} clock; load average before "
               f"{load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f}, after {load_after[0]:.1f}/"
               f"{load_after[1]:.1f}/{load_after[2]:.1f} (2-core shared host). Cost: K subnets' measurement time "
-              f"vs the source's unit timing time (export/quantization of the K graphs is host work, in brackets).")
+              f"vs the full profile's timing (export/quantization of the K graphs is host work, in brackets).")
     print(header)
     results.update({"load_before": load_before, "load_after": load_after, "args": {k: str(v) for k, v in
                                                                                     vars(args).items()}})

@@ -293,13 +293,14 @@ def validate(
 def _format_report(rep: dict[str, Any]) -> str:
     lines = [f"{rep['samples']} subnets, table {rep.get('table', '?')}",
              f"{'':14}{'within 5%':>10}{'within 10%':>11}{'RMSPE':>8}{'Spearman':>9}"]
+    normalised = rep.get("normalised", False)
     rows = [("LUT", "")]
     if "plain_within_5" in rep:
         rows.append(("LUT plain sum", "plain_"))  # no layout correction, no calibration
     if "raw_within_5" in rep:
         rows.append(("LUT (raw sum)", "raw_"))
-    if "drift_within_5" in rep:
-        rows.append(("LUT x drift", "drift_"))
+    if normalised:
+        rows.append(("LUT as profiled", "table_"))  # not scaled by the host's speed of the moment
     rows.append(("FLOPs (fit)", "flops_"))
     for label, p in rows:
         lines.append(f"{label:14}{rep[p + 'within_5']:>10.1%}{rep[p + 'within_10']:>11.1%}"
@@ -313,10 +314,22 @@ def _format_report(rep: dict[str, Any]) -> str:
     if rep.get("retest_cv") is not None:
         lines.append(f"retest noise: the probe units' CV over the run {rep['retest_cv']:.1%} (what ground truth "
                      f"itself moves on this host; {rep['repeats']} round(s) per subnet, {rep['round_stat']})")
-    if "host_speed" in rep:
-        lines.append(f"host drift: the table's probe units ran at {rep['host_speed']:.3f}x their profiled time "
-                     "(LUT x drift: the prediction scaled by it)")
+    if normalised:
+        lines.append(f"host drift: the table's probe units ran at {rep['host_speed']:.3f}x their profiled time; "
+                     "LUT rows compare the predictions scaled by it (LUT as profiled: unscaled)")
+    lines += _class_lines(rep.get("by_class", {}))
     return "\n".join(lines)
+
+
+def _class_lines(by_class: dict[str, Any]) -> list[str]:
+    """One line per class kind: each class's mean error and share within 5% (LUT row)."""
+    names = {"out_stage": "output stage", "cls_width": "cls width", "reg_width": "reg width",
+             "cls_layers": "cls layers", "reg_layers": "reg layers"}
+    lines = ["by class (mean error, within 5%, n):"] if by_class else []
+    for kind, classes in by_class.items():
+        cells = [f"{v}: {c['mean_error']:+.1%} {c['within_5']:.0%} n={c['n']}" for v, c in classes.items()]
+        lines.append(f"  {names.get(kind, kind):<13}" + "; ".join(cells))
+    return lines
 
 
 @latency_app.command("calibrate")

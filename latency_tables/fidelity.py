@@ -169,6 +169,31 @@ def noise_floor(backend: Backend, path: Path, protocol: Protocol, runs: int = 5,
             "noise_medians_ms": [float(m) for m in medians]}  # type: ignore[dict-item]
 
 
+def class_errors(archs: Sequence[Architecture], predicted: np.ndarray, measured: np.ndarray) -> dict[str, Any]:
+    """Agreement per class of subnet, so a bias of one class cannot hide in an average: per output
+    stage (``out_stage``), per head width (``cls_width``, ``reg_width``: the width index) and per
+    head depth (``cls_layers``, ``reg_layers``: non-skip layers). Each class: ``n``,
+    ``mean_error``, ``within_5``, ``within_10``, ``rmspe``."""
+    from tracking.space import SKIP
+
+    rel = (np.asarray(predicted, float) - np.asarray(measured, float)) / np.asarray(measured, float)
+    keys = {"out_stage": lambda a: a.out_stage, "cls_width": lambda a: a.cls.width,
+            "reg_width": lambda a: a.reg.width,
+            "cls_layers": lambda a: sum(c != SKIP for c in a.cls.layers),
+            "reg_layers": lambda a: sum(c != SKIP for c in a.reg.layers)}
+    out: dict[str, Any] = {}
+    for name, of in keys.items():
+        labels = np.array([of(a) for a in archs])
+        out[name] = {}
+        for v in sorted(set(labels.tolist())):
+            r = rel[labels == v]
+            out[name][str(v)] = {"n": int(len(r)), "mean_error": float(r.mean()),
+                                 "within_5": float(np.mean(np.abs(r) <= 0.05)),
+                                 "within_10": float(np.mean(np.abs(r) <= 0.10)),
+                                 "rmspe": float(np.sqrt(np.mean(r**2)))}
+    return out
+
+
 def fidelity_report(predicted: np.ndarray, measured: np.ndarray, flops: np.ndarray,
                     raw_predicted: np.ndarray | None = None) -> dict[str, Any]:
     """The figures of a validation: LUT prediction vs measurement, and the FLOPs proxy."""
@@ -193,9 +218,11 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
     Host drift: on a shared machine the same model can run several percent (here up to 40%)
     slower minutes later, and a table profiled then is off by as much, uniformly. ``probes`` units
     of the table are re-measured between the subnets; ``host_speed`` is how much slower the host
-    ran them than the table says, and ``drift_*`` figures compare the prediction scaled by it
-    (the headline keys stay the unscaled prediction's). The probes' own spread over the run is
-    ``retest_cv``. With ``repeats`` > 1 every subnet is measured in that many rounds combined by
+    ran them than the table says (reference-unit normalisation), and the headline figures
+    (``within_5``, ..., ``stats``, ``by_class``) compare ``predicted_ms * host_speed`` with
+    ``measured_ms``: the table's model at the host's speed of the moment. ``table_*`` figures
+    compare the table as profiled (the same when ``probes`` is 0: ``normalised`` False). The
+    probes' own spread over the run is ``retest_cv``. With ``repeats`` > 1 every subnet is measured in that many rounds combined by
     ``round_stat``: use the table's own (``lutnas latency validate`` does). Where the table
     records boundary reorders, ``plain_*`` figures are the plain unit sum's (no layout
     correction, no calibration) and ``layout`` says which unit kinds the correction joined.
@@ -225,22 +252,27 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
         measured, probe_now, retest = measure_with_probes(backend, paths, probe_paths, protocol, repeats, seed=seed,
                                                           progress=progress, round_stat=round_stat, tails=tails)
         noise = noise_floor(backend, paths[0], protocol, noise_runs, seed) if noise_runs > 1 else {}
-    report = fidelity_report(predicted, measured, flops, raw if predictor.calibration else None)
+    # Reference-unit normalisation: the probes say how much slower the host runs now than when
+    # it was profiled, and every prediction is compared at today's speed (1 without probes).
+    speed = host_speed(probe_now, np.array([predictor.medians[k] for k in keys]))
+    report = fidelity_report(predicted * speed, measured, flops, raw * speed if predictor.calibration else None)
+    report["predicted_ms"] = [float(p) for p in predicted]  # the table's own figures
+    report["normalised"] = bool(keys)
     report.update(noise)
     if plain is not None:
-        report.update({f"plain_{k}": v for k, v in agreement(plain, measured).items()})
+        report.update({f"plain_{k}": v for k, v in agreement(plain * speed, measured).items()})
+    report.update({f"table_{k}": v for k, v in agreement(predicted, measured).items()})
     report["layout"] = layout_summary(predictor.layouts)
-    report["stats"] = {"p50": agreement(predicted, measured)}
+    report["stats"] = {"p50": agreement(predicted * speed, measured)}
     for k, pred_k in tail_pred.items():
-        report["stats"][k] = agreement(pred_k, tails[k])
+        report["stats"][k] = agreement(pred_k * speed, tails[k])
         report[f"measured_{k}_ms"] = [float(v) for v in tails[k]]
         report[f"predicted_{k}_ms"] = [float(v) for v in pred_k]
-    speed = host_speed(probe_now, np.array([predictor.medians[k] for k in keys]))
+    report["by_class"] = class_errors(archs, predicted * speed, measured)
     report["host_speed"] = speed
     report["retest_cv"] = None if np.isnan(retest) else retest
     report["probes"] = {k: {"table_ms": predictor.medians[k], "now_ms": float(v)} for k, v in zip(keys, probe_now,
                                                                                               strict=True)}
-    report.update({f"drift_{k}": v for k, v in agreement(predicted * speed, measured).items()})
     report.update({"seed": seed, "repeats": repeats, "round_stat": round_stat, "runtime": backend.config(),
                    "archs": [a.to_string() for a in archs], "flops": [int(f) for f in flops]})
     return report

@@ -2,14 +2,16 @@
 the new one.
 
 Every unit's in-graph cost on the source (``LatencyPredictor.net``: overhead and lone-unit layout
-reorders removed) is scaled by a factor of its *group* (stem, MBConv blocks by input resolution,
-adjust + neck, head layers, output convs): a new device differs from a known one by how much
-faster each kind of work runs (depthwise convs at 128x128 do not gain from a second thread as
-1x1 convs at 16x16 do; int8 helps big convs more than small ones). The factors are fitted on K
-measured subnets: ``measured - overhead = sum_g s_g * x_g`` with ``x_g`` the subnet's source cost
-in group ``g``, by non-negative least squares with a ridge pull towards one common factor (the
-median ratio measured / source), its strength chosen by leave-one-out error. With few subnets the
-fit stays near a single scale; with more, groups move apart where the data say so.
+reorders removed) is scaled by a factor of its *group*: a new device differs from a known one by
+how much faster each kind of work runs (depthwise convs at 128x128 do not gain from a second
+thread as 1x1 convs at 16x16 do; without onnxruntime's blocked layout a 7x7 depthwise kernel slows
+down far more than a 3x3 one). The factors are fitted on K measured subnets: ``measured -
+overhead = sum_g s_g * x_g`` with ``x_g`` the subnet's source cost in group ``g``, by non-negative
+least squares with a ridge pull towards one common factor (the median ratio measured / source).
+Which groups (:data:`GROUPINGS`: one common scale, by kind of work, by depthwise kernel, by kernel
+and resolution) and how strong a pull are chosen together by leave-one-out error on the K
+subnets, so a uniformly faster device keeps one scale and a device that differs by kernel gets
+per-kernel scales, without looking at anything but the K measurements.
 
 The result is an ordinary table: each unit's entry is its scaled in-graph cost plus the new
 device's overhead (p10/p90/p99 scaled alike), no layout records (the scale absorbed them), and the
@@ -38,29 +40,42 @@ Progress = Callable[[str, int, int], None]
 RIDGE_GRID = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)
 
 
-def unit_group(key: str) -> str:
-    """The scale group of a unit: what kind of work it is and, for blocks, at which resolution."""
+def unit_group(key: str, grouping: str = "kind") -> str:
+    """The scale group of a unit under ``grouping`` (:data:`GROUPINGS`): ``common``: one scale
+    for every unit (a device uniformly faster or slower); ``kind``: what kind of
+    work it is and, for blocks, at which resolution; ``kernel``: blocks and head layers by their
+    depthwise kernel (runtimes differ most in how fast they run large depthwise kernels: without
+    onnxruntime's blocked layout a 7x7 block slows down far more than a 3x3 one);
+    ``kernel_res``: blocks by resolution and kernel, head layers by kernel."""
     u = parse_key(key)
+    if grouping not in GROUPINGS:
+        raise ValueError(f"unknown grouping {grouping!r}; one of {', '.join(GROUPINGS)}")
+    if grouping == "common":
+        return "all"
     if u.kind in ("stem", "dsconv"):
         return "stem"
     if u.kind == "mbconv":
-        return f"mbconv{u.shape[1]}"
+        return {"kind": f"mbconv{u.shape[1]}", "kernel": f"mbconv-k{u.kernel}",
+                "kernel_res": f"mbconv{u.shape[1]}-k{u.kernel}"}[grouping]
     if u.kind in ("adjust", "neck"):
         return "neck"
     if u.kind == "head":
-        return "head"
+        return "head" if grouping == "kind" else f"head-k{u.kernel}"
     return "out"  # cls, reg
 
 
+GROUPINGS = ("common", "kind", "kernel", "kernel_res")
+
+
 def group_features(source: LatencyPredictor, archs: Sequence[Architecture],
-                   groups: Sequence[str]) -> np.ndarray:
+                   groups: Sequence[str], grouping: str = "kind") -> np.ndarray:
     """``[len(archs), len(groups)]``: each subnet's source in-graph cost (ms) per group (units of
     other groups left out)."""
     col = {g: i for i, g in enumerate(groups)}
     x = np.zeros((len(archs), len(groups)))
     for r, arch in enumerate(archs):
         for u in units_of(arch, source.space):
-            c = col.get(unit_group(u.key))
+            c = col.get(unit_group(u.key, grouping))
             if c is not None:
                 x[r, c] += source.net[u.key]
     return x
@@ -86,43 +101,58 @@ class TransferFit:
     n: int
     fitted: dict[str, float]  # agreement on the K fitting subnets, in-sample
     loo: dict[str, float]  # leave-one-out agreement
+    grouping: str = "kind"
 
     def to_dict(self) -> dict[str, Any]:
         return {"groups": self.groups, "scales": self.scales, "common_scale": self.common_scale,
                 "ridge": self.ridge, "overhead_ms": self.overhead_ms, "n": self.n, "fitted": self.fitted,
-                "loo": self.loo}
+                "loo": self.loo, "grouping": self.grouping}
 
 
 def fit_transfer(source: LatencyPredictor, archs: Sequence[Architecture], measured: Sequence[float],
-                 overhead_ms: float = 0.0, ridge: float | None = None) -> TransferFit:
-    """Per-group scale factors from subnets measured on the new device (``ridge``: None chooses it
-    by leave-one-out over :data:`RIDGE_GRID`)."""
+                 overhead_ms: float = 0.0, ridge: float | None = None,
+                 grouping: str | None = None) -> TransferFit:
+    """Per-group scale factors from subnets measured on the new device. ``grouping`` (one of
+    :data:`GROUPINGS`) and ``ridge`` (:data:`RIDGE_GRID`): None chooses them by leave-one-out
+    error on the measured subnets themselves (ties: fewer groups, then the stronger pull)."""
     y = np.asarray(measured, float) - overhead_ms
     if len(y) < 2:
         raise ValueError("transfer needs at least 2 measured subnets")
     if (y <= 0).any():
         raise ValueError("measured latencies must exceed the new device's per-run overhead")
-    groups = sorted({unit_group(k) for k in source.net})
-    x = group_features(source, archs, groups)
-    used = x.sum(axis=0) > 0
-    s0 = float(np.median(y / x.sum(axis=1)))
+    models = [_GroupModel(source, archs, y, g) for g in ([grouping] if grouping else GROUPINGS)]
+    ridges = [ridge] if ridge is not None else list(RIDGE_GRID)
+    scored = [(m.loo_rmspe(lam), len(m.groups), -lam, i, lam) for i, m in enumerate(models) for lam in ridges]
+    *_, best, lam = min(scored)
+    m = models[best]
+    s = m.fit(np.arange(len(y)), lam)
+    return TransferFit(m.groups, {g: float(v) for g, v in zip(m.groups, s, strict=True)}, m.s0, float(lam),
+                       float(overhead_ms), int(len(y)), agreement(m.x @ s + overhead_ms, y + overhead_ms),
+                       agreement(m.loo_pred(lam) + overhead_ms, y + overhead_ms), m.grouping)
 
-    def fit(rows: np.ndarray, lam: float) -> np.ndarray:
-        s = np.full(len(groups), s0)
-        s[used] = _ridge_nnls(x[rows][:, used], y[rows], s0, lam)
+
+class _GroupModel:
+    """Subnet latency as the source's per-group costs times per-group scales, one grouping."""
+
+    def __init__(self, source: LatencyPredictor, archs: Sequence[Architecture], y: np.ndarray,
+                 grouping: str) -> None:
+        self.grouping, self.y = grouping, y
+        self.groups = sorted({unit_group(k, grouping) for k in source.net})
+        self.x = group_features(source, archs, self.groups, grouping)
+        self.used = self.x.sum(axis=0) > 0
+        self.s0 = float(np.median(y / self.x.sum(axis=1)))
+
+    def fit(self, rows: np.ndarray, lam: float) -> np.ndarray:
+        s = np.full(len(self.groups), self.s0)
+        s[self.used] = _ridge_nnls(self.x[rows][:, self.used], self.y[rows], self.s0, lam)
         return s
 
-    def loo_pred(lam: float) -> np.ndarray:
-        idx = np.arange(len(y))
-        return np.array([x[i] @ fit(idx[idx != i], lam) for i in idx])
+    def loo_pred(self, lam: float) -> np.ndarray:
+        idx = np.arange(len(self.y))
+        return np.array([self.x[i] @ self.fit(idx[idx != i], lam) for i in idx])
 
-    if ridge is None:
-        errors = {lam: float(np.sqrt(np.mean(((loo_pred(lam) - y) / y) ** 2))) for lam in RIDGE_GRID}
-        ridge = min(errors, key=lambda lam: (errors[lam], -lam))  # ties: the stronger pull
-    s = fit(np.arange(len(y)), ridge)
-    return TransferFit(groups, {g: float(v) for g, v in zip(groups, s, strict=True)}, s0, float(ridge),
-                       float(overhead_ms), int(len(y)), agreement(x @ s + overhead_ms, y + overhead_ms),
-                       agreement(loo_pred(ridge) + overhead_ms, y + overhead_ms))
+    def loo_rmspe(self, lam: float) -> float:
+        return float(np.sqrt(np.mean(((self.loo_pred(lam) - self.y) / self.y) ** 2)))
 
 
 def transferred_entries(source: LatencyPredictor, tails: Mapping[str, Mapping[str, float]],
@@ -132,7 +162,7 @@ def transferred_entries(source: LatencyPredictor, tails: Mapping[str, Mapping[st
     unit -> ms, from the source table)."""
     out = {}
     for key, med_src in source.medians.items():
-        g = unit_group(key)
+        g = unit_group(key, fit.grouping)
         med = fit.scales[g] * source.net[key] + fit.overhead_ms
         ratio = {k: (tails[k][key] / med_src if key in tails.get(k, {}) and med_src > 0 else None)
                  for k in ("p10", "p90", "p99")}

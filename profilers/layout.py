@@ -7,6 +7,11 @@ consecutive units hand the blocked tensor straight on, and the reorders happen o
 neighbour cannot take the blocked layout (the neck's correlation, the graph's outputs). That is
 the bias of a plain unit sum (+6-14% with 1 thread, +15-21% with 2 on 2026-12-01's Intel hosts).
 
+Int8 (QDQ) units have the same kind of boundary: a lone unit quantizes its float input and
+transposes it to NHWC, and transposes and dequantizes its output, while a whole int8 graph hands
+uint8 NHWC tensors from unit to unit (measured 2026-12-02: up to a third of a head layer's time
+alone; an int8 table without this correction over-predicted whole graphs by 16%).
+
 This module measures, for one unit, the share of its node time spent in those two boundary
 reorders (the SE block's inner reorders stay: they happen in the whole graph too), so the
 predictor can remove them where the neighbours keep the blocked layout
@@ -25,9 +30,14 @@ import numpy as np
 from profilers.measure import Measurement
 
 REORDER_IN, REORDER_OUT = "ReorderInput", "ReorderOutput"
+# Boundary work of a lone unit: fp32 (level all) reorders into and out of the blocked layout; an
+# int8 QDQ unit quantizes its float input and transposes it to NHWC, and transposes back and
+# dequantizes its output, where inside a whole int8 graph uint8 NHWC tensors pass between units.
+BOUNDARY_IN = (REORDER_IN, "QuantizeLinear", "Transpose")
+BOUNDARY_OUT = (REORDER_OUT, "DequantizeLinear", "Transpose")
 ENV_KEY = "layout"  # where a measurement's env carries its unit's boundary shares
-# Ops after which a trailing ReorderOutput no longer marks the unit's own output.
-_COMPUTE = ("Conv", "FusedConv", "NchwcConv")
+# Ops before the first / after the last of which boundary ops count as the unit's own.
+_COMPUTE = ("Conv", "FusedConv", "NchwcConv", "QLinearConv")
 
 
 @dataclass(frozen=True)
@@ -75,9 +85,9 @@ def _run_boundary(nodes: list[dict[str, Any]], inputs: set[tuple[int, ...]],
     first_compute = next((i for i, op in enumerate(ops) if op in _COMPUTE), len(ops))
     last_compute = max((i for i, op in enumerate(ops) if op in _COMPUTE), default=-1)
     t_in = sum(e["dur"] for i, e in enumerate(nodes[:first_compute])
-               if ops[i] == REORDER_IN and _shape(e["args"].get("input_type_shape")) in inputs)
+               if ops[i] in BOUNDARY_IN and _shape(e["args"].get("input_type_shape")) in inputs)
     t_out = sum(e["dur"] for i, e in enumerate(nodes) if i > last_compute
-                and ops[i] == REORDER_OUT and _shape(e["args"].get("output_type_shape")) in outputs)
+                and ops[i] in BOUNDARY_OUT and _shape(e["args"].get("output_type_shape")) in outputs)
     return float(t_in), float(t_out), float(sum(e["dur"] for e in nodes))
 
 

@@ -64,6 +64,16 @@ def test_onnxruntime_traces_boundary_reorders(tmp_path):
     assert measure_boundary(get_backend("torch", threads=1, input_shapes=[(1, 40, 32, 32)]), units[MBCONV]) is None
 
 
+def test_int8_units_boundary_quantize_and_transpose(tmp_path):
+    """A lone int8 (QDQ) head layer quantizes and transposes its input to NHWC and transposes and
+    dequantizes its output; inside a whole int8 graph uint8 NHWC passes between units, so these
+    are boundary work like the fp32 reorders (about a third of this unit's node time)."""
+    key = "head:in128x16x16:out192:k5"
+    path = export_unit_onnx(parse_key(key), tmp_path / unit_filename(key), precision="int8")
+    b = measure_boundary(get_backend("onnxruntime", threads=1, precision="int8"), path, runs=6)
+    assert 0.02 < b.reorder_in < 0.5 and 0.02 < b.reorder_out < 0.5
+
+
 def _layouts(space: SearchSpace, seed: int = 0) -> dict[str, dict[str, float]]:
     """Shares as on an NCHWc CPU: every kind reorders both ends, except the stem's input (its
     conv reads the plain image) and the neck's input (a MatMul)."""

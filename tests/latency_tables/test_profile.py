@@ -7,6 +7,7 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from latency_tables.predict import LatencyPredictor, MissingUnitsError
@@ -126,7 +127,19 @@ def test_validate_json_has_the_agreed_keys(tmp_path):
     # host drift: table units re-measured between the subnets, and the prediction scaled by it
     assert rep["host_speed"] > 0 and 1 <= len(rep["probes"]) <= 6
     assert all(p["table_ms"] > 0 and p["now_ms"] > 0 for p in rep["probes"].values())
-    assert 0 <= rep["drift_within_5"] <= rep["drift_within_10"] <= 1
+    # headline figures compare the prediction at the host's speed of the moment, table_* as profiled
+    pred, meas = np.array(rep["predicted_ms"]), np.array(rep["measured_ms"])
+    assert rep["normalised"] is True
+    assert rep["rmspe"] == pytest.approx(np.sqrt(np.mean(((pred * rep["host_speed"] - meas) / meas) ** 2)))
+    assert rep["table_rmspe"] == pytest.approx(np.sqrt(np.mean(((pred - meas) / meas) ** 2)))
+    # errors per class: every subnet in one class of each kind, the means of its own errors
+    assert set(rep["by_class"]) == {"out_stage", "cls_width", "reg_width", "cls_layers", "reg_layers"}
+    for classes in rep["by_class"].values():
+        assert sum(c["n"] for c in classes.values()) == 2
+    err = (pred * rep["host_speed"] - meas) / meas
+    stages = np.array([a.out_stage for a in sample_many(2, 5)])
+    for stage, c in rep["by_class"]["out_stage"].items():
+        assert c["mean_error"] == pytest.approx(err[stages == int(stage)].mean())
     # subnets measured in as many rounds as the table's units (profile's default 3), fastest kept;
     # the probes' spread over the run is the retest noise (none here: each probe ran once)
     assert rep["repeats"] == 3 and rep["round_stat"] == "min" and rep["retest_cv"] is None

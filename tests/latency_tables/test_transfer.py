@@ -30,6 +30,30 @@ def test_unit_groups() -> None:
     assert unit_group("mbconv:in24x64x64:out40:k5:e6:s2") == "mbconv64"
     assert unit_group("neck:in96x16x16:out128:z96x8x8") == unit_group("adjust:in80x16x16:out96:s1") == "neck"
     assert unit_group("cls:in256x16x16:out1:k3") == unit_group("reg:in192x16x16:out4:k3") == "out"
+    assert unit_group("mbconv:in24x64x64:out40:k5:e6:s2", "kernel") == "mbconv-k5"
+    assert unit_group("mbconv:in24x64x64:out40:k5:e6:s2", "kernel_res") == "mbconv64-k5"
+    assert unit_group("head:in128x16x16:out192:k3", "kind") == "head"
+    assert unit_group("head:in128x16x16:out192:k3", "kernel") == "head-k3"
+    with pytest.raises(ValueError, match="unknown grouping"):
+        unit_group("head:in128x16x16:out192:k3", "nope")
+
+
+def test_grouping_chosen_by_leave_one_out(synthetic_medians) -> None:
+    """A device whose blocks slow down by kernel size (as onnxruntime without its blocked layout
+    does) is fitted with a kernel grouping; the choice uses the fitting subnets only."""
+    space = SearchSpace.paper()
+    source = LatencyPredictor(synthetic_medians(space), space)
+    true = {g: {"mbconv-k3": 1.5, "mbconv-k5": 3.0, "mbconv-k7": 5.0}.get(g, 2.0)
+            for g in {unit_group(k, "kernel") for k in source.medians}}
+    archs = sample_many(30, 21, space)
+    x = group_features(source, archs, sorted(true), "kernel")
+    y = x @ np.array([true[g] for g in sorted(true)]) + 0.05
+    fit = fit_transfer(source, archs, y, overhead_ms=0.05)
+    assert fit.grouping in ("kernel", "kernel_res") and fit.loo["within_5"] == 1.0
+    k7 = [v for g, v in fit.scales.items() if g.startswith("mbconv") and g.endswith("-k7")]
+    assert k7 and all(v == pytest.approx(5.0, rel=0.02) for v in k7)
+    kind = fit_transfer(source, archs, y, overhead_ms=0.05, grouping="kind")
+    assert kind.grouping == "kind" and kind.loo["rmspe"] > fit.loo["rmspe"]
 
 
 def test_fit_recovers_group_scales_and_beats_one_scale(synthetic_medians) -> None:
@@ -40,7 +64,7 @@ def test_fit_recovers_group_scales_and_beats_one_scale(synthetic_medians) -> Non
     true = {g: float(rng.uniform(0.4, 2.0)) for g in groups}
     fit_archs, test_archs = sample_many(40, 11, space), sample_many(60, 12, space)
     y = _device(source, true, fit_archs, 0.05, 0.002, 0)
-    fit = fit_transfer(source, fit_archs, y, overhead_ms=0.05)
+    fit = fit_transfer(source, fit_archs, y, overhead_ms=0.05, grouping="kind")
     big = [g for g in groups if group_features(source, fit_archs, [g]).mean() > 1.0]  # well-determined groups
     assert all(fit.scales[g] == pytest.approx(true[g], rel=0.1) for g in big)
     assert fit.loo["within_5"] >= 0.9 and fit.n == 40
@@ -52,7 +76,7 @@ def test_fit_recovers_group_scales_and_beats_one_scale(synthetic_medians) -> Non
     common = np.abs(source.predict_batch(test_archs) * fit.common_scale / y_test - 1)
     assert np.mean(err <= 0.05) >= 0.9 and np.median(err) < np.median(common)
     # With 3 subnets the ridge keeps the fit near one scale instead of chasing noise.
-    few = fit_transfer(source, fit_archs[:3], y[:3], overhead_ms=0.05)
+    few = fit_transfer(source, fit_archs[:3], y[:3], overhead_ms=0.05, grouping="kind")
     assert np.ptp(list(few.scales.values())) < np.ptp(list(true.values()))
     with pytest.raises(ValueError, match="at least 2"):
         fit_transfer(source, fit_archs[:1], y[:1])
@@ -79,7 +103,7 @@ def test_transfer_cli_measures_subnets_and_writes_a_table(tmp_path, synthetic_me
     t = new.find("here-t1")
     assert set(new.medians(t.id)) == set(med) and t.runtime["threads"] == 1
     tr = t.hardware["transfer"]
-    assert tr["from"] == "phone" and tr["k"] == 2 and set(tr["scales"]) == {unit_group(k) for k in med}
+    assert tr["from"] == "phone" and tr["k"] == 2 and set(tr["scales"]) == {unit_group(k, tr["grouping"]) for k in med}
     p90 = new.stats(t.id, "p90")
     assert all(p90[k] >= v for k, v in new.medians(t.id).items())
     # A bad source is one line and exit 2.

@@ -1,7 +1,10 @@
 """End to end over real processes: ``lutnas serve`` (uvicorn), ``lutnas-agent`` measuring units
-with onnxruntime, ``lutnas worker`` running searches; on SQLite and PostgreSQL (when reachable).
+with onnxruntime, ``lutnas worker`` running searches.
 
-One test per database walks the whole story in order (each step needs the one before):
+One test walks the whole story in order (each step needs the one before), on PostgreSQL, the
+service's production database (skipped where it is not reachable; CI always has it): SQLite's
+end to end is the README walkthrough's (``tests/client/test_readme_walkthrough.py``) and its
+restarts are test_faults'; running this 100-second story on both cost the suite its time budget.
 an agent killed mid-lease loses nothing, a search runs to success and serves its front, other
 teams see 404, and a worker killed with SIGKILL mid-search is replaced with an identical result.
 """
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.server.conftest import BIN, Service, agent_token, free_port, register_hardware, wait_for
 
@@ -45,6 +49,7 @@ def all_results(c: httpx.Client, sid: int) -> list[dict[str, Any]]:
             return items
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_service_end_to_end(service: Service, artifacts: dict[str, Path]) -> None:
     c = service.team("flow")
     hw = register_hardware(c, "loopback-cpu")
