@@ -4,14 +4,15 @@
 Source: onnxruntime CPU EP, fp32, 1 thread, optimisation level ``all``, profiled in full (timed).
 Targets: 2 threads; optimisation level ``basic`` (no blocked-layout convolutions); PyTorch eager
 (same modules); int8 (static QDQ quantization). For each target, ``--pool`` + ``--held-out``
-seeded subnets are measured on it in ``--rounds`` rounds (each in its own shuffled order). The
-first K of the pool fit the transfer, for K in ``--ks``, from their first round only (one
-measurement each, as ``lutnas latency transfer --rounds 1`` takes them); the held-out subnets'
-fastest round scores it, next to two baselines fitted on the same K measurements: one common
+seeded subnets are measured on it in ``--rounds`` rounds (each in its own shuffled order: the
+held-out truth is a subnet's fastest round), and once more with the protocol a transfer measures
+with (``subnet_protocol``: fewer runs). The first K of the pool fit the transfer, for K in
+``--ks``, from that one round (one measurement each, as ``lutnas latency transfer`` takes them),
+and the held-out subnets score it, next to two baselines fitted on the same K measurements: one common
 scale of the source table, and latency ~ FLOPs (least squares); and, for onnxruntime targets,
 next to the target's own full profile (``--profile-targets``: its table's accuracy is what a
 transfer aims at, its timing what a transfer saves). Cost of a transfer: measuring K subnets once
-(their export/quantization is host work, in brackets) vs that full profile's timing.
+with its protocol (their export/quantization is host work, in brackets) vs that full profile's timing.
 
 Intermediate results (the source table, each target's measurements) are kept under ``--workdir``,
 so a rerun resumes. Writes benchmarks/results/bench_transfer.{txt,json}.
@@ -34,7 +35,7 @@ from latency_tables.fidelity import agreement, export_search_graphs, measure_mod
 from latency_tables.predict import LatencyPredictor
 from latency_tables.profile import profile_units
 from latency_tables.store import LatencyStore
-from latency_tables.transfer import _measure_torch, fit_transfer, transferred_entries
+from latency_tables.transfer import _measure_torch, fit_transfer, subnet_protocol, transferred_entries
 from latency_tables.units import all_units
 from profilers import Protocol, get_backend
 from profilers.measure import measure_overhead
@@ -106,6 +107,31 @@ def measure_target(target: str, archs: list, space: SearchSpace, protocol: Proto
     return out
 
 
+def measure_fit_round(target: str, archs: list, space: SearchSpace, protocol: Protocol, work: Path,
+                      seed: int) -> dict:
+    """One more round over every subnet with the protocol a transfer measures with
+    (``latency_tables.transfer.subnet_protocol``: fewer runs), in its own shuffled order: the K
+    measurements a transfer fits on, and their time (what a transfer costs the device)."""
+    cache = work / f"fit-{target}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    light = subnet_protocol(protocol)
+    order = np.random.default_rng([seed, 99]).permutation(len(archs))
+    ms = np.empty(len(archs))
+    t0 = time.perf_counter()
+    if target == "torch":
+        ms[order] = _measure_torch([archs[i] for i in order], get_backend("torch", threads=1), light, space, 1,
+                                   seed, "min", None)
+    else:
+        cfg = TARGETS[target][1]
+        paths, _ = _export(archs, space, work, cfg.get("precision", "fp32"), seed)
+        ms[order] = measure_models(get_backend("onnxruntime", **cfg), [paths[i] for i in order], light, 1, seed,
+                                   None, "min")
+    out = {"fit_ms": [float(v) for v in ms], "fit_s_per_subnet": (time.perf_counter() - t0) / len(archs)}
+    cache.write_text(json.dumps(out))
+    return out
+
+
 def profile_target(target: str, space: SearchSpace, protocol: Protocol, rounds: int, work: Path,
                    seed: int) -> dict | None:
     """The target profiled in full like the source (onnxruntime targets): its time is what a
@@ -124,9 +150,10 @@ def profile_target(target: str, space: SearchSpace, protocol: Protocol, rounds: 
 
 def evaluate(source: LatencyPredictor, archs: list, flops: np.ndarray, meas: dict, k: int, pool: int,
              full: LatencyPredictor | None = None) -> dict:
-    """Fit on the first ``k`` pool subnets' round 0 (one measurement each, as a transfer does),
-    score on the held-out subnets' fastest round."""
-    y_fit = np.array(meas["rounds_ms"][0])[:k]
+    """Fit on the first ``k`` pool subnets' transfer round (one measurement each with the
+    transfer's protocol, as ``lutnas latency transfer`` takes them), score on the held-out
+    subnets' fastest round."""
+    y_fit = np.array(meas["fit_ms"])[:k]
     y = np.array(meas["measured_ms"])
     test = np.arange(pool, len(archs))
     fit_archs, test_archs = archs[:k], [archs[i] for i in test]
@@ -208,6 +235,8 @@ def main() -> None:
     texts = []
     for target in args.targets.split(","):
         meas = measure_target(target, archs, space, protocol, args.rounds, work, args.seed)
+        meas = {**meas, **measure_fit_round(target, archs, space, protocol, work, args.seed)}
+        meas["measure_s_per_subnet"] = meas["fit_s_per_subnet"]  # a transfer's cost: its own round
         full = profile_target(target, space, protocol, args.profile_rounds, work, args.seed) \
             if args.profile_targets else None
         y = np.array(meas["measured_ms"])

@@ -258,7 +258,7 @@ def validate(
                                        "table's profiling rounds)."),
     round_stat: str | None = typer.Option(None, "--round-stat", help=ROUND_STAT_HELP + " Default: the table's."),
     noise_runs: int = typer.Option(5, "--noise-runs", min=0, help="Repeated runs of one model for the noise floor."),
-    probes: int = typer.Option(6, "--probes", min=0, help="Table units re-measured between the subnets to "
+    probes: int = typer.Option(12, "--probes", min=0, help="Table units re-measured between the subnets to "
                                "measure host drift since profiling (0: none)."),
     min_time: float = typer.Option(0.15, "--min-time"),
     max_time: float = typer.Option(0.5, "--max-time"),
@@ -314,9 +314,11 @@ def _format_report(rep: dict[str, Any]) -> str:
     if rep.get("retest_cv") is not None:
         lines.append(f"retest noise: the probe units' CV over the run {rep['retest_cv']:.1%} (what ground truth "
                      f"itself moves on this host; {rep['repeats']} round(s) per subnet, {rep['round_stat']})")
-    if normalised:
-        lines.append(f"host drift: the table's probe units ran at {rep['host_speed']:.3f}x their profiled time; "
-                     "LUT rows compare the predictions scaled by it (LUT as profiled: unscaled)")
+    if "host_speed" in rep:
+        se = f" (se {rep['host_speed_se']:.3f})" if rep.get("host_speed_se") is not None else ""
+        lines.append(f"host drift: the table's probe units ran at {rep['host_speed']:.3f}x their profiled time{se}; "
+                     + ("the probes agree, so LUT rows compare the predictions scaled by it (LUT as profiled: "
+                        "unscaled)" if normalised else "not a clear change, so LUT rows compare the table as profiled"))
     lines += _class_lines(rep.get("by_class", {}))
     return "\n".join(lines)
 
@@ -447,7 +449,8 @@ def transfer(
     threads: int = typer.Option(1, "--threads", min=1, help="Intra-op threads."),
     graph_opt: str = typer.Option("all", "--graph-opt", help="Graph optimisation: disable|basic|extended|all."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 or int8 (subnets quantized as for int8 tables)."),
-    rounds: int = typer.Option(3, "--rounds", min=1, max=20, help="Rounds over the subnets (fastest kept)."),
+    rounds: int = typer.Option(1, "--rounds", min=1, max=20, help="Rounds over the subnets (fastest kept); 1 is "
+                               "enough on a quiet device, more on a shared one (each round costs K subnets again)."),
     seed: int = typer.Option(2000, "--seed", help="Seed of the sampled subnets."),
     label: str | None = typer.Option(None, "--label", help="Hardware label stored with the new table."),
     space: str = SpaceOpt,

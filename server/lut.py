@@ -38,15 +38,21 @@ def lut_entries(session: Session, table_id: int, stat: str = "p50") -> dict[str,
 def predictor_for(session: Session, hw: Hardware, calibrated: bool = True, stat: str = "p50") -> Any:
     """The ``latency_tables.predict.LatencyPredictor`` of a target's table (``calibrated=False``:
     the raw unit sums, what a calibration is fitted on; ``stat``: the unit statistic summed)."""
-    from latency_tables.predict import LatencyPredictor
+    from latency_tables.predict import LatencyPredictor, tail_split
 
     table = session.get(LatencyTable, hw.table_id)
     if table is None:
         raise ValueError(f"hardware target {hw.id} has no latency table")
-    entries = lut_entries(session, hw.table_id, stat)
+    entries = lut_entries(session, hw.table_id)
     overhead = entries.pop(OVERHEAD_KEY, table.overhead_ms or 0.0)
-    return LatencyPredictor(entries, overhead_ms=overhead, space=space_of(hw.space),
-                            calibration=table.calibration if calibrated else None, layouts=entry_layouts(session, hw.table_id))
+    tail = None
+    if stat != "p50":  # medians plus the root sum of squares of unit spreads (LatencyPredictor)
+        tail = lut_entries(session, hw.table_id, stat)
+        tail.pop(OVERHEAD_KEY, None)
+    medians, spread = tail_split(entries, tail)
+    return LatencyPredictor(medians, overhead_ms=overhead, space=space_of(hw.space),
+                            calibration=table.calibration if calibrated else None,
+                            layouts=entry_layouts(session, hw.table_id), stat=stat, spread=spread)
 
 
 def predict_for(session: Session, hw: Hardware, archs: list[Architecture]) -> list[float]:

@@ -53,6 +53,11 @@ FAST = ("--min-time", "0.01", "--max-time", "0.03")
 QUICK_SCORES = {"LUTNAS_SCORER_PAIRS": "2", "LUTNAS_SCORER_BN_BATCHES": "0", "LUTNAS_EVAL_BATCH_SIZE": "2"}
 
 
+def synthetic_ms(key: str) -> float:
+    """fill_table's timing of a unit: 0.05-1.05 ms, fixed per unit key."""
+    return 0.05 + int(hashlib.sha256(key.encode()).hexdigest()[:6], 16) % 1000 / 1000
+
+
 def fill_table(url: str, token: str, overhead_ms: float | None = None) -> int:
     """Measure every unit of a target through the agent API with synthetic timings (0.05-1.05 ms,
     fixed per unit key; the per-run overhead ``overhead_ms`` when given); returns the number of units."""
@@ -60,7 +65,7 @@ def fill_table(url: str, token: str, overhead_ms: float | None = None) -> int:
         lease = a.post("/v1/agent/leases", json={"max_units": 256}).json()
         results = []
         for unit in lease["units"]:
-            ms = 0.05 + int(hashlib.sha256(unit["key"].encode()).hexdigest()[:6], 16) % 1000 / 1000
+            ms = synthetic_ms(unit["key"])
             if overhead_ms is not None and unit["key"] == "overhead:empty":
                 ms = overhead_ms
             results.append({"unit_key": unit["key"], "median_ms": ms, "p10_ms": ms * 0.9, "p90_ms": ms * 1.1,

@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from client import Client
+from latency_tables.units import units_of
 from tests.server.conftest import BIN, Service, agent_token, register_hardware, wait_for
-from tests.server.test_faults import FAST, QUICK_SCORES, fill_table, register_supernet
+from tests.server.test_faults import FAST, QUICK_SCORES, fill_table, register_supernet, synthetic_ms
 from tests.server.test_flow import all_results, wait_search
-from tracking.space import LIGHTTRACK_MOBILE
+from tracking.space import LIGHTTRACK_MOBILE, Architecture, SearchSpace
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -128,10 +130,9 @@ def test_a_front_is_measured_by_the_agent_and_refits_the_table(service: Service,
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_p90_search_sums_the_units_tails(service: Service, artifacts: dict[str, Path]) -> None:
-    """``latency_stat: p90``: every latency of the search is the sum of the units' p90 (the
-    synthetic table's p90 is 1.1 x its median, overhead included, so each architecture's p90
-    latency is 1.1 x its p50 one)."""
+def test_a_p90_search_adds_the_units_spreads(service: Service, artifacts: dict[str, Path]) -> None:
+    """``latency_stat: p90``: every latency of the search is its p50 latency plus the root sum of
+    squares of its units' p90 - p50 spreads (the synthetic table's p90 is 1.1 x its median)."""
     c = service.team("tails")
     hid = register_hardware(c, "tail-cpu")["id"]
     fill_table(service.url, agent_token(c, hid), overhead_ms=0.01)
@@ -144,9 +145,11 @@ def test_a_p90_search_sums_the_units_tails(service: Service, artifacts: dict[str
         assert r.status_code == 202, r.text
         done = wait_search(c, r.json()["id"], 300)
         assert done["status"] == "succeeded" and done["request"]["latency_stat"] == stat, done
-        latencies[stat] = {x["architecture_id"]: x["latency_ms"][str(hid)] for x in all_results(c, done["id"])}
+        latencies[stat] = {x["lighttrack"]: x["latency_ms"][str(hid)] for x in all_results(c, done["id"])}
     assert latencies["p50"].keys() == latencies["p90"].keys()
     for arch, ms in latencies["p50"].items():
-        assert latencies["p90"][arch] == pytest.approx(1.1 * ms, rel=1e-9)
+        units = units_of(Architecture.parse(arch), SearchSpace.paper())
+        spread = np.sqrt(sum((0.1 * synthetic_ms(u.key)) ** 2 for u in units))
+        assert latencies["p90"][arch] == pytest.approx(ms + spread, rel=1e-9)
     bad = c.post("/v1/searches", json={"supernet_id": sn, "hardware_ids": [hid], "latency_stat": "p99"})
     assert bad.status_code == 422 and bad.json()["field"] == "latency_stat"
