@@ -432,7 +432,7 @@ def search_submit(
         str | None, typer.Option("--missing-units", help="wait or fail when latency units are unmeasured.")
     ] = None,
     latency_stat: Annotated[
-        str | None, typer.Option("--latency-stat", help="Unit statistic latencies sum: p50 (median) or p90 (tail).")
+        str | None, typer.Option("--latency-stat", help="Latency statistic: p50 (median) or p90 (tail).")
     ] = None,
     watch: Annotated[bool, typer.Option("--watch", help="Follow the job with a progress bar.")] = False,
     poll: PollOpt = 1.0,

@@ -237,13 +237,15 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
     headline figures (``within_5``, ..., ``stats``, ``by_class``) compare ``predicted_ms *
     host_speed`` with ``measured_ms``: the table's model at the host's speed of the moment
     (reference-unit normalisation); otherwise the table as profiled. ``table_*`` figures always
-    compare the table as profiled. The probes' own spread over the run is ``retest_cv``. With ``repeats`` > 1 every subnet is measured in that many rounds combined by
+    compare the table as profiled. The probes' own spread over the run is ``retest_cv``.
+
+    With ``repeats`` > 1 every subnet is measured in that many rounds combined by
     ``round_stat``: use the table's own (``lutnas latency validate`` does). Where the table
     records boundary reorders, ``plain_*`` figures are the plain unit sum's (no layout
     correction, no calibration) and ``layout`` says which unit kinds the correction joined.
 
     Tail latency: ``stats`` holds the agreement figures per statistic: ``p50`` (the headline
-    figures) and, for each of ``tail_predictors`` (``{"p90": predictor summing unit p90s, ...}``),
+    figures) and, for each of ``tail_predictors`` (``{"p90": a p90 predictor, ...}``),
     that prediction against the subnets' measured same percentile (``measured_p90_ms``, ...).
     ``precision="int8"``: the subnets are quantized like the table's units (``latency_tables.quantize``).
     """
@@ -268,7 +270,7 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
                                                           progress=progress, round_stat=round_stat, tails=tails)
         noise = noise_floor(backend, paths[0], protocol, noise_runs, seed) if noise_runs > 1 else {}
     # Reference-unit normalisation: the probes say how much slower the host runs now than when
-    # it was profiled, and every prediction is compared at today's speed (1 without probes).
+    # it was profiled; predictions are compared at today's speed when the probes agree on it.
     measured_speed, speed_se, moved = drift_scale(probe_now, np.array([predictor.medians[k] for k in keys]))
     speed = measured_speed if moved else 1.0
     report = fidelity_report(predicted * speed, measured, flops, raw * speed if predictor.calibration else None)

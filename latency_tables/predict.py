@@ -99,10 +99,10 @@ class LatencyPredictor:
         """From a :class:`~latency_tables.store.LatencyStore` (or a path/URL) and a table name;
         ``layout=False`` ignores the recorded boundary reorders (the plain unit sum).
 
-        ``stat``: which unit statistic is summed: ``p50`` (the median, default), ``p90`` or
-        ``p99``. A sum of unit p90s is not the p90 of the graph (the units' slow runs do not all
-        coincide), so it leans high; ``latency validate`` reports how far, per statistic. The
-        table's calibration (fitted on medians) applies to every statistic."""
+        ``stat``: ``p50`` (the median, default), ``p90`` or ``p99``: a tail is predicted as the
+        median plus the root sum of squares of the units' spreads (see the class); ``latency
+        validate`` reports the agreement per statistic. The table's calibration (fitted on
+        medians) applies to every statistic."""
         from latency_tables.store import LatencyStore
 
         if isinstance(store, str | Path):

@@ -86,7 +86,7 @@ def run(
     pareto: bool = typer.Option(False, "--pareto", help="Multi-objective search (NSGA-II): accuracy vs latency."),
     target: str | None = typer.Option(None, "--target", help="Table the budget applies to (default: first)."),
     latency_stat: str = typer.Option("p50", "--latency-stat", help="Latency the search constrains and "
-                                      "optimises: p50 (median) or p90 (tail: sum of the units' p90)."),
+                                      "optimises: p50 (median) or p90 (tail: median + root sum of squares of unit spreads)."),
     max_mflops: float | None = typer.Option(None, "--max-mflops", help="Also cap MACs (millions)."),
     max_mparams: float | None = typer.Option(None, "--max-mparams", help="Also cap parameters (millions)."),
     population: int = typer.Option(48, "--population", help="Population size (4..1000)."),

@@ -37,7 +37,8 @@ def lut_entries(session: Session, table_id: int, stat: str = "p50") -> dict[str,
 
 def predictor_for(session: Session, hw: Hardware, calibrated: bool = True, stat: str = "p50") -> Any:
     """The ``latency_tables.predict.LatencyPredictor`` of a target's table (``calibrated=False``:
-    the raw unit sums, what a calibration is fitted on; ``stat``: the unit statistic summed)."""
+    the raw unit sums, what a calibration is fitted on; ``stat``: p50, or a tail statistic,
+    predicted as the median plus the root sum of squares of the units' spreads)."""
     from latency_tables.predict import LatencyPredictor, tail_split
 
     table = session.get(LatencyTable, hw.table_id)

@@ -242,8 +242,9 @@ class SearchCreate(Strict):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     mode: Literal["pairs", "sequences"] = "pairs"
     latency_stat: Literal["p50", "p90"] = Field(
-        "p50", description="the unit statistic latencies sum, for the objective and the budget: p50 (median) or "
-        "p90 (the tail: a budget that must hold 9 frames in 10)")
+        "p50", description="the latency statistic of the objective and the budget: p50 (the sum of unit medians) "
+        "or p90 (the tail, for a budget that must hold 9 frames in 10: the median plus the root sum of squares "
+        "of the units' p90 - median spreads)")
     use_predictor: bool = False
     missing_units: Literal["wait", "fail"] = "wait"
     unit_wait_deadline_s: float | None = Field(
