@@ -225,19 +225,22 @@ def fidelity_report(predicted: np.ndarray, measured: np.ndarray, flops: np.ndarr
 def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, protocol: Protocol = Protocol(),
              repeats: int = 1, noise_runs: int = 5, workdir: str | Path | None = None,
              progress: Progress | None = None, probes: int = 12, round_stat: str = "min",
-             tail_predictors: dict[str, Any] | None = None, precision: str = "fp32") -> dict[str, Any]:
+             tail_predictors: dict[str, Any] | None = None, precision: str = "fp32",
+             normalise: bool = False) -> dict[str, Any]:
     """Sample ``samples`` subnets (seeded), predict, export and measure their search graphs end to
     end, and report agreement, the FLOPs proxy's agreement and the noise floor.
 
     Host drift: on a shared machine the same model can run several percent (here up to 40%)
     slower minutes later, and a table profiled then is off by as much, uniformly. ``probes`` units
     of the table are re-measured between the subnets; ``host_speed`` is how much slower the host
-    ran them than the table says, ``host_speed_se`` its standard error over the probes. When the
-    probes agree that the host changed speed (:func:`drift_scale`; ``normalised`` True), the
-    headline figures (``within_5``, ..., ``stats``, ``by_class``) compare ``predicted_ms *
-    host_speed`` with ``measured_ms``: the table's model at the host's speed of the moment
-    (reference-unit normalisation); otherwise the table as profiled. ``table_*`` figures always
-    compare the table as profiled. The probes' own spread over the run is ``retest_cv``.
+    ran them than the table says, ``host_speed_se`` its standard error over the probes, and
+    ``drift_*`` figures compare the prediction scaled by it. With ``normalise`` and probes that
+    agree the host changed speed (:func:`drift_scale`; ``normalised`` True) the headline figures
+    (``within_5``, ..., ``stats``, ``by_class``) are the scaled ones; by default they compare the
+    table as profiled, like ``table_*``: measured on 2026-12-02, probes re-measured between whole
+    graphs ran 2-3% slower than in the profile while the subnets ran as predicted, and scaling
+    then cost more runs than it saved (docs/latency.md). The probes' own spread over the run is
+    ``retest_cv``.
 
     With ``repeats`` > 1 every subnet is measured in that many rounds combined by
     ``round_stat``: use the table's own (``lutnas latency validate`` does). Where the table
@@ -269,9 +272,11 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
         measured, probe_now, retest = measure_with_probes(backend, paths, probe_paths, protocol, repeats, seed=seed,
                                                           progress=progress, round_stat=round_stat, tails=tails)
         noise = noise_floor(backend, paths[0], protocol, noise_runs, seed) if noise_runs > 1 else {}
-    # Reference-unit normalisation: the probes say how much slower the host runs now than when
-    # it was profiled; predictions are compared at today's speed when the probes agree on it.
+    # Reference-unit normalisation (opt-in): the probes say how much slower the host runs now than
+    # when it was profiled; with ``normalise``, predictions are compared at that speed when the
+    # probes agree on it.
     measured_speed, speed_se, moved = drift_scale(probe_now, np.array([predictor.medians[k] for k in keys]))
+    moved = moved and normalise
     speed = measured_speed if moved else 1.0
     report = fidelity_report(predicted * speed, measured, flops, raw * speed if predictor.calibration else None)
     report["predicted_ms"] = [float(p) for p in predicted]  # the table's own figures
@@ -287,6 +292,7 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
         report[f"measured_{k}_ms"] = [float(v) for v in tails[k]]
         report[f"predicted_{k}_ms"] = [float(v) for v in pred_k]
     report["by_class"] = class_errors(archs, predicted * speed, measured)
+    report.update({f"drift_{k}": v for k, v in agreement(predicted * measured_speed, measured).items()})
     report["host_speed"] = measured_speed
     report["host_speed_se"] = None if np.isnan(speed_se) else speed_se
     report["retest_cv"] = None if np.isnan(retest) else retest
