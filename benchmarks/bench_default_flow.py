@@ -1,6 +1,6 @@
 """The default profile-then-validate flow, run after run, as a new user runs it.
 
-Each run: ``lutnas profile --out RUN.db`` (defaults: 1 thread, 3 rounds) into a fresh table, then
+Each run: ``lutnas profile --out RUN.db`` (defaults: 1 thread, 5 rounds) into a fresh table, then
 ``lutnas latency validate --table RUN.db --samples 40 --seed 7 --json`` (defaults: the table's
 rounds, 12 probe units for the host's speed). Prints per run the table's agreement as profiled
 (the headline, ``table_*``) and scaled by the probes' host speed (``drift_*``), the FLOPs fit,
@@ -36,7 +36,8 @@ NEIGHBOUR = "import numpy as np\na = np.random.default_rng(0).random((512, 512))
 
 def one_run(db: Path, args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
-    subprocess.run([str(BIN), "profile", "--out", str(db), "--quiet", "--threads", str(args.threads)], check=True)
+    subprocess.run([str(BIN), "profile", "--out", str(db), "--quiet", "--threads", str(args.threads),
+                    "--rounds", str(args.rounds)], check=True)
     profile_s = time.perf_counter() - t0
     out = subprocess.run([str(BIN), "latency", "validate", "--table", str(db), "--samples", str(args.samples),
                           "--seed", str(args.seed), "--json", "--quiet"], check=True, capture_output=True, text=True)
@@ -87,6 +88,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=40)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=5, help="lutnas profile --rounds (validate follows the table)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_default_flow")
     ap.add_argument("--neighbour", action="store_true", help="Run a CPU-bound neighbour process meanwhile")
     args = ap.parse_args()
@@ -105,7 +107,7 @@ def main() -> None:
         if neighbour:
             neighbour.kill()
     load_after = os.getloadavg()
-    header = (f"bench_default_flow: lutnas profile (--threads {args.threads}) then lutnas latency validate "
+    header = (f"bench_default_flow: lutnas profile (--threads {args.threads} --rounds {args.rounds}) then lutnas latency validate "
               f"--samples {args.samples} --seed {args.seed}, {args.runs} runs, each on a fresh table"
               f"{'; a CPU-bound neighbour process (512x512 matmul loop, 1 thread) running throughout' if args.neighbour else ''}; load average "
               f"before {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f}, after "

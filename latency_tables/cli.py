@@ -142,7 +142,7 @@ def profile(
     label: str | None = typer.Option(None, "--label", help="Hardware label stored with the table."),
     min_time: float = typer.Option(0.15, "--min-time", help="Minimum seconds of timed runs per unit."),
     max_time: float = typer.Option(0.5, "--max-time", help="Time cap per unit in seconds."),
-    rounds: int = typer.Option(3, "--rounds", min=1, max=20, help="Measure every unit this many times, in a new "
+    rounds: int = typer.Option(5, "--rounds", min=1, max=20, help="Measure every unit this many times, in a new "
                                "order each round (robust to a shared host's slow spells)."),
     round_stat: str = typer.Option("min", "--round-stat", help=ROUND_STAT_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of unit weights and inputs."),

@@ -141,9 +141,9 @@ def test_validate_json_has_the_agreed_keys(tmp_path):
     stages = np.array([a.out_stage for a in sample_many(2, 5)])
     for stage, c in rep["by_class"]["out_stage"].items():
         assert c["mean_error"] == pytest.approx(err[stages == int(stage)].mean())
-    # subnets measured in as many rounds as the table's units (profile's default 3), fastest kept;
+    # subnets measured in as many rounds as the table's units (profile's default 5), fastest kept;
     # the probes' spread over the run is the retest noise (none here: each probe ran once)
-    assert rep["repeats"] == 3 and rep["round_stat"] == "min" and rep["retest_cv"] is None
+    assert rep["repeats"] == 5 and rep["round_stat"] == "min" and rep["retest_cv"] is None
     # the layout-corrected prediction is reported next to the plain unit sum
     assert rep["layout"]["units"] > 0 and 0 <= rep["plain_within_5"] <= rep["plain_within_10"] <= 1
     # Calibration on the same two subnets is stored with the table and used by predict.
