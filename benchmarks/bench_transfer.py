@@ -101,8 +101,7 @@ def measure_target(target: str, archs: list, space: SearchSpace, protocol: Proto
     out = {"target": target, "rounds_ms": rounds_ms, "round_s": round_s, "overhead_ms": float(overhead),
            "export_s": export_s, "rounds": rounds,
            "measured_ms": [float(v) for v in np.min(rounds_ms, axis=0)],  # held-out truth: fastest round
-           # what one subnet costs a transfer on the device: one round, export (host work) excluded
-           "measure_s_per_subnet": round_s[0] / len(archs), "export_s_per_subnet": export_s / len(archs)}
+           "export_s_per_subnet": export_s / len(archs)}
     cache.write_text(json.dumps(out))
     return out
 
@@ -182,8 +181,8 @@ def fmt_target(name: str, res: dict, source_s: float) -> str:
     rows = (("transfer", "transfer"), ("common scale", "common_scale"), ("FLOPs fit", "flops"),
             ("full profile", "full_profile"))
     for r in res["by_k"]:
-        cost = r["k"] * res["measure_s_per_subnet"]
-        cost_all = r["k"] * (res["measure_s_per_subnet"] + res["export_s_per_subnet"])
+        cost = r["k"] * res["fit_s_per_subnet"]  # a transfer's device time: its own round, export excluded
+        cost_all = r["k"] * (res["fit_s_per_subnet"] + res["export_s_per_subnet"])
         for label, key in rows:
             if key not in r or (key == "full_profile" and r is not res["by_k"][-1]):
                 continue  # the full profile's row once, under the last K
@@ -236,7 +235,6 @@ def main() -> None:
     for target in args.targets.split(","):
         meas = measure_target(target, archs, space, protocol, args.rounds, work, args.seed)
         meas = {**meas, **measure_fit_round(target, archs, space, protocol, work, args.seed)}
-        meas["measure_s_per_subnet"] = meas["fit_s_per_subnet"]  # a transfer's cost: its own round
         full = profile_target(target, space, protocol, args.profile_rounds, work, args.seed) \
             if args.profile_targets else None
         y = np.array(meas["measured_ms"])
