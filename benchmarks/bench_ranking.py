@@ -39,6 +39,7 @@ import numpy as np
 
 from tracking.flops import count_flops_params
 from tracking.space import Architecture, SearchSpace, from_genes, lighttrack_mobile, sample_many
+from tracking.train import MOBILE_FOCUS
 
 # Scoring protocols on a supernet. "pairs" and "sequences" are what the search uses by default
 # (search/cli.py, server/settings.py: 256 pairs, BN 2 x 32; sequences 20 x 50 frames); the rest
@@ -56,10 +57,19 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     "pairs-uniform": {"mode": "pairs", "n_pairs": 256, "bn_batches": 2, "source": "uniform"},
     "sequences-uniform": {"mode": "sequences", "max_sequences": 20, "max_frames": 50, "bn_batches": 2,
                           "source": "uniform"},
+    # the ranking study's held-out set (60 sequences): the supernet scored on what the truth is scored on
+    "sequences-uniform-60": {"mode": "sequences", "max_sequences": 60, "max_frames": 50, "bn_batches": 2,
+                             "source": "uniform"},
+    "pairs-uniform-bn8": {"mode": "pairs", "n_pairs": 256, "bn_batches": 8, "source": "uniform"},
+    "pairs-uniform-1024": {"mode": "pairs", "n_pairs": 1024, "bn_batches": 2, "source": "uniform"},
 }
+# a uniform-only study's headline protocols (scored as soon as the supernet is trained)
+MAIN_UNIFORM = ("pairs-uniform", "sequences-uniform-60")
 # Supernets: the recipe's; its state halfway through (a shorter training); the recipe without the
 # extra share of Mobile's path (plain uniform single-path sampling: fair to every architecture).
-SOURCES: dict[str, dict[str, Any]] = {"recipe": {}, "half": {}, "uniform": {"focus_prob": 0.0}}
+# ('recipe' keeps its name from the studies that found the bias: it is now tracking.train's "mobile"
+# recipe, and the ranking recipe is 'uniform'.)
+SOURCES: dict[str, dict[str, Any]] = {"recipe": MOBILE_FOCUS, "half": MOBILE_FOCUS, "uniform": {"focus_prob": 0.0}}
 
 
 # -- architectures ----------------------------------------------------------------------------
@@ -276,6 +286,15 @@ def rank_agreement(truth: np.ndarray, score: np.ndarray, seed: int, resamples: i
     return out
 
 
+def top_k_overlap(truth: np.ndarray, score: np.ndarray, k: int) -> dict[str, Any]:
+    """Does the supernet's top ``k`` hold stand-alone's best, and how many of stand-alone's top ``k``
+    does it hold; beside what a random top ``k`` gives (k/n and k*k/n)."""
+    n = len(truth)
+    top_s, top_t = set(np.argsort(-score)[:k].tolist()), set(np.argsort(-truth)[:k].tolist())
+    return {"k": k, "n": n, "holds_best": int(np.argmax(truth)) in top_s, "overlap": len(top_s & top_t),
+            "chance_best": min(1.0, k / n), "chance_overlap": k * k / n}
+
+
 def subset_scores(predictions: dict[str, list], val: str, k: int, draws: int, seed: int) -> list[float]:
     """(AO + SR@0.5) / 2 over ``draws`` seeded random subsets of ``k`` of the tracked sequences."""
     from tracking.data.got10k import read_dataset
@@ -365,7 +384,7 @@ class Study:
         from tracking.data.synth import generate_synthetic
 
         args = self.args
-        for d, n, s in ((self.train, 60, 1), (self.val, 20, 2)):
+        for d, n, s in ((self.train, 60, 1), (self.val, args.val_sequences, 2)):
             if not (Path(d) / "list.txt").is_file():
                 if args.train_data or args.val_data:
                     raise SystemExit(f"{d}: no list.txt")
@@ -390,7 +409,8 @@ class Study:
                     continue
                 # the main protocols before the remaining stand-alone work (balanced partial results); noise
                 # floor 3; levers after
-                prio = 0.5 if source == "recipe" and p in ("pairs", "sequences") else 3.5 + lever
+                main = p in ("pairs", "sequences") or ("recipe" not in sources and p in MAIN_UNIFORM)
+                prio = 0.5 if main else 3.5 + lever
                 todo = [i for i in range(len(self.archs)) if not self.sup(p, i).is_file()]
                 for c in range(args.jobs):  # one chunk per process
                     idx = todo[c::args.jobs]
@@ -452,7 +472,9 @@ class Study:
             if source == "recipe" and args.supernet:
                 continue  # external() copies it when it is complete
             half = str(self.ckpt("half")) if source == "recipe" and "half" in sources else None
-            sched.add(0 if source == "recipe" else 4, f"train supernet ({source})", task_train,
+            # the study's main supernet first (the recipe's when it is scored, else the uniform one)
+            main_source = "recipe" if "recipe" in sources else "uniform"
+            sched.add(0 if source == main_source else 4, f"train supernet ({source})", task_train,
                       (str(self.ckpt(source)), self.train, self.sup_cfg[source], str(summary), half),
                       lambda s=source: score(s))
         for i, r in enumerate(self.archs):
@@ -576,14 +598,17 @@ class Study:
             # without Mobile, whose path the recipe trains half the time (is the focus what agrees?)
             rest = [j for j, i in enumerate(idx) if self.archs[i]["name"] != "mobile"]
             ag_r = rank_agreement(truth[rest], s[rest], args.seed)
+            topk = top_k_overlap(truth, s, 5)
             out["agreement"][p] = {"n": len(idx), "vs_standalone_sequences": ag, "vs_standalone_pairs": ag_p,
-                                   "without_mobile": ag_r}
+                                   "without_mobile": ag_r, "top5": topk}
             k, sp = ag["kendall"], ag["spearman"]
             default = " (search default)" if p == "pairs" else ""
             say(f"  {p + default:24} n={len(idx):<2} tau {k['value']:+.3f} [{k['ci90'][0]:+.2f}, {k['ci90'][1]:+.2f}]  "
                 f"rho {sp['value']:+.3f} [{sp['ci90'][0]:+.2f}, {sp['ci90'][1]:+.2f}];  without Mobile tau "
                 f"{ag_r['kendall']['value']:+.3f}"
                 + (f";  against stand-alone pairs scores tau {ag_p['kendall']['value']:+.3f}" if ag_p else ""))
+            say(f"  {'':24} top 5: holds stand-alone's best {'yes' if topk['holds_best'] else 'no'} (chance "
+                f"{topk['chance_best']:.2f}), {topk['overlap']} of stand-alone's top 5 (chance {topk['chance_overlap']:.1f})")
         if len(done) >= 3 and all("pairs" in alone[i] for i in done):
             ag = rank_agreement(np.array([alone[i]["sequences"]["score"] for i in done]),
                                 np.array([alone[i]["pairs"]["score"] for i in done]), args.seed)
@@ -689,7 +714,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="parallel processes")
     ap.add_argument("--work", type=Path, default=Path("runs/ranking"))
     ap.add_argument("--train-data", type=Path, default=None, help="default WORK/data/train (made: 60 x 100, seed 1)")
-    ap.add_argument("--val-data", type=Path, default=None, help="default WORK/data/val (made: 20 x 100, seed 2)")
+    ap.add_argument("--val-data", type=Path, default=None, help="default WORK/data/val (made: N x 100, seed 2)")
+    ap.add_argument("--val-sequences", type=int, default=20, help="held-out sequences made when WORK/data/val is missing")
     ap.add_argument("--protocols", default="pairs,sequences", help=f"comma-separated, of: {', '.join(PROTOCOLS)}")
     ap.add_argument("--truth-sequences", type=int, default=20, help="held-out sequences scoring stand-alone nets")
     ap.add_argument("--truth-frames", type=int, default=100)

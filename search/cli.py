@@ -290,3 +290,66 @@ def verify(
         typer.echo(f"calibration refit: scale {r['scale']:.3f}; RMSPE {r['before']['rmspe']:.1%} -> "
                    f"{r['after']['rmspe']:.1%} (leave-one-out {r['after_cv']['rmspe']:.1%})")
     typer.echo(f"wrote {out / 'verify.json'}")
+
+
+@search_app.command("compare")
+def compare(
+    results: Path = typer.Argument(..., help="A finished search's output directory (ranked.json)."),
+    supernet: Path = typer.Option(..., "--supernet", help="The supernet the search ranked with (weights to inherit)."),
+    data: Path = typer.Option(..., "--data", help="Training data for the retraining (GOT-10k layout)."),
+    test_data: Path = typer.Option(..., "--test-data", help="Held-out sequences neither training nor the search saw."),
+    reference: str = typer.Option("mobile", "--reference", help="mobile (LightTrack-Mobile), or a LightTrack string."),
+    iters: int = typer.Option(..., "--iters", min=1, help="Retraining iterations per architecture and seed."),
+    seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds per architecture (0 .. N-1), the same for all."),
+    picks: int = typer.Option(3, "--picks", min=1, help="At most this many front points at or below the "
+                              "reference's latency, best supernet score first."),
+    target: str | None = typer.Option(None, "--target", help="Latency target the picks are chosen on (default: "
+                                      "the search's first)."),
+    from_scratch: bool = typer.Option(False, "--from-scratch", help="Train every network from a fresh init (the "
+                                      "control) instead of from the supernet's weights."),
+    max_sequences: int = typer.Option(20, "--sequences", min=1, help="Held-out sequences tracked."),
+    max_frames: int = typer.Option(50, "--frames", min=2, help="Frames per held-out sequence."),
+    threads: int = typer.Option(0, "--threads", min=0, help="torch threads (0: torch default)."),
+    workdir: Path | None = typer.Option(None, "--workdir", help="Where per-seed results are kept (default "
+                                        "RESULTS/compare; a rerun skips what is done)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Retrain the front's points at or below the reference's latency and the reference itself with the
+    same budget and seeds; print held-out AO / SR@0.5 with their spread, side by side. Writes
+    RESULTS/compare.json."""
+    from rich.console import Console
+
+    from search.compare import choose, load_front, report, table
+    from search.compare import compare as run_compare
+    from tracking.progress import progress_bar
+    from tracking.space import SearchSpace
+
+    if reference != "mobile" and not reference.startswith("back_"):
+        raise typer.BadParameter(f"must be mobile or a LightTrack string, got {reference!r}", param_hint="--reference")
+    for p, what in ((supernet, "supernet checkpoint"), (data, "data folder"), (test_data, "test data folder")):
+        if not p.exists():
+            raise FileNotFoundError(f"{what} {p} does not exist")
+    doc = load_front(results)
+    ref, chosen, target = choose(doc, reference, target, picks, SearchSpace.code())
+    if not chosen:
+        raise ValueError(f"no front point at or below the reference's {ref.latency_ms:.3f} ms on {target!r}")
+    base = results if results.is_dir() else results.parent
+    work = workdir or (base / "compare")
+    work.mkdir(parents=True, exist_ok=True)
+    with progress_bar("compare", not quiet and not as_json) as progress:
+        rows = run_compare([ref, *chosen], seeds, progress, supernet=None if from_scratch else supernet, data=data,
+                           test_data=test_data, iters=iters, workdir=work, max_sequences=max_sequences,
+                           max_frames=max_frames, threads=threads or None)
+    settings = {"iters": iters, "seeds": seeds, "inherited": not from_scratch, "sequences": max_sequences,
+                "frames": max_frames, "reference": reference}
+    rep = report(rows, target, settings)
+    (base / "compare.json").write_text(json.dumps(rep, indent=1))
+    if as_json:
+        typer.echo(json.dumps(rep))
+        return
+    console = Console(width=max(100, Console().width))
+    console.print(table(rep))
+    for v in rep["verdicts"]:
+        se = "" if v["ao_diff_se"] is None else f" ± {v['ao_diff_se']:.3f}"
+        console.print(f"{v['name']}: AO {v['ao_diff']:+.3f}{se} against the reference: {v['note']}")

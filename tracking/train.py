@@ -70,6 +70,8 @@ class TrainConfig(BaseModel):
     focus_prob: float = Field(0.0, ge=0, le=1)
     tracker: dict[str, Any] | None = Field(
         None, description="tracker settings that go with this recipe, stored as the checkpoint's meta['tracker']")
+    # Retraining a pick (tracking.retrain): start from these weights instead of a fresh init.
+    init_from: str | None = Field(None, description="supernet checkpoint whose weights a fresh run starts from")
 
     @field_validator("focus_arch")
     @classmethod
@@ -92,8 +94,10 @@ class TrainConfig(BaseModel):
         return PairConfig(**self.pairs)
 
 
-# The demo's recipe (docs/validation.md, benchmarks/bench_learning_curve.py): what gives
-# LightTrack-Mobile's path a working tracker in about 10 minutes of a 2-core CPU.
+# The recipe (docs/validation.md, benchmarks/bench_ranking.py): what the search ranks with and
+# what `lutnas demo` trains. Paths are uniform over the space (plain single-path one-shot
+# sampling): a supernet trained with one path favoured scores architectures by how much they share
+# with it (bench_ranking: Kendall tau +0.33 with Mobile's path half the time, +0.60 uniform).
 RECIPE: dict[str, Any] = {
     "epochs": 1,
     "iters_per_epoch": 450,
@@ -101,29 +105,33 @@ RECIPE: dict[str, Any] = {
     "optimizer": "adamw",  # learnt faster than SGD at this budget (docs/validation.md)
     "lr": 0.001,
     "warmup_iters": 30,
-    "focus_arch": LIGHTTRACK_MOBILE,
-    "focus_prob": 0.5,
     "size_weight": 1.0,
     "pairs": {"max_scale": 0.3},
     # tracker settings that go with it (chosen on training sequences, never the held-out ones):
     # the box keeps its first size, since at this budget the regressor barely measures size
     "tracker": {"lr": 0.0, "window_influence": 0.5, "penalty_k": 0.007},
 }
+# LightTrack-Mobile's path on half the iterations (a separate seeded coin): the best Mobile
+# tracker for a tracking demo, never what a search ranks with.
+MOBILE_FOCUS: dict[str, Any] = {"focus_arch": LIGHTTRACK_MOBILE, "focus_prob": 0.5}
 
 
-# Named recipes for `lutnas supernet train --recipe`: "mobile" is the demo's (Mobile's path half the
-# iterations: the best Mobile tracker, but the supernet then ranks architectures by how much they
-# share with Mobile); "fair" the same training with uniform paths only, which ranks architectures
-# closest to stand-alone training (bench_ranking: Kendall tau +0.60 vs +0.33, docs/validation.md).
+# Named recipes for `lutnas supernet train --recipe`: "ranking" (the default, uniform paths: what
+# searches rank with), "mobile" (Mobile's path half the iterations, for a Mobile tracker demo);
+# "fair" is the earlier name of "ranking".
 RECIPES: dict[str, dict[str, Any]] = {
-    "mobile": RECIPE,
-    "fair": {k: v for k, v in RECIPE.items() if k not in ("focus_arch", "focus_prob")},
+    "ranking": RECIPE,
+    "fair": RECIPE,
+    "mobile": {**RECIPE, **MOBILE_FOCUS},
 }
 
 
-def recipe_config(**overrides: Any) -> TrainConfig:
-    """:data:`RECIPE` as a :class:`TrainConfig`, with ``overrides`` (any field) on top."""
-    return TrainConfig(**{**RECIPE, **overrides})
+def recipe_config(recipe: str = "ranking", **overrides: Any) -> TrainConfig:
+    """The named recipe (:data:`RECIPES`, default the ranking one) as a :class:`TrainConfig`,
+    with ``overrides`` (any field) on top."""
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
+    return TrainConfig(**{**RECIPES[recipe], **overrides})
 
 
 def recipe_tracker() -> TrackerConfig:
@@ -347,7 +355,12 @@ def _resume_or_start(out: Path, cfg: TrainConfig, resume: bool, overwrite: bool)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists: pass --resume to continue it or --overwrite to replace it")
     seed_everything(cfg.seed)
-    return Supernet(cfg.search_space()), cfg, {}
+    if cfg.init_from is None:
+        return Supernet(cfg.search_space()), cfg, {}
+    inherited, _ = load_supernet(cfg.init_from)  # weights only: checkpoints never unpickle objects
+    if inherited.space.to_dict() != cfg.search_space().to_dict():
+        raise ValueError(f"{cfg.init_from}: its supernet is not on the {cfg.space!r} space")
+    return inherited, cfg, {}
 
 
 def _open_run(data_dir: str | Path, out: Path, cfg: TrainConfig, resume: bool, overwrite: bool, device: str,

@@ -4,6 +4,7 @@ so it cannot silently break: every step's output exists and the summary names th
 from __future__ import annotations
 
 import csv
+import json
 import os
 import sqlite3
 import subprocess
@@ -11,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tracking.space import lighttrack_mobile
 
 
 @pytest.mark.slow
@@ -23,11 +26,22 @@ def test_demo_quick_runs_every_step(tmp_path: Path) -> None:
                           "--threads", "1"], capture_output=True, text=True, timeout=880, env=env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     text = out.stdout
-    for step in ("1/5", "2/5", "3/5", "4/5", "5/5", "demo finished", "hypervolume", "a box that never moves"):
+    for step in ("1/6", "2/6", "3/6", "4/6", "5/6", "6/6", "demo finished", "hypervolume", "a box that never moves",
+                 "LightTrack-Mobile"):
         assert step in text, step
     assert "Traceback" not in text + out.stderr
 
-    assert (work / "supernet.pt").stat().st_size > 0
+    # the search ranked with a uniformly trained supernet: no path favoured (not Mobile's)
+    from tracking.checkpoint import load_supernet
+
+    cfg = load_supernet(work / "supernet.pt")[1]["config"]
+    assert cfg["focus_prob"] == 0.0 and cfg["focus_arch"] is None and cfg["init_from"] is None
+    summary = json.loads((work / "summary.json").read_text())
+    assert summary["held_out"]["LightTrack-Mobile"]["arch"] == lighttrack_mobile().to_string()
+    if summary.get("compare"):  # the last table: the pick and Mobile retrained with the same seeds
+        assert summary["compare"]["rows"][0]["name"] == "LightTrack-Mobile"
+    else:
+        assert "no front point at or below Mobile's latency" in text
     with sqlite3.connect(work / "latency.db") as db:  # the whole table: every unit of the paper space
         from latency_tables.units import all_units
         from tracking.space import SearchSpace

@@ -160,11 +160,36 @@ def test_size_loss_measures_size_only():
     assert size_loss(target * 2, target, torch.zeros_like(mask)).item() == 0.0
 
 
+def test_recipes_rank_uniformly_unless_asked_for_mobile():
+    """The default recipe (what searches rank with) samples every path uniformly; Mobile's share
+    only in the named tracker-demo recipe."""
+    from tracking.space import LIGHTTRACK_MOBILE
+    from tracking.train import RECIPES, recipe_config
+
+    ranking = recipe_config()
+    assert ranking.focus_prob == 0.0 and ranking.focus_arch is None
+    assert recipe_config("fair") == ranking and RECIPES["ranking"] is RECIPES["fair"]
+    mobile = recipe_config("mobile")
+    assert mobile.focus_prob == 0.5 and mobile.focus_arch == LIGHTTRACK_MOBILE
+    assert mobile.model_copy(update={"focus_arch": None, "focus_prob": 0.0}) == ranking
+    with pytest.raises(ValueError, match="recipe must be one of"):
+        recipe_config("fast")
+
+
+def test_cli_trains_the_ranking_recipe_by_default(data, tmp_path, lutnas_main):
+    out = tmp_path / "default.pt"
+    code, _, err = lutnas_main("supernet", "train", "--data", str(data), "--out", str(out), "--iters-per-epoch", "1",
+                               "--batch", "2", "--threads", "1")
+    assert code == 0, err
+    cfg = load_supernet(out)[1]["config"]
+    assert cfg["focus_prob"] == 0.0 and cfg["focus_arch"] is None and cfg["optimizer"] == "adamw"
+
+
 def test_recipe_trains_mobile_path(data, tmp_path):
     from tracking.train import recipe_config, recipe_tracker
     from tracking.tune import tracker_config_from_meta
 
-    cfg = recipe_config(iters_per_epoch=2, batch_size=2, warmup_iters=1, threads=1)
+    cfg = recipe_config("mobile", iters_per_epoch=2, batch_size=2, warmup_iters=1, threads=1)
     assert cfg.focus_prob > 0 and cfg.size_weight > 0 and cfg.optimizer == "adamw"
     res = train_supernet(data, tmp_path / "r.pt", cfg, progress=False)
     assert res["total_iterations"] == 2 and math.isfinite(res["loss"]) and res["cpu_seconds"] > 0
