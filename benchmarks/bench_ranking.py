@@ -63,6 +63,21 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     "pairs-uniform-bn8": {"mode": "pairs", "n_pairs": 256, "bn_batches": 8, "source": "uniform"},
     "pairs-uniform-1024": {"mode": "pairs", "n_pairs": 1024, "bn_batches": 2, "source": "uniform"},
 }
+# Few-shot lever: the uniform supernet split on the output stage into two sub-supernets, each
+# fine-tuned (--fewshot-iters) on paths whose output lies in its stage; a candidate is scored on
+# the sub-supernet of its own output stage (pairs protocol).
+PROTOCOLS["pairs-fewshot"] = {"mode": "pairs", "n_pairs": 256, "bn_batches": 2, "source": "fewshot"}
+FEWSHOT_GENE = "output"
+
+
+def fewshot_groups(space: SearchSpace) -> dict[str, list[int]]:
+    """Output-position gene values per output stage: ``{"stage2": [0, 1, 2, 3], ...}``."""
+    groups: dict[str, list[int]] = {}
+    for v, (stage, _) in enumerate(space.output_positions):
+        groups.setdefault(f"stage{stage}", []).append(v)
+    return groups
+
+
 # a uniform-only study's headline protocols (scored as soon as the supernet is trained)
 MAIN_UNIFORM = ("pairs-uniform", "sequences-uniform-60")
 # Supernets: the recipe's; its state halfway through (a shorter training); the recipe without the
@@ -395,6 +410,8 @@ class Study:
         sched = Scheduler(args.jobs, args.threads, lambda m: print(f"[{time.perf_counter() - t0:6.0f} s] {m}",
                                                                    flush=True))
         sources = {p.get("source", "recipe") for p in self.protos.values()}
+        if "fewshot" in sources:  # split from the uniform supernet
+            sources = (sources - {"fewshot"}) | {"uniform"}
         if args.noise_archs:
             sources.add("recipe")
         ext: dict[str, Any] = {"mtime": None}
@@ -419,6 +436,8 @@ class Study:
                                   (str(self.ckpt(proto.get("source", "recipe"))), self.val, self.train,
                                    [self.archs[i]["arch"] for i in idx], proto, self.tracker,
                                    [str(self.sup(p, i)) for i in idx]))
+            if source == "uniform" and "pairs-fewshot" in self.protos:
+                self.add_fewshot(sched)
             if source == "recipe":
                 for i in range(min(args.noise_archs, len(self.archs))):
                     for p in ("pairs", "sequences"):
@@ -495,6 +514,36 @@ class Study:
               f"{args.jobs} processes x {args.threads} threads", flush=True)
         sched.run(external if args.supernet else None)
 
+    def add_fewshot(self, sched: Scheduler) -> None:
+        """Train the few-shot sub-supernets from the uniform one, then score each candidate on the
+        sub-supernet of its output stage."""
+        args, p = self.args, "pairs-fewshot"
+        for g, values in fewshot_groups(self.space).items():
+            ckpt = self.work / "supernet" / f"supernet-fewshot-{g}.pt"
+            summary = self.work / "supernet" / f"train-fewshot-{g}.json"
+            idx = [i for i, r in enumerate(self.archs) if FEWSHOT_GENE == "output" and
+                   self.space.output_positions.index(self._out(r["arch"])) in values and not self.sup(p, i).is_file()]
+
+            def then(ckpt: Path = ckpt, idx: list[int] = idx, g: str = g) -> None:
+                if idx:
+                    sched.add(4.6, f"supernet {p} {g} x {len(idx)}", task_score_supernet,
+                              (str(ckpt), self.val, self.train, [self.archs[i]["arch"] for i in idx],
+                               PROTOCOLS[p], self.tracker, [str(self.sup(p, i)) for i in idx]))
+
+            if summary.is_file():
+                then()
+                continue
+            cfg = {**self.sup_cfg["uniform"], "iters_per_epoch": args.fewshot_iters,
+                   "warmup_iters": min(30, args.fewshot_iters // 5), "init_from": str(self.ckpt("uniform")),
+                   "subspace": {FEWSHOT_GENE: values}}
+            sched.add(4.5, f"train few-shot sub-supernet {g}", task_train, (str(ckpt), self.train, cfg, str(summary)),
+                      then)
+
+    @staticmethod
+    def _out(arch: str) -> tuple[int, int]:
+        a = Architecture.from_string(arch)
+        return (a.out_stage, a.out_block)
+
     def seed_truth(self, path: Path) -> None:
         """Take the stand-alone ground truth of an earlier study's JSON (same architectures, same
         held-out data): the levers of a new supernet are scored against it without retraining the
@@ -529,7 +578,8 @@ class Study:
         alone = [_read_json(self.alone(i)) for i in range(len(self.archs))]
         alone_train = [_read_json(self.alone(i, "-train.json")) for i in range(len(self.archs))]
         sup = {p: [_read_json(self.sup(p, i)) for i in range(len(self.archs))] for p in self.protos}
-        trains = {s: _read_json(self.work / "supernet" / f"train-{s}.json") for s in ("recipe", "uniform")}
+        trains = {s: _read_json(self.work / "supernet" / f"train-{s}.json")
+                  for s in ("recipe", "uniform", *(f"fewshot-{g}" for g in fewshot_groups(self.space)))}
         done = [i for i in range(len(self.archs)) if alone[i] is not None]
         partial = len(done) < len(self.archs)
         out: dict[str, Any] = {
@@ -546,7 +596,10 @@ class Study:
         cfg = {k: v for k, v in self.alone_cfg.items() if k not in ("focus_arch", "tracker", "threads")}
         say(f"# stand-alone: {args.iters} iterations, the recipe with focus_prob 1: {json.dumps(cfg, sort_keys=True)}")
         for s, t in trains.items():
-            if t:
+            if t and s.startswith("fewshot-"):
+                say(f"# few-shot sub-supernet '{s}': the uniform supernet fine-tuned {t.get('total_iterations')} "
+                    f"iterations on paths with the output in {s[8:]}")
+            elif t:
                 c = self.sup_cfg[s]
                 say(f"# supernet '{s}': focus_prob {c['focus_prob']}, {t.get('total_iterations')} iterations"
                     f"{' (copied: ' + t['copied_from'] + ')' if 'copied_from' in t else ''}"
@@ -723,6 +776,8 @@ def main() -> None:
     ap.add_argument("--tracker", default="recipe", help="'recipe' (RECIPE['tracker']), 'default' or JSON settings")
     ap.add_argument("--noise-archs", type=int, default=3, help="candidates (the first ones) for the noise floor")
     ap.add_argument("--noise-seeds", type=int, default=3, help="BN draws (and validation-pair draws) per candidate")
+    ap.add_argument("--fewshot-iters", type=int, default=150,
+                    help="iterations fine-tuning each few-shot sub-supernet (protocol pairs-fewshot)")
     ap.add_argument("--keep-checkpoints", action="store_true", help="keep stand-alone checkpoints once scored")
     ap.add_argument("--skip-standalone", action="store_true",
                     help="run only supernet work (e.g. a lever, beside a run that does the stand-alone part)")

@@ -27,14 +27,22 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import Tensor
 
 from tracking.data.got10k import read_dataset
 from tracking.data.pairs import PairConfig, PairDataset, collate
 from tracking.distributed import Dist
 from tracking.progress import Progress
-from tracking.space import LIGHTTRACK_MOBILE, Architecture, SearchSpace, sample
+from tracking.space import (
+    LIGHTTRACK_MOBILE,
+    Architecture,
+    SearchSpace,
+    enumerate_genes,
+    from_genes,
+    sample,
+    to_genes,
+)
 from tracking.tracker import TrackerConfig
 
 
@@ -70,6 +78,10 @@ class TrainConfig(BaseModel):
     focus_prob: float = Field(0.0, ge=0, le=1)
     tracker: dict[str, Any] | None = Field(
         None, description="tracker settings that go with this recipe, stored as the checkpoint's meta['tracker']")
+    # Few-shot sub-supernets: paths drawn uniformly with these genes (tracking.space.enumerate_genes
+    # names) limited to the listed values, e.g. {"output": [4, 5, 6, 7]}: the last stage's outputs.
+    subspace: dict[str, list[int]] | None = Field(
+        None, description="gene name -> allowed values: paths are sampled uniformly within that subspace")
     # Retraining a pick (tracking.retrain): start from these weights instead of a fresh init.
     init_from: str | None = Field(None, description="supernet checkpoint whose weights a fresh run starts from")
 
@@ -82,6 +94,17 @@ class TrainConfig(BaseModel):
     @classmethod
     def _check_tracker(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
         return None if v is None else TrackerConfig(**v).model_dump()
+
+    @model_validator(mode="after")
+    def _check_subspace(self) -> TrainConfig:
+        if self.subspace:
+            cards = dict(enumerate_genes(self.search_space()))
+            for gene, values in self.subspace.items():
+                if gene not in cards:
+                    raise ValueError(f"subspace: unknown gene {gene!r} (one of {', '.join(cards)})")
+                if not values or any(not 0 <= v < cards[gene] for v in values):
+                    raise ValueError(f"subspace: {gene} values must be in 0..{cards[gene] - 1}, got {values}")
+        return self
 
     @property
     def total_iters(self) -> int:
@@ -149,15 +172,22 @@ def lr_at(cfg: TrainConfig, it: int) -> float:
 
 
 def path_for_iteration(seed: int, it: int, space: SearchSpace, focus: Architecture | None = None,
-                       focus_prob: float = 0.0) -> Architecture:
+                       focus_prob: float = 0.0, subspace: dict[str, list[int]] | None = None) -> Architecture:
     """The path of global iteration ``it`` (depends on nothing else): ``focus`` with probability
-    ``focus_prob``, otherwise uniform over ``space``."""
+    ``focus_prob``, otherwise uniform over ``space`` (within ``subspace`` when given)."""
     rng = random.Random(f"lutnas-path-{seed}-{it}")  # seeded path sampling, not a secret  # nosec B311
     if focus is not None and focus_prob > 0:
         # a separate stream for the coin, so the uniform draws are those of plain SPOS
         if random.Random(f"lutnas-focus-{seed}-{it}").random() < focus_prob:  # seeded, not a secret  # nosec B311
             return focus
-    return sample(rng, space)
+    arch = sample(rng, space)
+    if not subspace:
+        return arch
+    names = [n for n, _ in enumerate_genes(space)]
+    genes = to_genes(arch, space)
+    for gene, values in subspace.items():  # each limited gene uniform over its allowed values
+        genes[names.index(gene)] = rng.choice(values)
+    return from_genes(genes, space)
 
 
 # -- losses -------------------------------------------------------------------------------------
@@ -438,7 +468,7 @@ def _step(run: _Run, it: int, batch: dict[str, Tensor]) -> tuple[float, float, f
     from tracking.devices import autocast
 
     cfg, opt, scaler, fmt = run.cfg, run.opt, run.scaler, run.fmt
-    arch = path_for_iteration(cfg.seed, it, run.supernet.space, run.focus, cfg.focus_prob)
+    arch = path_for_iteration(cfg.seed, it, run.supernet.space, run.focus, cfg.focus_prob, cfg.subspace)
     for g in opt.param_groups:
         g["lr"] = lr_at(cfg, it)
     batch = {k: v.to(run.dev, run.wide if run.wide is not None and v.is_floating_point() else None, non_blocking=True)

@@ -147,6 +147,25 @@ def test_focus_path_share_and_uniform_rest():
     assert [path_for_iteration(0, i, space, mobile, 0.0) for i in range(20)] == plain[:20]
 
 
+def test_subspace_paths_stay_in_their_sub_supernet():
+    from tracking.space import enumerate_genes, to_genes
+
+    space = SearchSpace.paper()
+    names = [n for n, _ in enumerate_genes(space)]
+    last = [v for v, (stage, _) in enumerate(space.output_positions) if stage == 3]
+    paths = [path_for_iteration(0, i, space, subspace={"output": last}) for i in range(60)]
+    assert paths == [path_for_iteration(0, i, space, subspace={"output": last}) for i in range(60)]  # seeded
+    assert {p.out_stage for p in paths} == {3}
+    assert {to_genes(p, space)[names.index("output")] for p in paths} == set(last)  # uniform over the allowed
+    assert len({p.canonical_id() for p in paths}) > 50
+    assert [path_for_iteration(0, i, space, subspace=None) for i in range(10)] == \
+        [path_for_iteration(0, i, space) for i in range(10)]
+    with pytest.raises(ValueError, match="unknown gene"):
+        TrainConfig(subspace={"nope": [0]})
+    with pytest.raises(ValueError, match="values must be in"):
+        TrainConfig(subspace={"output": [99]})
+
+
 def test_size_loss_measures_size_only():
     from tracking.train import size_loss
 
