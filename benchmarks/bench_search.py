@@ -180,6 +180,31 @@ METHODS: dict[str, Callable[[Archive, int, int], None]] = {
 ANCHORS = ("pymoo-nsga2", "optuna-nsga2", "optuna-tpe")
 
 
+def constrained(score: Callable[[np.ndarray], np.ndarray], lat: LatencyEvaluator, space: SearchSpace,
+                args: argparse.Namespace, budget_ms: float, say: Callable[[str], None]) -> dict[str, Any]:
+    """Constrained evolution (``algorithm="evolution"``) at a latency budget: the best feasible score
+    within half the largest budget of distinct evaluations, with and without the predictor."""
+    n = max(48, max(int(b) for b in args.budgets.split(",")) // 2)
+    out: dict[str, Any] = {"budget_ms": budget_ms, "evaluations": n}
+    for label, kw in (("no predictor", {"predictor": False}), ("predictor 1/2", {"predictor": True, "screen_ratio": 0.5}),
+                      ("predictor 1/8", {"predictor": True})):
+        best = []
+        for seed in range(args.seeds):
+            ar = Archive(score, lat, space, n)
+            cfg = SearchConfig(algorithm="evolution", budget_ms=budget_ms, population=args.population,
+                               generations=1000, seed=seed, batch_size=args.population, **kw)
+            try:
+                run_search(cfg, ar, {lat.name: lat.model}, flops=False)
+            except Budget:
+                pass
+            best.append(max(a for a, t in ar.order if t <= budget_ms))
+        out[label] = best
+    say(f"constrained evolution, budget {budget_ms:.3f} ms, {n} distinct evaluations, best feasible score "
+        f"(mean ± sd over {args.seeds} seeds): " + ", ".join(f"{k} {np.mean(v):.4f} ± {np.std(v):.4f}"
+                                                          for k, v in out.items() if isinstance(v, list)))
+    return out
+
+
 # -- the supernet's landscape ------------------------------------------------------------------
 def supernet_scores(args: argparse.Namespace, space: SearchSpace) -> dict[str, float]:
     """``--fit-archs`` seeded random architectures scored by the supernet (cached in a JSON)."""
@@ -189,21 +214,19 @@ def supernet_scores(args: argparse.Namespace, space: SearchSpace) -> dict[str, f
         if got.get("supernet") == str(args.supernet) and len(got["scores"]) >= args.fit_archs:
             return got["scores"]
     import torch
+    from rich.progress import track
 
     from search.evaluators import SupernetAccuracy, as_score
-    from tracking.progress import Progress
 
     torch.set_num_threads(args.threads)
     acc = SupernetAccuracy.from_checkpoint(args.supernet, args.data, mode="pairs", n_pairs=args.pairs,
                                            bn_batches=args.bn_batches)
     archs = list({a.canonical_id(): a for a in sample_many(args.fit_archs, 777, space)}.values())
     scores: dict[str, float] = {}
-    with Progress(len(archs), "supernet scores for the fit") as bar:
-        for i in range(0, len(archs), 8):
-            chunk = archs[i:i + 8]
-            for a, s in zip(chunk, acc.evaluate(chunk), strict=True):
-                scores[a.to_string()] = as_score(s).value
-            bar.advance(len(chunk))
+    for i in track(range(0, len(archs), 8), description="supernet scores for the fit"):
+        chunk = archs[i:i + 8]
+        for a, s in zip(chunk, acc.evaluate(chunk), strict=True):
+            scores[a.to_string()] = as_score(s).value
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"supernet": str(args.supernet), "data": str(args.data), "pairs": args.pairs,
                                 "bn_batches": args.bn_batches, "scores": scores}, indent=1))
@@ -274,10 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--accuracy", choices=["analytic", "supernet"], default="analytic")
     ap.add_argument("--supernet", help="checkpoint whose landscape --accuracy supernet fits")
     ap.add_argument("--data", default="runs/synth-val", help="validation data for the supernet's scores")
-    ap.add_argument("--fit-archs", type=int, default=300)
+    ap.add_argument("--fit-archs", type=int, default=120)
     ap.add_argument("--fit-scores", default="runs/bench_search-fit.json", help="cache of the supernet's scores")
-    ap.add_argument("--pairs", type=int, default=128, help="validation pairs per supernet score")
-    ap.add_argument("--bn-batches", type=int, default=2)
+    ap.add_argument("--pairs", type=int, default=64, help="validation pairs per supernet score")
+    ap.add_argument("--bn-batches", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2, help="torch threads (supernet scores)")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--population", type=int, default=48)
@@ -339,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
            "overhead_ms_per_eval": {m: float(np.mean(o)) for m, o in over.items()},
            "curves": {m: [c.tolist() for c in cs] for m, cs in curves.items()}}
     report(res, budgets, say)
+    res["constrained"] = constrained(score, lat, space, args, fastest + 0.35 * (slowest - fastest), say)
     say("wall time per run (s, mean): " + ", ".join(f"{m} {w:.1f}" for m, w in res["wall_s_mean"].items()))
     say("overhead per distinct evaluation, the accuracy function excluded (ms, mean; the method's own loop, "
         "proposals, latency prediction, predictor fits): "
