@@ -151,6 +151,9 @@ def profile(
     warm_inputs: bool = typer.Option(False, "--warm-inputs/--cold-inputs",
                                      help="Read each unit's input back into cache after the flush (as inside "
                                      "the network); recorded in the table and reused by validate."),
+    anchors: int = typer.Option(6, "--anchors", min=0, max=50, help="Whole subnets measured after the units and "
+                                "kept with the table, so validate can tell how far the host's speed moved since "
+                                "(0: none; only with --units all)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Measure every unit of the space (or of the given architectures) into TABLE; resumable."""
@@ -184,9 +187,16 @@ def profile(
         rep = profile_units(store, be, todo, name, hardware_of_this_machine(label),
                                _protocol(min_time, max_time, clock, _flush_bytes(flush), warm_inputs),
                             seed, progress=progress, rounds=rounds, round_stat=_round_stat(round_stat))
+    table = rep.table
+    if anchors and units == ["all"] and (rep.measured or "anchors" not in table.runtime):
+        from latency_tables.anchors import measure_table_anchors
+
+        table = measure_table_anchors(store, table, be, _table_protocol(table.runtime, min_time, max_time), sp,
+                                      anchors, rounds, _round_stat(round_stat), seed)
     typer.echo(f"table {rep.table.name!r}: measured {len(rep.measured)} unit(s), skipped {len(rep.skipped)} "
                f"already present; export {rep.export_s:.1f} s, measurement {rep.measure_s:.1f} s; "
-               f"per-run overhead {rep.table.overhead_ms:.4f} ms")
+               f"per-run overhead {rep.table.overhead_ms:.4f} ms"
+               + (f"; {len(table.runtime['anchors']['archs'])} anchor subnets" if "anchors" in table.runtime else ""))
 
 
 @latency_app.command("predict")
@@ -285,7 +295,8 @@ def validate(
         rep = run_validate(pred, backend, samples, seed,
                            _table_protocol(info.runtime, min_time, max_time), repeats,
                            noise_runs, progress=progress, probes=probes, round_stat=stat, tail_predictors=tails,
-                           precision=str(info.runtime.get("precision", "fp32")), normalise=normalise)
+                           precision=str(info.runtime.get("precision", "fp32")), normalise=normalise,
+                           anchors=info.runtime.get("anchors"))
     rep["table"] = info.name
     if as_json:
         typer.echo(json.dumps(rep, indent=2))
@@ -324,6 +335,13 @@ def _format_report(rep: dict[str, Any]) -> str:
         lines.append(f"host drift: the table's probe units ran at {rep['host_speed']:.3f}x their profiled time{se}; "
                      + ("the probes agree, so LUT rows compare the predictions scaled by it (LUT as profiled: "
                         "unscaled)" if normalised else "LUT rows compare the table as profiled (LUT x drift: scaled)"))
+    if "anchor_speed" in rep:
+        age = f" {rep['anchors_age_s'] / 60:.0f} min after profiling" if "anchors_age_s" in rep else ""
+        lines.append(f"anchors: the table's {len(rep['anchors'])} anchor subnets ran at {rep['anchor_speed']:.3f}x "
+                     f"their profiled time{age}: " + ("the host's speed moved; LUT x anchors (within 5% "
+                     f"{rep['anchored_within_5']:.1%}, within 10% {rep['anchored_within_10']:.1%}) is the table at "
+                     "today's speed (--normalise: the headline)" if rep["anchor_moved"] else
+                     "no drift beyond the anchors' noise"))
     lines += _class_lines(rep.get("by_class", {}))
     return "\n".join(lines)
 

@@ -226,7 +226,7 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
              repeats: int = 1, noise_runs: int = 5, workdir: str | Path | None = None,
              progress: Progress | None = None, probes: int = 12, round_stat: str = "min",
              tail_predictors: dict[str, Any] | None = None, precision: str = "fp32",
-             normalise: bool = False) -> dict[str, Any]:
+             normalise: bool = False, anchors: dict[str, Any] | None = None) -> dict[str, Any]:
     """Sample ``samples`` subnets (seeded), predict, export and measure their search graphs end to
     end, and report agreement, the FLOPs proxy's agreement and the noise floor.
 
@@ -251,6 +251,12 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
     figures) and, for each of ``tail_predictors`` (``{"p90": a p90 predictor, ...}``),
     that prediction against the subnets' measured same percentile (``measured_p90_ms``, ...).
     ``precision="int8"``: the subnets are quantized like the table's units (``latency_tables.quantize``).
+
+    ``anchors``: the table's anchor record (``latency_tables.anchors``, whole subnets measured when
+    it was profiled). They are re-measured between the subnets like the probes; ``anchor_speed``
+    (now / then), ``anchor_speed_se``, ``anchor_moved`` and ``anchored_*`` figures (predictions
+    scaled by the anchors' speed) say how far the host's whole-graph speed moved since profiling,
+    and ``normalise`` scales by the anchors rather than the probe units when the table has them.
     """
     from latency_tables.layout import layout_summary
     from tracking.flops import count_flops_params
@@ -268,16 +274,26 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
     with tempfile.TemporaryDirectory(prefix="lutnas-validate-") as tmp:
         paths = export_search_graphs(archs, workdir or tmp, space, seed, progress, precision)
         keys, probe_paths = export_probes(predictor.medians, probes, Path(workdir or tmp) / "probes", seed, precision)
+        anchor_list = [Architecture.parse(a, space) for a in (anchors or {}).get("archs", [])]
+        anchor_paths = export_search_graphs(anchor_list, Path(workdir or tmp) / "anchors", space, seed,
+                                            precision=precision) if anchor_list else []
         tails: dict[str, np.ndarray] = {}
-        measured, probe_now, retest = measure_with_probes(backend, paths, probe_paths, protocol, repeats, seed=seed,
-                                                          progress=progress, round_stat=round_stat, tails=tails)
+        measured, gauges, retest = measure_with_probes(backend, paths, [*probe_paths, *anchor_paths], protocol,
+                                                       repeats, seed=seed, progress=progress, round_stat=round_stat,
+                                                       tails=tails)
+        probe_now, anchors_now = gauges[:len(probe_paths)], gauges[len(probe_paths):]
         noise = noise_floor(backend, paths[0], protocol, noise_runs, seed) if noise_runs > 1 else {}
     # Reference-unit normalisation (opt-in): the probes say how much slower the host runs now than
     # when it was profiled; with ``normalise``, predictions are compared at that speed when the
     # probes agree on it.
     measured_speed, speed_se, moved = drift_scale(probe_now, np.array([predictor.medians[k] for k in keys]))
+    anchor_fig = _anchor_figures(anchors, anchors_now, predicted, measured) if anchor_list else {}
+    if anchor_fig:  # whole graphs gauge whole graphs; lone units between them do not (latency_tables.anchors)
+        moved, gauge = bool(anchor_fig["anchor_moved"]), float(anchor_fig["anchor_speed"])
+    else:
+        gauge = measured_speed
     moved = moved and normalise
-    speed = measured_speed if moved else 1.0
+    speed = gauge if moved else 1.0
     report = fidelity_report(predicted * speed, measured, flops, raw * speed if predictor.calibration else None)
     report["predicted_ms"] = [float(p) for p in predicted]  # the table's own figures
     report["normalised"] = moved
@@ -293,6 +309,7 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
         report[f"predicted_{k}_ms"] = [float(v) for v in pred_k]
     report["by_class"] = class_errors(archs, predicted * speed, measured)
     report.update({f"drift_{k}": v for k, v in agreement(predicted * measured_speed, measured).items()})
+    report.update(anchor_fig)
     report["host_speed"] = measured_speed
     report["host_speed_se"] = None if np.isnan(speed_se) else speed_se
     report["retest_cv"] = None if np.isnan(retest) else retest
@@ -301,3 +318,25 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
     report.update({"seed": seed, "repeats": repeats, "round_stat": round_stat, "runtime": backend.config(),
                    "archs": [a.to_string() for a in archs], "flops": [int(f) for f in flops]})
     return report
+
+
+def _anchor_figures(anchors: dict[str, Any] | None, now_ms: np.ndarray, predicted: np.ndarray,
+                    measured: np.ndarray) -> dict[str, Any]:
+    """The anchors' speed now / at profiling and the predictions' agreement scaled by it."""
+    import datetime as dt
+
+    from latency_tables.anchors import anchor_speed
+
+    then = np.asarray((anchors or {}).get("measured_ms", []), float)
+    if not len(then) or len(then) != len(now_ms):
+        return {}
+    speed, se, moved = anchor_speed(now_ms, then)
+    out: dict[str, Any] = {"anchor_speed": speed, "anchor_speed_se": None if np.isnan(se) else se,
+                           "anchor_moved": moved,
+                           "anchors": [{"arch": a, "profiled_ms": float(t), "now_ms": float(n)}
+                                       for a, t, n in zip(anchors["archs"], then, now_ms, strict=True)]}
+    at = anchors.get("measured_at")
+    if at:
+        out["anchors_age_s"] = (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(at)).total_seconds()
+    out.update({f"anchored_{k}": v for k, v in agreement(predicted * speed, measured).items()})
+    return out

@@ -1,0 +1,130 @@
+"""Does a latency table stay true after it is profiled? One fresh table, validated again and again.
+
+``lutnas profile --out RUN.db`` (defaults: 1 thread, 5 rounds), then ``lutnas latency validate
+--table RUN.db --samples 40 --seed 7 --json`` at each of ``--at`` minutes after the profile ended
+(default 0, 10, 30, 60), with no refit in between: exactly the commands a user runs. Prints per
+point the table's agreement as profiled (``table_*``), scaled by the probes' host speed
+(``drift_*``), the probes' host speed and the subnets' mean error; then the spread over points.
+Writes benchmarks/results/bench_drift.{txt,json}.
+
+    python benchmarks/bench_drift.py                     # 0, 10, 30, 60 minutes (about 70 min)
+    python benchmarks/bench_drift.py --at 0,5 --samples 10   # quick look
+
+``--lock FILE``: hold an advisory lock (flock) on FILE while profiling and validating, so other
+jobs on a shared host that take the same lock wait for the measurement instead of disturbing it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+BIN = Path(sys.executable).parent / "lutnas"
+
+
+@contextlib.contextmanager
+def held(lock: Path | None) -> Iterator[None]:
+    if lock is None:
+        yield
+        return
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def validate(db: Path, args: argparse.Namespace) -> dict:
+    t0 = time.perf_counter()
+    with held(args.lock):
+        load = os.getloadavg()[0]
+        out = subprocess.run([str(BIN), "latency", "validate", "--table", str(db), "--samples", str(args.samples),
+                              "--seed", str(args.seed), "--json", "--quiet"], check=True, capture_output=True, text=True)
+    rep = json.loads(out.stdout)
+    rep.update({"validate_s": time.perf_counter() - t0, "load_1min": load})
+    return rep
+
+
+def fmt(rep: dict) -> str:
+    rows = [("LUT as profiled", "table_"), ("LUT x probe units", "drift_")]
+    if "anchored_within_5" in rep:
+        rows.append(("LUT x anchors", "anchored_"))
+    rows.append(("FLOPs fit", "flops_"))
+    anchor = f", anchor subnets {rep['anchor_speed']:.3f}" if "anchor_speed" in rep else ""
+    lines = [f"{rep['minutes']:.1f} min after profiling: host speed: probe units {rep['host_speed']:.3f}{anchor} "
+             f"(now / profiled), retest CV {rep['retest_cv'] or 0:.1%}, load {rep['load_1min']:.2f}, "
+             f"validate {rep['validate_s']:.0f} s",
+             f"  {'':18}{'within 5%':>10}{'within 10%':>11}{'RMSPE':>8}{'Spearman':>9}{'mean err':>9}"]
+    for label, p in rows:
+        lines.append(f"  {label:18}{rep[p + 'within_5']:>10.0%}{rep[p + 'within_10']:>11.0%}{rep[p + 'rmspe']:>8.1%}"
+                     f"{rep[p + 'spearman']:>9.3f}{rep[p + 'mean_error']:>+9.1%}")
+    return "\n".join(lines)
+
+
+def _pct(x: float) -> str:
+    return f"{x:.1%}"
+
+
+def summary(reps: list[dict]) -> str:
+    lines = [f"over {len(reps)} points (min / median / max):"]
+    keys = [("as profiled within 5%", "table_within_5", _pct), ("as profiled within 10%", "table_within_10", _pct),
+            ("as profiled mean error", "table_mean_error", lambda x: f"{x:+.1%}"),
+            ("x anchors within 5%", "anchored_within_5", _pct), ("x anchors within 10%", "anchored_within_10", _pct),
+            ("probe-unit speed", "host_speed", lambda x: f"{x:.3f}"),
+            ("anchor speed", "anchor_speed", lambda x: f"{x:.3f}")]
+    for label, key, f in keys:
+        if all(key in r for r in reps):
+            v = np.array([r[key] for r in reps])
+            lines.append(f"  {label:<24}{f(v.min())} / {f(np.median(v))} / {f(v.max())}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--at", default="0,10,30,60", help="Minutes after profiling to validate at (comma-separated)")
+    ap.add_argument("--samples", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--lock", type=Path, default=None, help="flock this file while measuring")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_drift")
+    args = ap.parse_args()
+    points = sorted(float(x) for x in args.at.split(","))
+    reps, texts = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
+        db = Path(tmp) / "table.db"
+        t0 = time.perf_counter()
+        with held(args.lock):
+            subprocess.run([str(BIN), "profile", "--out", str(db), "--quiet", "--threads", str(args.threads)], check=True)
+        profile_s = time.perf_counter() - t0
+        profiled = time.monotonic()
+        print(f"profiled in {profile_s:.0f} s", flush=True)
+        for m in points:
+            time.sleep(max(0.0, profiled + 60 * m - time.monotonic()))
+            start = (time.monotonic() - profiled) / 60
+            reps.append(validate(db, args) | {"minutes": start, "planned_minutes": m})
+            texts.append(fmt(reps[-1]))
+            print(texts[-1], flush=True)
+    header = (f"bench_drift: lutnas profile --threads {args.threads} ({profile_s:.0f} s), then lutnas latency validate "
+              f"--samples {args.samples} --seed {args.seed} at {args.at} minutes after profiling, no refit "
+              f"(2-core shared host, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})")
+    text = "\n\n".join([header, *texts, summary(reps)]) + "\n"
+    print(summary(reps))
+    args.out.with_suffix(".txt").write_text(text)
+    args.out.with_suffix(".json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                                         "profile_s": profile_s, "points": reps}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
