@@ -1,0 +1,74 @@
+"""Anchor subnets: chosen across the latency range, kept with the table, re-measured by validate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from latency_tables.anchors import ANCHOR_SEED, anchor_archs, anchor_speed
+from latency_tables.predict import LatencyPredictor
+from latency_tables.store import LatencyStore
+from tracking.space import SearchSpace, sample_many
+
+
+def test_anchor_speed_moves_only_when_the_anchors_agree() -> None:
+    then = np.array([2.0, 5.0, 9.0, 14.0])
+    speed, se, moved = anchor_speed(then * np.array([1.10, 1.11, 1.09, 1.10]), then)
+    assert speed == pytest.approx(1.10, abs=0.01) and se < 0.01 and moved
+    speed, _, moved = anchor_speed(then * np.array([0.99, 1.01, 1.005, 0.995]), then)  # noise, no drift
+    assert speed == pytest.approx(1.0, abs=0.01) and not moved
+    _, _, moved = anchor_speed(then * np.array([1.3, 0.8, 1.25, 0.85]), then)  # they disagree: no verdict
+    assert not moved
+    _, se, moved = anchor_speed(then[:2] * 1.2, then[:2])  # too few to tell
+    assert np.isnan(se) and not moved
+
+
+def test_anchors_span_the_predicted_range_and_are_seeded(synthetic_medians) -> None:
+    space = SearchSpace.paper()
+    pred = LatencyPredictor(synthetic_medians(space), space)
+    a, b = anchor_archs(pred, 5), anchor_archs(pred, 5)
+    assert [x.to_string() for x in a] == [x.to_string() for x in b]
+    ms = [pred.predict(x) for x in a]
+    assert ms == sorted(ms) and len(set(ms)) == 5
+    pool = [pred.predict(x) for x in sample_many(40, ANCHOR_SEED, space)]  # the pool 5 anchors are drawn from
+    assert ms[0] == pytest.approx(min(pool)) and ms[-1] == pytest.approx(max(pool))
+    assert anchor_archs(pred, 0) == []
+
+
+def _lutnas(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lutnas.cli", *args], capture_output=True, text=True)
+
+
+def test_profile_keeps_anchors_and_validate_measures_the_hosts_speed_with_them(tmp_path) -> None:
+    db = tmp_path / "lut.db"
+    fast = ["--min-time", "0.01", "--max-time", "0.03"]
+    r = _lutnas("profile", "--out", str(db), "--rounds", "1", "--anchors", "3", "--quiet", *fast)
+    assert r.returncode == 0, r.stderr
+    assert "3 anchor subnets" in r.stdout
+    store = LatencyStore(db)
+    info = store.find()
+    rec = info.runtime["anchors"]
+    assert len(rec["archs"]) == 3 and all(m > 0 for m in rec["measured_ms"]) and rec["measured_at"]
+    validate = ["latency", "validate", "--table", str(db), "--samples", "3", "--seed", "5", "--noise-runs", "0",
+                "--probes", "3", "--json", *fast]
+    rep = json.loads(_lutnas(*validate).stdout)
+    assert [a["arch"] for a in rep["anchors"]] == rec["archs"] and rep["anchor_speed"] > 0
+    pred, meas = np.array(rep["predicted_ms"]), np.array(rep["measured_ms"])
+    rel = (pred * rep["anchor_speed"] - meas) / meas
+    assert rep["anchored_rmspe"] == pytest.approx(np.sqrt(np.mean(rel**2)))
+    assert 0 <= rep["anchors_age_s"] < 600
+    # A host that now runs whole graphs twice as slowly as at profiling: pretend the anchors were
+    # measured at half their time. The anchors see it, and --normalise scales the headline by them.
+    store.update(info.id, runtime={**info.runtime, "anchors": {**rec, "measured_ms": [m / 2 for m in
+                                                                                      rec["measured_ms"]]}})
+    rep = json.loads(_lutnas(*validate, "--normalise").stdout)
+    assert rep["anchor_speed"] == pytest.approx(2.0, rel=0.35) and rep["anchor_moved"] is True
+    assert rep["normalised"] is True
+    pred, meas = np.array(rep["predicted_ms"]), np.array(rep["measured_ms"])
+    assert rep["rmspe"] == pytest.approx(np.sqrt(np.mean(((pred * rep["anchor_speed"] - meas) / meas) ** 2)))
+    text = _lutnas(*[a for a in validate if a != "--json"], "--quiet").stdout
+    assert "anchor subnets ran at" in text and "moved" in text
