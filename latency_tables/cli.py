@@ -154,6 +154,9 @@ def profile(
     anchors: int = typer.Option(6, "--anchors", min=0, max=50, help="Whole subnets measured after the units and "
                                 "kept with the table, so validate can tell how far the host's speed moved since "
                                 "(0: none; only with --units all)."),
+    frame: bool = typer.Option(True, "--frame/--no-frame", help="Also time the tracker's per-frame crop, "
+                               "resize and post-processing on this machine (frame_ms = latency + that; only "
+                               "with --units all)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Measure every unit of the space (or of the given architectures) into TABLE; resumable."""
@@ -193,10 +196,21 @@ def profile(
 
         table = measure_table_anchors(store, table, be, _table_protocol(table.runtime, min_time, max_time), sp,
                                       anchors, rounds, _round_stat(round_stat), seed)
+    if frame and units == ["all"] and (rep.measured or "frame" not in table.runtime):
+        from latency_tables.frame import measure_table_frame
+
+        table = measure_table_frame(store, table, sp, be, _table_protocol(table.runtime, min_time, max_time),
+                                    rounds, _round_stat(round_stat), seed)
     typer.echo(f"table {rep.table.name!r}: measured {len(rep.measured)} unit(s), skipped {len(rep.skipped)} "
                f"already present; export {rep.export_s:.1f} s, measurement {rep.measure_s:.1f} s; "
                f"per-run overhead {rep.table.overhead_ms:.4f} ms"
-               + (f"; {len(table.runtime['anchors']['archs'])} anchor subnets" if "anchors" in table.runtime else ""))
+               + (f"; {len(table.runtime['anchors']['archs'])} anchor subnets" if "anchors" in table.runtime else "")
+               + (_frame_note(table.runtime["frame"]) if "frame" in table.runtime else ""))
+
+
+def _frame_note(rec: dict[str, Any]) -> str:
+    loop = f", {rec['frame_overhead_ms']:.2f} ms per frame in the tracking loop" if "frame_overhead_ms" in rec else ""
+    return f"; pre/post-processing {rec['prepost_ms']:.2f} ms alone{loop}"
 
 
 @latency_app.command("predict")
@@ -221,11 +235,15 @@ def predict(
     if as_json:
         typer.echo(json.dumps({"table": info.name, "calibrated": bool(pred.calibration),
                                "layout_corrected": bool(pred.layouts),
-                               "predictions": [{"arch": a.to_string(), "latency_ms": v}
+                               "prepost_ms": (pred.frame or {}).get("prepost_ms"),
+                               "frame_overhead_ms": (pred.frame or {}).get("frame_overhead_ms"),
+                               "predictions": [{"arch": a.to_string(), "latency_ms": v, **pred.frame_figures(v)}
                                                for a, v in zip(parsed, values, strict=True)]}, indent=2))
     else:
         for a, v in zip(parsed, values, strict=True):
-            typer.echo(f"{v:8.3f} ms  {a.to_string()}")
+            fig = pred.frame_figures(v)
+            frame = "" if fig["frame_ms"] is None else f"  frame {fig['frame_ms']:8.3f} ms {fig['fps']:6.1f} fps"
+            typer.echo(f"{v:8.3f} ms{frame}  {a.to_string()}")
 
 
 @latency_app.command("fastest")
@@ -273,13 +291,16 @@ def validate(
     normalise: bool = typer.Option(False, "--normalise/--as-profiled", help="Scale predictions by the probes' "
                                    "host speed when they agree it changed (default: compare the table as profiled; "
                                    "the scaled figures are reported as drift_* either way)."),
+    frames: int = typer.Option(5, "--frames", min=0, max=100, help="Subnets run in the whole tracking loop "
+                               "(crop, network, post-processing) to check frame_ms, where the table has a "
+                               "pre/post-processing record (0: none)."),
     min_time: float = typer.Option(0.15, "--min-time"),
     max_time: float = typer.Option(0.5, "--max-time"),
     as_json: bool = typer.Option(False, "--json"),
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     """Measure sampled subnets end to end with the table's runtime settings and compare (p50, and
-    p90/p99 where the table keeps them)."""
+    p90/p99 where the table keeps them); frame_ms against the whole tracking loop."""
     from latency_tables.fidelity import validate as run_validate
     from latency_tables.predict import LatencyPredictor
 
@@ -297,6 +318,11 @@ def validate(
                            noise_runs, progress=progress, probes=probes, round_stat=stat, tail_predictors=tails,
                            precision=str(info.runtime.get("precision", "fp32")), normalise=normalise,
                            anchors=info.runtime.get("anchors"))
+        if frames and "frame" in info.runtime and info.runtime.get("precision", "fp32") == "fp32" \
+                and info.runtime.get("backend", "onnxruntime") == "onnxruntime":
+            from latency_tables.frame import validate_frames
+
+            rep["frame"] = validate_frames(pred, info.runtime["frame"], info.runtime, frames, progress=progress)
     rep["table"] = info.name
     if as_json:
         typer.echo(json.dumps(rep, indent=2))
@@ -342,6 +368,13 @@ def _format_report(rep: dict[str, Any]) -> str:
                      f"{rep['anchored_within_5']:.1%}, within 10% {rep['anchored_within_10']:.1%}) is the table at "
                      "today's speed (--normalise: the headline)" if rep["anchor_moved"] else
                      "no drift beyond the anchors' noise"))
+    if "frame" in rep:
+        f = rep["frame"]
+        extra = f["prepost_ms"] if f.get("frame_overhead_ms") is None else f["frame_overhead_ms"]
+        lines.append(f"frame_ms: {f['n']} subnets in the whole tracking loop (prediction + {extra:.2f} ms per "
+                     f"frame): within 5% {f['within_5']:.1%}, within 10% {f['within_10']:.1%}, mean error "
+                     f"{f['mean_error']:+.1%}; the network inside the loop against the table {f['network_mean_error']:+.1%}, "
+                     f"the tracker's own work {f['prepost_in_loop_ms']:.2f} ms")
     lines += _class_lines(rep.get("by_class", {}))
     return "\n".join(lines)
 

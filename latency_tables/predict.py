@@ -64,7 +64,12 @@ class LatencyPredictor:
     median, not the plain sum of unit tails above (measured 2026-12-02, 40 subnets, 1 thread: the
     sum of unit p90s over-predicted measured p90 by +12%, 0% within 5%; the root sum of squares
     +2%, 95% within 5%; docs/latency.md).
+
+    ``frame``: the table's pre/post-processing record (``latency_tables.frame``; None when the table
+    has none): :meth:`frame_figures` adds it to a prediction as ``frame_ms`` and ``fps``.
     """
+
+    frame: dict[str, Any] | None = None
 
     def __init__(self, medians: Mapping[str, float], space: SearchSpace | None = None,
                  overhead_ms: float | None = None, calibration: Mapping[str, Any] | None = None,
@@ -109,17 +114,28 @@ class LatencyPredictor:
             store = LatencyStore(store, create=False)
         info = store.find(name)
         medians, spread = tail_split(store.stats(info.id, "p50"), store.stats(info.id, stat) if stat != "p50" else None)
-        return cls(medians, space, info.overhead_ms, info.calibration if calibrated else None,
+        pred = cls(medians, space, info.overhead_ms, info.calibration if calibrated else None,
                    store.layouts(info.id) if layout else None, stat, spread)
+        pred.frame = info.runtime.get("frame")
+        return pred
 
     def with_calibration(self, calibration: Mapping[str, Any] | None) -> LatencyPredictor:
         """The same table and layout correction under another calibration (None: uncalibrated)."""
-        return LatencyPredictor(self.medians, self.space, self.overhead_ms, calibration, self.layouts, self.stat,
+        pred = LatencyPredictor(self.medians, self.space, self.overhead_ms, calibration, self.layouts, self.stat,
                                 self.spread)
+        pred.frame = self.frame
+        return pred
 
     def plain(self) -> LatencyPredictor:
         """The plain unit sum of the same table: no layout correction, no calibration."""
-        return LatencyPredictor(self.medians, self.space, self.overhead_ms, stat=self.stat, spread=self.spread)
+        pred = LatencyPredictor(self.medians, self.space, self.overhead_ms, stat=self.stat, spread=self.spread)
+        pred.frame = self.frame
+        return pred
+
+    def frame_figures(self, latency_ms: float) -> dict[str, float | None]:
+        """``{"frame_ms", "fps"}`` of a predicted network latency: the tracker's whole frame
+        (``latency_tables.frame``); None where the table has no pre/post-processing record."""
+        return frame_figures(latency_ms, self.frame)
 
     def _cost(self, key: str) -> float:
         """Net in-graph cost of one unit (overhead and lone-unit reorders removed); NaN when missing."""
@@ -292,6 +308,18 @@ class LatencyPredictor:
     def missing_units(self) -> list[str]:
         """Keys of the space's units the table lacks."""
         return [k for k in self._space_keys() if k not in self.medians]
+
+
+def frame_figures(latency_ms: float | None, frame: Mapping[str, Any] | None) -> dict[str, float | None]:
+    """``{"frame_ms", "fps"}``: a network latency plus a table's per-frame overhead
+    (``latency_tables.frame``: ``frame_overhead_ms``, measured in the tracking loop, or the
+    pre/post-processing alone, ``prepost_ms``, where the loop could not run); both None without a
+    latency or a record."""
+    extra = (frame or {}).get("frame_overhead_ms", (frame or {}).get("prepost_ms"))
+    if latency_ms is None or extra is None:
+        return {"frame_ms": None, "fps": None}
+    total = float(latency_ms) + float(extra)
+    return {"frame_ms": total, "fps": 1000.0 / total if total > 0 else None}
 
 
 def fastest_latency(predictor: LatencyPredictor, space: SearchSpace | None = None) -> float:

@@ -141,6 +141,10 @@ def demo(
         rep = profile_units(store, backend, all_units(space), "this-cpu", hardware_of_this_machine(),
                             Protocol(**protocol_kw), seed, progress=progress)
     console.print(f"table {rep.table.name!r}: {len(rep.measured)} unit(s) measured, {len(rep.skipped)} reused")
+    if "frame" not in rep.table.runtime:  # the tracker's whole frame: the front's frame_ms and fps
+        from latency_tables.frame import measure_table_frame
+
+        measure_table_frame(store, rep.table, space, backend, Protocol(**protocol_kw), seed=seed)
     table = LatencyPredictor.from_store(store, "this-cpu", space)
     _done(console, t0, f"latency table {workdir / 'latency.db'}")
 

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from profilers.backends import get_backend
+from profilers.conditions import Limits, flags
 from profilers.layout import with_layout
 from profilers.measure import Protocol, measure
 
@@ -52,6 +53,9 @@ class AgentConfig:
     max_units: int | None = None
     retry_for: float = 300.0
     precision: str = "fp32"  # int8 targets: the server hands out quantized units
+    limits: Limits = Limits()  # a measurement that breaks them is measured again, not uploaded
+    busy_retries: int = 3  # measurements of a unit under load before it is left for later
+    busy_wait: float = 2.0  # seconds between them
 
 
 class Agent:
@@ -63,6 +67,8 @@ class Agent:
         self.backend = get_backend("onnxruntime", provider=config.provider, threads=config.threads,
                                    graph_optimization=config.graph_optimization, precision=config.precision)
         self.measured = 0
+        self.flagged = 0  # measurements not stored because the device was loaded or throttled
+        self.left_for_later = 0  # units given back after busy_retries such measurements
         self._idle_state: str | None = None  # what the last idle message said (logged on change only)
 
     # -- HTTP with retries --------------------------------------------------------------
@@ -130,13 +136,25 @@ class Agent:
                 _log("lease expired; finishing the units in hand (uploads are accepted after a lease ends)")
                 return
 
-    def measure_unit(self, unit: dict[str, Any]) -> dict[str, Any]:
+    def measure_unit(self, unit: dict[str, Any]) -> dict[str, Any] | None:
+        """The unit's result, or None when every one of ``busy_retries`` measurements broke the
+        protocol's limits (other load, throttling): the unit is left unmeasured and returns to the
+        pool with the lease, so another agent, or this one once the device is quiet, measures it."""
         r = self._request("GET", unit["onnx_url"])
         if r.status_code >= 400:
             raise AgentError(f"download of {unit['key']}: {r.status_code} {_detail(r)}")
-        m = measure(self.backend, r.content, self.config.protocol)
-        m = with_layout(m, self.backend, r.content, self.config.protocol.flush_bytes)
-        return {"unit_key": unit["key"], **m.to_dict()}
+        for attempt in range(1, self.config.busy_retries + 1):
+            m = measure(self.backend, r.content, self.config.protocol)
+            bad = flags(m.env.get("conditions", {}), self.config.limits)
+            if not bad:
+                m = with_layout(m, self.backend, r.content, self.config.protocol.flush_bytes)
+                return {"unit_key": unit["key"], **m.to_dict()}
+            self.flagged += 1
+            _log(f"{unit['key']}: not stored, {'; '.join(bad)} (attempt {attempt} of {self.config.busy_retries})")
+            if self.stop.wait(self.config.busy_wait):
+                break
+        self.left_for_later += 1
+        return None
 
     def upload(self, lease_id: str, results: list[dict[str, Any]]) -> dict[str, Any]:
         return self._json("POST", "/v1/agent/results", json={"lease_id": lease_id, "results": results})
@@ -168,6 +186,8 @@ class Agent:
                     if self.stop.is_set():
                         break  # the rest of the lease returns to the pool when it expires
                     result = self.measure_unit(unit)
+                    if result is None:
+                        continue  # disturbed every time: back to the pool with the lease
                     self.upload(lease["lease_id"], [result])
                     self.measured += 1
                     _log(f"measured {unit['key']}: {result['median_ms']:.3f} ms "
@@ -225,7 +245,20 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
     p.add_argument("--max-units", type=int, default=None, help="stop after measuring this many units")
     p.add_argument("--min-time", type=float, default=Protocol.min_time_s, help="seconds per unit, at least")
     p.add_argument("--max-time", type=float, default=Protocol.max_time_s, help="seconds per unit, at most")
+    p.add_argument("--max-other-load", type=_limit, default=Limits.max_other_cores, metavar="CORES|off",
+                   help="a measurement during which other processes (or hypervisor steal) used this many cores "
+                   "is measured again, not stored (default 0.5; off: no check)")
+    p.add_argument("--min-clock-ratio", type=_limit, default=None, metavar="RATIO|off",
+                   help="also refuse measurements while cpu0's clock is under this share of its maximum "
+                   "(throttling; default off)")
+    p.add_argument("--max-temp", type=_limit, default=None, metavar="CELSIUS|off",
+                   help="also refuse measurements while the hottest thermal zone is at or above this (default off)")
+    p.add_argument("--busy-retries", type=int, default=3, help="measurements of a unit under load before it is "
+                   "left for later (it returns to the pool with the lease)")
+    p.add_argument("--busy-wait", type=float, default=2.0, help="seconds to wait before measuring a disturbed unit again")
     a = p.parse_args(argv)
+    if a.busy_retries < 1 or a.busy_wait < 0:
+        p.error("--busy-retries must be >= 1 and --busy-wait >= 0")
     if a.batch < 1 or a.batch > 256:
         p.error("--batch must be in 1..256")
     if a.lease_seconds <= 0:
@@ -240,7 +273,21 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
                        graph_optimization=a.graph_optimization, batch=a.batch,
                        lease_seconds=a.lease_seconds, exit_when_done=a.exit_when_done,
                        idle_wait=a.idle_wait, protocol=protocol, max_units=a.max_units, retry_for=a.retry_for,
-                       precision=a.precision)
+                       precision=a.precision, limits=Limits(a.max_other_load, a.min_clock_ratio, a.max_temp),
+                       busy_retries=a.busy_retries, busy_wait=a.busy_wait)
+
+
+def _limit(text: str) -> float | None:
+    """A limit option: a non-negative number, or ``off``."""
+    if text.strip().lower() in ("off", "none"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'off', got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -262,7 +309,9 @@ def main(argv: list[str] | None = None) -> None:
     except AgentError as e:
         _log(f"error: {e}")
         sys.exit(2)
-    _log(f"stopped after measuring {n} units")
+    left = f"; {agent.left_for_later} left for later after {agent.flagged} disturbed measurements" \
+        if agent.flagged else ""
+    _log(f"stopped after measuring {n} units{left}")
 
 
 if __name__ == "__main__":

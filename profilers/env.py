@@ -29,7 +29,7 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _frequency() -> dict[str, Any]:
+def frequency() -> dict[str, Any]:
     base = "/sys/devices/system/cpu/cpu0/cpufreq/"
     out: dict[str, Any] = {}
     governor = _read(base + "scaling_governor")
@@ -88,7 +88,7 @@ def environment(runtime: dict[str, Any] | None = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "hostname": platform.node(),
     }
-    env.update(_frequency())
+    env.update(frequency())
     env.update({f"cache_{k}_kib": v // 1024 for k, v in cache_sizes().items()})
     load = _read("/proc/loadavg")
     if load:

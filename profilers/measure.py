@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from profilers.backends import CLOCKS, Backend, LoadedModel, ModelSource
+from profilers.conditions import Watch
 from profilers.env import cache_sizes, environment
 
 
@@ -154,13 +155,14 @@ def measure(backend: Backend, model: ModelSource | LoadedModel, protocol: Protoc
     """Measure one model (path, bytes or an already loaded model) with ``backend``."""
     loaded = model if isinstance(model, LoadedModel) else backend.load(model, seed=seed)
     try:
-        times = time_loaded(loaded, protocol)
+        with Watch() as watch:  # the device's state while timing: other load, clock, temperature
+            times = time_loaded(loaded, protocol)
     finally:
         if loaded is not model:
             loaded.close()
     return summarize(times, {**environment(backend.runtime_info()), "clock": protocol.clock,
                              "flush_bytes": protocol.flush_bytes,
-                             "warm_inputs": protocol.warm_inputs})
+                             "warm_inputs": protocol.warm_inputs, "conditions": watch.conditions})
 
 
 # -- per-run overhead ---------------------------------------------------------------------------

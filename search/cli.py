@@ -199,7 +199,8 @@ def run(
     typer.echo(f"evaluated {result.evaluated} architectures ({result.cache_hits} cache hits); "
                f"front {len(result.front)}, hypervolume {result.hypervolume:.4f}")
     if best is not None:
-        lat = ", ".join(f"{t} {v:.3f} ms" for t, v in best.latency_ms.items())
+        lat = ", ".join(f"{t} {v:.3f} ms" + (f", frame {best.frame_ms[t]:.2f} ms = {best.fps[t]:.0f} fps"
+                                              if t in best.frame_ms else "") for t, v in best.latency_ms.items())
         typer.echo(f"best: {best.arch} score {fmt_score(best.score, best.score_se)} ({lat})")
     ref = result.reference_arch
     if ref is not None:
@@ -259,7 +260,7 @@ def verify(
             config = json.loads(state.read_text()).get("config", {}) or {}
         except ValueError:
             config = {}
-    space = SearchSpace.code() if config.get("space") == "code" else SearchSpace.paper()
+    space = SearchSpace.named(config.get("space", "paper"))
     location, name = parse_table_spec(table)
     if "://" not in location and not Path(location).is_file():
         raise FileNotFoundError(f"--table {location!r}: no such file")

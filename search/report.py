@@ -45,6 +45,7 @@ def ranked_frame(result: SearchResult) -> pd.DataFrame:
         row = {"rank": r.rank, "arch": r.arch, "canonical_id": r.canonical_id, "score": r.score,
                "score_se": r.score_se}
         row.update({f"latency_ms[{t}]": v for t, v in r.latency_ms.items()})
+        row.update({f"frame_ms[{t}]": v for t, v in r.frame_ms.items()})
         row.update({"macs": r.macs, "params": r.params, "on_front": r.on_front, "generation": r.generation})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -59,17 +60,24 @@ def front_table(result: SearchResult) -> Any:
     targets = list(result.ranked[0].latency_ms) if result.ranked else []
     t = Table(title=f"Pareto front ({len(result.front)} architectures); score ± standard error",
               caption="ref: LightTrack-Mobile, the published network" if result.reference_arch else None)
-    for col in ["", *(f"ms @ {x}" for x in targets), "score ± se", "id"]:
+    # the whole tracked frame (network + pre/post-processing) where a table measured the latter
+    framed = [x for x in targets if result.ranked and x in result.ranked[0].frame_ms]
+    for col in ["", *(f"ms @ {x}" for x in targets), *(f"frame ms (fps) @ {x}" for x in framed),
+                "score ± se", "id"]:
         t.add_column(col, no_wrap=True)
     t.add_column("lighttrack", overflow="fold")
     key = targets[0] if targets else None
+
+    def frame_cells(r: Any) -> list[str]:
+        return [f"{r.frame_ms[x]:.2f} ({r.fps[x]:.0f})" if x in r.frame_ms else "-" for x in framed]
+
     for r in sorted(result.front, key=lambda r: (r.latency_ms[key] if key else 0.0, -r.score)):
-        t.add_row("", *(f"{r.latency_ms[x]:.3f}" for x in targets), fmt_score(r.score, r.score_se),
+        t.add_row("", *(f"{r.latency_ms[x]:.3f}" for x in targets), *frame_cells(r), fmt_score(r.score, r.score_se),
                   r.canonical_id, r.arch)
     ref = result.reference_arch
     if ref is not None:
         t.add_row("ref",
-                  *(f"{ref.latency_ms[x]:.3f}" if x in ref.latency_ms else "-" for x in targets),
+                  *(f"{ref.latency_ms[x]:.3f}" if x in ref.latency_ms else "-" for x in targets), *frame_cells(ref),
                   fmt_score(ref.score, ref.score_se), ref.canonical_id, ref.arch, style="yellow")
     return t
 

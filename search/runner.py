@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from latency_tables.predict import frame_figures
 from search import evolution, nsga
 from search.config import SearchConfig
 from search.engine import Engine
@@ -35,6 +36,10 @@ class RankedArch(BaseModel):
     score_se: float | None = Field(None, description="standard error of the score (over validation "
                                    "pairs or sequences); None where the evaluator gives none")
     latency_ms: dict[str, float]
+    frame_ms: dict[str, float] = Field(default_factory=dict, description="the tracker's whole frame per target "
+                                       "(latency_ms + the table's pre/post-processing; latency_tables.frame); "
+                                       "targets whose table has no pre/post record are absent")
+    fps: dict[str, float] = Field(default_factory=dict, description="1000 / frame_ms per target")
     macs: int | None = None
     params: int | None = None
     feasible: bool = True
@@ -51,6 +56,8 @@ class ReferenceArch(BaseModel):
     score: float = Field(description="its supernet validation score, as every candidate's")
     score_se: float | None = None
     latency_ms: dict[str, float] = Field(description="predicted latency per target (ms)")
+    frame_ms: dict[str, float] = Field(default_factory=dict, description="as RankedArch.frame_ms")
+    fps: dict[str, float] = Field(default_factory=dict, description="1000 / frame_ms per target")
     feasible: bool = Field(description="within the search's constraints")
     evaluated_for_reference: bool = Field(description="scored for the reference (the search itself "
                                           "never proposed it)")
@@ -124,7 +131,7 @@ def run_search(config: SearchConfig, accuracy: AccuracyEvaluator,
             engine.score_reference_arch()  # after the search: free when it evaluated Mobile itself
         except SearchStopped:
             completed = False
-    return _result(engine, algo, completed)
+    return _result(engine, algo, completed, {t: getattr(m, "frame", None) for t, m in latencies.items()})
 
 
 def check_config(config: SearchConfig, latencies: Mapping[str, LatencyModel | LatencyEvaluator],
@@ -141,14 +148,26 @@ class _NoAccuracy:
         raise RuntimeError("check_config evaluates nothing")
 
 
-def _result(engine: Engine, algo: Any, completed: bool) -> SearchResult:
+def _frame(latency_ms: Mapping[str, float], frames: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """``frame_ms`` and ``fps`` per target whose table has a pre/post-processing record."""
+    out: dict[str, dict[str, float]] = {"frame_ms": {}, "fps": {}}
+    for t, ms in latency_ms.items():
+        fig = frame_figures(ms, frames.get(t))
+        if fig["frame_ms"] is not None and fig["fps"] is not None:
+            out["frame_ms"][t], out["fps"][t] = fig["frame_ms"], fig["fps"]
+    return out
+
+
+def _result(engine: Engine, algo: Any, completed: bool, frames: Mapping[str, Any] | None = None) -> SearchResult:
     front_ids, hv = engine.front()
     on_front = set(front_ids)
+    frames = frames or {}
 
     def row(rank: int, cid: str) -> RankedArch:
         r = engine.records[cid]
         return RankedArch(rank=rank, arch=r["arch"], canonical_id=cid, score=r["accuracy"],
-                          score_se=r.get("accuracy_se"), latency_ms=r["latency"], macs=r.get("macs"), params=r.get("params"),
+                          score_se=r.get("accuracy_se"), latency_ms=r["latency"], **_frame(r["latency"], frames),
+                          macs=r.get("macs"), params=r.get("params"),
                           on_front=cid in on_front, generation=r["generation"])
 
     ranked = [row(i + 1, c) for i, c in enumerate(algo.ranked(engine))]
@@ -161,7 +180,8 @@ def _result(engine: Engine, algo: Any, completed: bool) -> SearchResult:
     ra = engine.reference_arch
     reference_arch = None if ra is None else ReferenceArch(
         name=ra["name"], arch=ra["arch"], canonical_id=ra["canonical_id"], score=ra["accuracy"],
-        score_se=ra.get("accuracy_se"), latency_ms=ra["latency"], feasible=ra["feasible"],
+        score_se=ra.get("accuracy_se"), latency_ms=ra["latency"], **_frame(ra["latency"], frames),
+        feasible=ra["feasible"],
         evaluated_for_reference=ra["evaluated_for_reference"])
     return SearchResult(
         algorithm=engine.cfg.algorithm, completed=completed, generations_done=engine.generation,

@@ -81,10 +81,16 @@ class TeamCreated(TeamOut):
 
 
 class Runtime(Strict):
-    backend: Literal["onnxruntime", "torch"] = "onnxruntime"
+    """What a target's agents measure with. Only what the agent can measure is accepted: it runs
+    onnxruntime (any execution provider) on fp32 or int8 units; a torch or fp16 target would be
+    served fp32 onnxruntime units and get a table of another runtime, so it is a 422 until a
+    backend for it exists."""
+
+    backend: Literal["onnxruntime"] = Field("onnxruntime", description="the agent's runtime (onnxruntime only)")
     provider: str = Field("CPUExecutionProvider", min_length=1, max_length=64, pattern=NO_CONTROL)
     threads: int = Field(1, ge=0, le=256)
-    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    precision: Literal["fp32", "int8"] = Field("fp32", description="fp32, or int8 (static QDQ units); fp16 has "
+                                               "no unit quantizer yet")
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
 
 
@@ -202,6 +208,10 @@ class LatencyEntryOut(BaseModel):
     # boundary reorder shares the agent traced (docs/latency.md, "Layout correction"); null when
     # the runtime has none to trace or the entry predates them
     layout: dict[str, float] | None = None
+    conditions: dict[str, float] | None = Field(None, description="the device's state while the unit was timed "
+                                                "(profilers/conditions.py): other_load_cores, steal_cores, freq_mhz, "
+                                                "max_freq_mhz, temp_c, wall_s where the device exposes them; null for "
+                                                "entries measured before they were recorded")
 
 
 class PredictRequest(Strict):

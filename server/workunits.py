@@ -36,7 +36,8 @@ _export_lock = threading.Lock()
 
 
 def space_of(name: str) -> SearchSpace:
-    return SearchSpace.code() if name == "code" else SearchSpace.paper()
+    """The space a stored name means; an unknown name is an error, never the paper space."""
+    return SearchSpace.named(name)
 
 
 @lru_cache(maxsize=4)

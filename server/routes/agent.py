@@ -56,7 +56,7 @@ def _unit_file(session: Session, hw: Hardware, settings: Settings, key: str) -> 
     known = session.scalar(select(WorkUnit.id).where(WorkUnit.hardware_id == hw.id, WorkUnit.unit_key == key))
     if known is None:
         raise Problem(404, f"unit {key!r} is not part of this hardware target's work", "key")
-    precision = "int8" if (hw.runtime or {}).get("precision") == "int8" else "fp32"  # fp16: no quantizer yet
+    precision = "int8" if (hw.runtime or {}).get("precision") == "int8" else "fp32"  # registration admits no other
     return unit_onnx_path(settings.data_dir / "units", hw.space, key, precision)
 
 

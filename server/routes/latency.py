@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from latency_tables.db import LatencyEntry
 from latency_tables.store import LAYOUT_ENV_KEY
+from profilers.conditions import valid_conditions
 from profilers.layout import valid_layout
 from server.auth import TeamDep
 from server.deps import SessionDep
@@ -33,6 +34,7 @@ CSV_COLUMNS = ["unit_key", "median_ms", "p10_ms", "p90_ms", "iqr_ms", "count", "
 def _entry(e: LatencyEntry) -> dict[str, Any]:
     d = LatencyEntryOut.model_validate(e, from_attributes=True).model_dump()
     d["layout"] = valid_layout((e.env or {}).get(LAYOUT_ENV_KEY))
+    d["conditions"] = valid_conditions((e.env or {}).get("conditions"))
     if d["measured_at"].tzinfo is None:  # SQLite keeps no zone; the LUT stores UTC
         d["measured_at"] = d["measured_at"].replace(tzinfo=dt.UTC)
     return d

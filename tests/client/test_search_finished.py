@@ -36,6 +36,7 @@ def finished(live_server, supernet_files, tmp_path_factory) -> Iterator[tuple[Cl
     token = c.agent_tokens.create(hw.id, "local").token
     agent = subprocess.run(
         [str(BIN / "lutnas-agent"), "--server", live_server.url, "--token", str(token), "--exit-when-done",
+         "--max-other-load", "off",  # not what this test is about (tests/server/test_agent_protocol.py)
          "--min-time", "0.005", "--max-time", "0.02", "--batch", "32"],
         capture_output=True, text=True, timeout=600,
     )

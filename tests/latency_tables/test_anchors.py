@@ -54,7 +54,7 @@ def test_profile_keeps_anchors_and_validate_measures_the_hosts_speed_with_them(t
     rec = info.runtime["anchors"]
     assert len(rec["archs"]) == 3 and all(m > 0 for m in rec["measured_ms"]) and rec["measured_at"]
     validate = ["latency", "validate", "--table", str(db), "--samples", "3", "--seed", "5", "--noise-runs", "0",
-                "--probes", "3", "--json", *fast]
+                "--probes", "3", "--frames", "0", "--json", *fast]
     rep = json.loads(_lutnas(*validate).stdout)
     assert [a["arch"] for a in rep["anchors"]] == rec["archs"] and rep["anchor_speed"] > 0
     pred, meas = np.array(rep["predicted_ms"]), np.array(rep["measured_ms"])

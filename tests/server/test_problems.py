@@ -51,6 +51,12 @@ def test_every_error_status_is_problem_json(service: Service, artifacts: dict[st
     assert_problem(c.post("/v1/hardware", content=b"\xff\xfe\x00", headers={"Content-Type": "application/json"}), 422)
     assert_problem(c.post("/v1/hardware", content=b'{"name": "x\\ud800", "kind": "cpu"}',
                           headers={"Content-Type": "application/json"}), 422, "name")
+    # targets the agent cannot measure (it runs onnxruntime on fp32 or int8 units) are refused at
+    # registration, naming the field, rather than served units of another runtime; nothing is stored
+    for runtime, field in (({"backend": "torch"}, "runtime.backend"), ({"precision": "fp16"}, "runtime.precision")):
+        assert_problem(c.post("/v1/hardware", json={"name": "unmeasurable", "kind": "cpu", "runtime": runtime}),
+                       422, field)
+    assert "unmeasurable" not in {h["name"] for h in c.get("/v1/hardware").json()["items"]}
 
 
 def test_another_teams_resources_are_404(service: Service, artifacts: dict[str, Path]) -> None:
