@@ -91,6 +91,7 @@ class LatencyEntry(APIModel):
     count: int | None = None
     measured_at: datetime | None = None
     layout: dict[str, float] | None = None  # boundary reorder shares (docs/latency.md)
+    conditions: dict[str, float] | None = None  # the device's state while timed (other load, clock, temperature)
 
 
 class Prediction(APIModel):

@@ -16,8 +16,9 @@ import orjson
 from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
-from latency_tables.db import LatencyTable
+from latency_tables.db import LatencyEntry, LatencyTable
 from latency_tables.units import Unit, units_of
+from profilers.conditions import valid_conditions
 from server.fronts import pareto_payload
 from server.lut import predict_for, predictor_for
 from server.models import AgentToken, Hardware, Search, Team, WorkUnit, utcnow
@@ -243,11 +244,36 @@ def hardware_page(session: Session, team: Team) -> list[dict[str, Any]]:
     tables = dict(session.execute(select(Hardware.id, LatencyTable.calibration)
                                   .join(LatencyTable, LatencyTable.id == Hardware.table_id)
                                   .where(Hardware.id.in_(ids))).all()) if ids else {}
+    envs: dict[int, list[Any]] = {i: [] for i in ids}
+    for hid, env in (session.execute(select(Hardware.id, LatencyEntry.env)
+                                     .join(LatencyEntry, LatencyEntry.table_id == Hardware.table_id)
+                                     .where(Hardware.id.in_(ids))).all() if ids else []):
+        envs[hid].append(env)
     for h in hardware:
         h["agents"] = agents[h["id"]]
         h["leased"] = int(leased.get(h["id"], 0))
         h["fidelity"] = _fidelity(tables.get(h["id"]))
+        h["conditions"] = conditions_summary(envs[h["id"]])
     return hardware
+
+
+def conditions_summary(envs: list[Any]) -> dict[str, Any] | None:
+    """What the agents saw while measuring a table's entries (``profilers.conditions``): other
+    load, clock and temperature over the entries that recorded them; None when none did."""
+    seen = [c for e in envs if isinstance(e, dict) and (c := valid_conditions(e.get("conditions")))]
+    if not seen:
+        return None
+
+    def values(key: str) -> list[float]:
+        return [c[key] for c in seen if key in c]
+
+    load, freq, temp = values("other_load_cores"), values("freq_mhz"), values("temp_c")
+    governors = sorted({g for e in envs if isinstance(e, dict) and isinstance(g := e.get("governor"), str)
+                        and g.isalnum() and len(g) <= 32})
+    return {"n": len(seen), "load_median": float(sorted(load)[len(load) // 2]) if load else None,
+            "load_max": max(load) if load else None, "freq_min": min(freq) if freq else None,
+            "freq_max": max(freq) if freq else None, "temp_max": max(temp) if temp else None,
+            "governors": governors}
 
 
 def _fidelity(calibration: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -19,10 +17,6 @@ from tracking.space import SearchSpace, sample_many
 FAST = ["--min-time", "0.01", "--max-time", "0.03"]
 
 
-def _lutnas(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lutnas.cli", *args], capture_output=True, text=True)
-
-
 def test_prepost_record_and_frame_figures() -> None:
     rec = measure_prepost(SearchSpace.paper(), frame_hw=(240, 320), runs=30)
     # the real tracker's crop, resize and post-processing take time; the network is not in it
@@ -35,11 +29,9 @@ def test_prepost_record_and_frame_figures() -> None:
     assert frame_figures(None, rec) == {"frame_ms": None, "fps": None}
 
 
-def test_profile_records_prepost_and_frame_ms_reaches_predict_validate_and_the_front(tmp_path) -> None:
-    db = tmp_path / "lut.db"
-    r = _lutnas("profile", "--out", str(db), "--rounds", "1", "--anchors", "0", "--quiet", *FAST)
-    assert r.returncode == 0, r.stderr
-    assert "pre/post-processing" in r.stdout
+def test_profile_records_prepost_and_frame_ms_reaches_predict_validate_and_the_front(lutnas_cli, profiled_table) -> None:
+    db, printed = profiled_table
+    assert "pre/post-processing" in printed
     store = LatencyStore(db)
     rec = store.find().runtime["frame"]
     # measured on 3 real subnets in the tracking loop: more than the tracker's work alone, less than
@@ -49,14 +41,14 @@ def test_profile_records_prepost_and_frame_ms_reaches_predict_validate_and_the_f
     assert 0 < prepost < 50
 
     arch = sample_many(1, 3)[0].to_string()
-    out = json.loads(_lutnas("latency", "predict", "--table", str(db), arch, "--json").stdout)
+    out = json.loads(lutnas_cli("latency", "predict", "--table", str(db), arch, "--json").stdout)
     p = out["predictions"][0]
     assert out["prepost_ms"] == rec["prepost_ms"] and out["frame_overhead_ms"] == prepost
     assert p["frame_ms"] == pytest.approx(p["latency_ms"] + prepost) and p["fps"] == pytest.approx(1000 / p["frame_ms"])
-    assert "fps" in _lutnas("latency", "predict", "--table", str(db), arch).stdout
+    assert "fps" in lutnas_cli("latency", "predict", "--table", str(db), arch).stdout
 
     # validate runs the whole tracking loop (crop, ONNX network, post-processing) per subnet
-    rep = json.loads(_lutnas("latency", "validate", "--table", str(db), "--samples", "2", "--noise-runs", "0",
+    rep = json.loads(lutnas_cli("latency", "validate", "--table", str(db), "--samples", "2", "--noise-runs", "0",
                              "--probes", "0", "--frames", "2", "--json", *FAST).stdout)
     f = rep["frame"]
     assert f["n"] == 2 and f["frame_overhead_ms"] == prepost and 0 <= f["within_5"] <= f["within_10"] <= 1
@@ -66,7 +58,7 @@ def test_profile_records_prepost_and_frame_ms_reaches_predict_validate_and_the_f
     for pt in f["points"]:
         assert pt["measured_frame_ms"] > pt["network_in_loop_ms"] > 0 and pt["prepost_in_loop_ms"] > 0
         assert pt["predicted_frame_ms"] == pytest.approx(pred.predict(Architecture.parse(pt["arch"])) + prepost)
-    no_frames = json.loads(_lutnas("latency", "validate", "--table", str(db), "--samples", "2", "--noise-runs", "0",
+    no_frames = json.loads(lutnas_cli("latency", "validate", "--table", str(db), "--samples", "2", "--noise-runs", "0",
                                    "--probes", "0", "--frames", "0", "--json", *FAST).stdout)
     assert "frame" not in no_frames
 

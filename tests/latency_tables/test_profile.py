@@ -66,23 +66,23 @@ def _lutnas(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lutnas.cli", *args], capture_output=True, text=True)
 
 
-def test_cli_profile_predict_export_import(tmp_path):
+def test_cli_profile_predict_export_import(lutnas_cli, tmp_path):
     db = tmp_path / "lut.db"
-    r = _lutnas("profile", "--out", str(db), "--units", LIGHTTRACK_MOBILE, "--quiet",
+    r = lutnas_cli("profile", "--out", str(db), "--units", LIGHTTRACK_MOBILE, "--quiet",
                 "--min-time", "0.01", "--max-time", "0.03", "--label", "ci")
     assert r.returncode == 0, r.stderr
     assert "measured 24 unit(s)" in r.stdout
-    r = _lutnas("profile", "--out", str(db), "--units", LIGHTTRACK_MOBILE, "--quiet", "--label", "ci")
+    r = lutnas_cli("profile", "--out", str(db), "--units", LIGHTTRACK_MOBILE, "--quiet", "--label", "ci")
     assert "measured 0 unit(s), skipped 24" in r.stdout
-    r = _lutnas("latency", "predict", "--table", str(db), LIGHTTRACK_MOBILE, "--json")
+    r = lutnas_cli("latency", "predict", "--table", str(db), LIGHTTRACK_MOBILE, "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["layout_corrected"] is True  # profile traced every unit's boundary reorders
     pred = json.loads(r.stdout)["predictions"][0]
     assert pred["arch"] == LIGHTTRACK_MOBILE and pred["latency_ms"] > 0
     assert pred["latency_ms"] == pytest.approx(LatencyPredictor.from_store(db).predict(lighttrack_mobile()))
     out = tmp_path / "t.parquet"
-    assert _lutnas("latency", "export", "--table", str(db), "--out", str(out)).returncode == 0
-    r = _lutnas("latency", "import", str(out), "--table", str(tmp_path / "copy.db"))
+    assert lutnas_cli("latency", "export", "--table", str(db), "--out", str(out)).returncode == 0
+    r = lutnas_cli("latency", "import", str(out), "--table", str(tmp_path / "copy.db"))
     assert r.returncode == 0 and "imported 24 entries" in r.stdout
 
 
@@ -106,15 +106,15 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path):
         assert "Traceback" not in r.stderr and r.stderr.strip(), args
 
 
-def test_validate_json_has_the_agreed_keys(tmp_path):
+def test_validate_json_has_the_agreed_keys(lutnas_cli, tmp_path):
     from tracking.space import sample_many
 
     db = tmp_path / "lut.db"
     archs = [a.to_string() for a in sample_many(2, 5)]
     args = ["--quiet", "--min-time", "0.01", "--max-time", "0.03"]
-    r = _lutnas("profile", "--out", str(db), *[x for a in archs for x in ("--units", a)], *args)
+    r = lutnas_cli("profile", "--out", str(db), *[x for a in archs for x in ("--units", a)], *args)
     assert r.returncode == 0, r.stderr
-    r = _lutnas("latency", "validate", "--table", str(db), "--samples", "2", "--seed", "5", "--noise-runs", "2",
+    r = lutnas_cli("latency", "validate", "--table", str(db), "--samples", "2", "--seed", "5", "--noise-runs", "2",
                 "--min-time", "0.01", "--max-time", "0.05", "--json")
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
@@ -147,15 +147,15 @@ def test_validate_json_has_the_agreed_keys(tmp_path):
     # the layout-corrected prediction is reported next to the plain unit sum
     assert rep["layout"]["units"] > 0 and 0 <= rep["plain_within_5"] <= rep["plain_within_10"] <= 1
     # Calibration on the same two subnets is stored with the table and used by predict.
-    r = _lutnas("latency", "calibrate", "--table", str(db), "--samples", "2", "--seed", "5", "--quiet",
+    r = lutnas_cli("latency", "calibrate", "--table", str(db), "--samples", "2", "--seed", "5", "--quiet",
                 "--min-time", "0.01", "--max-time", "0.05")
     assert r.returncode == 0, r.stderr
     calib = LatencyStore(db).find().calibration
     assert calib["method"] == "scale" and calib["n"] == 2 and calib["coef"]["raw_ms"] > 0
-    r = _lutnas("latency", "predict", "--table", str(db), archs[0], "--json")
+    r = lutnas_cli("latency", "predict", "--table", str(db), archs[0], "--json")
     assert json.loads(r.stdout)["calibrated"] is True
     # A sample needing units the table lacks fails before any measurement, naming a unit.
-    r = _lutnas("latency", "validate", "--table", str(db), "--samples", "30", "--seed", "6", "--json")
+    r = lutnas_cli("latency", "validate", "--table", str(db), "--samples", "30", "--seed", "6", "--json")
     assert r.returncode == 2 and "no entry for" in r.stderr
 
 

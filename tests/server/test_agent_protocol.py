@@ -74,3 +74,15 @@ def test_a_unit_measured_under_load_is_not_stored_then_measured_when_quiet(servi
     assert len(entries) == 2
     for e in entries:
         assert e["conditions"]["other_load_cores"] < 0.5 and e["conditions"]["wall_s"] > 0
+
+
+def test_the_hardware_page_summarises_the_conditions_of_a_tables_entries() -> None:
+    from server.ui.views import conditions_summary
+
+    envs = [{"conditions": {"other_load_cores": v, "freq_mhz": f, "temp_c": 50.0 + v}, "governor": "performance"}
+            for v, f in ((0.1, 2000.0), (0.3, 2400.0), (0.2, 2200.0))]
+    envs += [{"governor": "<script>"}, None, {"conditions": "junk"}]  # old or hostile entries are skipped
+    c = conditions_summary(envs)
+    assert c == {"n": 3, "load_median": 0.2, "load_max": 0.3, "freq_min": 2000.0, "freq_max": 2400.0,
+                 "temp_max": 50.3, "governors": ["performance"]}
+    assert conditions_summary([None, {}]) is None
