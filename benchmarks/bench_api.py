@@ -40,8 +40,8 @@ import httpx
 import numpy as np
 from sqlalchemy import insert
 
+from search.pareto import front_2d
 from server.db import create_engine_for
-from server.fronts import front_of
 from server.migrate import upgrade
 from server.models import ArchitectureRow, FrontPoint, Hardware, Search, SearchResult, Supernet
 from server.pagination import encode_token
@@ -83,7 +83,7 @@ def fill(url: str, team_id: int, hardware_id: int, n: int, seed: int = 0) -> tup
                 "latency_ms": {str(hardware_id): float(lat[j])}, "feasible": True} for r, j in enumerate(order)]
         for i in range(0, len(res), 5000):
             conn.execute(insert(SearchResult), res[i:i + 5000])
-        front = front_of([(ids[j], float(scores[j]), float(lat[j])) for j in range(n)])
+        front = front_2d([(ids[j], float(scores[j]), float(lat[j])) for j in range(n)])
         conn.execute(insert(FrontPoint), [{"search_id": sid, "hardware_id": hardware_id, "arch_id": a, "score": s,
                                            "latency_ms": m} for a, s, m in front])
     if engine.dialect.name == "postgresql":

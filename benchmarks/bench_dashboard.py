@@ -39,8 +39,8 @@ from sqlalchemy import insert, select, update
 from latency_tables.calibrate import fit_calibration
 from latency_tables.db import LatencyEntry, LatencyTable
 from latency_tables.predict import LatencyPredictor
+from search.pareto import front_2d
 from server.db import create_engine_for
-from server.fronts import front_of
 from server.migrate import upgrade
 from server.models import (
     ArchitectureRow,
@@ -138,7 +138,7 @@ def fill(url: str, team_id: int, hw_ids: list[int], n: int, seed: int = 0) -> in
         for h in hw_ids:
             conn.execute(insert(LatencyCache), [{"hardware_id": h, "arch_id": ids[j], "latency_ms": float(lat[h][j])}
                                                 for j in range(n)])
-            front = front_of([(ids[j], float(scores[j]), float(lat[h][j])) for j in range(n)])
+            front = front_2d([(ids[j], float(scores[j]), float(lat[h][j])) for j in range(n)])
             se_of = dict(zip(ids, se, strict=True))
             conn.execute(insert(FrontPoint), [{"search_id": sid, "hardware_id": h, "arch_id": a, "score": s,
                                                "score_se": float(se_of[a]), "latency_ms": m} for a, s, m in front])

@@ -608,6 +608,15 @@ def _fmt_score(score: Any, se: Any, digits: int = 4, sep: str = " ± ") -> str:
     return f"{score:.{digits}f}{sep}{se:.{digits}f}"
 
 
+def _hv_label(front: ParetoFront) -> str:
+    """``, hypervolume 0.4123 (normalised; 18.5 score·ms)``: the search's own figure, and the area in
+    score x ms where the server sends it (empty without a hypervolume)."""
+    if front.hypervolume is None:
+        return ""
+    area = f"; {front.hypervolume_score_ms:.4g} score·ms" if front.hypervolume_score_ms is not None else ""
+    return f", hypervolume {front.hypervolume:.4g} (normalised{area})"
+
+
 def _plot_front(front: ParetoFront, path: Path, title: str, others: list[tuple[float, float]]) -> None:
     import matplotlib
 
@@ -642,7 +651,7 @@ def _plot_front(front: ParetoFront, path: Path, title: str, others: list[tuple[f
                     label=f"{ref.name} {_fmt_score(ref.score, ref.score_se, 3)}")
     ax.set_xlabel(f"latency on hardware {front.hardware_id} (ms)")
     ax.set_ylabel("validation score")
-    hv = f", hypervolume {front.hypervolume:.4g}" if front.hypervolume is not None else ""
+    hv = _hv_label(front)
     ax.set_title(f"{title}{hv}", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
@@ -703,7 +712,7 @@ def search_pareto(
     if as_json:
         _echo_json(front.model_dump(mode="json"))
         return
-    hv = f", hypervolume {front.hypervolume:.4g}" if front.hypervolume is not None else ""
+    hv = _hv_label(front)
     budget = f", budget {front.budget_ms:.3g} ms" if front.budget_ms is not None else ""
     t = Table(title=f"{title}: Pareto front on hardware {front.hardware_id} ({len(front.points)} points, "
                     f"{front.measured} measured on the device{budget}{hv})")

@@ -115,6 +115,7 @@ class SearchProgress(APIModel):
     scored: int = 0  # scored by this search itself; scored + cache_hits = evaluated
     best_score: float | None = None
     front_size: int = 0
+    hypervolume: float | None = None  # the search front's normalised hypervolume (as ranked.json's)
     fraction: float = 0.0
     note: str | None = None  # why a queued search waits (e.g. for latency-table units), if it does
 
@@ -172,8 +173,9 @@ class ParetoReference(APIModel):
 
 class ParetoFront(APIModel):
     hardware_id: int
-    reference_point: Any = None  # the hypervolume's reference point
-    hypervolume: float | None = None
+    reference_point: Any = None  # the hypervolume's reference point: score 0, latency R (ms)
+    hypervolume: float | None = None  # normalised: 1 - score and latency / R against (1, 1), as the search's own
+    hypervolume_score_ms: float | None = None  # the same area in score x ms: hypervolume * R
     reference: ParetoReference | None = None  # LightTrack-Mobile's point (None from older searches)
     budget_ms: float | None = None  # the latency budget the searches ran under on this hardware
     measured: int = 0  # points measured end to end by the target's agents so far

@@ -217,7 +217,8 @@ def _front_df(front: ParetoFront) -> pd.DataFrame:
     df = pd.DataFrame([p.model_dump(include=set(columns)) for p in front.points], columns=columns)
     df = df.sort_values("latency_ms", kind="stable").reset_index(drop=True)
     df.attrs.update(
-        hardware_id=front.hardware_id, hypervolume=front.hypervolume, reference_point=front.reference_point,
+        hardware_id=front.hardware_id, hypervolume=front.hypervolume,
+        hypervolume_score_ms=front.hypervolume_score_ms, reference_point=front.reference_point,
         budget_ms=front.budget_ms, measured=front.measured,
         reference=front.reference.model_dump(mode="json") if front.reference is not None else None,
     )

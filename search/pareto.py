@@ -3,10 +3,17 @@
 Sorting and hypervolume use pymoo's compiled routines (``NonDominatedSorting``, ``HV``); an
 exact 2-D hypervolume is kept here as an independent check and for the hand-computed tests.
 All objectives are minimised: the search turns accuracy into ``1 - accuracy`` and divides each
-latency by its reference latency (see :func:`objective_matrix` and docs/search.md).
+latency by its reference latency (``search.engine.Engine.objectives`` and docs/search.md).
+
+The one definition of a per-target front and its hypervolume lives here too: :func:`front_2d`
+(score vs latency on one target) and :func:`target_hypervolume` (the engine's normalisation,
+reference point (1, 1)); the search runner, the service's stored fronts and its REST fronts all
+call these two.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import numpy as np
 from pymoo.indicators.hv import HV
@@ -91,3 +98,45 @@ def hypervolume_2d(F: np.ndarray, ref: np.ndarray) -> float:
             hv += (ref[0] - x) * (best_y - y)
             best_y = y
     return float(hv)
+
+
+# (candidate id, score, latency in ms) on one target
+Point = tuple[str, float, float]
+
+
+def front_2d(points: Iterable[Point]) -> list[Point]:
+    """Non-dominated ``(id, score, latency)`` points on one target (score maximised, latency
+    minimised), one per id (its first point), fastest first.
+
+    The same set as :func:`non_dominated_ranks` ``== 0`` on ``(1 - score, latency / ref)``: a point
+    stays unless another scores at least as well at no more latency and is strictly better in one
+    (exact ties both stay). Sort by latency (then score, descending, then id) and sweep:
+    O(n log n), so 100k points cost little.
+    """
+    best: dict[str, Point] = {}
+    for p in points:
+        best.setdefault(p[0], p)
+    front: list[Point] = []
+    top, top_lat = -np.inf, np.nan
+    for p in sorted(best.values(), key=lambda p: (p[2], -p[1], p[0])):
+        if p[1] > top or (p[1] == top and p[2] == top_lat):
+            front.append(p)
+            top, top_lat = p[1], p[2]
+    return front
+
+
+def target_hypervolume(points: Iterable[Point], reference_ms: float) -> float:
+    """The normalised hypervolume of ``(id, score, latency)`` points on one target: the search
+    engine's objectives ``(1 - score, latency / reference_ms)`` against the reference point
+    ``(1, 1)`` (score 0 at the reference latency), a fraction of the unit box.
+
+    For a single-target search with this target's reference latency it is the engine's own
+    ``hypervolume`` (``Engine.front``); times ``reference_ms`` it is the area in score x ms the
+    points dominate up to ``(0, reference_ms)``. Dominated points add nothing, so the front or
+    every point gives the same number.
+    """
+    pts = list(points)
+    if not pts or not reference_ms > 0:
+        return 0.0
+    F = np.array([[1.0 - s, lat / reference_ms] for _, s, lat in pts], dtype=float)
+    return hypervolume(F, np.ones(2))

@@ -95,6 +95,9 @@ def write_ranked(result: SearchResult, out_dir: str | Path) -> tuple[Path, Path]
         "reference_gains": reference_gains(result),
         "spearman": result.spearman, "stats": result.stats,
         "front": [r.canonical_id for r in result.front],
+        # per target: the 2-D front of score vs that latency (fastest first) and its normalised
+        # hypervolume, the figures the service stores and its pareto endpoint serves
+        "fronts": result.fronts, "hypervolumes": result.hypervolumes,
         "architectures": [r.model_dump() for r in result.ranked],
     }
     json_path.write_text(json.dumps(doc, indent=1))
@@ -116,18 +119,13 @@ def plot_pareto(result: SearchResult, path: str | Path, budget_ms: float | None 
     for ax, t in zip(axes[0], targets, strict=False):
         ax.scatter([r.latency_ms[t] for r in result.ranked], [r.score for r in result.ranked], s=9,
                    c="0.7", label="evaluated")
-        # the front on this target alone (the archive front may be multi-target)
-        pts = sorted((r.latency_ms[t], r.score) for r in result.ranked)
-        front, best = [], -1.0
-        for x, y in pts:
-            if y > best:
-                front.append((x, y))
-                best = y
+        # the front on this target alone (the archive front may be multi-target), as the run computed it
+        by_id = {r.canonical_id: r for r in result.ranked}
+        front = [by_id[c] for c in result.fronts.get(t, [])]
         if front:
-            ax.step([p[0] for p in front], [p[1] for p in front], where="post", c="C0", lw=1.5,
-                    marker="o", ms=4, label=f"Pareto front ({t})")
-            se = {(r.latency_ms[t], r.score): r.score_se for r in result.ranked}
-            bars = [(x, y, se[(x, y)]) for x, y in front if se.get((x, y)) is not None]
+            ax.step([r.latency_ms[t] for r in front], [r.score for r in front], where="post", c="C0", lw=1.5,
+                    marker="o", ms=4, label=f"Pareto front ({t}), HV {result.hypervolumes.get(t, 0.0):.4f}")
+            bars = [(r.latency_ms[t], r.score, r.score_se) for r in front if r.score_se is not None]
             if bars:
                 ax.errorbar([b[0] for b in bars], [b[1] for b in bars], yerr=[b[2] for b in bars], fmt="none",
                             ecolor="C0", elinewidth=0.8, capsize=2, alpha=0.7)

@@ -24,6 +24,7 @@ from search.evaluators import (
     latency_evaluators,
 )
 from search.executor import Executor, InProcessExecutor, SearchStopped
+from search.pareto import front_2d, target_hypervolume
 
 ALGORITHMS = {"evolution": evolution, "pareto": nsga}
 
@@ -71,8 +72,19 @@ class SearchResult(BaseModel):
     cache_hits: int
     stats: dict[str, int]
     ranked: list[RankedArch]
-    front: list[RankedArch]
-    hypervolume: float
+    front: list[RankedArch] = Field(description="the non-dominated architectures over every objective at "
+                                    "once (score and all targets' latencies; RankedArch.on_front)")
+    hypervolume: float = Field(description="the front's normalised hypervolume: objectives 1 - score and "
+                               "latency / reference latency per target (and extras), reference point "
+                               "(1, 1, ...), a fraction of the unit box (docs/search.md)")
+    fronts: dict[str, list[str]] = Field(default_factory=dict, description="per target, the 2-D front of "
+                                         "score vs that target's latency (search.pareto.front_2d): candidate "
+                                         "ids, fastest first")
+    hypervolumes: dict[str, float] = Field(default_factory=dict, description="per target, that front's "
+                                           "normalised hypervolume (search.pareto.target_hypervolume: 1 - "
+                                           "score, latency / the target's reference latency, reference "
+                                           "point (1, 1)); equals hypervolume for a single-target search "
+                                           "without extra objectives")
     reference: dict[str, Any] = Field(description="hypervolume reference point (see docs/search.md)")
     reference_arch: ReferenceArch | None = Field(None, description="LightTrack-Mobile's point (None when "
                                                  "its path is not in the search space, or the run stopped early)")
@@ -178,6 +190,12 @@ def _result(engine: Engine, algo: Any, completed: bool, frames: Mapping[str, Any
                                                 for t in engine.targets]
                  + [f"{o} / {engine.reference[o]:.6g}" for o in engine.cfg.extra_objectives]}
     ra = engine.reference_arch
+    fronts: dict[str, list[str]] = {}
+    hypervolumes: dict[str, float] = {}
+    for t in engine.targets:
+        front = front_2d((r.canonical_id, r.score, r.latency_ms[t]) for r in ranked)
+        fronts[t] = [c for c, _, _ in front]
+        hypervolumes[t] = target_hypervolume(front, engine.reference[t])
     reference_arch = None if ra is None else ReferenceArch(
         name=ra["name"], arch=ra["arch"], canonical_id=ra["canonical_id"], score=ra["accuracy"],
         score_se=ra.get("accuracy_se"), latency_ms=ra["latency"], **_frame(ra["latency"], frames),
@@ -186,6 +204,6 @@ def _result(engine: Engine, algo: Any, completed: bool, frames: Mapping[str, Any
     return SearchResult(
         algorithm=engine.cfg.algorithm, completed=completed, generations_done=engine.generation,
         evaluated=engine.stats["evaluated"], cache_hits=engine.stats["cache_hits"], stats=dict(engine.stats),
-        ranked=ranked, front=[by_id[c] for c in front_ids], hypervolume=hv, reference=reference,
-        reference_arch=reference_arch,
+        ranked=ranked, front=[by_id[c] for c in front_ids], hypervolume=hv, fronts=fronts,
+        hypervolumes=hypervolumes, reference=reference, reference_arch=reference_arch,
         spearman=list(engine.spearman), history=list(engine.history), state=engine.state_dict())

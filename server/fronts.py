@@ -1,4 +1,9 @@
-"""Pareto fronts of score (higher is better) vs latency (lower is better) on one target."""
+"""Pareto fronts of score (higher is better) vs latency (lower is better) on one target.
+
+The front and its hypervolume are search.pareto's (``front_2d``, ``target_hypervolume``): a
+search's own front is the one its run computed (stored by server/job_results.py), a team's front
+over several searches is ``front_2d`` of their stored fronts.
+"""
 
 from __future__ import annotations
 
@@ -6,34 +11,14 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-import numpy as np
 import orjson
 from fastapi import Response
 from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 
-from search.pareto import hypervolume_2d
+from search.pareto import front_2d, target_hypervolume
 from server.models import ArchitectureRow, FrontPoint, Search, SubnetMeasurement
 from server.verification import measured_for
-
-
-def front_of(points: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
-    """Non-dominated (arch id, score, latency) points, one per architecture, fastest first.
-
-    Two objectives: sort by latency (then score, descending) and sweep, keeping a point when it
-    scores strictly better than every faster one; O(n log n), so 100k results cost little.
-    """
-    best: dict[str, tuple[str, float, float]] = {}
-    for p in points:
-        best.setdefault(p[0], p)
-    front: list[tuple[str, float, float]] = []
-    top = -np.inf
-    for p in sorted(best.values(), key=lambda p: (p[2], -p[1], p[0])):
-        if p[1] > top:
-            front.append(p)
-            top = p[1]
-    return front
-
 
 # A search as the fronts need it: ``id``, ``status``, ``request``, ``summary`` (an ORM ``Search``
 # or a row of ``SEARCH_FOR_FRONT``).
@@ -56,29 +41,39 @@ _FRONT_POINTS = (select(FrontPoint.arch_id, FrontPoint.score, FrontPoint.score_s
 def pareto_payload(conn: Connection | Session, searches: list[SearchLike], hardware_id: int) -> dict[str, Any]:
     """The front across ``searches`` on ``hardware_id``, with its hypervolume.
 
-    Reference point: score 0 and the largest reference latency of those searches (the slowest
-    architecture their spaces allow on this target, as the search engine uses), so the
-    hypervolume is in score x ms and comparable between searches of one (supernet, target).
-    Every point carries its score's standard error (``score_se``, null where unknown), and
-    ``reference`` is LightTrack-Mobile's own point (:func:`reference_of`).
+    One search: the front its run computed (``SearchResult.fronts``, as stored) and its stored
+    hypervolume. Several: :func:`search.pareto.front_2d` over their stored fronts, and its
+    hypervolume by the same :func:`search.pareto.target_hypervolume`.
+
+    ``hypervolume`` is the normalised one, as the search reports it (progress, ranked.json):
+    objectives ``1 - score`` and ``latency / R`` against the reference point (1, 1), with R the
+    largest reference latency of those searches on this target (the slowest architecture their
+    spaces allow there, as the search engine uses). ``hypervolume_score_ms`` is the same area in
+    score x ms (``hypervolume * R``). Both are comparable between searches of one (supernet,
+    target). Every point carries its score's standard error (``score_se``, null where unknown),
+    and ``reference`` is LightTrack-Mobile's own point (:func:`reference_of`).
     """
     ids = [s.id for s in searches]
     rows = conn.execute(_FRONT_POINTS, {"ids": ids, "hardware_id": hardware_id}).all() if ids else []
     names = {r.arch_id: r.lighttrack for r in rows}
     se: dict[str, float | None] = {}
-    for r in rows:  # the same row front_of keeps for an architecture (its first)
+    for r in rows:  # the same row front_2d keeps for an architecture (its first)
         se.setdefault(r.arch_id, None if r.score_se is None else float(r.score_se))
-    front = front_of([(r.arch_id, float(r.score), float(r.latency_ms)) for r in rows])
-    refs = [float(v) for s in searches
-            if (v := (s.summary or {}).get("reference_ms", {}).get(str(hardware_id))) is not None]
+    points = [(r.arch_id, float(r.score), float(r.latency_ms)) for r in rows]
+    key = str(hardware_id)
+    refs = [float(v) for s in searches if (v := (s.summary or {}).get("reference_ms", {}).get(key)) is not None]
+    stored = (searches[0].summary or {}).get("hypervolumes", {}).get(key) if len(searches) == 1 else None
+    # one search: the run's own front as stored (fastest first); several: the front of their fronts
+    front = sorted(points, key=lambda p: (p[2], -p[1], p[0])) if len(searches) == 1 else front_2d(points)
     ref_lat = max(refs) if refs else (max((p[2] for p in front), default=0.0) * 1.1)
-    hv = hypervolume_2d(np.array([[-s, lat] for _, s, lat in front], dtype=float).reshape(-1, 2),
-                        np.array([0.0, ref_lat])) if front else 0.0
+    # searches stored before the hypervolumes were kept: the same helper on their stored front
+    hv = float(stored) if stored is not None else target_hypervolume(front, ref_lat)
     stats = {(s.request or {}).get("latency_stat", "p50") for s in searches}
     measured = measured_for(conn, hardware_id, [names[a] for a, _, _ in front], stats.pop() if len(stats) == 1 else "p50")
     budget = budget_of(searches, hardware_id)
     return {"hardware_id": hardware_id, "reference_point": {"score": 0.0, "latency_ms": ref_lat},
-            "hypervolume": float(hv), "reference": reference_of(searches, hardware_id), "budget_ms": budget,
+            "hypervolume": hv, "hypervolume_score_ms": hv * ref_lat,
+            "reference": reference_of(searches, hardware_id), "budget_ms": budget,
             "measured": sum(names[a] in measured for a, _, _ in front),
             "points": [{"architecture_id": a, "lighttrack": names[a], "score": s, "score_se": se[a],
                         "latency_ms": lat, "predicted_ms": lat, "measured_ms": measured.get(names[a]),

@@ -1,6 +1,7 @@
 """A finished search's results, stored in one transaction with its ``succeeded`` status: the
-ranked architectures, their predicted latencies (the latency cache), a Pareto front per hardware
-target, the summary and the final progress."""
+ranked architectures, their predicted latencies (the latency cache), the Pareto front per hardware
+target that the search computed (``SearchResult.fronts``, search.pareto.front_2d), the summary
+(with each target's normalised hypervolume, ``SearchResult.hypervolumes``) and the final progress."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.db import db_now, insert_ignore, session_scope
-from server.fronts import front_of
 from server.jobs import LostJob
 from server.models import ArchitectureRow, FrontPoint, LatencyCache, Search, SearchResult
 from server.status import SearchStatus
@@ -63,12 +63,12 @@ def _store_hardware(s: Session, sid: int, hid: int, result: Any) -> None:
                 for r in ranked]
     for chunk in _chunks(lat_rows):
         insert_ignore(s, LatencyCache, chunk, ["hardware_id", "arch_id"])
-    se_of = {r.canonical_id: r.score_se for r in ranked}
-    front = front_of([(r.canonical_id, r.score, float(r.latency_ms[key])) for r in ranked])
+    by_id = {r.canonical_id: r for r in ranked}
+    front = [by_id[c] for c in result.fronts[key]]  # the search's own front on this target
     if front:
         s.execute(FrontPoint.__table__.insert(), [
-            {"search_id": sid, "hardware_id": hid, "arch_id": a, "score": sc, "score_se": se_of[a],
-             "latency_ms": lat} for a, sc, lat in front])
+            {"search_id": sid, "hardware_id": hid, "arch_id": r.canonical_id, "score": r.score,
+             "score_se": r.score_se, "latency_ms": float(r.latency_ms[key])} for r in front])
 
 
 def _succeed(s: Session, search: Search, result: Any, seconds: float, counts: Sequence[int]) -> None:
@@ -77,6 +77,8 @@ def _succeed(s: Session, search: Search, result: Any, seconds: float, counts: Se
     ref = result.reference.get("latency_ms", {}) if isinstance(result.reference, dict) else {}
     search.summary = {"reference_ms": {k: float(v) for k, v in ref.items()},
                       "hypervolume": float(result.hypervolume),
+                      # per hardware id, the normalised hypervolume of the stored front (server/fronts.py)
+                      "hypervolumes": {k: float(v) for k, v in result.hypervolumes.items()},
                       "timings": {"worker_s": round(seconds, 3)},
                       # LightTrack-Mobile's point: the front's reference (server/fronts.py)
                       "reference_arch": ref_arch.model_dump() if ref_arch is not None else None}
@@ -84,6 +86,7 @@ def _succeed(s: Session, search: Search, result: Any, seconds: float, counts: Se
     progress.update({"generation": result.generations_done, "generations": result.generations_done,
                      "evaluated": result.evaluated, "cache_hits": counts[0], "scored": counts[1],
                      "best_score": ranked[0].score if ranked else None,
-                     "front_size": len(result.front), "fraction": 1.0, "note": None})
+                     "front_size": len(result.front), "hypervolume": float(result.hypervolume),
+                     "fraction": 1.0, "note": None})
     search.progress = progress
     search.status, search.finished_at, search.worker_id = SearchStatus.succeeded, db_now(s), None

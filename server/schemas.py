@@ -289,6 +289,10 @@ class Progress(BaseModel):
     scored: int = Field(0, description="candidates this search scored itself; scored + cache_hits = evaluated")
     best_score: float | None = None
     front_size: int = 0
+    hypervolume: float | None = Field(None, description="the search front's normalised hypervolume (objectives "
+                                      "1 - score and latency / reference latency per target, reference point "
+                                      "(1, 1, ...)); for a single-target search the pareto endpoint's "
+                                      "hypervolume")
     fraction: float = 0.0
     note: str | None = None
 
@@ -344,8 +348,14 @@ class ReferenceArchOut(BaseModel):
 
 class ParetoOut(BaseModel):
     hardware_id: int
-    reference_point: dict[str, float] = Field(description="hypervolume reference point")
-    hypervolume: float
+    reference_point: dict[str, float] = Field(description="hypervolume reference point: score 0 and R, the "
+                                              "largest reference latency of the searches on this target (ms)")
+    hypervolume: float = Field(description="normalised hypervolume of the front: objectives 1 - score and "
+                               "latency / R, reference point (1, 1), a fraction of the unit box; the search's "
+                               "own figure (progress, ranked.json) for a single-target search "
+                               "(search.pareto.target_hypervolume)")
+    hypervolume_score_ms: float = Field(description="the same area in score x ms, dominated up to "
+                                        "(score 0, R): hypervolume * R")
     reference: ReferenceArchOut | None = Field(None, description="LightTrack-Mobile's point (null for "
                                                "searches finished before it was recorded)")
     budget_ms: float | None = Field(None, description="the latency budget on this target the searches ran under")

@@ -88,7 +88,12 @@ def test_results_and_fronts_as_dataframes(finished) -> None:
     for _, row in df.iterrows():  # nothing evaluated dominates a front point
         dominated = (front["latency_ms"] > row[f"latency_ms_{hw}"]) & (front["score"] < row["score"])
         assert not dominated.any()
-    assert front.attrs["hardware_id"] == hw and front.attrs["hypervolume"] >= 0
+    assert front.attrs["hardware_id"] == hw and 0 <= front.attrs["hypervolume"] <= 1
+    # one target: the front's normalised hypervolume is the search's own (its progress), and the
+    # score x ms area is that times the reference latency
+    assert front.attrs["hypervolume"] == search.progress.hypervolume
+    ref_ms = front.attrs["reference_point"]["latency_ms"]
+    assert front.attrs["hypervolume_score_ms"] == pytest.approx(front.attrs["hypervolume"] * ref_ms)
 
     team_front = c.pareto_df(search.supernet_id, hw)  # one finished search: the same front
     assert team_front["architecture_id"].tolist() == front["architecture_id"].tolist()

@@ -6,7 +6,8 @@ import pytest
 from search.config import SearchConfig
 from search.engine import InfeasibleBudgetError
 from search.evaluators import LatencyEvaluator, genes_of
-from search.pareto import hypervolume, pareto_mask
+from search.pareto import hypervolume, pareto_mask, target_hypervolume
+from search.report import write_ranked
 from search.runner import check_config, run_search
 from tracking.flops import count_flops_params
 from tracking.space import Architecture, sample_many
@@ -142,6 +143,36 @@ def test_multi_target_front(space, surrogate, cpu_table, gpu_table):
     assert (pareto_mask(F) == on_front).all()
     # the joint front contains every single-target front
     assert on_front[pareto_mask(F[:, [0, 1]])].all() and on_front[pareto_mask(F[:, [0, 2]])].all()
+
+
+@pytest.mark.parametrize("algorithm", ["evolution", "pareto"])
+def test_per_target_front_and_hypervolume_are_the_engines(surrogate, cpu_table, tmp_path, algorithm):
+    seen = []
+    r = run_search(small(algorithm=algorithm, population=16, generations=6), surrogate, {"cpu": cpu_table},
+                   on_generation=lambda p, s: seen.append(p))
+    # one target: the 2-D front is the engine's front, and its normalised hypervolume the engine's
+    assert set(r.fronts) == {"cpu"} and sorted(r.fronts["cpu"]) == sorted(x.canonical_id for x in r.front)
+    assert r.hypervolumes["cpu"] == r.hypervolume == seen[-1]["hypervolume"]
+    by_id = {x.canonical_id: x for x in r.ranked}
+    lats = [by_id[c].latency_ms["cpu"] for c in r.fronts["cpu"]]
+    assert lats == sorted(lats)  # fastest first
+    assert r.hypervolumes["cpu"] == pytest.approx(target_hypervolume(
+        [(x.canonical_id, x.score, x.latency_ms["cpu"]) for x in r.ranked], r.reference["latency_ms"]["cpu"]))
+    _, json_path = write_ranked(r, tmp_path)
+    doc = json.loads(json_path.read_text())
+    assert doc["fronts"] == r.fronts and doc["hypervolumes"]["cpu"] == doc["hypervolume"] == r.hypervolume
+
+
+def test_multi_target_search_has_a_2d_front_per_target(surrogate, cpu_table, gpu_table):
+    r = run_search(small(algorithm="pareto", population=16, generations=6), surrogate,
+                   {"cpu": cpu_table, "gpu": gpu_table})
+    assert set(r.fronts) == set(r.hypervolumes) == {"cpu", "gpu"}
+    for t in ("cpu", "gpu"):
+        F = np.array([[1 - x.score, x.latency_ms[t] / r.reference["latency_ms"][t]] for x in r.ranked])
+        mask = pareto_mask(F)
+        assert sorted(r.fronts[t]) == sorted(x.canonical_id for x, keep in zip(r.ranked, mask, strict=True) if keep)
+        assert r.hypervolumes[t] == pytest.approx(hypervolume(F, [1, 1]))
+        assert set(r.fronts[t]) <= {x.canonical_id for x in r.front}  # within the joint front
 
 
 def test_pareto_search_beats_random_search_at_equal_evaluations(space, surrogate, cpu_table):

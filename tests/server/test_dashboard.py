@@ -310,7 +310,9 @@ def test_front_architecture_hardware_signout(finished: Finished, page: Any) -> N
     assert roles["candidates"]["n"] == len(finished.results)  # every evaluated candidate, faded
     assert ("reference" in roles) == (finished.fronts[first]["reference"] is not None)
     hv = page.locator('#hypervolumes li[data-target="0"] .hv-value').inner_text()
-    assert float(hv) == pytest.approx(finished.fronts[first]["hypervolume"], rel=1e-3)
+    assert float(hv) == pytest.approx(finished.fronts[first]["hypervolume"], rel=1e-3)  # normalised, as REST
+    area = finished.fronts[first]["hypervolume_score_ms"]
+    assert f"(normalised; {area:.4g} score·ms;" in page.locator('#hypervolumes li[data-target="0"]').inner_text()
     page.get_by_label("Hardware target").select_option(label="jetson-nano")
     page.wait_for_selector("#front-plot[data-ready]")
     front = page.evaluate("() => document.getElementById('front-plot').data.find(t => t.meta.role === 'front')")

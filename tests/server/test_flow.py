@@ -107,7 +107,11 @@ def test_service_end_to_end(service: Service, artifacts: dict[str, Path]) -> Non
     assert [x["rank"] for x in results] == list(range(1, len(results) + 1))
     assert len(results) == s1["progress"]["evaluated"] >= 4
     front = c.get(f"/v1/searches/{s1['id']}/pareto", params={"hardware_id": hid}).json()
-    assert front["points"] and front["hypervolume"] > 0
+    assert front["points"] and 0 < front["hypervolume"] < 1
+    # one hypervolume: the front's (normalised) is the search's own, as its progress reports it;
+    # the score x ms area is that times the reference latency
+    assert front["hypervolume"] == s1["progress"]["hypervolume"]
+    assert front["hypervolume_score_ms"] == pytest.approx(front["hypervolume"] * front["reference_point"]["latency_ms"])
     lat = [p["latency_ms"] for p in front["points"]]
     score = [p["score"] for p in front["points"]]
     assert lat == sorted(lat) and score == sorted(score)  # faster points score lower on a front

@@ -8,9 +8,11 @@ results and front points, Mobile's point in the summary) and the Pareto payload 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
@@ -20,12 +22,14 @@ from latency_tables.db import LatencyTable
 from latency_tables.predict import LatencyPredictor
 from search.config import SearchConfig
 from search.evaluators import Score, SurrogateAccuracy
+from search.pareto import front_2d, hypervolume, target_hypervolume
+from search.report import write_ranked
 from search.runner import run_search
 from server.db import create_engine_for, make_sessionmaker, session_scope
 from server.fronts import pareto_payload
 from server.migrate import alembic_config, current_revision, upgrade
 from server.models import FrontPoint, Hardware, ScoreCache, Search, SearchResult, Supernet, Team
-from server.routes.searches import _RESULTS_PAGE
+from server.routes.searches import _RESULTS_PAGE, search_out
 from server.settings import Settings
 from server.worker import DbCachedAccuracy, Worker
 from tests.search.conftest import synthetic_unit_ms
@@ -181,3 +185,67 @@ def test_worker_stores_standard_errors_and_the_reference(engine: Engine) -> None
     with factory() as s:
         both = list(s.scalars(select(Search)))
         assert pareto_payload(s, both, hid)["reference"] == ref
+
+
+def test_stored_front_and_hypervolume_are_the_searchs(engine: Engine, tmp_path: Any) -> None:
+    """The worker stores the front the search computed (the engine's, for one target) and its
+    normalised hypervolume: the same number in the job's progress, the pareto payload and the
+    local ranked.json. A team front over two searches is front_2d of their stored fronts."""
+    upgrade(engine)
+    factory = make_sessionmaker(engine)
+    space = SearchSpace.paper()
+    worker = Worker(factory, Settings())
+    with session_scope(factory) as s:
+        team = Team(name="hv")
+        s.add(team)
+        s.flush()
+        sn = Supernet(team_id=team.id, name="x", checkpoint_path="x", data_path="x", space={})
+        table = LatencyTable(name="hv-cpu", hardware={}, runtime={})
+        s.add_all([sn, table])
+        s.flush()
+        hw = Hardware(team_id=team.id, name="cpu", kind="cpu", runtime={}, table_id=table.id)
+        s.add(hw)
+        s.flush()
+        searches = [Search(team_id=team.id, supernet_id=sn.id, request={"hardware_ids": [hw.id]}, progress={},
+                           summary={}, status="running", worker_id=worker.id) for _ in range(2)]
+        s.add_all(searches)
+        s.flush()
+        sids, hid = [x.id for x in searches], hw.id
+    predictor = LatencyPredictor(synthetic_unit_ms(space, 1.0, 1), space)
+    results = []
+    for sid, seed in zip(sids, (0, 1), strict=True):
+        seen: list[dict[str, Any]] = []
+        result = run_search(SearchConfig(algorithm="pareto", population=8, generations=3, parents=4, seed=seed),
+                            SurrogateWithSE(space), {str(hid): predictor}, on_generation=lambda p, _s, seen=seen: seen.append(p))
+        worker._store_result(sid, result, [hid], 1.0, [0, result.evaluated])
+        results.append(result)
+        assert result.hypervolume == seen[-1]["hypervolume"]  # the run's last progress
+    result, sid, key = results[0], sids[0], str(hid)
+    _, json_path = write_ranked(result, tmp_path)
+    ranked_json = json.loads(json_path.read_text())
+    with factory() as s:
+        search = s.get(Search, sid)
+        assert search is not None
+        stored = s.scalars(select(FrontPoint.arch_id).where(FrontPoint.search_id == sid,
+                                                           FrontPoint.hardware_id == hid)).all()
+        payload = pareto_payload(s, [search], hid)
+        progress = search_out(search).progress  # the job's progress as GET /v1/searches/{id} serves it
+        team = pareto_payload(s, list(s.scalars(select(Search).where(Search.id.in_(sids)))), hid)
+    # the stored front is the engine's (one target: its 2-D front is the search's front)
+    assert sorted(stored) == sorted(result.fronts[key]) == sorted(r.canonical_id for r in result.front)
+    assert [p["architecture_id"] for p in payload["points"]] == result.fronts[key]  # fastest first
+    # one hypervolume: progress == REST pareto == ranked.json == the engine's
+    assert progress.hypervolume == payload["hypervolume"] == ranked_json["hypervolume"] == result.hypervolume
+    assert ranked_json["hypervolumes"][key] == result.hypervolume
+    ref_ms = result.reference["latency_ms"][key]
+    assert payload["reference_point"] == {"score": 0.0, "latency_ms": ref_ms}
+    area = hypervolume(np.array([[-p["score"], p["latency_ms"]] for p in payload["points"]]), [0.0, ref_ms])
+    assert payload["hypervolume_score_ms"] == pytest.approx(area, rel=1e-9)  # the old score x ms figure
+    # two searches: the front of both stored fronts, its hypervolume by the same helper
+    union = front_2d([(r.canonical_id, r.score, r.latency_ms[key]) for res in results
+                      for r in res.ranked if r.canonical_id in set(res.fronts[key])])
+    assert [p["architecture_id"] for p in team["points"]] == [a for a, _, _ in union]
+    ref_both = max(res.reference["latency_ms"][key] for res in results)
+    assert team["hypervolume"] == target_hypervolume(union, ref_both)
+    assert team["hypervolume_score_ms"] == pytest.approx(team["hypervolume"] * ref_both)
+    assert team["hypervolume"] >= max(res.hypervolume for res in results) - 1e-12

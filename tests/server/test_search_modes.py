@@ -55,8 +55,14 @@ def test_search_modes_and_onnx_export_through_the_service(service: Service, arti
     results = {r["architecture_id"]: r for r in all_results(c, ids["two targets"])}
     for h in (h1, h2):
         front = c.get(f"/v1/searches/{ids['two targets']}/pareto", params={"hardware_id": h}).json()
-        assert front["points"] and front["hypervolume"] > 0
+        assert front["points"] and 0 < front["hypervolume"] < 1  # normalised, per target
+        assert front["hypervolume_score_ms"] == pytest.approx(front["hypervolume"]
+                                                              * front["reference_point"]["latency_ms"])
         assert all(p["latency_ms"] == results[p["architecture_id"]]["latency_ms"][str(h)] for p in front["points"])
+    # one target: the front's normalised hypervolume is the search's own (its progress)
+    for name in ("predictor", "sequences"):
+        front = c.get(f"/v1/searches/{ids[name]}/pareto", params={"hardware_id": h1}).json()
+        assert front["hypervolume"] == done[name]["progress"]["hypervolume"], name
     # the budget: every result marked feasible meets it on the budget's target, and some do
     budget = all_results(c, ids["budget"])
     assert any(r["feasible"] for r in budget)
