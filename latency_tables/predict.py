@@ -33,6 +33,7 @@ from tracking.space import (
     Architecture,
     Head,
     SearchSpace,
+    backbone_positions,
     enumerate_genes,
     from_genes,
     to_genes,
@@ -145,7 +146,7 @@ class LatencyPredictor:
         sp = self.space
         a = self._a
         cost = self._cost
-        positions = [(s, b) for s, n in enumerate(sp.stage_blocks) for b in range(n)]
+        positions = [(p.stage, p.block) for p in backbone_positions(sp)]
         self.n_block_genes = len(positions)
         # Block costs [position, choice], already calibrated (a * cost + per-block term).
         self.block_cost = np.array([[a * cost(block_unit(sp, s, b, c).key) + self._b_block

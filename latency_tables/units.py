@@ -13,7 +13,7 @@ cls, reg). Its units, in execution order:
 A unit is identified by what determines its cost: type, input shape(s) and choices, e.g.
 ``mbconv:in24x64x64:out40:k5:e6:s2``. Block positions with the same input shape share keys.
 
-This module is pure Python (shapes are derived from the ``SearchSpace``); only
+This module is pure Python (shapes come from ``tracking.space.blocks``, the one topology); only
 :func:`build_unit_module` and :func:`export_unit_onnx` import torch.
 """
 
@@ -23,15 +23,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tracking.geometry import CORR_CHANNELS
-from tracking.geometry import STRIDE as FEATURE_STRIDE
-from tracking.space import HEAD_KERNELS, MBCONV_CHOICES, SKIP, Architecture, Head, SearchSpace
-
-# Mirrors tracking.ops (checked by tests/latency_tables/test_units.py): kept here so that keys and
-# predictions need no torch import.
-STEM_KERNEL = 3
-DS_KERNEL = 3
-OUTPUT_KERNEL = 3
+from tracking.space import (
+    HEAD_KERNELS,
+    MBCONV_CHOICES,
+    Architecture,
+    BlockSpec,
+    Head,
+    SearchSpace,
+    adjust_spec,
+    blocks,
+    ds_spec,
+    head_specs,
+    mbconv_spec,
+    neck_spec,
+    stem_spec,
+)
 
 KINDS = ("stem", "dsconv", "mbconv", "adjust", "neck", "head", "cls", "reg")
 
@@ -74,76 +80,44 @@ class Unit:
         return self.key
 
 
-# -- shapes of the space ----------------------------------------------------------------------
+# -- units of the space's topology (tracking.space.blocks) ---------------------------------------
 
-def stage_input_size(space: SearchSpace, stage: int) -> int:
-    """Spatial size of the search image at the input of searchable ``stage``."""
-    return space.search_size // (space.stage_stride_total(stage - 1) if stage > 0 else 2)
+def unit_of(spec: BlockSpec) -> Unit:
+    """The measurable unit of one module of the search graph."""
+    template = (spec.in_ch, spec.template, spec.template) if spec.kind == "neck" else None
+    return Unit(spec.kind, (spec.in_ch, spec.size, spec.size), spec.out_ch, spec.kernel, spec.expansion,
+                spec.stride, template)
 
 
 def block_unit(space: SearchSpace, stage: int, block: int, choice: int) -> Unit:
     """The MBConv unit of ``choice`` at block position (stage, block)."""
-    k, e = MBCONV_CHOICES[choice]
-    size = stage_input_size(space, stage)
-    out_ch = space.stage_channels[stage]
-    if block == 0:
-        in_ch = space.stage_channels[stage - 1] if stage > 0 else space.stem_channels
-        stride = space.stage_strides[stage]
-    else:
-        in_ch, stride = out_ch, 1
-        size //= space.stage_strides[stage]
-    return Unit("mbconv", (in_ch, size, size), out_ch, k, e, stride)
+    return unit_of(mbconv_spec(space, stage, block, choice))
 
 
 def adjust_unit(space: SearchSpace, stage: int) -> Unit:
-    size = space.search_size // space.stage_stride_total(stage)
-    stride = max(1, size * FEATURE_STRIDE // space.search_size)
-    return Unit("adjust", (space.stage_channels[stage], size, size), CORR_CHANNELS, stride=stride)
-
-
-def _feature_size(space: SearchSpace, image: int) -> int:
-    return image // FEATURE_STRIDE
+    return unit_of(adjust_spec(space, stage))
 
 
 def stem_unit(space: SearchSpace) -> Unit:
-    return Unit("stem", (3, space.search_size, space.search_size), space.stem_channels, STEM_KERNEL, stride=2)
+    return unit_of(stem_spec(space))
 
 
 def ds_unit(space: SearchSpace) -> Unit:
-    s = space.search_size // 2
-    return Unit("dsconv", (space.stem_channels, s, s), space.stem_channels, DS_KERNEL, stride=1)
+    return unit_of(ds_spec(space))
 
 
 def neck_unit(space: SearchSpace) -> Unit:
-    x, z = _feature_size(space, space.search_size), _feature_size(space, space.template_size)
-    return Unit("neck", (CORR_CHANNELS, x, x), space.neck_channels, template=(CORR_CHANNELS, z, z))
+    return unit_of(neck_spec(space))
 
 
 def head_units(space: SearchSpace, head: Head, tower: str) -> list[Unit]:
     """Non-skip layers of one tower, then its output conv (``tower``: ``cls`` or ``reg``)."""
-    s = _feature_size(space, space.search_size)
-    width = space.head_widths[head.width]
-    units, ch = [], space.neck_channels
-    for c in head.layers:
-        if c == SKIP:
-            continue
-        units.append(Unit("head", (ch, s, s), width, HEAD_KERNELS[c]))
-        ch = width
-    # Skip layers are identities, so the output conv always sees the tower width after layer 1.
-    units.append(Unit(tower, (width, s, s), 1 if tower == "cls" else 4, OUTPUT_KERNEL))
-    return units
+    return [unit_of(spec) for spec in head_specs(space, head, tower)]
 
 
 def units_of(arch: Architecture, space: SearchSpace | None = None) -> list[Unit]:
     """Every unit ``arch``'s search graph runs, in execution order (repeats included)."""
-    space = space or SearchSpace.paper()
-    units = [stem_unit(space), ds_unit(space)]
-    units += [block_unit(space, s, b, c) for s, b, c in arch.active_blocks()]
-    units.append(adjust_unit(space, arch.out_stage))
-    units.append(neck_unit(space))
-    units += head_units(space, arch.cls, "cls")
-    units += head_units(space, arch.reg, "reg")
-    return units
+    return [unit_of(spec) for spec in blocks(arch, space or SearchSpace.paper())]
 
 
 def all_units(space: SearchSpace | None = None) -> list[Unit]:

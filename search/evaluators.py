@@ -25,8 +25,10 @@ from tracking.space import (
     DEFAULT_SPACE,
     HEAD_KERNELS,
     MBCONV_CHOICES,
+    SKIP,
     Architecture,
     SearchSpace,
+    backbone_positions,
     enumerate_genes,
     from_genes,
     to_genes,
@@ -94,10 +96,9 @@ def archs_of(genes: np.ndarray, space: SearchSpace = DEFAULT_SPACE) -> list[Arch
 
 def active_block_mask(genes: np.ndarray, space: SearchSpace = DEFAULT_SPACE) -> np.ndarray:
     """[n, n_blocks] bool: which backbone blocks run (blocks after the output position do not)."""
-    n_blocks = sum(space.stage_blocks)
-    starts = np.cumsum((0,) + space.stage_blocks)[:-1]
-    n_active = np.array([starts[s] + b + 1 for s, b in space.output_positions])[genes[:, n_blocks]]
-    return np.arange(n_blocks)[None, :] < n_active[:, None]
+    order = [(p.stage, p.block) for p in backbone_positions(space)]
+    n_active = np.array([order.index(pos) + 1 for pos in space.output_positions])[genes[:, len(order)]]
+    return np.arange(len(order))[None, :] < n_active[:, None]
 
 
 # -- the fixed analytic accuracy surrogate -----------------------------------------------------
@@ -123,9 +124,9 @@ class SurrogateAccuracy:
         rng = np.random.default_rng(self._INTERACTION_SEED)
         w = rng.normal(0.0, 1.0, (n_feat, n_feat)) * (rng.random((n_feat, n_feat)) < 0.08)
         self._w = np.triu(w, 1)
-        nb = sum(space.stage_blocks)
-        self._n_blocks = nb
-        self._stage_of_block = np.repeat(np.arange(len(space.stage_blocks)), space.stage_blocks)
+        positions = backbone_positions(space)
+        self._n_blocks = len(positions)
+        self._stage_of_block = np.array([p.stage for p in positions])
         kern = np.array([k for k, _ in MBCONV_CHOICES], dtype=float)
         exp_ = np.array([e for _, e in MBCONV_CHOICES], dtype=float)
         self._block_cap = np.log(kern**2 * exp_) / math.log(49 * 6)  # 0.56..1 per choice
@@ -286,16 +287,16 @@ def extreme_genes(latency: Callable[[np.ndarray], np.ndarray], space: SearchSpac
 def smallest_genes(space: SearchSpace = DEFAULT_SPACE) -> np.ndarray:
     """k3/e4 everywhere, earliest output, 128-wide towers of one 3x3 layer then skips."""
     g = []
-    for name, _n in enumerate_genes(space):
-        g.append(2 if (".layer" in name and not name.endswith("layer1")) else 0)
+    for gene in enumerate_genes(space):
+        g.append(SKIP if gene.kind == "layer" and gene.layer > 0 else 0)
     return np.array(g, dtype=np.int64)
 
 
 def largest_genes(space: SearchSpace = DEFAULT_SPACE) -> np.ndarray:
     """k7/e6 everywhere, last output, 256-wide towers of 5x5 layers."""
     g = []
-    for name, n in enumerate_genes(space):
-        g.append(1 if ".layer" in name else n - 1)  # head layers: 1 = 5x5 (2 would be skip)
+    for gene in enumerate_genes(space):
+        g.append(1 if gene.kind == "layer" else gene.n - 1)  # head layers: 1 = 5x5 (2 would be skip)
     return np.array(g, dtype=np.int64)
 
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tracking.geometry import CORR_CHANNELS, CORR_OUT_CHANNELS, STRIDE, make_divisible
-from tracking.space import HEAD_KERNELS, MBCONV_CHOICES, SKIP, Architecture, Head, SearchSpace
+from tracking.geometry import make_divisible
+from tracking.space import Architecture, BlockSpec, SearchSpace, blocks
 
 
 @dataclass
@@ -40,40 +40,53 @@ class _Count:
         self.macs += c * (h * h + 1)
 
 
-def _out(h: int, stride: int) -> int:
-    return -(-h // stride)  # 'same' padding with odd kernels: ceil(h / stride)
-
-
-def _mbconv(n: _Count, h: int, c_in: int, c_out: int, k: int, e: int, s: int) -> int:
-    mid = c_in * e
-    n.conv(h, c_in, mid, 1)
-    n.bn(h, mid)
-    h = _out(h, s)
-    n.conv(h, mid, mid, k, groups=mid)
+def _mbconv(n: _Count, spec: BlockSpec) -> None:
+    mid = spec.in_ch * spec.expansion
+    n.conv(spec.size, spec.in_ch, mid, 1)
+    n.bn(spec.size, mid)
+    h = spec.out_size
+    n.conv(h, mid, mid, spec.kernel, groups=mid)
     n.bn(h, mid)
     r = make_divisible(mid * 0.25, 8)
     n.pool(h, mid)
     n.conv(1, mid, r, 1, bias=True)
     n.conv(1, r, mid, 1, bias=True)
-    n.conv(h, mid, c_out, 1)
-    n.bn(h, c_out)
-    return h
+    n.conv(h, mid, spec.out_ch, 1)
+    n.bn(h, spec.out_ch)
 
 
-def _head(n: _Count, head: Head, space: SearchSpace, h: int, reg: bool) -> None:
-    w = space.head_widths[head.width]
-    c_in = space.neck_channels
-    for c in head.layers:
-        if c == SKIP:
-            continue
-        k = HEAD_KERNELS[c]
+def _count(n: _Count, spec: BlockSpec) -> None:
+    """Add one module of the search graph (``tracking.space.blocks``) to the count."""
+    h, c_in, c_out, k = spec.out_size, spec.in_ch, spec.out_ch, spec.kernel
+    if spec.kind == "stem":
+        n.conv(h, c_in, c_out, k)
+        n.bn(h, c_out)
+    elif spec.kind == "dsconv":
         n.conv(h, c_in, c_in, k, groups=c_in)
-        n.conv(h, c_in, w, 1)
-        n.bn(h, w)
-        c_in = w
-    n.conv(h, w, 4 if reg else 1, 3, bias=True)
-    if reg:
-        n.params += 1 + 4  # learnable scale and per-side bias
+        n.bn(h, c_in)
+        n.conv(h, c_in, c_out, 1)
+        n.bn(h, c_out)
+    elif spec.kind == "mbconv":
+        _mbconv(n, spec)
+    elif spec.kind == "adjust":  # BN on the backbone feature, 1x1 conv (stride 2 at stride-8 positions)
+        n.bn(spec.size, c_in)
+        n.conv(h, c_in, c_out, 1, bias=True)
+    elif spec.kind == "neck":  # correlation, channel attention, 1x1 conv + BN
+        corr = spec.template * spec.template
+        n.macs += corr * h * h * c_in
+        n.pool(h, corr)
+        n.conv(1, corr, corr, 1, bias=True)
+        n.conv(1, corr, corr, 1, bias=True)
+        n.conv(h, corr, c_out, 1)
+        n.bn(h, c_out)
+    elif spec.kind == "head":  # depthwise k x k, pointwise to the tower width, BN
+        n.conv(h, c_in, c_in, k, groups=c_in)
+        n.conv(h, c_in, c_out, 1)
+        n.bn(h, c_out)
+    else:  # the cls / reg output conv
+        n.conv(h, c_in, c_out, k, bias=True)
+        if spec.kind == "reg":
+            n.params += 1 + 4  # learnable scale and per-side bias
 
 
 def count_flops_params(arch: Architecture, space: SearchSpace | None = None) -> tuple[int, int]:
@@ -81,31 +94,6 @@ def count_flops_params(arch: Architecture, space: SearchSpace | None = None) -> 
     space = space or SearchSpace.paper()
     arch.validate(space)
     n = _Count()
-    h = _out(space.search_size, 2)
-    n.conv(h, 3, space.stem_channels, 3)
-    n.bn(h, space.stem_channels)
-    c = space.stem_channels
-    n.conv(h, c, c, 3, groups=c)
-    n.bn(h, c)
-    n.conv(h, c, c, 1)
-    n.bn(h, c)
-    for s, b, choice in arch.active_blocks():
-        k, e = MBCONV_CHOICES[choice]
-        c_out = space.stage_channels[s]
-        stride = space.stage_strides[s] if b == 0 else 1
-        h = _mbconv(n, h, c, c_out, k, e, stride)
-        c = c_out
-    # output adjust: BN on the backbone feature, 1x1 conv (stride 2 at stride-8 positions)
-    n.bn(h, c)
-    h = _out(h, STRIDE // space.stage_stride_total(arch.out_stage))
-    n.conv(h, c, CORR_CHANNELS, 1, bias=True)
-    # neck: correlation, channel attention, 1x1 conv + BN
-    n.macs += CORR_OUT_CHANNELS * h * h * CORR_CHANNELS
-    n.pool(h, CORR_OUT_CHANNELS)
-    n.conv(1, CORR_OUT_CHANNELS, CORR_OUT_CHANNELS, 1, bias=True)
-    n.conv(1, CORR_OUT_CHANNELS, CORR_OUT_CHANNELS, 1, bias=True)
-    n.conv(h, CORR_OUT_CHANNELS, space.neck_channels, 1)
-    n.bn(h, space.neck_channels)
-    _head(n, arch.cls, space, h, reg=False)
-    _head(n, arch.reg, space, h, reg=True)
+    for spec in blocks(arch, space):
+        _count(n, spec)
     return n.macs, n.params

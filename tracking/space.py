@@ -22,12 +22,18 @@ import random
 import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
+
+from tracking.geometry import CORR_CHANNELS, STRIDE
 
 MBCONV_CHOICES: tuple[tuple[int, int], ...] = ((3, 4), (3, 6), (5, 4), (5, 6), (7, 4), (7, 6))
 HEAD_LAYER_NAMES = ("dsconv3x3", "dsconv5x5", "skip")
 HEAD_KERNELS = (3, 5)
 SKIP = 2
+# Fixed kernels of the non-searchable convs (tracking.ops builds them; tests check the match).
+STEM_KERNEL = 3
+DS_KERNEL = 3
+OUTPUT_KERNEL = 3
 
 PAPER_OUTPUT_STAGES = (2, 3)  # the paper: last 8 blocks (80 and 96 channel stages), stride 16
 CODE_OUTPUT_STAGES = (1, 2, 3)  # the public code's sampler also allowed the 40-channel stage
@@ -311,6 +317,99 @@ class Architecture:
         return self.to_string()
 
 
+
+# -- topology: the one walk of a tracker's search graph ----------------------------------------
+# Supernet modules, latency units, FLOPs and gene encodings all derive from these specs
+# (timm-style block arguments), so a shape or stride is stated in one place.
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One module of the per-frame search graph: what it is, where it sits, what it maps.
+
+    ``kind`` is one of stem, dsconv, mbconv, adjust, neck, head, cls, reg; ``size`` the square
+    input's side; ``stage``/``block`` the backbone position (mbconv; adjust: its stage) and
+    ``tower``/``layer`` the head position; ``template`` the neck's zf side (its channels are
+    ``in_ch``).
+    """
+
+    kind: str
+    in_ch: int
+    out_ch: int
+    size: int
+    kernel: int = 0
+    expansion: int = 0
+    stride: int = 1
+    stage: int = -1
+    block: int = -1
+    tower: str = ""
+    layer: int = -1
+    template: int = 0
+
+    @property
+    def out_size(self) -> int:
+        return -(-self.size // self.stride)  # 'same' padding with odd kernels: ceil
+
+
+def backbone_positions(space: SearchSpace = DEFAULT_SPACE) -> list[BlockSpec]:
+    """Every MBConv position of ``space`` in order, its choice left open (kernel 0)."""
+    out, ch, size = [], space.stem_channels, space.search_size // 2
+    for s, (n, c, st) in enumerate(zip(space.stage_blocks, space.stage_channels, space.stage_strides, strict=True)):
+        for b in range(n):
+            stride = st if b == 0 else 1
+            out.append(BlockSpec("mbconv", ch, c, size, stride=stride, stage=s, block=b))
+            ch, size = c, -(-size // stride)
+    return out
+
+
+def mbconv_spec(space: SearchSpace, stage: int, block: int, choice: int) -> BlockSpec:
+    """The MBConv of ``choice`` at position (stage, block)."""
+    pos = next(p for p in backbone_positions(space) if (p.stage, p.block) == (stage, block))
+    k, e = MBCONV_CHOICES[choice]
+    return replace(pos, kernel=k, expansion=e)
+
+
+def stem_spec(space: SearchSpace = DEFAULT_SPACE) -> BlockSpec:
+    return BlockSpec("stem", 3, space.stem_channels, space.search_size, STEM_KERNEL, stride=2)
+
+
+def ds_spec(space: SearchSpace = DEFAULT_SPACE) -> BlockSpec:
+    return BlockSpec("dsconv", space.stem_channels, space.stem_channels, space.search_size // 2, DS_KERNEL)
+
+
+def adjust_spec(space: SearchSpace, stage: int) -> BlockSpec:
+    """BN + 1x1 of an output position, strided so the search feature is always stride 16."""
+    total = space.stage_stride_total(stage)
+    return BlockSpec("adjust", space.stage_channels[stage], CORR_CHANNELS, space.search_size // total,
+                     stride=STRIDE // total, stage=stage)
+
+
+def neck_spec(space: SearchSpace = DEFAULT_SPACE) -> BlockSpec:
+    return BlockSpec("neck", CORR_CHANNELS, space.neck_channels, space.search_size // STRIDE,
+                     template=space.template_size // STRIDE)
+
+
+def head_specs(space: SearchSpace, head: Head, tower: str) -> list[BlockSpec]:
+    """Non-skip layers of one tower, then its output conv (``tower``: ``cls`` or ``reg``)."""
+    size, width = space.search_size // STRIDE, space.head_widths[head.width]
+    specs, ch = [], space.neck_channels
+    for i, c in enumerate(head.layers):
+        if c == SKIP:
+            continue
+        specs.append(BlockSpec("head", ch, width, size, HEAD_KERNELS[c], tower=tower, layer=i))
+        ch = width
+    # Skip layers are identities, so the output conv always sees the tower width after layer 1.
+    specs.append(BlockSpec(tower, width, 1 if tower == "cls" else 4, size, OUTPUT_KERNEL, tower=tower))
+    return specs
+
+
+def blocks(arch: Architecture, space: SearchSpace = DEFAULT_SPACE) -> list[BlockSpec]:
+    """Every module ``arch``'s search graph runs, in execution order (repeats included)."""
+    specs = [stem_spec(space), ds_spec(space)]
+    specs += [mbconv_spec(space, s, b, c) for s, b, c in arch.active_blocks()]
+    specs += [adjust_spec(space, arch.out_stage), neck_spec(space)]
+    return specs + head_specs(space, arch.cls, "cls") + head_specs(space, arch.reg, "reg")
+
+
 def _block_choice(value: Any, stage: int, block: int) -> int:
     if isinstance(value, bool):
         raise ArchitectureError(f"backbone stage {stage} block {block}: choice must be an int")
@@ -389,16 +488,35 @@ def crossover(a: Architecture, b: Architecture, rng: random.Random) -> Architect
     return Architecture(backbone, src.out_stage, src.out_block, mix(a.cls, b.cls), mix(a.reg, b.reg), a.extra)
 
 
-def enumerate_genes(space: SearchSpace = DEFAULT_SPACE) -> Iterator[tuple[str, int]]:
-    """(gene name, number of values) of every gene, in a fixed order (used by encoders)."""
-    for s, n in enumerate(space.stage_blocks):
-        for b in range(n):
-            yield f"backbone.{s}.{b}", len(MBCONV_CHOICES)
-    yield "output", len(space.output_positions)
+class Gene(NamedTuple):
+    """One gene of the flat encoding: its name (``backbone.<s>.<b>``, ``output``,
+    ``<tower>.width``, ``<tower>.layer<i>``) and its number of values."""
+
+    name: str
+    n: int
+
+    @property
+    def kind(self) -> str:
+        """backbone, output, width or layer: what consumers branch on instead of the name."""
+        last = self.name.rsplit(".", 1)[-1]
+        return "layer" if last.startswith("layer") else "width" if last == "width" else self.name.split(".")[0]
+
+    @property
+    def layer(self) -> int:
+        """0-based head layer of a ``layer`` gene (-1 otherwise)."""
+        return int(self.name.rsplit("layer", 1)[1]) - 1 if self.kind == "layer" else -1
+
+
+def enumerate_genes(space: SearchSpace = DEFAULT_SPACE) -> Iterator[Gene]:
+    """Every gene, in a fixed order (used by encoders): the backbone positions of
+    :func:`backbone_positions`, the output position, then each tower's width and layers."""
+    for p in backbone_positions(space):
+        yield Gene(f"backbone.{p.stage}.{p.block}", len(MBCONV_CHOICES))
+    yield Gene("output", len(space.output_positions))
     for name in ("cls", "reg"):
-        yield f"{name}.width", len(space.head_widths)
+        yield Gene(f"{name}.width", len(space.head_widths))
         for i in range(space.head_layers):
-            yield f"{name}.layer{i + 1}", len(HEAD_KERNELS) if i == 0 else 3
+            yield Gene(f"{name}.layer{i + 1}", len(HEAD_KERNELS) if i == 0 else 3)
 
 
 def to_genes(arch: Architecture, space: SearchSpace = DEFAULT_SPACE) -> list[int]:

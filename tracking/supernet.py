@@ -31,7 +31,6 @@ import torch
 from torch import Tensor, nn
 
 from tracking.ops import (
-    CORR_CHANNELS,
     STRIDE,
     ClsOutput,
     DSConv,
@@ -42,7 +41,19 @@ from tracking.ops import (
     RegOutput,
     Stem,
 )
-from tracking.space import HEAD_KERNELS, MBCONV_CHOICES, SKIP, Architecture, Head, SearchSpace
+from tracking.space import (
+    HEAD_KERNELS,
+    MBCONV_CHOICES,
+    SKIP,
+    Architecture,
+    Head,
+    SearchSpace,
+    adjust_spec,
+    backbone_positions,
+    ds_spec,
+    neck_spec,
+    stem_spec,
+)
 
 OUTPUT_SIZE = 16  # score map is 16x16 for a 256x256 search image
 
@@ -52,21 +63,6 @@ def cell_centres(size: int = OUTPUT_SIZE, stride: int = STRIDE) -> Tensor:
     c = torch.arange(size, dtype=torch.float32) * stride + stride / 2
     ys, xs = torch.meshgrid(c, c, indexing="ij")
     return torch.stack([xs, ys])
-
-
-def block_shapes(space: SearchSpace) -> list[list[tuple[int, int, int]]]:
-    """(in_ch, out_ch, stride) of every backbone block position, stage by stage."""
-    shapes = []
-    prev = space.stem_channels
-    for n, ch, stride in zip(space.stage_blocks, space.stage_channels, space.stage_strides, strict=True):
-        shapes.append([(prev if b == 0 else ch, ch, stride if b == 0 else 1) for b in range(n)])
-        prev = ch
-    return shapes
-
-
-def adjust_stride(space: SearchSpace, stage: int) -> int:
-    """Stride of an output position's adjust conv so the search feature is always 16x16."""
-    return STRIDE // space.stage_stride_total(stage)
 
 
 class TrackerPath(nn.Module):
@@ -114,17 +110,21 @@ class Supernet(nn.Module):
         super().__init__()
         self.space = space or SearchSpace.paper()
         sp = self.space
-        self.stem = Stem(3, sp.stem_channels)
-        self.ds = DSConv(sp.stem_channels, sp.stem_channels, 3, 1)
+        # every shape below comes from the one topology (tracking.space.blocks and its parts)
+        stem, ds, neck = stem_spec(sp), ds_spec(sp), neck_spec(sp)
+        self.stem = Stem(stem.in_ch, stem.out_ch)
+        self.ds = DSConv(ds.in_ch, ds.out_ch, ds.kernel, ds.stride)
         # blocks[s][b][c]: choice c of block b of stage s
+        positions = backbone_positions(sp)
         self.blocks = nn.ModuleList(
             nn.ModuleList(
-                nn.ModuleList(MBConv(i, o, k, e, st) for k, e in MBCONV_CHOICES) for i, o, st in stage)
-            for stage in block_shapes(sp))
+                nn.ModuleList(MBConv(p.in_ch, p.out_ch, k, e, p.stride) for k, e in MBCONV_CHOICES)
+                for p in positions if p.stage == s)
+            for s in range(len(sp.stage_blocks)))
         self.adjusts = nn.ModuleDict({
-            _pos_key(s, b): OutputAdjust(sp.stage_channels[s], CORR_CHANNELS, adjust_stride(sp, s))
-            for s, b in sp.output_positions})
-        self.neck = Neck(out_ch=sp.neck_channels)
+            _pos_key(s, b): OutputAdjust(a.in_ch, a.out_ch, a.stride)
+            for s, b in sp.output_positions for a in [adjust_spec(sp, s)]})
+        self.neck = Neck(out_ch=neck.out_ch)
         self.cls_towers, self.cls_outs = self._towers(ClsOutput)
         self.reg_towers, self.reg_outs = self._towers(RegOutput)
 

@@ -9,7 +9,6 @@ import onnx
 import pytest
 
 from latency_tables.units import (
-    CORR_CHANNELS,
     adjust_unit,
     all_units,
     block_unit,
@@ -116,17 +115,17 @@ def test_keys_parse_back(space):
             parse_key(bad)
 
 
-def test_shapes_agree_with_the_model(space):
-    from tracking import ops
-    from tracking.supernet import adjust_stride, block_shapes
+def test_unit_shapes_are_the_topologys(space):
+    """Units are the specs of tracking.space's topology (the torch side is checked against the
+    same specs in tests/tracking/test_topology.py)."""
+    from tracking.space import adjust_spec, backbone_positions
 
-    assert CORR_CHANNELS == ops.CORR_CHANNELS
-    for s, stage in enumerate(block_shapes(space)):
-        for b, (cin, cout, stride) in enumerate(stage):
-            u = block_unit(space, s, b, 0)
-            assert (u.shape[0], u.out_ch, u.stride) == (cin, cout, stride)
+    for p in backbone_positions(space):
+        u = block_unit(space, p.stage, p.block, 0)
+        assert (u.shape, u.out_ch, u.stride) == ((p.in_ch, p.size, p.size), p.out_ch, p.stride)
     for s in space.output_stages:
-        assert adjust_unit(space, s).stride == adjust_stride(space, s)
+        a = adjust_spec(space, s)
+        assert adjust_unit(space, s).shape == (a.in_ch, a.size, a.size) and adjust_unit(space, s).stride == a.stride
 
 
 def _op_counts(path) -> Counter:
