@@ -27,7 +27,7 @@ from sqlalchemy import (
     event,
     func,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 
 class Base(DeclarativeBase):
@@ -139,4 +139,20 @@ def create_schema(engine: Engine) -> None:
     Base.metadata.create_all(engine)
 
 
-__all__ = ["Base", "LatencyTable", "LatencyEntry", "make_engine", "create_schema", "database_url"]
+__all__ = ["Base", "LatencyTable", "LatencyEntry", "make_engine", "create_schema", "database_url", "insert_ignore"]
+
+
+def insert_ignore(session: Session, model: type, rows: list[dict], conflict: list[str]) -> int:
+    """Insert ``rows``, skipping those that collide on the unique ``conflict`` columns;
+    returns how many were inserted (``INSERT ... ON CONFLICT DO NOTHING`` on both dialects)."""
+    if not rows:
+        return 0
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    table = model.__table__  # type: ignore[attr-defined]
+    pk = list(table.primary_key.columns)[0]
+    # RETURNING counts what was inserted on both dialects (rowcount is -1 for batched psycopg inserts)
+    stmt = insert(table).values(rows).on_conflict_do_nothing(index_elements=conflict).returning(pk)
+    return len(session.execute(stmt).all())

@@ -113,12 +113,7 @@ class LatencyPredictor:
 
         if isinstance(store, str | Path):
             store = LatencyStore(store, create=False)
-        info = store.find(name)
-        medians, spread = tail_split(store.stats(info.id, "p50"), store.stats(info.id, stat) if stat != "p50" else None)
-        pred = cls(medians, space, info.overhead_ms, info.calibration if calibrated else None,
-                   store.layouts(info.id) if layout else None, stat, spread)
-        pred.frame = info.runtime.get("frame")
-        return pred
+        return store.predictor(store.find(name).id, space=space, calibrated=calibrated, layout=layout, stat=stat)
 
     def with_calibration(self, calibration: Mapping[str, Any] | None) -> LatencyPredictor:
         """The same table and layout correction under another calibration (None: uncalibrated)."""

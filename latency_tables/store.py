@@ -17,26 +17,13 @@ from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
 from latency_tables.db import LatencyEntry, LatencyTable, create_schema, make_engine
-from profilers.layout import ENV_KEY as LAYOUT_ENV_KEY  # in env: older tables need no migration
-from profilers.layout import valid_layout
+from latency_tables.repository import LATENCY_STATS, TableRepository, stat_column  # noqa: F401 - re-exported
 
 STAT_COLUMNS = ("median_ms", "p10_ms", "p90_ms", "iqr_ms", "count")
 # Kept when known, absent from older results and files (NULL in the database).
 OPTIONAL_STAT_COLUMNS = ("p99_ms",)
 FILE_COLUMNS = ("unit_key", *STAT_COLUMNS, "env", "measured_at",
                 "table", "hardware", "runtime", "overhead_ms", "calibration")
-# The statistic a prediction sums, by name: p50 is the median; p90/p99 the unit's tail.
-LATENCY_STATS = {"p50": "median_ms", "p90": "p90_ms", "p99": "p99_ms"}
-
-
-def stat_column(stat: str) -> str:
-    """The entry column of a latency statistic (``p50``, ``p90``, ``p99``)."""
-    try:
-        return LATENCY_STATS[stat]
-    except KeyError:
-        raise ValueError(f"latency stat must be one of {', '.join(LATENCY_STATS)}, got {stat!r}") from None
-
-
 @dataclass(frozen=True)
 class TableInfo:
     """A table's identity and settings, detached from any session."""
@@ -149,56 +136,47 @@ class LatencyStore:
         return self.stats(table_id, "p50")
 
     def stats(self, table_id: int, stat: str = "p50") -> dict[str, float]:
-        """Unit key -> the unit's ``stat`` (``p50``, ``p90``, ``p99``) in ms; entries that lack
-        it (p99 of entries measured before it was kept) are left out, so a prediction needing
-        them raises MissingUnitsError instead of mixing statistics."""
-        col = getattr(LatencyEntry, stat_column(stat))
+        """Unit key -> the unit's ``stat`` (``p50``, ``p90``, ``p99``) in ms
+        (:meth:`TableRepository.stats <latency_tables.repository.TableRepository.stats>`)."""
         with self.session() as s:
-            rows = s.execute(select(LatencyEntry.unit_key, col).where(LatencyEntry.table_id == table_id))
-            return {k: float(v) for k, v in rows if v is not None}
+            return TableRepository(s, table_id).stats(stat)
 
     def layouts(self, table_id: int) -> dict[str, dict[str, float]]:
         """Unit key -> boundary reorder shares, for the entries that recorded them."""
         with self.session() as s:
-            return entry_layouts(s, table_id)
+            return TableRepository(s, table_id).layouts()
 
     def set_layouts(self, table_id: int, layouts: Mapping[str, Mapping[str, float]]) -> int:
-        """Record boundary reorder shares on existing entries (in their ``env``, under
-        :data:`LAYOUT_ENV_KEY`); returns the number updated."""
+        """Record boundary reorder shares on existing entries; returns the number updated."""
         with self.session() as s:
-            entries = s.scalars(select(LatencyEntry).where(LatencyEntry.table_id == table_id,
-                                                           LatencyEntry.unit_key.in_(list(layouts))))
-            n = 0
-            for e in entries:
-                e.env = {**(e.env or {}), LAYOUT_ENV_KEY: dict(layouts[e.unit_key])}
-                n += 1
+            n = TableRepository(s, table_id).set_layouts(layouts)
             s.commit()
         return n
+
+    def predictor(self, table_id: int, **kwargs: Any) -> Any:
+        """The table's predictor (:meth:`TableRepository.predictor`)."""
+        with self.session() as s:
+            return TableRepository(s, table_id).predictor(**kwargs)
 
     def put(self, table_id: int, results: Mapping[str, Any]) -> int:
         """Insert or replace entries: ``unit_key -> Measurement`` (or a dict with the stat
         columns and optional ``env``/``measured_at``). Returns the number written."""
         if not results:
             return 0
+        rows = {}
+        for key, m in results.items():
+            row = m if isinstance(m, Mapping) else m.to_dict()
+            values = {c: (int(row[c]) if c == "count" else float(row[c])) for c in STAT_COLUMNS}
+            for c in OPTIONAL_STAT_COLUMNS:
+                v = row.get(c)
+                values[c] = None if v is None or pd.isna(v) else float(v)
+            values["env"] = dict(row.get("env") or {})
+            values["measured_at"] = _as_datetime(row.get("measured_at"))
+            rows[key] = values
         with self.session() as s:
-            existing = {e.unit_key: e for e in s.scalars(
-                select(LatencyEntry).where(LatencyEntry.table_id == table_id,
-                                           LatencyEntry.unit_key.in_(list(results))))}
-            for key, m in results.items():
-                row = m if isinstance(m, Mapping) else m.to_dict()
-                values = {c: (int(row[c]) if c == "count" else float(row[c])) for c in STAT_COLUMNS}
-                for c in OPTIONAL_STAT_COLUMNS:
-                    v = row.get(c)
-                    values[c] = None if v is None or pd.isna(v) else float(v)
-                values["env"] = dict(row.get("env") or {})
-                values["measured_at"] = _as_datetime(row.get("measured_at"))
-                if key in existing:
-                    for c, v in values.items():
-                        setattr(existing[key], c, v)
-                else:
-                    s.add(LatencyEntry(table_id=table_id, unit_key=key, **values))
+            n = TableRepository(s, table_id).put(rows)
             s.commit()
-        return len(results)
+        return n
 
     def frame(self, table_id: int) -> pd.DataFrame:
         """Entries of one table, with the table's settings repeated per row (file layout)."""
@@ -255,14 +233,6 @@ class LatencyStore:
                                             "measured_at": r["measured_at"]}
                            for r in df.to_dict("records")})
         return info
-
-
-def entry_layouts(session: Session, table_id: int) -> dict[str, dict[str, float]]:
-    """Boundary reorder shares recorded with a table's entries (``env["layout"]``, written by
-    ``lutnas profile`` and profiler agents; older entries have none)."""
-    rows = session.execute(select(LatencyEntry.unit_key, LatencyEntry.env).where(LatencyEntry.table_id == table_id))
-    found = {k: valid_layout(env.get(LAYOUT_ENV_KEY)) for k, env in rows if isinstance(env, dict)}
-    return {k: v for k, v in found.items() if v is not None}
 
 
 def read_table_file(path: str | Path) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from latency_tables.db import make_engine
+from latency_tables.db import insert_ignore, make_engine  # noqa: F401 - insert_ignore re-exported
 
 
 def create_engine_for(url: str) -> Engine:
@@ -54,17 +54,3 @@ def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def insert_ignore(session: Session, model: type, rows: list[dict], conflict: list[str]) -> int:
-    """Insert ``rows``, skipping those that collide on the unique ``conflict`` columns;
-    returns how many were inserted (``INSERT ... ON CONFLICT DO NOTHING`` on both dialects)."""
-    if not rows:
-        return 0
-    if is_postgres(session):
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    table = model.__table__  # type: ignore[attr-defined]
-    pk = list(table.primary_key.columns)[0]
-    # RETURNING counts what was inserted on both dialects (rowcount is -1 for batched psycopg inserts)
-    stmt = insert(table).values(rows).on_conflict_do_nothing(index_elements=conflict).returning(pk)
-    return len(session.execute(stmt).all())

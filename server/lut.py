@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from latency_tables.db import LatencyEntry, LatencyTable
-from latency_tables.store import entry_layouts, stat_column
+from latency_tables.db import LatencyTable
+from latency_tables.kinds import Kind, kind_of
+from latency_tables.repository import TableRepository
 from server.models import Hardware
 from server.problems import Problem
-from server.workunits import OVERHEAD_KEY, space_of
+from server.workunits import space_of
 from tracking.space import Architecture, ArchitectureError
 
 
@@ -27,33 +27,28 @@ def parse_architectures(values: list[str | dict[str, Any]], space: str, field: s
     return out
 
 
-def lut_entries(session: Session, table_id: int, stat: str = "p50") -> dict[str, float]:
-    """Unit key -> the unit's ``stat`` (p50, p90, p99) in ms; units that lack it are left out
-    (missing), never filled with another statistic."""
-    col = getattr(LatencyEntry, stat_column(stat))
-    rows = session.execute(select(LatencyEntry.unit_key, col).where(LatencyEntry.table_id == table_id)).all()
-    return {k: float(v) for k, v in rows if v is not None}
-
-
 def predictor_for(session: Session, hw: Hardware, calibrated: bool = True, stat: str = "p50") -> Any:
-    """The ``latency_tables.predict.LatencyPredictor`` of a target's table (``calibrated=False``:
-    the raw unit sums, what a calibration is fitted on; ``stat``: p50, or a tail statistic,
-    predicted as the median plus the root sum of squares of the units' spreads)."""
-    from latency_tables.predict import LatencyPredictor, tail_split
-
-    table = session.get(LatencyTable, hw.table_id)
-    if table is None:
+    """The ``latency_tables.predict.LatencyPredictor`` of a target's table, read by the table
+    repository as ``lutnas latency predict`` reads a local one (``calibrated=False``: the raw unit
+    sums, what a calibration is fitted on; ``stat``: p50, or a tail statistic)."""
+    if session.get(LatencyTable, hw.table_id) is None:
         raise ValueError(f"hardware target {hw.id} has no latency table")
-    entries = lut_entries(session, hw.table_id)
-    overhead = entries.pop(OVERHEAD_KEY, table.overhead_ms or 0.0)
-    tail = None
-    if stat != "p50":  # medians plus the root sum of squares of unit spreads (LatencyPredictor)
-        tail = lut_entries(session, hw.table_id, stat)
-        tail.pop(OVERHEAD_KEY, None)
-    medians, spread = tail_split(entries, tail)
-    return LatencyPredictor(medians, overhead_ms=overhead, space=space_of(hw.space),
-                            calibration=table.calibration if calibrated else None,
-                            layouts=entry_layouts(session, hw.table_id), stat=stat, spread=spread)
+    return TableRepository(session, hw.table_id).predictor(space_of(hw.space), calibrated=calibrated, stat=stat)
+
+
+def store_results(session: Session, hw: Hardware, results: dict[str, dict[str, Any]],
+                  unit_filter: list[str] | None = None) -> int:
+    """Agents' results for ``hw``'s work, dispatched by kind in this one place: units and the
+    overhead are table entries (first result wins; the overhead also becomes the table's
+    ``overhead_ms``), whole subnets are measurements (``server.verification``: a front's closed
+    loop, or a transfer). Call after their work rows are marked done; returns how many were new.
+    The caller commits."""
+    from server.verification import store_measurements
+
+    subnets = [r for k, r in results.items() if kind_of(k) is Kind.SUBNET]
+    stored = TableRepository(session, hw.table_id).add_results(
+        {k: r for k, r in results.items() if kind_of(k) is not Kind.SUBNET})
+    return stored + store_measurements(session, hw, subnets, unit_filter)
 
 
 def predict_for(session: Session, hw: Hardware, archs: list[Architecture]) -> list[float]:

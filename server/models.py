@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from latency_tables.db import Base, LatencyEntry, LatencyTable
+from latency_tables.kinds import Kind, kind_of
 from server.status import SearchStatus
 
 
@@ -119,6 +120,10 @@ class UiSession(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
+def _kind_default(context: Any) -> str:
+    return kind_of(context.get_current_parameters()["unit_key"]).value
+
+
 class WorkUnit(Base):
     """One unit a hardware target must measure, and its lease (the agents' work queue).
 
@@ -135,6 +140,9 @@ class WorkUnit(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     hardware_id: Mapped[int] = mapped_column(ForeignKey("hardware.id", ondelete="CASCADE"))
     unit_key: Mapped[str] = mapped_column(String(255))
+    # unit, overhead or subnet (latency_tables.kinds): derived from the key on every insert, Core
+    # multi-row inserts included, so no caller states it and queries never test key prefixes
+    kind: Mapped[str] = mapped_column(String(16), default=_kind_default, server_default=Kind.UNIT.value)
     done: Mapped[bool] = mapped_column(Boolean, default=False)
     lease_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -16,11 +16,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from latency_tables.db import LatencyEntry, LatencyTable
+from latency_tables.db import LatencyTable
+from latency_tables.kinds import OVERHEAD_KEY, subnet_key
+from latency_tables.repository import TableRepository
 from server.db import insert_ignore
 from server.models import Hardware, SubnetMeasurement, WorkUnit, utcnow
 from server.problems import Problem
-from server.workunits import OVERHEAD_KEY, SUBNET_PREFIX, space_of, work_keys
+from server.workunits import space_of, work_keys
 
 TRANSFER_SEED = 2000  # the subnets a transfer measures: the same K for every target of a space
 
@@ -44,7 +46,7 @@ def transfer_plan(session: Session, team_id: int, source_id: int, space: str, k:
     except MissingUnitsError as e:
         raise Problem(409, f"hardware {source_id}'s table lacks {len(e.keys)} unit(s) these subnets need; a "
                       "transfer starts from a complete table", "transfer_from") from None
-    keys = [OVERHEAD_KEY, *(SUBNET_PREFIX + a.to_string() for a in archs)]
+    keys = [OVERHEAD_KEY, *(subnet_key(a.to_string()) for a in archs)]
     return keys, {"from_hardware_id": source_id, "k": k, "seed": TRANSFER_SEED, "status": "measuring"}
 
 
@@ -66,8 +68,7 @@ def finish_transfer(session: Session, hw: Hardware, unit_filter: list[str] | Non
         table.hardware = {**table.hardware, "transfer": {**plan, "status": "failed", "error": str(e)[:300]}}
         return True
     now = utcnow()
-    insert_ignore(session, LatencyEntry, [{"table_id": hw.table_id, "unit_key": k, **v, "measured_at": now}
-                                          for k, v in entries.items()], ["table_id", "unit_key"])
+    TableRepository(session, hw.table_id).add_results({k: {**v, "measured_at": now} for k, v in entries.items()})
     done_units = [{"hardware_id": hw.id, "unit_key": k, "done": True}
                   for k in work_keys(hw.space, unit_filter) if k != OVERHEAD_KEY]
     insert_ignore(session, WorkUnit, done_units, ["hardware_id", "unit_key"])
@@ -77,7 +78,7 @@ def finish_transfer(session: Session, hw: Hardware, unit_filter: list[str] | Non
 
 def _fit(session: Session, hw: Hardware, plan: dict[str, Any]) -> tuple[Any, dict[str, dict[str, Any]]]:
     from latency_tables.transfer import fit_transfer, transferred_entries
-    from server.lut import lut_entries, predictor_for
+    from server.lut import predictor_for
     from tracking.space import Architecture
 
     source_hw = session.get(Hardware, plan["from_hardware_id"])
@@ -88,10 +89,8 @@ def _fit(session: Session, hw: Hardware, plan: dict[str, Any]) -> tuple[Any, dic
                            .where(SubnetMeasurement.hardware_id == hw.id).order_by(SubnetMeasurement.id)).all()
     space = space_of(hw.space)
     archs = [Architecture.parse(a, space) for a, _ in rows]
-    overhead = lut_entries(session, hw.table_id).get(OVERHEAD_KEY, 0.0)
-    fit = fit_transfer(source, archs, [float(ms) for _, ms in rows], overhead)
-    tails = {q: lut_entries(session, source_hw.table_id, q) for q in ("p90", "p99")}
-    tails["p10"] = dict(session.execute(select(LatencyEntry.unit_key, LatencyEntry.p10_ms)
-                                        .where(LatencyEntry.table_id == source_hw.table_id)).all())
+    fit = fit_transfer(source, archs, [float(ms) for _, ms in rows], TableRepository(session, hw.table_id).overhead_ms or 0.0)
+    src = TableRepository(session, source_hw.table_id)
+    tails = {q: src.column(f"{q}_ms") for q in ("p10", "p90", "p99")}
     source_table = session.get(LatencyTable, source_hw.table_id)
     return fit, transferred_entries(source, tails, fit, source_table.name if source_table else str(source_hw.id))

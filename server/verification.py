@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
+from latency_tables.kinds import Kind, subnet_key, subnet_of
 from server.db import insert_ignore
 from server.models import (
     ArchitectureRow,
@@ -30,19 +31,14 @@ from server.models import (
     WorkUnit,
     utcnow,
 )
-from server.workunits import SUBNET_PREFIX
 
 log = logging.getLogger("lutnas.server")
 
 
-def is_subnet_key(key: str) -> bool:
-    return key.startswith(SUBNET_PREFIX)
-
-
 def table_units() -> ColumnElement[bool]:
-    """``work_units`` rows that are the table's units (not front subnets queued for measurement):
-    what coverage and missing-unit counts are about."""
-    return ~WorkUnit.unit_key.startswith(SUBNET_PREFIX)
+    """``work_units`` rows that are the table's work (its units and the overhead, not subnets
+    queued for measurement): what coverage and missing-unit counts are about."""
+    return WorkUnit.kind != Kind.SUBNET.value
 
 
 def queue_front(session: Session, search_id: int, max_points: int) -> int:
@@ -57,9 +53,9 @@ def queue_front(session: Session, search_id: int, max_points: int) -> int:
     per_target: dict[int, list[str]] = {}
     for hw_id, lighttrack in rows:
         keys = per_target.setdefault(hw_id, [])
-        if len(keys) < max_points and SUBNET_PREFIX + lighttrack not in keys:
-            keys.append(SUBNET_PREFIX + lighttrack)
-    measured = {(h, SUBNET_PREFIX + a) for h, a in session.execute(
+        if len(keys) < max_points and subnet_key(lighttrack) not in keys:
+            keys.append(subnet_key(lighttrack))
+    measured = {(h, subnet_key(a)) for h, a in session.execute(
         select(SubnetMeasurement.hardware_id, SubnetMeasurement.lighttrack)
         .where(SubnetMeasurement.hardware_id.in_(list(per_target)))).all()} if per_target else set()
     work = [{"hardware_id": h, "unit_key": k, "done": False}
@@ -75,7 +71,7 @@ def store_measurements(session: Session, hw: Hardware, results: list[dict[str, A
     many were new. The caller commits."""
     from server.transfer import finish_transfer
 
-    rows = [{"hardware_id": hw.id, "lighttrack": r["unit_key"][len(SUBNET_PREFIX):], "median_ms": r["median_ms"],
+    rows = [{"hardware_id": hw.id, "lighttrack": subnet_of(r["unit_key"]), "median_ms": r["median_ms"],
              "p90_ms": r.get("p90_ms"), "count": r["count"], "env": r.get("env") or {}, "measured_at": utcnow()}
             for r in results]
     stored = insert_ignore(session, SubnetMeasurement, rows, ["hardware_id", "lighttrack"])

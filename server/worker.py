@@ -19,12 +19,12 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from latency_tables.db import LatencyEntry
+from latency_tables.kinds import OVERHEAD_KEY
 from latency_tables.predict import LatencyPredictor
+from latency_tables.repository import TableRepository
 from server.db import session_scope
 from server.heartbeat import JobWatch
 from server.job_config import parse_request, search_config
@@ -37,7 +37,6 @@ from server.score_cache import DbCachedAccuracy
 from server.settings import Settings
 from server.status import SearchStatus
 from server.verification import queue_front
-from server.workunits import OVERHEAD_KEY
 
 __all__ = ["DbCachedAccuracy", "LostJob", "Worker", "WorkerThread"]
 
@@ -86,8 +85,7 @@ class _Generations:
 def _missing_units(s: Session, hw: Hardware, predictor: LatencyPredictor) -> int:
     """How many latency units (the per-run overhead included) ``hw``'s table still lacks."""
     gap = set(predictor.missing_units())
-    if not s.scalar(select(LatencyEntry.id).where(LatencyEntry.table_id == hw.table_id,
-                                                  LatencyEntry.unit_key == OVERHEAD_KEY)):
+    if TableRepository(s, hw.table_id).overhead_ms is None:
         gap.add(OVERHEAD_KEY)  # the per-run overhead is part of every target's work
     return len(gap)
 

@@ -25,13 +25,12 @@ from pathlib import Path
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from latency_tables.kinds import OVERHEAD_KEY, SUBNET_PREFIX, Kind, kind_of, subnet_of  # noqa: F401 - re-exported
 from latency_tables.units import Unit, all_units, export_unit_onnx
 from server.db import db_now, is_postgres
 from server.models import WorkUnit
 from tracking.space import SearchSpace
 
-OVERHEAD_KEY = "overhead:empty"
-SUBNET_PREFIX = "subnet:"  # front architectures queued for end-to-end measurement (server.verification)
 _export_lock = threading.Lock()
 
 
@@ -68,12 +67,13 @@ def unit_onnx_path(cache_dir: Path, space: str, key: str, precision: str = "fp32
         fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
         os.close(fd)
         try:
-            if key == OVERHEAD_KEY:
+            kind = kind_of(key)
+            if kind is Kind.OVERHEAD:
                 from profilers.measure import identity_model
 
                 Path(tmp).write_bytes(identity_model())
-            elif key.startswith(SUBNET_PREFIX):  # a front architecture: its whole search graph
-                _export_subnet(space, key[len(SUBNET_PREFIX):], tmp, precision)
+            elif kind is Kind.SUBNET:  # a front architecture: its whole search graph
+                _export_subnet(space, subnet_of(key), tmp, precision)
             else:
                 export_unit_onnx(units_by_key(space)[key], tmp, precision=precision)
             os.replace(tmp, path)  # atomic: readers never see a half-written file

@@ -11,10 +11,9 @@ from fastapi.responses import FileResponse
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from latency_tables.db import LatencyEntry, LatencyTable
 from server.auth import AgentDep
-from server.db import insert_ignore
 from server.deps import SessionDep, SettingsDep, run_heavy
+from server.lut import store_results
 from server.models import Hardware, WorkUnit, utcnow
 from server.problems import Problem, documented
 from server.schemas import (
@@ -27,8 +26,7 @@ from server.schemas import (
     ResultsUpload,
 )
 from server.settings import Settings
-from server.verification import is_subnet_key, store_measurements
-from server.workunits import OVERHEAD_KEY, claim, extend, unit_onnx_path
+from server.workunits import claim, extend, unit_onnx_path
 
 router = APIRouter(prefix="/v1/agent", tags=["agent"])
 
@@ -76,19 +74,11 @@ def upload_results(body: ResultsUpload, agent: AgentDep, session: SessionDep, se
     # a finished measurement is still a valid one.
     seen: dict[str, dict[str, Any]] = {}
     for r in body.results:
-        seen.setdefault(r.unit_key, {"table_id": hw.table_id, **r.model_dump(), "measured_at": utcnow()})
-    stored = insert_ignore(session, LatencyEntry, [v for k, v in seen.items() if not is_subnet_key(k)],
-                           ["table_id", "unit_key"])
+        seen.setdefault(r.unit_key, {**r.model_dump(), "measured_at": utcnow()})
     session.execute(update(WorkUnit).where(WorkUnit.hardware_id == hw.id, WorkUnit.unit_key.in_(list(seen)))
                     .values(done=True, lease_id=None, lease_expires_at=None)
                     .execution_options(synchronize_session=False))
-    # whole subnets (a front to verify, or a transfer's): measurements, not table units
-    stored += store_measurements(session, hw, [seen[k] for k in seen if is_subnet_key(k)], settings.unit_filter)
-    if OVERHEAD_KEY in seen:
-        overhead = session.scalar(select(LatencyEntry.median_ms).where(
-            LatencyEntry.table_id == hw.table_id, LatencyEntry.unit_key == OVERHEAD_KEY))
-        session.execute(update(LatencyTable).where(LatencyTable.id == hw.table_id)
-                        .values(overhead_ms=overhead))
+    stored = store_results(session, hw, seen, settings.unit_filter)
     session.commit()
     return ResultsOut(stored=stored, duplicates=len(body.results) - stored)
 

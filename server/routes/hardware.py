@@ -9,6 +9,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from latency_tables.db import LatencyTable
+from latency_tables.kinds import Kind, kind_of
 from server.auth import AGENT_PREFIX, TeamDep, hash_secret, new_secret
 from server.deps import SessionDep, SettingsDep
 from server.models import AgentToken, Hardware, Team, WorkUnit
@@ -16,7 +17,7 @@ from server.pagination import Page, PageSize, PageToken, decode_token, page
 from server.problems import Problem, documented, not_found
 from server.schemas import AgentTokenCreate, AgentTokenOut, Coverage, HardwareCreate, HardwareOut, IdPath
 from server.transfer import transfer_plan
-from server.verification import is_subnet_key, table_units
+from server.verification import table_units
 from server.workunits import work_keys
 
 router = APIRouter(tags=["hardware"])
@@ -68,7 +69,7 @@ def register_hardware(body: HardwareCreate, team: TeamDep, session: SessionDep, 
     session.add_all(WorkUnit(hardware_id=hw.id, unit_key=k, done=False) for k in keys)
     session.commit()
     response.headers["Location"] = f"/v1/hardware/{hw.id}"
-    return hardware_out(hw, Coverage(measured=0, total=sum(not is_subnet_key(k) for k in keys),
+    return hardware_out(hw, Coverage(measured=0, total=sum(kind_of(k) is not Kind.SUBNET for k in keys),
                                      fraction=0.0))
 
 

@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from latency_tables.db import LatencyEntry
-from latency_tables.store import LAYOUT_ENV_KEY
 from profilers.conditions import valid_conditions
+from profilers.layout import ENV_KEY as LAYOUT_ENV_KEY
 from profilers.layout import valid_layout
 from server.auth import TeamDep
 from server.deps import SessionDep

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
 from latency_tables.db import LatencyEntry, LatencyTable
+from latency_tables.kinds import OVERHEAD_KEY
 from latency_tables.units import Unit, units_of
 from profilers.conditions import valid_conditions
 from server.fronts import pareto_payload
@@ -27,7 +28,7 @@ from server.routes.architectures import get_architecture
 from server.routes.hardware import list_hardware
 from server.routes.searches import get_team_search, list_searches, result_rows, search_out
 from server.status import TERMINAL_STATUSES, SearchStatus
-from server.workunits import OVERHEAD_KEY, space_of
+from server.workunits import space_of
 from tracking.space import HEAD_KERNELS, MBCONV_CHOICES, SKIP, Architecture, ArchitectureError, SearchSpace
 
 STATUSES = tuple(SearchStatus)

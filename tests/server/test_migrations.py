@@ -70,6 +70,8 @@ def _fill_0001(engine: Engine) -> dict[str, int]:
             table_id=table, created_at=T0)).inserted_primary_key[0]
         c.execute(t["agent_tokens"].insert().values(hardware_id=hw, name="a1", token_hash="b" * 64, created_at=T0))
         c.execute(t["work_units"].insert().values(hardware_id=hw, unit_key="stem", done=True))
+        c.execute(t["work_units"].insert().values(hardware_id=hw, unit_key="overhead:empty", done=True))
+        c.execute(t["work_units"].insert().values(hardware_id=hw, unit_key="subnet:" + LIGHTTRACK, done=False))
         c.execute(t["lut_entries"].insert().values(
             table_id=table, unit_key="stem", median_ms=1.5, p10_ms=1.25, p90_ms=2.0, iqr_ms=0.5, count=30,
             env={"threads": 4}, measured_at=T0))
@@ -125,7 +127,10 @@ def test_upgrade_from_0001_keeps_data_and_models_match(empty_engine: Engine) -> 
         assert arch is not None and (arch.flops, arch.params) == (530_000_000, 1_970_000)
         assert s.scalar(select(m.ScoreCache.score).where(m.ScoreCache.arch_id == ARCH)) == 0.61
         assert s.scalar(select(m.LatencyCache.latency_ms).where(m.LatencyCache.arch_id == ARCH)) == 7.5
-        assert s.scalar(select(func.count()).select_from(m.WorkUnit).where(m.WorkUnit.done.is_(True))) == 1
+        assert s.scalar(select(func.count()).select_from(m.WorkUnit).where(m.WorkUnit.done.is_(True))) == 2
+        # 0008: each work row's kind, from its key
+        assert dict(s.execute(select(m.WorkUnit.unit_key, m.WorkUnit.kind)).all()) == {
+            "stem": "unit", "overhead:empty": "overhead", "subnet:" + LIGHTTRACK: "subnet"}
 
     # the models and the migrations describe the same schema, column types included
     with empty_engine.connect() as conn:
