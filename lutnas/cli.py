@@ -1,6 +1,6 @@
 """The ``lutnas`` command, assembled lazily from per-package typer apps.
 
-Each package owns its commands (see DESIGN.md). Groups are imported only when invoked, so
+Each package owns its commands (see docs/architecture.md). Groups are imported only when invoked, so
 ``lutnas --help`` and the remote groups never import torch.
 
 Error convention for every command: user errors are raised as ``ValueError`` (or a subclass),

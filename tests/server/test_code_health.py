@@ -40,3 +40,16 @@ def test_the_check_sees_a_long_function(tmp_path: Path) -> None:
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "m.py").write_text(f"class C:\n    def f(self):\n{body}\n\ndef g():\n    return 1\n")
     assert long_functions(tmp_path / "pkg") == [f"pkg/m.py:2 f ({MAX_LINES + 1} lines)"]
+
+
+def test_nothing_cites_a_design_page_outside_the_repository() -> None:
+    """docs/architecture.md is the repository's own design page (issue #28): code, docs and
+    configuration never send a reader to a file a clone does not have."""
+    root = SERVER.parent
+    cited = []
+    for path in [*root.glob("*/**/*.py"), *root.glob("docs/*.md"), root / "README.md", root / "pyproject.toml"]:
+        if ".venv" in path.parts or path == Path(__file__).resolve():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        cited += [f"{path.relative_to(root)}: {needle}" for needle in ("DESIGN.md", "../shared/") if needle in text]
+    assert cited == []
