@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,39 @@ def _step(console: Any, n: int, title: str) -> float:
 
 def _done(console: Any, t0: float, what: str) -> None:
     console.print(f"[green]done[/green] {what} ({time.perf_counter() - t0:.1f} s)")
+
+
+@dataclass
+class _Sizes:
+    """How big each step is: the options as given, or --quick's smallest where one was left at
+    its default (explicit options still win)."""
+
+    sequences: int
+    frames: int
+    iterations: int | None
+    batch: int | None
+    val_sequences: int
+    val_frames: int
+    population: int
+    generations: int
+    retrain_iters: int
+    retrain_seeds: int
+    scoring: dict[str, int] = field(default_factory=lambda: {"n_pairs": 64, "bn_batches": 1, "bn_batch_size": 16})
+    protocol_kw: dict[str, Any] = field(default_factory=dict)
+    held_out_bn: tuple[int, int] = (2, 32)
+
+    def quick(self) -> _Sizes:
+        """Every size at its smallest; the whole table is still measured, briefly, because every
+        candidate's latency needs every unit."""
+        def small(value: Any, default: Any, tiny: Any) -> Any:
+            return tiny if value == default else value
+
+        return _Sizes(small(self.sequences, 60, 3), small(self.frames, 100, 10), self.iterations or 2, self.batch or 2,
+                      small(self.val_sequences, 10, 2), small(self.val_frames, 100, 8), small(self.population, 16, 4),
+                      small(self.generations, 5, 1), small(self.retrain_iters, 40, 1), small(self.retrain_seeds, 2, 1),
+                      {"n_pairs": 4, "bn_batches": 0, "bn_batch_size": 4},
+                      {"warmup_runs": 1, "warmup_s": 0.0, "min_runs": 3, "min_time_s": 0.002, "max_time_s": 0.01},
+                      (0, 4))
 
 
 @demo_app.command("demo")
@@ -58,29 +92,33 @@ def demo(
     """Synthetic data, a small supernet, this CPU's latency table, a Pareto search, its front."""
     import torch
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
-    # --quick: every size at its smallest (explicit options still win); the whole table is still
-    # measured, briefly, because every candidate's latency needs every unit
-    scoring = {"n_pairs": 64, "bn_batches": 1, "bn_batch_size": 16}
-    protocol_kw: dict[str, Any] = {}
-    held_out_bn = (2, 32)
-    if quick:
-        sequences, frames = (3 if sequences == 60 else sequences), (10 if frames == 100 else frames)
-        iterations, batch = iterations or 2, batch or 2
-        val_sequences, val_frames = (2 if val_sequences == 10 else val_sequences), (8 if val_frames == 100 else val_frames)
-        population, generations = (4 if population == 16 else population), (1 if generations == 5 else generations)
-        scoring = {"n_pairs": 4, "bn_batches": 0, "bn_batch_size": 4}
-        protocol_kw = {"warmup_runs": 1, "warmup_s": 0.0, "min_runs": 3, "min_time_s": 0.002, "max_time_s": 0.01}
-        held_out_bn = (0, 4)
-        retrain_iters = 1 if retrain_iters == 40 else retrain_iters
-        retrain_seeds = 1 if retrain_seeds == 2 else retrain_seeds
+    z = _Sizes(sequences, frames, iterations, batch, val_sequences, val_frames, population, generations,
+               retrain_iters, retrain_seeds)
+    z = z.quick() if quick else z
     torch.set_num_threads(threads)
     workdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    train_dir, val_dir, test_dir = _data_step(console, workdir, z, seed)
+    ckpt = _supernet_step(console, workdir, train_dir, z, seed, threads)
+    table = _table_step(console, workdir, z, seed)
+    result, out = _search_step(console, workdir, ckpt, train_dir, val_dir, table, z, seed, quick)
+    summary = _front_step(console, result, out, seed)
+    if z.val_frames > 0 and result.front:
+        summary["held_out"] = _held_out_summary(console, ckpt, train_dir, test_dir, result, z.val_sequences,
+                                                z.val_frames, seed, *z.held_out_bn)
+        if z.retrain_iters > 0 and z.retrain_seeds > 0:
+            t0 = _step(console, 6, "the pick and Mobile retrained alone with the same budget and seeds")
+            summary["compare"] = _retrain_compare(console, out, ckpt, train_dir, test_dir, z.retrain_iters,
+                                                  z.retrain_seeds, z.val_sequences, z.val_frames, threads)
+            _done(console, t0, f"comparison {out / 'compare.json'}")
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
+    console.print(f"[bold]demo finished in {time.perf_counter() - start:.0f} s[/bold] (work folder {workdir})")
 
-    # 1. data ---------------------------------------------------------------------------
+
+def _data_step(console: Any, workdir: Path, z: _Sizes, seed: int) -> tuple[Path, Path, Path]:
+    """1. Synthetic train, validation and test sets (each from its own seed)."""
     from tracking.data.synth import generate_synthetic
     from tracking.progress import progress_bar
 
@@ -88,27 +126,31 @@ def demo(
     train_dir, val_dir = workdir / "data" / "train", workdir / "data" / "val"
     # a third set for the summary: the search picks its front on val, so val would flatter the pick
     test_dir = workdir / "data" / "test"
-    sets = [(train_dir, sequences, seed), (val_dir, max(4, sequences // 4), seed + 1000)]
-    if val_frames > 0:
-        sets.append((test_dir, val_sequences, seed + 2000))
+    sets = [(train_dir, z.sequences, seed), (val_dir, max(4, z.sequences // 4), seed + 1000)]
+    if z.val_frames > 0:
+        sets.append((test_dir, z.val_sequences, seed + 2000))
     for d, n, s in sets:
         if (d / "list.txt").is_file():
             console.print(f"reusing {d}")
         else:
             with progress_bar("data") as progress:
-                generate_synthetic(d, n, max(frames, val_frames) if d == test_dir else frames, seed=s,
+                generate_synthetic(d, n, max(z.frames, z.val_frames) if d == test_dir else z.frames, seed=s,
                                    progress=progress)
     _done(console, t0, f"train {train_dir}, validation {val_dir}, test {test_dir} (held-out seeds)")
+    return train_dir, val_dir, test_dir
 
-    # 2. supernet -----------------------------------------------------------------------
+
+def _supernet_step(console: Any, workdir: Path, train_dir: Path, z: _Sizes, seed: int, threads: int) -> Path:
+    """2. The ranking supernet (resumed from its checkpoint; never one trained with a favoured path)."""
     from tracking.checkpoint import load_supernet
+    from tracking.progress import progress_bar
     from tracking.train import recipe_config, train_supernet
 
     t0 = _step(console, 2, "one-shot supernet training (single path, uniform: the ranking recipe)")
     ckpt = workdir / "supernet.pt"
     # the ranking recipe (tracking.train.RECIPE, docs/validation.md): every path drawn uniformly, so
     # the supernet ranks architectures without favouring any; a log-size loss, and its tracker settings
-    sizes = {k: v for k, v in (("iters_per_epoch", iterations), ("batch_size", batch)) if v is not None}
+    sizes = {k: v for k, v in (("iters_per_epoch", z.iterations), ("batch_size", z.batch)) if v is not None}
     cfg = recipe_config("ranking", seed=seed, threads=threads, checkpoint_every=50, **sizes)
     done = load_supernet(ckpt)[1] if ckpt.is_file() else {}
     if done and (done["config"].get("focus_prob") or 0) > 0:
@@ -123,14 +165,18 @@ def demo(
         with progress_bar("supernet") as progress:
             train_supernet(train_dir, ckpt, cfg, progress=progress, resume=ckpt.is_file())
     _done(console, t0, f"supernet {ckpt}")
+    return ckpt
 
-    # 3. latency table --------------------------------------------------------------------
+
+def _table_step(console: Any, workdir: Path, z: _Sizes, seed: int) -> Any:
+    """3. This CPU's latency table (resumed unit by unit) with its frame record; its predictor."""
     from latency_tables.predict import LatencyPredictor
     from latency_tables.profile import hardware_of_this_machine, profile_units
     from latency_tables.store import LatencyStore
     from latency_tables.units import all_units
     from profilers.backends import get_backend
     from profilers.measure import Protocol
+    from tracking.progress import progress_bar
     from tracking.space import SearchSpace
 
     t0 = _step(console, 3, "this CPU's latency lookup table (onnxruntime, 1 thread)")
@@ -139,31 +185,31 @@ def demo(
     backend = get_backend("onnxruntime", provider="CPUExecutionProvider", threads=1)
     with progress_bar("profile") as progress:
         rep = profile_units(store, backend, all_units(space), "this-cpu", hardware_of_this_machine(),
-                            Protocol(**protocol_kw), seed, progress=progress)
+                            Protocol(**z.protocol_kw), seed, progress=progress)
     console.print(f"table {rep.table.name!r}: {len(rep.measured)} unit(s) measured, {len(rep.skipped)} reused")
     if "frame" not in rep.table.runtime:  # the tracker's whole frame: the front's frame_ms and fps
         from latency_tables.frame import measure_table_frame
 
-        measure_table_frame(store, rep.table, space, backend, Protocol(**protocol_kw), seed=seed)
+        measure_table_frame(store, rep.table, space, backend, Protocol(**z.protocol_kw), seed=seed)
     table = LatencyPredictor.from_store(store, "this-cpu", space)
     _done(console, t0, f"latency table {workdir / 'latency.db'}")
+    return table
 
-    # 4. search --------------------------------------------------------------------------
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+def _search_step(console: Any, workdir: Path, ckpt: Path, train_dir: Path, val_dir: Path, table: Any, z: _Sizes,
+                 seed: int, quick: bool) -> tuple[Any, Path]:
+    """4. The Pareto search, resumed from its state file when its settings are unchanged."""
     from search.config import SearchConfig
     from search.evaluators import SupernetAccuracy
-    from search.report import plot_pareto, write_ranked
-    from search.runner import run_search
     from search.state import loads
 
     t0 = _step(console, 4, "Pareto search: tracking score vs measured latency (NSGA-II)")
     out = workdir / "search"
     out.mkdir(exist_ok=True)
     state_path = out / "state.json"
-    config = SearchConfig(algorithm="pareto", population=population, generations=generations, seed=seed,
-                          predictor=not quick, predictor_min_samples=min(32, population * 2), batch_size=8,
-                          parents=min(10, population),
+    config = SearchConfig(algorithm="pareto", population=z.population, generations=z.generations, seed=seed,
+                          predictor=not quick, predictor_min_samples=min(32, z.population * 2), batch_size=8,
+                          parents=min(10, z.population),
                           # half of each generation's children scored: the 56 candidates bench_demo
                           # measured (the default 1/8 would score 38 in these 5 generations)
                           screen_ratio=0.5)
@@ -171,10 +217,20 @@ def demo(
     if state is not None and state.get("config") not in (None, config.model_dump(mode="json")):
         state = None  # settings changed: start afresh rather than resume a different search
     accuracy = SupernetAccuracy.from_checkpoint(str(ckpt), str(val_dir), mode="pairs", bn_data_dir=str(train_dir),
-                                                **scoring)
+                                                **z.scoring)
+    result = _run_with_bar(console, config, accuracy, table, state, state_path)
+    _done(console, t0, f"{result.evaluated} candidates scored on the supernet")
+    return result, out
+
+
+def _run_with_bar(console: Any, config: Any, accuracy: Any, table: Any, state: Any, state_path: Path) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from search.runner import run_search
+
     with Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("", total=generations, completed=int(state["generation"]) if state else 0)
+        task = bar.add_task("", total=config.generations, completed=int(state["generation"]) if state else 0)
 
         def on_generation(p: dict[str, Any], st: dict[str, Any]) -> None:
             tmp = state_path.with_suffix(".tmp")
@@ -183,12 +239,17 @@ def demo(
             bar.update(task, completed=p["generation"] + 1,
                        description=f"evaluated {p['evaluated']}, front {p['front_size']}")
 
-        result = run_search(config, accuracy, {"this-cpu": table}, state=state, on_generation=on_generation)
+        return run_search(config, accuracy, {"this-cpu": table}, state=state, on_generation=on_generation)
+
+
+def _front_step(console: Any, result: Any, out: Path, seed: int) -> dict[str, Any]:
+    """5. The ranked files, the plot and the front as a table (fastest first)."""
+    from rich.table import Table
+
+    from search.report import plot_pareto, write_ranked
+
     csv_path, json_path = write_ranked(result, out)
     png = plot_pareto(result, out / "pareto.png")
-    _done(console, t0, f"{result.evaluated} candidates scored on the supernet")
-
-    # 5. the front -------------------------------------------------------------------------
     _step(console, 5, "the Pareto front (fastest first)")
     t = Table("latency ms", "score", "MACs M", "params M")
     t.add_column("LightTrack string", overflow="fold")
@@ -197,17 +258,7 @@ def demo(
                   f"{(r.params or 0) / 1e6:.2f}", r.arch)
     console.print(t)
     console.print(f"hypervolume {result.hypervolume:.4f}; ranked: {csv_path}, {json_path}; plot: {png}")
-    summary: dict[str, Any] = {"seed": seed, "hypervolume": result.hypervolume}
-    if val_frames > 0 and result.front:
-        summary["held_out"] = _held_out_summary(console, ckpt, train_dir, test_dir, result, val_sequences, val_frames,
-                                                seed, *held_out_bn)
-        if retrain_iters > 0 and retrain_seeds > 0:
-            t0 = _step(console, 6, "the pick and Mobile retrained alone with the same budget and seeds")
-            summary["compare"] = _retrain_compare(console, out, ckpt, train_dir, test_dir, retrain_iters,
-                                                  retrain_seeds, val_sequences, val_frames, threads)
-            _done(console, t0, f"comparison {out / 'compare.json'}")
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
-    console.print(f"[bold]demo finished in {time.perf_counter() - start:.0f} s[/bold] (work folder {workdir})")
+    return {"seed": seed, "hypervolume": result.hypervolume}
 
 
 def _held_out_summary(console: Any, ckpt: Path, train_dir: Path, test_dir: Path, result: Any, n_seq: int,
@@ -219,7 +270,6 @@ def _held_out_summary(console: Any, ckpt: Path, train_dir: Path, test_dir: Path,
     from rich.table import Table
 
     from tracking.checkpoint import load_supernet
-    from tracking.space import Architecture, lighttrack_mobile
     from tracking.tune import tracker_config_from_meta
     from tracking.validate import ValidationScorer
 
@@ -228,16 +278,7 @@ def _held_out_summary(console: Any, ckpt: Path, train_dir: Path, test_dir: Path,
                               bn_batch_size=bn_batch_size,
                               max_sequences=n_seq, max_frames=n_frames, seed=seed,
                               tracker_config=tracker_config_from_meta(meta))
-    ref = result.reference_arch
-    ref_ms = ref.latency_ms["this-cpu"] if ref is not None else None
-    best = max(result.front, key=lambda r: r.score)
-    at_ref = [r for r in result.front if ref_ms is not None and r.latency_ms["this-cpu"] <= ref_ms]
-    picks: list[tuple[str, Architecture, float | None]] = [
-        ("LightTrack-Mobile", lighttrack_mobile(), ref_ms),
-        ("front's best pick", Architecture.from_string(best.arch), best.latency_ms["this-cpu"])]
-    if at_ref:
-        fast = max(at_ref, key=lambda r: r.score)
-        picks.append(("best at <= Mobile's ms", Architecture.from_string(fast.arch), fast.latency_ms["this-cpu"]))
+    ref_ms, picks = _picks(result)
     t = Table(f"held out ({len(scorer.sequences)} sequences x {n_frames} frames)", "ms", "AO", "SR@0.5", "SR@0.75",
               "AO / static box")
     t.add_column("LightTrack string", overflow="fold")
@@ -263,6 +304,24 @@ def _held_out_summary(console: Any, ckpt: Path, train_dir: Path, test_dir: Path,
                       f"Mobile's {mob['ao']:.3f} (same supernet, same held-out sequences): "
                       + ("[green]as well or better[/green]" if beats else "[red]worse[/red]"))
     return rows
+
+
+def _picks(result: Any) -> tuple[float | None, list[tuple[str, Any, float | None]]]:
+    """Mobile's predicted ms, and what the held-out table tracks: Mobile's path, the front's
+    best-scoring pick, and the front's best at or below Mobile's latency (where there is one)."""
+    from tracking.space import Architecture, lighttrack_mobile
+
+    ref = result.reference_arch
+    ref_ms = ref.latency_ms["this-cpu"] if ref is not None else None
+    best = max(result.front, key=lambda r: r.score)
+    at_ref = [r for r in result.front if ref_ms is not None and r.latency_ms["this-cpu"] <= ref_ms]
+    picks: list[tuple[str, Any, float | None]] = [
+        ("LightTrack-Mobile", lighttrack_mobile(), ref_ms),
+        ("front's best pick", Architecture.from_string(best.arch), best.latency_ms["this-cpu"])]
+    if at_ref:
+        fast = max(at_ref, key=lambda r: r.score)
+        picks.append(("best at <= Mobile's ms", Architecture.from_string(fast.arch), fast.latency_ms["this-cpu"]))
+    return ref_ms, picks
 
 
 def _retrain_compare(console: Any, out: Path, ckpt: Path, train_dir: Path, test_dir: Path, iters: int, seeds: int,

@@ -109,6 +109,28 @@ def run(
                                            help="torch threads per Ray actor on CPU (GPU actors take one GPU each)."),
 ) -> None:
     """Search the supernet for the best trackers under a latency budget, or their Pareto front."""
+    cfg, tables, device = _checked_inputs(supernet, data, table, budget_ms, pareto, target, latency_stat, max_mflops,
+                                          max_mparams, population, generations, seed, mode, predictor,
+                                          space_name_of(space_name, code_space), device)
+    state_path = out / "state.json"
+    state = _resume_state(state_path) if resume else None
+    out.mkdir(parents=True, exist_ok=True)
+    ray = (workers, ray_address, threads_per_worker) if workers > 1 or ray_address is not None else None
+    accuracy, executor = _scorer(cfg, supernet, data, mode, pairs, bn_batches, device, ray)
+    try:
+        result = _run_with_progress(cfg, accuracy, tables, state, state_path, executor)
+    finally:
+        if ray is not None:
+            accuracy.close()
+    _report_run(result, cfg, tables, out)
+
+
+def _checked_inputs(supernet: Path, data: Path, table: list[str], budget_ms: float | None, pareto: bool,
+                    target: str | None, latency_stat: str, max_mflops: float | None, max_mparams: float | None,
+                    population: int, generations: int, seed: int, mode: str, predictor: bool, space: str,
+                    device: str) -> tuple[Any, dict[str, Any], str]:
+    """Every cheap check, before torch loads: the config, the files, the tables, feasibility."""
+    from search.runner import check_config
     from tracking.devices import check_device
 
     device = check_device(device)
@@ -118,38 +140,34 @@ def run(
         raise typer.BadParameter(f"--mode must be pairs or sequences, got {mode!r}")
     cfg = _config(algorithm="pareto" if pareto else "evolution", budget_ms=budget_ms, target=target,
                   max_mflops=max_mflops, max_mparams=max_mparams, population=population,
-                  generations=generations, seed=seed, predictor=predictor,
-                  space=space_name_of(space_name, code_space), parents=min(10, population),
-                  batch_size=8)
+                  generations=generations, seed=seed, predictor=predictor, space=space,
+                  parents=min(10, population), batch_size=8)
     if not supernet.is_file():
         raise FileNotFoundError(f"--supernet {str(supernet)!r}: no such file")
     if not data.is_dir():
         raise FileNotFoundError(f"--data {str(data)!r}: no such directory")
-    space = cfg.search_space()
-    tables = load_tables(table, space, latency_stat)
+    tables = load_tables(table, cfg.search_space(), latency_stat)
     if cfg.target is not None and cfg.target not in tables:
         raise ValueError(f"--target {cfg.target!r} is not one of the tables: {', '.join(tables)}")
-
-    from search.runner import check_config, run_search
-
     check_config(cfg, tables)  # infeasible budget, missing units: before loading the supernet
-    state_path = out / "state.json"
-    state = None
-    if resume:
-        from search.state import loads
+    return cfg, tables, device
 
-        if not state_path.is_file():
-            raise FileNotFoundError(f"--resume: no state at {state_path}")
-        state = loads(state_path.read_text())
-    out.mkdir(parents=True, exist_ok=True)
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def _resume_state(state_path: Path) -> dict[str, Any]:
+    from search.state import loads
 
+    if not state_path.is_file():
+        raise FileNotFoundError(f"--resume: no state at {state_path}")
+    return loads(state_path.read_text())
+
+
+def _scorer(cfg: Any, supernet: Path, data: Path, mode: str, pairs: int, bn_batches: int, device: str,
+            ray: tuple[int, str | None, int] | None) -> tuple[Any, Any]:
+    """The supernet scorer in this process, or a pool of Ray actors (``ray``: workers, address,
+    threads per worker) with the executor whose batches are where a stop lands."""
     from search.evaluators import SupernetAccuracy
-    from search.report import front_table, plot_pareto, reference_gains, write_ranked
 
-    use_ray = workers > 1 or ray_address is not None
-    if use_ray:
+    if ray is not None:
         from tracking.checkpoint import load_supernet
 
         net_space = load_supernet(str(supernet))[0].space  # the actors load the scorer, not the driver
@@ -157,19 +175,28 @@ def run(
         accuracy: Any = SupernetAccuracy.from_checkpoint(str(supernet), str(data), mode=mode, n_pairs=pairs,
                                                          bn_batches=bn_batches, device=device)
         net_space = accuracy.scorer.supernet.space
-    if not set(space.output_stages) <= set(net_space.output_stages):
+    if not set(cfg.search_space().output_stages) <= set(net_space.output_stages):
         raise ValueError(f"the supernet was trained for output stages {list(net_space.output_stages)}; "
                          f"use --space paper")
-    executor = None
-    if use_ray:
-        from search.executor import InProcessExecutor
-        from search.ray_pool import ScorerSpec, open_pool
+    if ray is None:
+        return accuracy, None
+    from search.executor import InProcessExecutor
+    from search.ray_pool import ScorerSpec, open_pool
 
-        spec = ScorerSpec(str(supernet), str(data), mode, {"n_pairs": pairs, "bn_batches": bn_batches})
-        accuracy = open_pool(spec, workers, ray_address, threads=threads_per_worker, device=device)
-        executor = InProcessExecutor(max(cfg.batch_size, 2 * workers))  # batches: where a stop lands
-        typer.echo(f"scoring on {workers} Ray actor{'s' if workers > 1 else ''} "
-                   f"({'one GPU' if accuracy.use_gpu else f'{threads_per_worker} CPU thread(s)'} each)")
+    workers, address, threads = ray
+    spec = ScorerSpec(str(supernet), str(data), mode, {"n_pairs": pairs, "bn_batches": bn_batches})
+    accuracy = open_pool(spec, workers, address, threads=threads, device=device)
+    typer.echo(f"scoring on {workers} Ray actor{'s' if workers > 1 else ''} "
+               f"({'one GPU' if accuracy.use_gpu else f'{threads} CPU thread(s)'} each)")
+    return accuracy, InProcessExecutor(max(cfg.batch_size, 2 * workers))
+
+
+def _run_with_progress(cfg: Any, accuracy: Any, tables: dict[str, Any], state: dict[str, Any] | None,
+                       state_path: Path, executor: Any) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from search.runner import run_search
+
     done = int(state["generation"]) if state else 0
     with Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn()) as bar:
@@ -183,18 +210,18 @@ def run(
                 f"evaluated {p['evaluated']}, cache hits {p['cache_hits']}, best {p['best_score']:.4f}, "
                 f"front {p['front_size']}"))
 
-        try:
-            result = run_search(cfg, accuracy, tables, state=state, on_generation=on_generation, executor=executor)
-        finally:
-            if use_ray:
-                accuracy.close()
+        return run_search(cfg, accuracy, tables, state=state, on_generation=on_generation, executor=executor)
+
+
+def _report_run(result: Any, cfg: Any, tables: dict[str, Any], out: Path) -> None:
+    """The ranked files and plot, the front table, the best and LightTrack-Mobile's point."""
+    from rich.console import Console
+
+    from search.report import fmt_score, front_table, plot_pareto, reference_gains, write_ranked
+
     csv_path, json_path = write_ranked(result, out)
     png = plot_pareto(result, out / "pareto.png", cfg.budget_ms, cfg.target or next(iter(tables)))
     best = result.best
-    from rich.console import Console
-
-    from search.report import fmt_score
-
     Console().print(front_table(result))
     typer.echo(f"evaluated {result.evaluated} architectures ({result.cache_hits} cache hits); "
                f"front {len(result.front)}, hypervolume {result.hypervolume:.4f}")
@@ -238,28 +265,8 @@ def verify(
     from tracking.progress import progress_bar
     from tracking.space import Architecture, SearchSpace
 
-    ranked = out / "ranked.json"
-    if not ranked.is_file():
-        raise FileNotFoundError(f"{out}: no ranked.json (the output of `lutnas search run`)")
-    try:
-        doc = json.loads(ranked.read_text())
-        front_ids = set(doc["front"])
-        front = [a for a in doc["architectures"] if a["canonical_id"] in front_ids]
-    except (ValueError, KeyError, TypeError):
-        raise ValueError(f"{ranked}: not a search result") from None
-    if not front:
-        raise ValueError(f"{ranked}: the front is empty")
-    if points is not None and len(front) > points:
-        key = next(iter(front[0]["latency_ms"]))
-        front.sort(key=lambda a: a["latency_ms"][key])
-        front = [front[round(i * (len(front) - 1) / (points - 1))] for i in range(points)]
-    config: dict[str, Any] = {}
-    state = out / "state.json"
-    if state.is_file():
-        try:
-            config = json.loads(state.read_text()).get("config", {}) or {}
-        except ValueError:
-            config = {}
+    front = _front_of(out, points)
+    config = _search_config(out)
     space = SearchSpace.named(config.get("space", "paper"))
     location, name = parse_table_spec(table)
     if "://" not in location and not Path(location).is_file():
@@ -276,6 +283,43 @@ def verify(
         rep = verify_archs(store, info.name, archs, predicted, budget_ms, space, refit, repeats, seed, progress)
     rep["predicted_by"] = "search" if target else "table"
     (out / "verify.json").write_text(json.dumps(rep, indent=1))
+    _print_verify(rep, len(archs), info.name, budget_ms)
+    typer.echo(f"wrote {out / 'verify.json'}")
+
+
+def _front_of(out: Path, points: int | None) -> list[dict[str, Any]]:
+    """The front's architectures from OUT/ranked.json (at most ``points``, spread evenly along the
+    front by predicted latency)."""
+    ranked = out / "ranked.json"
+    if not ranked.is_file():
+        raise FileNotFoundError(f"{out}: no ranked.json (the output of `lutnas search run`)")
+    try:
+        doc = json.loads(ranked.read_text())
+        front_ids = set(doc["front"])
+        front = [a for a in doc["architectures"] if a["canonical_id"] in front_ids]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"{ranked}: not a search result") from None
+    if not front:
+        raise ValueError(f"{ranked}: the front is empty")
+    if points is not None and len(front) > points:
+        key = next(iter(front[0]["latency_ms"]))
+        front.sort(key=lambda a: a["latency_ms"][key])
+        front = [front[round(i * (len(front) - 1) / (points - 1))] for i in range(points)]
+    return front
+
+
+def _search_config(out: Path) -> dict[str, Any]:
+    """The search's config from OUT/state.json ({} when there is none or it does not parse)."""
+    state = out / "state.json"
+    if not state.is_file():
+        return {}
+    try:
+        return json.loads(state.read_text()).get("config", {}) or {}
+    except ValueError:
+        return {}
+
+
+def _print_verify(rep: dict[str, Any], n: int, table: str, budget_ms: float | None) -> None:
     lines = [f"{'predicted':>10} {'measured':>10} {'error':>7}  architecture"]
     for p in rep["points"]:
         flag = "  OVER BUDGET" if p["over_budget"] else ""
@@ -283,14 +327,13 @@ def verify(
     typer.echo("\n".join(lines))
     a = rep["predicted"]
     if a:
-        typer.echo(f"{len(archs)} front architectures on {info.name!r}: within 10% {a['within_10']:.0%}, RMSPE "
+        typer.echo(f"{n} front architectures on {table!r}: within 10% {a['within_10']:.0%}, RMSPE "
                    f"{a['rmspe']:.1%}, mean error {a['mean_error']:+.1%}"
                    + (f"; {rep['broken']} break the {budget_ms:g} ms budget" if budget_ms is not None else ""))
     if rep["refit"]:
         r = rep["refit"]
         typer.echo(f"calibration refit: scale {r['scale']:.3f}; RMSPE {r['before']['rmspe']:.1%} -> "
                    f"{r['after']['rmspe']:.1%} (leave-one-out {r['after_cv']['rmspe']:.1%})")
-    typer.echo(f"wrote {out / 'verify.json'}")
 
 
 @search_app.command("compare")
@@ -319,18 +362,12 @@ def compare(
     """Retrain the front's points at or below the reference's latency and the reference itself with the
     same budget and seeds; print held-out AO / SR@0.5 with their spread, side by side. Writes
     RESULTS/compare.json."""
-    from rich.console import Console
-
-    from search.compare import choose, load_front, report, table
+    from search.compare import choose, load_front, report
     from search.compare import compare as run_compare
     from tracking.progress import progress_bar
     from tracking.space import SearchSpace
 
-    if reference != "mobile" and not reference.startswith("back_"):
-        raise typer.BadParameter(f"must be mobile or a LightTrack string, got {reference!r}", param_hint="--reference")
-    for p, what in ((supernet, "supernet checkpoint"), (data, "data folder"), (test_data, "test data folder")):
-        if not p.exists():
-            raise FileNotFoundError(f"{what} {p} does not exist")
+    _check_compare_inputs(reference, supernet, data, test_data)
     doc = load_front(results)
     ref, chosen, target = choose(doc, reference, target, picks, SearchSpace.code())
     if not chosen:
@@ -342,13 +379,28 @@ def compare(
         rows = run_compare([ref, *chosen], seeds, progress, supernet=None if from_scratch else supernet, data=data,
                            test_data=test_data, iters=iters, workdir=work, max_sequences=max_sequences,
                            max_frames=max_frames, threads=threads or None)
-    settings = {"iters": iters, "seeds": seeds, "inherited": not from_scratch, "sequences": max_sequences,
-                "frames": max_frames, "reference": reference}
-    rep = report(rows, target, settings)
+    rep = report(rows, target, {"iters": iters, "seeds": seeds, "inherited": not from_scratch,
+                                "sequences": max_sequences, "frames": max_frames, "reference": reference})
     (base / "compare.json").write_text(json.dumps(rep, indent=1))
     if as_json:
         typer.echo(json.dumps(rep))
         return
+    _print_compare(rep)
+
+
+def _check_compare_inputs(reference: str, supernet: Path, data: Path, test_data: Path) -> None:
+    if reference != "mobile" and not reference.startswith("back_"):
+        raise typer.BadParameter(f"must be mobile or a LightTrack string, got {reference!r}", param_hint="--reference")
+    for p, what in ((supernet, "supernet checkpoint"), (data, "data folder"), (test_data, "test data folder")):
+        if not p.exists():
+            raise FileNotFoundError(f"{what} {p} does not exist")
+
+
+def _print_compare(rep: dict[str, Any]) -> None:
+    from rich.console import Console
+
+    from search.compare import table
+
     console = Console(width=max(100, Console().width))
     console.print(table(rep))
     for v in rep["verdicts"]:

@@ -220,6 +220,39 @@ def read_meta_resolution(path: Path) -> tuple[tuple[int, int] | None, list[Issue
     return None, []
 
 
+def _numbered_frames(path: Path) -> tuple[dict[int, Path], list[Issue]]:
+    """Frame number -> file of a sequence folder (frames in ``img/`` for LaSOT and OTB), and the
+    issues: none at all, or gaps in the numbering."""
+    frame_dir = path / "img" if (path / "img").is_dir() else path
+    numbered: dict[int, Path] = {}
+    for p in frame_dir.iterdir():
+        m = FRAME_RE.match(p.name)
+        if m and p.is_file():
+            numbered[int(m.group(1))] = p
+    if not numbered:
+        return numbered, [Issue(frame_dir, None, "no frames (expected 00000001.jpg or .png ...)")]
+    first, last = (0 if 0 in numbered else 1), max(numbered)
+    missing = [i for i in range(first, last + 1) if i not in numbered]
+    if not missing:
+        return numbered, []
+    ext, width = numbered[last].suffix, len(numbered[last].stem)
+    shown = ", ".join(f"{i:0{width}d}{ext}" for i in missing[:3]) + (" ..." if len(missing) > 3 else "")
+    return numbered, [Issue(frame_dir, None, f"{len(missing)} missing frame(s): {shown}")]
+
+
+def _visibility(path: Path, n: int) -> tuple[np.ndarray, np.ndarray | None, list[Issue]]:
+    """Per-frame visibility from the flag files present, GOT-10k's cover labels, and the issues."""
+    visible, cover = np.ones(n, bool), None
+    for fname, (allowed, hidden_if_set) in FLAG_FILES.items():
+        if (path / fname).is_file():
+            flags, flag_issues = read_flags(path / fname, n, allowed)
+            if flags is None:
+                return visible, cover, flag_issues
+            visible &= (flags == 0) if hidden_if_set else (flags > 0)
+            cover = flags if fname == "cover.label" else cover
+    return visible, cover, []
+
+
 def read_sequence(path: Path, name: str | None = None) -> tuple[Sequence | None, list[Issue]]:
     """One sequence folder; ``None`` and the issues when it is malformed."""
     name = name or path.name
@@ -228,37 +261,16 @@ def read_sequence(path: Path, name: str | None = None) -> tuple[Sequence | None,
     gt_path = groundtruth_file(path)
     if gt_path is None:
         return None, [Issue(path / GT_FILES[0], None, "groundtruth.txt missing (or OTB's groundtruth_rect.txt)")]
-    frame_dir = path / "img" if (path / "img").is_dir() else path  # LaSOT and OTB keep frames in img/
-    numbered: dict[int, Path] = {}
-    for p in frame_dir.iterdir():
-        m = FRAME_RE.match(p.name)
-        if m and p.is_file():
-            numbered[int(m.group(1))] = p
-    issues: list[Issue] = []
-    if not numbered:
-        issues.append(Issue(frame_dir, None, "no frames (expected 00000001.jpg or .png ...)"))
-    else:
-        first, last = (0 if 0 in numbered else 1), max(numbered)
-        missing = [i for i in range(first, last + 1) if i not in numbered]
-        if missing:
-            ext, width = numbered[last].suffix, len(numbered[last].stem)
-            shown = ", ".join(f"{i:0{width}d}{ext}" for i in missing[:3]) + (" ..." if len(missing) > 3 else "")
-            issues.append(Issue(frame_dir, None, f"{len(missing)} missing frame(s): {shown}"))
+    numbered, issues = _numbered_frames(path)
     boxes, box_issues, soft = _parse_boxes(gt_path)
     issues += box_issues
     if not issues and len(boxes) != len(numbered):
         issues.append(Issue(gt_path, None, f"{len(boxes)} boxes for {len(numbered)} frames"))
     if issues:
         return None, issues
-    n = len(boxes)
-    visible, cover = np.ones(n, bool), None
-    for fname, (allowed, hidden_if_set) in FLAG_FILES.items():
-        if (path / fname).is_file():
-            flags, flag_issues = read_flags(path / fname, n, allowed)
-            if flags is None:
-                return None, flag_issues
-            visible &= (flags == 0) if hidden_if_set else (flags > 0)
-            cover = flags if fname == "cover.label" else cover
+    visible, cover, flag_issues = _visibility(path, len(boxes))
+    if flag_issues:
+        return None, flag_issues
     meta_resolution = None
     if (path / "meta_info.ini").is_file():
         meta_resolution, meta_issues = read_meta_resolution(path / "meta_info.ini")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -119,41 +120,45 @@ def _paste(canvas: np.ndarray, patch: np.ndarray, x: int, y: int) -> None:
         canvas[y1:y2, x1:x2] = patch[y1 - y:y2 - y, x1 - x:x2 - x]
 
 
-def generate_sequence(out_dir: Path, seed: int, index: int, frames: int, cfg: SynthConfig) -> None:
-    """Write one sequence (frames + groundtruth.txt) into ``out_dir``."""
-    rng = np.random.default_rng([seed, index])
-    W, H, P = cfg.width, cfg.height, cfg.pan
-    out_dir.mkdir(parents=True, exist_ok=True)
+@dataclass
+class _Scene:
+    """Everything one sequence draws before its first frame (in this order, from its own rng),
+    and the camera's moving state."""
 
+    bg: np.ndarray
+    cam: np.ndarray
+    cam_v: np.ndarray
+    base: float
+    aspect0: float
+    tgt_im: np.ndarray
+    tgt_region: tuple[int, int, int, int]
+    scale_wave: tuple[float, float, float]
+    aspect_wave: tuple[float, float, float]
+    mover: _Mover
+    distractors: list[tuple[Any, np.ndarray, float, _Mover]]
+    light_wave: tuple[float, float, float]
+    occ: tuple[int, int, int, float, np.ndarray] | None
+
+
+def _scene(rng: np.random.Generator, frames: int, cfg: SynthConfig) -> _Scene:
+    W, H, P = cfg.width, cfg.height, cfg.pan
     # background: one source image resized to cover the frame plus the pan range
     bg_src = _image(_BACKGROUNDS[rng.integers(len(_BACKGROUNDS))])
     bg = np.asarray(Image.fromarray(bg_src).resize((W + 2 * P, H + 2 * P), Image.BILINEAR), dtype=np.float32)
     bg *= rng.uniform(0.6, 1.0, 3).astype(np.float32)  # colour cast so backgrounds vary more
     cam = np.array([rng.uniform(0, 2 * P), rng.uniform(0, 2 * P)])
     cam_v = rng.normal(0, 0.5, 2)
-
     # target: base size, aspect, source texture region, scale/aspect oscillations
     base = rng.uniform(cfg.min_size, cfg.max_size)
     aspect0 = float(np.exp(rng.uniform(-0.5, 0.5)))
     tgt_name = _TARGETS[rng.integers(len(_TARGETS))]
     tgt_im, tgt_region = _source_patch(rng, tgt_name, aspect0)
-    s_amp, s_per, s_ph = rng.uniform(0.05, 0.35), rng.uniform(40, 120), rng.uniform(0, 2 * np.pi)
-    a_amp, a_per, a_ph = rng.uniform(0.0, 0.2), rng.uniform(40, 120), rng.uniform(0, 2 * np.pi)
+    s_wave = (rng.uniform(0.05, 0.35), rng.uniform(40, 120), rng.uniform(0, 2 * np.pi))
+    a_wave = (rng.uniform(0.0, 0.2), rng.uniform(40, 120), rng.uniform(0, 2 * np.pi))
     mover = _Mover(rng, cfg, margin=base * 0.9, speed=rng.uniform(cfg.min_speed, cfg.max_speed))
-
-    # look-alike distractors: the target's texture, shifted a little in the source, tinted
-    distractors = []
-    for _ in range(int(rng.choice([0, 0, 1, 2]))):
-        x0, y0, pw, ph = tgt_region
-        sh, sw = tgt_im.shape[:2]
-        dx, dy = (rng.uniform(-0.3, 0.3, 2) * (pw, ph)).astype(int)
-        reg = (int(np.clip(x0 + dx, 0, sw - pw)), int(np.clip(y0 + dy, 0, sh - ph)), pw, ph)
-        tint = rng.uniform(0.6, 1.4, 3).astype(np.float32)
-        size = base * rng.uniform(0.8, 1.2)
-        distractors.append((reg, tint, size, _Mover(rng, cfg, margin=size * 0.6, speed=rng.uniform(cfg.min_speed, cfg.max_speed))))
-
+    distractors = _distractors(rng, cfg, tgt_im, tgt_region, base)
     # illumination drift and an optional partial occlusion event
-    ill_amp, ill_per, ill_ph = rng.uniform(0.0, 0.3), rng.uniform(30, 100), rng.uniform(0, 2 * np.pi)
+    ill_wave = (rng.uniform(0.0, 0.3), rng.uniform(30, 100), rng.uniform(0, 2 * np.pi))
     occ = None
     if rng.random() < 0.5 and frames > 4:
         start = int(rng.integers(1, max(2, frames - 2)))
@@ -162,43 +167,72 @@ def generate_sequence(out_dir: Path, seed: int, index: int, frames: int, cfg: Sy
         frac = rng.uniform(0.2, 0.45)
         occ_src = _image(_BACKGROUNDS[rng.integers(len(_BACKGROUNDS))])
         occ = (start, start + length, side, frac, occ_src[:64, :64].astype(np.float32))
+    return _Scene(bg, cam, cam_v, base, aspect0, tgt_im, tgt_region, s_wave, a_wave, mover, distractors, ill_wave, occ)
 
+
+def _distractors(rng: np.random.Generator, cfg: SynthConfig, tgt_im: np.ndarray,
+                 tgt_region: tuple[int, int, int, int], base: float) -> list[tuple[Any, np.ndarray, float, _Mover]]:
+    """Look-alikes: the target's texture, shifted a little in the source, tinted."""
+    out = []
+    for _ in range(int(rng.choice([0, 0, 1, 2]))):
+        x0, y0, pw, ph = tgt_region
+        sh, sw = tgt_im.shape[:2]
+        dx, dy = (rng.uniform(-0.3, 0.3, 2) * (pw, ph)).astype(int)
+        reg = (int(np.clip(x0 + dx, 0, sw - pw)), int(np.clip(y0 + dy, 0, sh - ph)), pw, ph)
+        tint = rng.uniform(0.6, 1.4, 3).astype(np.float32)
+        size = base * rng.uniform(0.8, 1.2)
+        out.append((reg, tint, size, _Mover(rng, cfg, margin=size * 0.6, speed=rng.uniform(cfg.min_speed, cfg.max_speed))))
+    return out
+
+
+def _wave(w: tuple[float, float, float], t: int) -> float:
+    amp, period, phase = w
+    return amp * np.sin(2 * np.pi * t / period + phase)
+
+
+def _frame(sc: _Scene, t: int, cfg: SynthConfig) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Frame ``t`` (the camera and movers step once) and the target's box in it."""
+    W, H, P = cfg.width, cfg.height, cfg.pan
+    sc.cam = np.clip(sc.cam + sc.cam_v, 0, 2 * P)
+    if sc.cam[0] in (0, 2 * P) or sc.cam[1] in (0, 2 * P):
+        sc.cam_v = -sc.cam_v
+    cx0, cy0 = int(sc.cam[0]), int(sc.cam[1])
+    frame = sc.bg[cy0:cy0 + H, cx0:cx0 + W].copy()
+    for reg, tint, size, mv in sc.distractors:
+        c = mv.step()
+        dw, dh = max(4, int(size * np.sqrt(sc.aspect0))), max(4, int(size / np.sqrt(sc.aspect0)))
+        _paste(frame, _render_patch(sc.tgt_im, reg, dw, dh, tint), int(c[0] - dw / 2), int(c[1] - dh / 2))
+    c = sc.mover.step()
+    scale = np.exp(_wave(sc.scale_wave, t))
+    asp = sc.aspect0 * np.exp(_wave(sc.aspect_wave, t))
+    w = max(int(round(min(sc.base * scale * np.sqrt(asp), W * 0.6))), 6)
+    h = max(int(round(min(sc.base * scale / np.sqrt(asp), H * 0.6))), 6)
+    x = int(round(np.clip(c[0] - w / 2, 0, W - w)))
+    y = int(round(np.clip(c[1] - h / 2, 0, H - h)))
+    speed = float(np.linalg.norm(sc.mover.vel))
+    blur = (int(round(speed)), 1 if abs(sc.mover.vel[0]) >= abs(sc.mover.vel[1]) else 0) if speed > 2.5 else None
+    _paste(frame, _render_patch(sc.tgt_im, sc.tgt_region, w, h, blur=blur), x, y)
+    if sc.occ is not None and sc.occ[0] <= t < sc.occ[1]:
+        _, _, side, frac, tex = sc.occ
+        ow, oh = (int(w * frac), h) if side in (0, 2) else (w, int(h * frac))
+        ox = x if side in (0, 1) else x + w - ow
+        oy = y if side in (0, 1, 2) and side != 3 else y + h - oh
+        occluder = np.asarray(Image.fromarray(tex.astype(np.uint8)).resize((max(ow, 1), max(oh, 1))),
+                              dtype=np.float32)
+        _paste(frame, occluder, ox, oy)
+    frame *= np.float32(1.0 + _wave(sc.light_wave, t))
+    return frame, (x, y, w, h)
+
+
+def generate_sequence(out_dir: Path, seed: int, index: int, frames: int, cfg: SynthConfig) -> None:
+    """Write one sequence (frames + groundtruth.txt) into ``out_dir``."""
+    rng = np.random.default_rng([seed, index])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scene = _scene(rng, frames, cfg)
     lines = []
     ext = "jpg" if cfg.fmt in ("jpg", "jpeg") else "png"
     for t in range(frames):
-        cam = np.clip(cam + cam_v, 0, 2 * P)
-        if cam[0] in (0, 2 * P) or cam[1] in (0, 2 * P):
-            cam_v = -cam_v
-        cx0, cy0 = int(cam[0]), int(cam[1])
-        frame = bg[cy0:cy0 + H, cx0:cx0 + W].copy()
-
-        for reg, tint, size, mv in distractors:
-            c = mv.step()
-            dw, dh = max(4, int(size * np.sqrt(aspect0))), max(4, int(size / np.sqrt(aspect0)))
-            _paste(frame, _render_patch(tgt_im, reg, dw, dh, tint), int(c[0] - dw / 2), int(c[1] - dh / 2))
-
-        c = mover.step()
-        scale = np.exp(s_amp * np.sin(2 * np.pi * t / s_per + s_ph))
-        asp = aspect0 * np.exp(a_amp * np.sin(2 * np.pi * t / a_per + a_ph))
-        w = int(round(min(base * scale * np.sqrt(asp), W * 0.6)))
-        h = int(round(min(base * scale / np.sqrt(asp), H * 0.6)))
-        w, h = max(w, 6), max(h, 6)
-        x = int(round(np.clip(c[0] - w / 2, 0, W - w)))
-        y = int(round(np.clip(c[1] - h / 2, 0, H - h)))
-        speed = float(np.linalg.norm(mover.vel))
-        blur = (int(round(speed)), 1 if abs(mover.vel[0]) >= abs(mover.vel[1]) else 0) if speed > 2.5 else None
-        _paste(frame, _render_patch(tgt_im, tgt_region, w, h, blur=blur), x, y)
-
-        if occ is not None and occ[0] <= t < occ[1]:
-            _, _, side, frac, tex = occ
-            ow, oh = (int(w * frac), h) if side in (0, 2) else (w, int(h * frac))
-            ox = x if side in (0, 1) else x + w - ow
-            oy = y if side in (0, 1, 2) and side != 3 else y + h - oh
-            occluder = np.asarray(Image.fromarray(tex.astype(np.uint8)).resize((max(ow, 1), max(oh, 1))),
-                                  dtype=np.float32)
-            _paste(frame, occluder, ox, oy)
-
-        frame *= np.float32(1.0 + ill_amp * np.sin(2 * np.pi * t / ill_per + ill_ph))
+        frame, (x, y, w, h) = _frame(scene, t, cfg)
         img = Image.fromarray(np.clip(frame, 0, 255).astype(np.uint8))
         path = out_dir / f"{t + 1:08d}.{ext}"
         if ext == "jpg":
