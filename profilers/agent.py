@@ -1,7 +1,7 @@
 """``lutnas-agent``: the on-device profiler agent (numpy + onnxruntime + httpx only; LiteRT targets
 add ai-edge-litert: ``pip install "lutnas-agent[litert]"``, ``--backend litert``).
 
-Loop: lease up to ``--batch`` units from the server, download each unit's ONNX model, measure
+Loop: lease up to ``--batch`` units from the server, download each unit's model (ONNX, or .tflite), measure
 it with :mod:`profilers.measure`, upload the result at once (so a crash loses at most the unit
 being measured), heartbeat the lease from a background thread while measuring (leases are
 short, 30 s by default, renewed every quarter of it, so a dead agent's units go back to the pool
