@@ -45,3 +45,12 @@ def test_profile_a_litert_table_and_rebuild_its_backend(tmp_path: Path) -> None:
     assert store.layouts(rep.table.id) == {}  # LiteRT has no node trace: no layout correction assumed
     for be in (_backend_from_runtime(runtime), backend_for_runtime(runtime)):
         assert be.name == "litert" and be.model_format == "tflite" and be.config()["provider"] == "xnnpack"
+
+
+def test_a_transfer_measures_litert_overhead_on_its_own_model() -> None:
+    pytest.importorskip("ai_edge_litert")
+    pytest.importorskip("litert_torch")
+    from latency_tables.transfer import _overhead_ms
+    from profilers import Protocol, get_backend
+
+    assert 0 < _overhead_ms(get_backend("litert"), Protocol(min_time_s=0.02, max_time_s=0.05)) < 1

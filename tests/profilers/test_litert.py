@@ -147,3 +147,15 @@ def test_benchmark_model_stand_in_runs_a_real_model_through_the_command_backend(
                      model_format="tflite")
     m = measure(be, tflite_models["neck"], FAST)
     assert m.count == 1 and 0 < m.median_ms < 1000
+
+
+def test_agent_options_for_litert() -> None:
+    from profilers.agent import parse_args
+
+    base = ["--server", "http://127.0.0.1:9", "--token", "lna_x"]
+    cfg = parse_args([*base, "--backend", "litert", "--delegate-library", "libvendor.so", "--provider", "external"])
+    assert (cfg.backend, cfg.provider, cfg.delegate_library) == ("litert", "external", "libvendor.so")
+    assert parse_args([*base, "--backend", "litert"]).provider == "xnnpack"  # LiteRT's CPU default
+    assert parse_args(base).provider == "CPUExecutionProvider"  # onnxruntime agents as before
+    with pytest.raises(SystemExit):
+        parse_args([*base, "--delegate-library", "libvendor.so"])  # only with --backend litert
