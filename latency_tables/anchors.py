@@ -35,10 +35,10 @@ def anchor_archs(predictor: Any, k: int = DEFAULT_ANCHORS, seed: int = ANCHOR_SE
 
 
 def export_anchors(archs: list[Architecture], out_dir: str | Path, space: SearchSpace, seed: int = 0,
-                   precision: str = "fp32") -> list[Path]:
+                   precision: str = "fp32", fmt: str = "onnx") -> list[Path]:
     from latency_tables.fidelity import export_search_graphs
 
-    return export_search_graphs(archs, out_dir, space, seed, precision=precision)
+    return export_search_graphs(archs, out_dir, space, seed, precision=precision, fmt=fmt)
 
 
 def anchor_record(archs: list[Architecture], measured_ms: np.ndarray, predicted_ms: np.ndarray) -> dict[str, Any]:
@@ -61,7 +61,7 @@ def measure_table_anchors(store: Any, info: Any, backend: Any, protocol: Any, sp
     archs = anchor_archs(pred, k)
     precision = str(info.runtime.get("precision", "fp32"))
     with tempfile.TemporaryDirectory(prefix="lutnas-anchors-") as tmp:
-        paths = export_anchors(archs, workdir or tmp, space, seed, precision)
+        paths = export_anchors(archs, workdir or tmp, space, seed, precision, backend.model_format)
         measured = measure_models(backend, paths, protocol, rounds, seed=seed, round_stat=round_stat)
     record = anchor_record(archs, measured, pred.predict_batch(archs))
     return store.update(info.id, runtime={**info.runtime, "anchors": record})

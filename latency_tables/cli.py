@@ -51,7 +51,10 @@ def _backend_from_runtime(runtime: dict[str, Any]) -> Any:
 
     cfg = {k: runtime[k] for k in ("provider", "threads", "graph_optimization", "precision") if k in runtime}
     if runtime.get("backend") == "command":  # the device's tool, as the table was profiled with it
-        cfg.update({k: runtime[k] for k in ("command", "pattern", "time_unit", "runs", "warmup") if k in runtime})
+        cfg.update({k: runtime[k] for k in ("command", "pattern", "time_unit", "runs", "warmup", "model_format")
+                    if k in runtime})
+    if runtime.get("backend") == "litert" and "delegate_library" in runtime:  # provider: the delegate
+        cfg["delegate_library"] = runtime["delegate_library"]  # by name: the loader searches the library path
     if runtime.get("backend") == "torch":
         raise ValueError("end-to-end validation of torch tables is not supported; use an onnxruntime table")
     return get_backend(runtime.get("backend", "onnxruntime"), **cfg)
@@ -121,9 +124,16 @@ def profile(
     out: str = typer.Option(..., "--out", help="Table database: a SQLite file path or a database URL "
                             "(optionally #NAME, as --name)."),
     name: str | None = typer.Option(None, "--name", help="Table name (default: hardware label + runtime)."),
-    backend: str = typer.Option("onnxruntime", "--backend", help="Measurement backend: onnxruntime, or command "
-                                "(a device's own tool, run by --command)."),
+    backend: str = typer.Option("onnxruntime", "--backend", help="Measurement backend: onnxruntime, litert "
+                                "(.tflite units, LiteRT interpreter; the litert extra), or command (a device's own "
+                                "tool, run by --command)."),
     provider: str = typer.Option("CPUExecutionProvider", "--provider", help="onnxruntime execution provider."),
+    delegate: str = typer.Option("xnnpack", "--delegate", help="--backend litert: xnnpack (CPU), none (builtin "
+                                 "kernels), gpu or external (a library given by --delegate-library)."),
+    delegate_library: str | None = typer.Option(None, "--delegate-library", help="--backend litert: the gpu or "
+                                                "external delegate's shared library."),
+    model_format: str = typer.Option("onnx", "--model-format", help="--backend command: what the command runs, "
+                                     "onnx or tflite (LiteRT's benchmark_model)."),
     threads: int = typer.Option(1, "--threads", min=1, help="Intra-op threads."),
     graph_opt: str = typer.Option("all", "--graph-opt", help="Graph optimisation: disable|basic|extended|all."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, or int8: units quantized with onnxruntime's "
@@ -131,7 +141,8 @@ def profile(
     command: str | None = typer.Option(None, "--command", help="--backend command: the command line that times "
                                        "one model, with {model}, {runs}, {warmup}, {threads} (no shell)."),
     pattern: str | None = typer.Option(None, "--pattern", help="--backend command: regex with one group matching "
-                                       "each run's time in the command's output (default: ort_runner's lines)."),
+                                       "each run's time in the command's output (default: ort_runner's lines; "
+                                       "benchmark_model: LiteRT benchmark_model's summary, with --time-unit us)."),
     time_unit: str = typer.Option("ms", "--time-unit", help="--backend command: unit of the times: s, ms, us, ns."),
     command_runs: int = typer.Option(50, "--command-runs", min=1, help="--backend command: {runs} per model."),
     device: str | None = typer.Option(None, "--device-name", help="--backend command: device/runtime name "
@@ -175,15 +186,20 @@ def profile(
     if backend == "onnxruntime":
         be = get_backend(backend, provider=provider, threads=threads, graph_optimization=graph_opt,
                          precision=precision)
+    elif backend == "litert":
+        be = get_backend("litert", delegate=delegate, delegate_library=delegate_library, threads=threads,
+                         precision=precision)
     elif backend == "command":
         if not command:
             raise typer.BadParameter("--backend command needs --command", param_hint="--command")
-        from profilers.backends import DEFAULT_PATTERN
+        from profilers.backends import BENCHMARK_MODEL_PATTERN, DEFAULT_PATTERN
 
+        pattern = BENCHMARK_MODEL_PATTERN if pattern == "benchmark_model" else pattern
         be = get_backend("command", command=command, pattern=pattern or DEFAULT_PATTERN, time_unit=time_unit,
-                         runs=command_runs, threads=threads, provider=device, precision=precision)
+                         runs=command_runs, threads=threads, provider=device, precision=precision,
+                         model_format=model_format)
     else:
-        raise ValueError("lutnas profile measures ONNX unit models: use --backend onnxruntime or command")
+        raise typer.BadParameter("use onnxruntime, litert or command", param_hint="--backend")
     location, name = _table_spec(out, name, "--out")
     store = LatencyStore(location)
     with progress_bar("profile", not quiet) as progress:
@@ -428,7 +444,8 @@ def calibrate(
     pred.predict_batch(archs)  # missing units fail before any measurement
     backend = _backend_from_runtime(info.runtime)
     with tempfile.TemporaryDirectory() as tmp, progress_bar("calibrate", not quiet) as progress:
-        paths = export_search_graphs(archs, tmp, sp, seed, progress, str(info.runtime.get("precision", "fp32")))
+        paths = export_search_graphs(archs, tmp, sp, seed, progress, str(info.runtime.get("precision", "fp32")),
+                                     backend.model_format)
         repeats, stat = _table_rounds(info.runtime, repeats, round_stat)
         measured = measure_models(backend, paths, _table_protocol(info.runtime, min_time, max_time),
                                   repeats, seed, progress, stat)
@@ -500,7 +517,8 @@ def transfer(
                                "optionally #NAME."),
     out: str = typer.Option(..., "--out", help="Database for the new table (created if absent), optionally #NAME."),
     measure_k: int = typer.Option(20, "--measure", min=2, max=1000, help="Whole subnets to measure on this device."),
-    backend: str = typer.Option("onnxruntime", "--backend", help="This device's backend: onnxruntime or torch."),
+    backend: str = typer.Option("onnxruntime", "--backend", help="This device's backend: onnxruntime, litert "
+                                "(--provider: its delegate, xnnpack by default) or torch."),
     provider: str = typer.Option("CPUExecutionProvider", "--provider", help="onnxruntime execution provider."),
     threads: int = typer.Option(1, "--threads", min=1, help="Intra-op threads."),
     graph_opt: str = typer.Option("all", "--graph-opt", help="Graph optimisation: disable|basic|extended|all."),
@@ -527,12 +545,15 @@ def transfer(
     if backend == "onnxruntime":
         be = get_backend(backend, provider=provider, threads=threads, graph_optimization=graph_opt,
                          precision=precision)
+    elif backend == "litert":
+        be = get_backend("litert", delegate="xnnpack" if provider == "CPUExecutionProvider" else provider,
+                         threads=threads, precision=precision)
     elif backend == "torch":
         if precision != "fp32":
             raise typer.BadParameter("the torch backend runs fp32 only", param_hint="--precision")
         be = get_backend("torch", threads=threads)
     else:
-        raise typer.BadParameter("use onnxruntime or torch", param_hint="--backend")
+        raise typer.BadParameter("use onnxruntime, litert or torch", param_hint="--backend")
     src_info = src_store.find(src_name)
     protocol = _table_protocol(src_info.runtime, min_time, max_time)  # the source's protocol: comparable
     with progress_bar("transfer", not quiet) as progress:

@@ -19,15 +19,19 @@ from tracking.space import Architecture, SearchSpace
 
 
 def export_search_graphs(archs: Sequence[Architecture], out_dir: str | Path, space: SearchSpace,
-                         seed: int = 0, progress: Progress | None = None, precision: str = "fp32") -> list[Path]:
+                         seed: int = 0, progress: Progress | None = None, precision: str = "fp32",
+                         fmt: str = "onnx") -> list[Path]:
     """Export each architecture's search graph (what ``tracking.export.export_onnx`` writes as
     ``search.onnx``: inputs ``search``, ``zf``; outputs ``cls``, ``reg``) from one seeded random
     supernet. Only the search branch is exported (half the export time of ``export_onnx``).
     ``precision="int8"``: each graph is then quantized (``latency_tables.quantize``), calibrated on
-    synthetic search crops and the template feature of their template crops."""
+    synthetic search crops and the template feature of their template crops. ``fmt="tflite"``:
+    ``search.tflite`` converted by ``latency_tables.litert`` from the same modules (channels-last IO;
+    int8: full-integer, calibrated on the same crops)."""
     import torch
 
     from latency_tables.quantize import check_precision, quantize_onnx, synthetic_crops
+    from latency_tables.units import check_format
     from tracking.export import SearchBranch, export_module
     from tracking.supernet import Supernet
 
@@ -37,13 +41,23 @@ def export_search_graphs(archs: Sequence[Architecture], out_dir: str | Path, spa
     int8 = check_precision(precision) == "int8"
     crops = synthetic_crops(seed=seed, search_size=space.search_size, template_size=space.template_size) \
         if int8 else None
+    check_format(fmt)
     paths = []
     for i, arch in enumerate(archs):
         path = supernet.path(arch).eval()  # the subnet's modules, shared rather than copied
         with torch.no_grad():
             zf = path.template_feature(torch.zeros(1, 3, space.template_size, space.template_size))
-            out = Path(out_dir) / f"{i:04d}-{arch.canonical_id()}" / "search.onnx"
+            out = Path(out_dir) / f"{i:04d}-{arch.canonical_id()}" / f"search.{fmt}"
             out.parent.mkdir(parents=True, exist_ok=True)
+            if fmt == "tflite":
+                from latency_tables.litert import export_search_graph_tflite
+
+                calib = [(xs[None], path.template_feature(torch.from_numpy(zs[None])).numpy())
+                         for xs, zs in zip(*crops, strict=True)] if crops is not None else None
+                paths.append(export_search_graph_tflite(SearchBranch(path), x, zf, out, precision, calib))
+                if progress:
+                    progress("export", i + 1, len(archs))
+                continue
             export_module(SearchBranch(path), (x, zf), out, ["search", "zf"], ["cls", "reg"])
             if crops is not None:
                 feeds = [{"search": xs[None], "zf": path.template_feature(torch.from_numpy(zs[None])).numpy()}
@@ -83,12 +97,12 @@ def probe_keys(medians: dict[str, float], k: int = 6) -> list[str]:
 
 
 def export_probes(medians: dict[str, float], k: int, out_dir: str | Path, seed: int = 0,
-                  precision: str = "fp32") -> tuple[list[str], list[Path]]:
-    """The :func:`probe_keys` of a table and their unit ONNX models, exported under ``out_dir``."""
-    from latency_tables.units import export_unit_onnx, parse_key, unit_filename
+                  precision: str = "fp32", fmt: str = "onnx") -> tuple[list[str], list[Path]]:
+    """The :func:`probe_keys` of a table and their unit models (``fmt``), exported under ``out_dir``."""
+    from latency_tables.units import export_unit, parse_key, unit_filename
 
     keys = probe_keys(medians, k)
-    return keys, [export_unit_onnx(parse_key(key), Path(out_dir) / unit_filename(key), seed, precision)
+    return keys, [export_unit(parse_key(key), Path(out_dir) / unit_filename(key, fmt), seed, precision, fmt)
                   for key in keys]
 
 
@@ -272,11 +286,13 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
     plain = predictor.plain().predict_batch(archs) if predictor.layouts else None
     flops = np.array([count_flops_params(a, space)[0] for a in archs], dtype=float)
     with tempfile.TemporaryDirectory(prefix="lutnas-validate-") as tmp:
-        paths = export_search_graphs(archs, workdir or tmp, space, seed, progress, precision)
-        keys, probe_paths = export_probes(predictor.medians, probes, Path(workdir or tmp) / "probes", seed, precision)
+        fmt = backend.model_format  # the graphs the backend runs: ONNX, or .tflite for LiteRT
+        paths = export_search_graphs(archs, workdir or tmp, space, seed, progress, precision, fmt)
+        keys, probe_paths = export_probes(predictor.medians, probes, Path(workdir or tmp) / "probes", seed, precision,
+                                          fmt)
         anchor_list = [Architecture.parse(a, space) for a in (anchors or {}).get("archs", [])]
         anchor_paths = export_search_graphs(anchor_list, Path(workdir or tmp) / "anchors", space, seed,
-                                            precision=precision) if anchor_list else []
+                                            precision=precision, fmt=fmt) if anchor_list else []
         tails: dict[str, np.ndarray] = {}
         measured, gauges, retest = measure_with_probes(backend, paths, [*probe_paths, *anchor_paths], protocol,
                                                        repeats, seed=seed, progress=progress, round_stat=round_stat,

@@ -1,4 +1,4 @@
-"""Local profiling: export units to ONNX, measure them on this machine, store them in a table.
+"""Local profiling: export units (ONNX, or .tflite for LiteRT backends), measure them on this machine, store them in a table.
 
 Resumable: units already in the table are skipped, and each result is committed as soon as it is
 measured, so an interrupted run loses at most one unit. With ``rounds`` > 1 a unit is committed in
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from latency_tables.store import LatencyStore, TableInfo, default_table_name
-from latency_tables.units import Unit, export_unit_onnx, unit_filename
+from latency_tables.units import Unit, export_overhead_model, export_unit, unit_filename
 from profilers.backends import Backend
 from profilers.env import environment
 from profilers.layout import ENV_KEY as LAYOUT_ENV_KEY
@@ -68,15 +68,17 @@ def profile_units(store: LatencyStore, backend: Backend, units: Sequence[Unit], 
     have_layout = set(store.layouts(info.id))
     retrace = list({u.key: u for u in units if u.key in have and u.key not in have_layout}.values())
     skipped = sorted({u.key for u in units if u.key in have})
-    if info.overhead_ms is None:
-        info = store.update(info.id, overhead_ms=measure_overhead(backend, protocol).median_ms)
+    fmt = backend.model_format  # ONNX, or .tflite for LiteRT (latency_tables.litert)
     with tempfile.TemporaryDirectory(prefix="lutnas-units-") as tmp:
         out = Path(workdir or tmp)
+        if info.overhead_ms is None:
+            overhead = export_overhead_model(out / f"overhead.{fmt}", fmt)
+            info = store.update(info.id, overhead_ms=measure_overhead(backend, protocol, overhead).median_ms)
         t0 = time.perf_counter()
         paths = {}
         for i, u in enumerate(todo + retrace):
             # Exports first, measurements after: no exporter work interleaves with timing.
-            paths[u.key] = export_unit_onnx(u, out / unit_filename(u), seed, runtime.get("precision", "fp32"))
+            paths[u.key] = export_unit(u, out / unit_filename(u, fmt), seed, runtime.get("precision", "fp32"), fmt)
             if progress:
                 progress("export", i + 1, len(todo) + len(retrace))
         t1 = time.perf_counter()

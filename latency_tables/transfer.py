@@ -199,7 +199,7 @@ def measure_subnets(archs: Sequence[Architecture], backend: Any, protocol: Any, 
     if getattr(backend, "name", "") == "torch":
         return _measure_torch(archs, backend, protocol, space, repeats, seed, round_stat, progress)
     with tempfile.TemporaryDirectory(prefix="lutnas-transfer-") as tmp:
-        paths = export_search_graphs(archs, workdir or tmp, space, seed, progress, precision)
+        paths = export_search_graphs(archs, workdir or tmp, space, seed, progress, precision, backend.model_format)
         return measure_models(backend, paths, protocol, repeats, seed, progress, round_stat)
 
 
@@ -252,7 +252,6 @@ def transfer_table(source_store: Any, source_name: str | None, store: Any, name:
     """Measure ``k`` sampled subnets (seeded) and the per-run overhead on ``backend``, fit the
     group scales against the source table, and write the new table ``name`` into ``store``."""
     from latency_tables.store import default_table_name
-    from profilers.measure import measure_overhead
     from tracking.space import sample_many
 
     space = space or SearchSpace.paper()
@@ -266,7 +265,7 @@ def transfer_table(source_store: Any, source_name: str | None, store: Any, name:
                          "transfer needs a full table")
     precision = str(backend.runtime_info().get("precision", "fp32"))
     t0 = time.perf_counter()
-    overhead = measure_overhead(backend, protocol).median_ms if backend.name != "torch" else 0.0
+    overhead = _overhead_ms(backend, protocol)
     measured = measure_subnets(archs, backend, subnet_protocol(protocol), space, repeats, seed, precision, round_stat,
                                progress=progress)
     measure_s = time.perf_counter() - t0
@@ -280,6 +279,20 @@ def transfer_table(source_store: Any, source_name: str | None, store: Any, name:
     info = store.update(info.id, overhead_ms=overhead, calibration=None, hardware=hardware)
     store.put(info.id, transferred_entries(source, tails, fit, src_info.name))
     return TransferReport(fit, info, [a.to_string() for a in archs], [float(v) for v in measured], measure_s)
+
+
+def _overhead_ms(backend: Any, protocol: Any) -> float:
+    """The backend's per-run overhead (0 for torch, which runs modules, not model files)."""
+    import tempfile
+
+    from latency_tables.units import export_overhead_model
+    from profilers.measure import measure_overhead
+
+    if backend.name == "torch":
+        return 0.0
+    with tempfile.TemporaryDirectory(prefix="lutnas-overhead-") as tmp:
+        model = export_overhead_model(Path(tmp) / f"overhead.{backend.model_format}", backend.model_format)
+        return measure_overhead(backend, protocol, model).median_ms
 
 
 def _p10(store: Any, table_id: int) -> dict[str, float]:

@@ -14,7 +14,8 @@ A unit is identified by what determines its cost: type, input shape(s) and choic
 ``mbconv:in24x64x64:out40:k5:e6:s2``. Block positions with the same input shape share keys.
 
 This module is pure Python (shapes come from ``tracking.space.blocks``, the one topology); only
-:func:`build_unit_module` and :func:`export_unit_onnx` import torch.
+:func:`build_unit_module` and the exporters (:func:`export_unit`: ONNX, or ``.tflite`` through
+``latency_tables.litert``) import torch.
 """
 
 from __future__ import annotations
@@ -236,17 +237,50 @@ def export_unit_onnx(unit: Unit, path: str | Path, seed: int = 0, precision: str
     return path
 
 
-def unit_filename(unit: Unit | str) -> str:
-    """A file name for a unit's ONNX model (``:`` is not portable in file names)."""
+MODEL_FORMATS = ("onnx", "tflite")  # what a backend runs (profilers.backends.Backend.model_format)
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in MODEL_FORMATS:
+        raise ValueError(f"model format must be one of {', '.join(MODEL_FORMATS)}, got {fmt!r}")
+    return fmt
+
+
+def export_unit(unit: Unit, path: str | Path, seed: int = 0, precision: str = "fp32", fmt: str = "onnx") -> Path:
+    """``unit`` alone in the backend's model format: ONNX (:func:`export_unit_onnx`) or ``.tflite``
+    (``latency_tables.litert``, from the same seeded module)."""
+    if check_format(fmt) == "tflite":
+        from latency_tables.litert import export_unit_tflite
+
+        return export_unit_tflite(unit, path, seed, precision)
+    return export_unit_onnx(unit, path, seed, precision)
+
+
+def export_overhead_model(path: str | Path, fmt: str = "onnx") -> Path:
+    """The per-run overhead model (``profilers.measure.measure_overhead``) in ``fmt``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if check_format(fmt) == "tflite":
+        from latency_tables.litert import export_overhead_tflite
+
+        return export_overhead_tflite(path)
+    from profilers.measure import identity_model
+
+    path.write_bytes(identity_model())
+    return path
+
+
+def unit_filename(unit: Unit | str, fmt: str = "onnx") -> str:
+    """A file name for a unit's model (``:`` is not portable in file names)."""
     key = unit if isinstance(unit, str) else unit.key
-    return key.replace(":", "_") + ".onnx"
+    return key.replace(":", "_") + "." + check_format(fmt)
 
 
-def unit_onnx_bytes(unit: Unit | str, seed: int = 0, precision: str = "fp32") -> bytes:
-    """The unit's ONNX model as bytes (e.g. for the server to hand to a profiler agent);
-    ``unit`` may be a key; ``precision``: fp32 or int8 (quantized)."""
+def unit_onnx_bytes(unit: Unit | str, seed: int = 0, precision: str = "fp32", fmt: str = "onnx") -> bytes:
+    """The unit's model as bytes (e.g. for the server to hand to a profiler agent); ``unit`` may be
+    a key; ``precision``: fp32 or int8 (quantized); ``fmt``: onnx or tflite."""
     import tempfile
 
     u = parse_key(unit) if isinstance(unit, str) else unit
     with tempfile.TemporaryDirectory(prefix="lutnas-unit-") as tmp:
-        return export_unit_onnx(u, Path(tmp) / unit_filename(u), seed, precision).read_bytes()
+        return export_unit(u, Path(tmp) / unit_filename(u, fmt), seed, precision, fmt).read_bytes()

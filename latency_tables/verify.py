@@ -25,14 +25,17 @@ Progress = Callable[[str, int, int], None]
 
 
 def backend_for_runtime(runtime: dict[str, Any]) -> Any:
-    """The backend a table's recorded runtime describes (onnxruntime, command or torch)."""
+    """The backend a table's recorded runtime describes (onnxruntime, command, litert or torch)."""
     from profilers.backends import get_backend
 
     name = runtime.get("backend", "onnxruntime")
     keys = {"onnxruntime": ("provider", "threads", "graph_optimization", "precision"),
             "command": ("provider", "threads", "graph_optimization", "precision", "command", "pattern", "time_unit",
                         "runs", "warmup"),
+            "litert": ("provider", "threads", "precision", "graph_optimization", "delegate_library"),
             "torch": ("threads", "precision")}.get(name, ())
+    if name == "command" and "model_format" in runtime:
+        keys = (*keys, "model_format")
     return get_backend(name, **{k: runtime[k] for k in keys if k in runtime})
 
 

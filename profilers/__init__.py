@@ -1,6 +1,8 @@
-"""On-device profiling: measurement backends (onnxruntime, torch) and the measurement protocol.
+"""On-device profiling: measurement backends (onnxruntime, torch, command, litert) and the measurement
+protocol.
 
-Importable with only numpy + onnxruntime (no torch, fastapi or sqlalchemy).
+Importable with only numpy + onnxruntime (no torch, fastapi or sqlalchemy); the litert backend
+imports ai_edge_litert only when it is used.
 """
 
 from profilers.backends import Backend, LoadedModel, available_backends, get_backend, register_backend

@@ -1,6 +1,7 @@
-"""``lutnas-agent``: the on-device profiler agent (numpy + onnxruntime + httpx only).
+"""``lutnas-agent``: the on-device profiler agent (numpy + onnxruntime + httpx only; LiteRT targets
+add ai-edge-litert: ``pip install "lutnas-agent[litert]"``, ``--backend litert``).
 
-Loop: lease up to ``--batch`` units from the server, download each unit's ONNX model, measure
+Loop: lease up to ``--batch`` units from the server, download each unit's model (ONNX, or .tflite), measure
 it with :mod:`profilers.measure`, upload the result at once (so a crash loses at most the unit
 being measured), heartbeat the lease from a background thread while measuring (leases are
 short, 30 s by default, renewed every quarter of it, so a dead agent's units go back to the pool
@@ -42,7 +43,7 @@ class AgentError(Exception):
 class AgentConfig:
     server: str
     token: str
-    provider: str = "CPUExecutionProvider"
+    provider: str = "CPUExecutionProvider"  # litert: the delegate (xnnpack, none, gpu, external)
     threads: int = 1
     graph_optimization: str = "all"
     batch: int = 8
@@ -56,6 +57,8 @@ class AgentConfig:
     limits: Limits = Limits()  # a measurement that breaks them is measured again, not uploaded
     busy_retries: int = 3  # measurements of a unit under load before it is left for later
     busy_wait: float = 2.0  # seconds between them
+    backend: str = "onnxruntime"  # or litert (.tflite units; the server converts them)
+    delegate_library: str | None = None  # litert gpu/external delegates: the shared library to load
 
 
 class Agent:
@@ -64,8 +67,13 @@ class Agent:
         self.stop = threading.Event()
         self.client = httpx.Client(base_url=config.server.rstrip("/"), timeout=120.0,
                                    headers={"Authorization": f"Bearer {config.token}"})
-        self.backend = get_backend("onnxruntime", provider=config.provider, threads=config.threads,
-                                   graph_optimization=config.graph_optimization, precision=config.precision)
+        if config.backend == "litert":
+            self.backend = get_backend("litert", delegate=config.provider, delegate_library=config.delegate_library,
+                                       threads=config.threads, precision=config.precision,
+                                       graph_optimization=config.graph_optimization)
+        else:
+            self.backend = get_backend(config.backend, provider=config.provider, threads=config.threads,
+                                       graph_optimization=config.graph_optimization, precision=config.precision)
         self.measured = 0
         self.flagged = 0  # measurements not stored because the device was loaded or throttled
         self.left_for_later = 0  # units given back after busy_retries such measurements
@@ -116,7 +124,7 @@ class Agent:
         """Refuse to measure under another configuration than the target's (the server would
         reject the results anyway); say which flag to change."""
         mine = self.backend.runtime_info()
-        for key, flag in (("backend", None), ("provider", "--provider"), ("threads", "--threads"),
+        for key, flag in (("backend", "--backend"), ("provider", "--provider"), ("threads", "--threads"),
                           ("graph_optimization", "--graph-optimization"), ("precision", "--precision")):
             want = runtime.get(key)
             if want is None or (key == "threads" and not want) or mine.get(key) == want:
@@ -140,6 +148,11 @@ class Agent:
         """The unit's result, or None when every one of ``busy_retries`` measurements broke the
         protocol's limits (other load, throttling): the unit is left unmeasured and returns to the
         pool with the lease, so another agent, or this one once the device is quiet, measures it."""
+        fmt = unit.get("format", "onnx")
+        if fmt != self.backend.model_format:
+            raise AgentError(f"the server hands out {fmt} units, this agent's {self.backend.name} backend runs "
+                             f"{self.backend.model_format}; run with --backend "
+                             f"{'litert' if fmt == 'tflite' else 'onnxruntime'}")
         r = self._request("GET", unit["onnx_url"])
         if r.status_code >= 400:
             raise AgentError(f"download of {unit['key']}: {r.status_code} {_detail(r)}")
@@ -228,7 +241,13 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
     p = argparse.ArgumentParser(prog="lutnas-agent", description="Measure latency-table units for a lutnas server.")
     p.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8000")
     p.add_argument("--token", required=True, help="agent token (lna_...) of one hardware target")
-    p.add_argument("--provider", default="CPUExecutionProvider", help="onnxruntime execution provider")
+    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "litert"],
+                   help="the target's runtime: onnxruntime (ONNX units) or litert (.tflite units; needs "
+                   "pip install \"lutnas-agent[litert]\")")
+    p.add_argument("--provider", default=None, help="onnxruntime execution provider (default CPUExecutionProvider); "
+                   "litert: the delegate, xnnpack (default), none, gpu or external")
+    p.add_argument("--delegate-library", default=None, help="litert gpu/external delegates: the delegate's shared "
+                   "library (e.g. libtensorflowlite_gpu_delegate.so, a vendor's QNN/NeuroPilot delegate)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads")
     p.add_argument("--graph-optimization", default="all", choices=["disable", "basic", "extended", "all"])
     p.add_argument("--precision", default="fp32", choices=["fp32", "int8"],
@@ -265,16 +284,20 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         p.error("--lease-seconds must be > 0")
     if a.retry_for < 0:
         p.error("--retry-for must be >= 0")
+    if a.delegate_library and a.backend != "litert":
+        p.error("--delegate-library needs --backend litert")
     try:
         protocol = Protocol(min_time_s=min(a.min_time, a.max_time), max_time_s=a.max_time)
     except ValueError as e:
         p.error(str(e))
-    return AgentConfig(server=a.server, token=a.token, provider=a.provider, threads=a.threads,
+    provider = a.provider or ("xnnpack" if a.backend == "litert" else "CPUExecutionProvider")
+    return AgentConfig(server=a.server, token=a.token, provider=provider, threads=a.threads,
                        graph_optimization=a.graph_optimization, batch=a.batch,
                        lease_seconds=a.lease_seconds, exit_when_done=a.exit_when_done,
                        idle_wait=a.idle_wait, protocol=protocol, max_units=a.max_units, retry_for=a.retry_for,
                        precision=a.precision, limits=Limits(a.max_other_load, a.min_clock_ratio, a.max_temp),
-                       busy_retries=a.busy_retries, busy_wait=a.busy_wait)
+                       busy_retries=a.busy_retries, busy_wait=a.busy_wait, backend=a.backend,
+                       delegate_library=a.delegate_library)
 
 
 def _limit(text: str) -> float | None:
@@ -294,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
     config = parse_args(argv)
     try:
         agent = Agent(config)
-    except ValueError as e:
+    except (ValueError, ImportError) as e:  # a bad configuration, or the litert extra not installed
         _log(f"error: {e}")
         sys.exit(2)
 

@@ -38,7 +38,10 @@ def available_backends() -> list[str]:
 
 
 def get_backend(name: str, **config: Any) -> Backend:
-    """A configured backend by name (``onnxruntime``, ``torch``); unknown names raise ValueError."""
+    """A configured backend by name (``onnxruntime``, ``torch``, ``command``, ``litert``); unknown
+    names raise ValueError."""
+    if name == "litert" and name not in _REGISTRY:
+        import profilers.litert  # noqa: F401 - registers itself; ai_edge_litert stays lazy inside it
     try:
         cls = _REGISTRY[name]
     except KeyError:
@@ -95,6 +98,9 @@ class Backend(ABC):
     """A runtime configuration on this device (runtime, provider, threads, precision)."""
 
     name: str = "?"
+    # What the models it runs are: ``onnx`` (onnxruntime, the command backend's default) or
+    # ``tflite`` (LiteRT); the exporting side converts units and subnets to it.
+    model_format: str = "onnx"
 
     @abstractmethod
     def load(self, model: ModelSource, seed: int = 0) -> LoadedModel:
@@ -313,6 +319,8 @@ class TorchBackend(Backend):
     """PyTorch on CPU. Loads a TorchScript file/bytes, or an ``nn.Module`` directly; inputs are
     seeded random tensors of ``input_shapes`` (list of shapes, one per positional input)."""
 
+    model_format = "torch"  # TorchScript or an nn.Module, never an exported file format
+
     def __init__(self, threads: int = 1, input_shapes: Sequence[Sequence[int]] | None = None,
                  precision: str = "fp32") -> None:
         if int(threads) < 1:
@@ -361,6 +369,12 @@ TIME_UNITS = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}
 COMMAND_PLACEHOLDERS = ("model", "runs", "warmup", "threads")
 # What profilers/runners/ort_runner.py prints: one line per timed run, ``run 3: 1.2345 ms``.
 DEFAULT_PATTERN = r"^run \d+: ([0-9.eE+-]+) ms$"
+# LiteRT's ``benchmark_model`` (on a phone over adb: profilers/runners/litert_adb.sh) ends with one
+# summary line, e.g. ``Inference timings in us: Init: 5685, First inference: 18535, Warmup (avg):
+# 14462.3, Inference (avg): 14575.2``: the mean of its --num_runs timed runs, in microseconds (use
+# time_unit "us"). It prints no per-run times, so one call gives one figure (the run mean).
+BENCHMARK_MODEL_PATTERN = r"Inference timings in us:.*?Inference \(avg\): ([0-9.eE+-]+)"
+MODEL_FORMATS = ("onnx", "tflite")
 
 
 class CommandError(OSError):
@@ -402,11 +416,14 @@ class CommandBackend(Backend):
     but never run through a shell, so a pipeline or ``&&`` needs a script. Each match of
     ``pattern`` (a regex with one group, multiline) in its standard output is one run's time in
     ``time_unit``; a tool that prints only a summary (one average) gives one figure per call.
-    ``provider`` names the device and runtime in the table's key (e.g. ``pixel7-ort-nnapi``)."""
+    ``provider`` names the device and runtime in the table's key (e.g. ``pixel7-ort-nnapi``).
+    ``model_format``: what the command runs, ``onnx`` or ``tflite`` (LiteRT's ``benchmark_model``:
+    ``BENCHMARK_MODEL_PATTERN``, ``time_unit="us"``, e.g. ``command="profilers/runners/litert_adb.sh
+    {model} {runs} {warmup} {threads}"``); the exporting side converts units to it."""
 
     def __init__(self, command: str, pattern: str = DEFAULT_PATTERN, time_unit: str = "ms", runs: int = 50,
                  warmup: int = 5, threads: int = 1, provider: str | None = None, precision: str = "fp32",
-                 graph_optimization: str = "device", timeout_s: float = 600.0) -> None:
+                 graph_optimization: str = "device", timeout_s: float = 600.0, model_format: str = "onnx") -> None:
         import re
         import shlex
         import string
@@ -441,6 +458,9 @@ class CommandBackend(Backend):
             raise ValueError("need runs >= 1, warmup >= 0, threads >= 1")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if model_format not in MODEL_FORMATS:
+            raise ValueError(f"model_format must be one of {', '.join(MODEL_FORMATS)}, got {model_format!r}")
+        self.model_format = model_format
         self.command, self.argv, self.regex = command, argv, regex
         self.pattern, self.time_unit = pattern, time_unit
         self.runs, self.warmup, self.threads = int(runs), int(warmup), int(threads)
@@ -481,7 +501,7 @@ class CommandBackend(Backend):
 
         if isinstance(model, bytes):
             tmp = tempfile.TemporaryDirectory(prefix="lutnas-cmd-")
-            path = Path(tmp.name) / "model.onnx"
+            path = Path(tmp.name) / f"model.{self.model_format}"
             path.write_bytes(model)
             return _CommandModel(self, path, tmp)
         if not Path(model).is_file():
@@ -495,8 +515,11 @@ class CommandBackend(Backend):
 
     def command_config(self) -> dict[str, Any]:
         """What re-creates this backend (kept in a table's runtime, so validate times subnets the same way)."""
-        return {"command": self.command, "pattern": self.pattern, "time_unit": self.time_unit, "runs": self.runs,
-                "warmup": self.warmup}
+        cfg = {"command": self.command, "pattern": self.pattern, "time_unit": self.time_unit, "runs": self.runs,
+               "warmup": self.warmup}
+        if self.model_format != "onnx":  # onnx tables keep their old runtime (and table names)
+            cfg["model_format"] = self.model_format
+        return cfg
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), **self.command_config()}

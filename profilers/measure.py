@@ -202,6 +202,12 @@ def identity_model(shape: tuple[int, ...] = (1,), opset: int = 17) -> bytes:
             + _field(8, _field(1, "") + _field(2, opset)))
 
 
-def measure_overhead(backend: Backend, protocol: Protocol = Protocol()) -> Measurement:
-    """Per-run overhead of ``backend``: the median time of an identity model."""
-    return measure(backend, identity_model(), protocol)
+def measure_overhead(backend: Backend, protocol: Protocol = Protocol(), model: ModelSource | None = None) -> Measurement:
+    """Per-run overhead of ``backend``: the median time of an identity model (``model``: one in the
+    backend's format; ONNX backends default to :func:`identity_model`, written here without onnx)."""
+    if model is None:
+        if backend.model_format != "onnx":
+            raise ValueError(f"the {backend.name} backend runs {backend.model_format} models: pass its overhead "
+                             "model (latency_tables.units.export_overhead_model)")
+        model = identity_model()
+    return measure(backend, model, protocol)

@@ -80,18 +80,42 @@ class TeamCreated(TeamOut):
     api_key: str
 
 
+# LiteRT delegates an agent can apply (profilers.litert.DELEGATES; kept here so that the API needs no
+# profiler import): xnnpack (CPU), none (builtin kernels), gpu, external (the agent's --delegate-library)
+LITERT_DELEGATES = ("xnnpack", "none", "gpu", "external")
+
+
 class Runtime(Strict):
     """What a target's agents measure with. Only what the agent can measure is accepted: it runs
-    onnxruntime (any execution provider) on fp32 or int8 units; a torch or fp16 target would be
-    served fp32 onnxruntime units and get a table of another runtime, so it is a 422 until a
-    backend for it exists."""
+    onnxruntime (any execution provider) on ONNX units, or LiteRT (a delegate of
+    ``LITERT_DELEGATES`` as ``provider``, default xnnpack) on .tflite units, fp32 or int8; a torch
+    or fp16 target would be served units of another runtime, so it is a 422 until a backend for it
+    exists."""
 
-    backend: Literal["onnxruntime"] = Field("onnxruntime", description="the agent's runtime (onnxruntime only)")
-    provider: str = Field("CPUExecutionProvider", min_length=1, max_length=64, pattern=NO_CONTROL)
+    backend: Literal["onnxruntime", "litert"] = Field("onnxruntime", description="the agent's runtime: "
+                                                      "onnxruntime (ONNX units) or litert (.tflite units)")
+    provider: str = Field("CPUExecutionProvider", min_length=1, max_length=64, pattern=NO_CONTROL,
+                          description="onnxruntime: the execution provider; litert: the delegate (xnnpack, "
+                          "none, gpu or external; default xnnpack)")
     threads: int = Field(1, ge=0, le=256)
-    precision: Literal["fp32", "int8"] = Field("fp32", description="fp32, or int8 (static QDQ units); fp16 has "
-                                               "no unit quantizer yet")
-    graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    precision: Literal["fp32", "int8"] = Field("fp32", description="fp32, or int8 (static QDQ units; LiteRT: "
+                                               "full-integer); fp16 has no unit quantizer yet")
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
+        "all", description="onnxruntime's level; litert: all only (its converter optimises the graph)")
+
+    @model_validator(mode="after")
+    def _litert(self) -> Runtime:
+        if self.backend != "litert":
+            return self
+        if "provider" not in self.model_fields_set:
+            self.provider = "xnnpack"  # LiteRT's CPU default, as the agent's
+        if self.provider not in LITERT_DELEGATES:
+            raise ValueError(f"litert delegate (provider) must be one of {', '.join(LITERT_DELEGATES)}, "
+                             f"got {self.provider!r}")
+        if self.graph_optimization != "all":
+            raise ValueError(f"litert has no graph optimisation levels: graph_optimization must be 'all', "
+                             f"got {self.graph_optimization!r}")
+        return self
 
 
 class HardwareCreate(Strict):
@@ -143,7 +167,9 @@ class LeaseRequest(Strict):
 
 class LeasedUnit(BaseModel):
     key: str
-    onnx_url: str
+    onnx_url: str = Field(description="where to download the unit's model (in `format`; the name is historical)")
+    format: Literal["onnx", "tflite"] = Field("onnx", description="the model's format: onnx, or tflite for "
+                                              "LiteRT targets")
 
 
 class LeaseOut(BaseModel):

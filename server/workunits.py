@@ -1,8 +1,9 @@
-"""Profiling work of a hardware target: which units, their ONNX files, and atomic leases.
+"""Profiling work of a hardware target: which units, their model files, and atomic leases.
 
 The work of a target is every distinct unit of its search space
 (``latency_tables.units.all_units``) plus the per-run overhead unit ``overhead:empty`` (an
-identity model). Unit ONNX files depend only on the unit key, so they are exported once on
+identity model). Unit files depend only on the unit key, precision and format (ONNX, or .tflite
+for LiteRT targets, converted server-side from the same modules), so they are exported once on
 demand and cached on disk under ``<data_dir>/units/``.
 
 Claiming is one statement, ``UPDATE work_units SET lease=... WHERE id IN (SELECT ... LIMIT n)``:
@@ -21,12 +22,13 @@ import tempfile
 import threading
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from latency_tables.kinds import OVERHEAD_KEY, SUBNET_PREFIX, Kind, kind_of, subnet_of  # noqa: F401 - re-exported
-from latency_tables.units import Unit, all_units, export_unit_onnx
+from latency_tables.units import Unit, all_units, export_overhead_model, export_unit
 from server.db import db_now, is_postgres
 from server.models import WorkUnit
 from tracking.space import SearchSpace
@@ -52,11 +54,18 @@ def work_keys(space: str, unit_filter: list[str] | None = None) -> list[str]:
     return keys
 
 
-def unit_onnx_path(cache_dir: Path, space: str, key: str, precision: str = "fp32") -> Path:
-    """Path of the cached ONNX file of ``key``, exporting it first if needed; ``precision="int8"``:
-    quantized as int8 tables' units are (``latency_tables.quantize``; the overhead model stays as is)."""
-    tag = key if precision == "fp32" else f"{key}|{precision}"  # fp32 files keep their old names
-    name = hashlib.sha256(tag.encode()).hexdigest()[:32] + ".onnx"
+def model_format(runtime: dict[str, Any] | None) -> str:
+    """The unit format a target's agents run: tflite for LiteRT targets, else onnx."""
+    return "tflite" if (runtime or {}).get("backend") == "litert" else "onnx"
+
+
+def unit_onnx_path(cache_dir: Path, space: str, key: str, precision: str = "fp32", fmt: str = "onnx") -> Path:
+    """Path of the cached model file of ``key`` (``fmt``: onnx, or tflite converted by
+    ``latency_tables.litert``), exporting it first if needed; ``precision="int8"``: quantized as int8
+    tables' units are (the overhead model stays as is)."""
+    tag = key if precision == "fp32" else f"{key}|{precision}"  # fp32 ONNX files keep their old names
+    tag = tag if fmt == "onnx" else f"{tag}|{fmt}"
+    name = hashlib.sha256(tag.encode()).hexdigest()[:32] + "." + fmt
     path = cache_dir / name
     if path.exists():
         return path
@@ -69,13 +78,11 @@ def unit_onnx_path(cache_dir: Path, space: str, key: str, precision: str = "fp32
         try:
             kind = kind_of(key)
             if kind is Kind.OVERHEAD:
-                from profilers.measure import identity_model
-
-                Path(tmp).write_bytes(identity_model())
+                export_overhead_model(tmp, fmt)
             elif kind is Kind.SUBNET:  # a front architecture: its whole search graph
-                _export_subnet(space, subnet_of(key), tmp, precision)
+                _export_subnet(space, subnet_of(key), tmp, precision, fmt)
             else:
-                export_unit_onnx(units_by_key(space)[key], tmp, precision=precision)
+                export_unit(units_by_key(space)[key], tmp, precision=precision, fmt=fmt)
             os.replace(tmp, path)  # atomic: readers never see a half-written file
         finally:
             if os.path.exists(tmp):
@@ -83,13 +90,13 @@ def unit_onnx_path(cache_dir: Path, space: str, key: str, precision: str = "fp32
     return path
 
 
-def _export_subnet(space: str, lighttrack: str, out: str, precision: str) -> None:
+def _export_subnet(space: str, lighttrack: str, out: str, precision: str, fmt: str = "onnx") -> None:
     from latency_tables.fidelity import export_search_graphs
     from tracking.space import Architecture
 
     arch = Architecture.parse(lighttrack, space_of(space))
     with tempfile.TemporaryDirectory(dir=Path(out).parent) as tmp:
-        os.replace(export_search_graphs([arch], tmp, space_of(space), precision=precision)[0], out)
+        os.replace(export_search_graphs([arch], tmp, space_of(space), precision=precision, fmt=fmt)[0], out)
 
 
 def _free(now: dt.datetime):  # type: ignore[no-untyped-def]

@@ -26,7 +26,7 @@ from server.schemas import (
     ResultsUpload,
 )
 from server.settings import Settings
-from server.workunits import claim, extend, unit_onnx_path
+from server.workunits import claim, extend, model_format, unit_onnx_path
 
 router = APIRouter(prefix="/v1/agent", tags=["agent"])
 
@@ -36,8 +36,10 @@ def lease_units(body: LeaseRequest, agent: AgentDep, session: SessionDep, settin
     token, hw = agent
     seconds = min(body.lease_seconds or settings.lease_seconds, settings.max_lease_seconds)
     lease_id, expires, keys, remaining = claim(session, hw.id, token.id, body.max_units, seconds)
+    fmt = model_format(hw.runtime)  # LiteRT targets get .tflite units
     return {"lease_id": lease_id, "expires_at": expires, "remaining": remaining, "runtime": hw.runtime,
-            "units": [{"key": k, "onnx_url": f"/v1/agent/units/onnx?key={quote(k, safe='')}"} for k in keys]}
+            "units": [{"key": k, "onnx_url": f"/v1/agent/units/onnx?key={quote(k, safe='')}", "format": fmt}
+                      for k in keys]}
 
 
 @router.get("/units/onnx", operation_id="download_unit", response_class=FileResponse,
@@ -47,7 +49,7 @@ async def download_unit(request: Request, agent: AgentDep, session: SessionDep, 
     # The first download of a unit exports it with torch: on the heavy pool (deps.run_heavy).
     path = await run_heavy(request, _unit_file, session, agent[1], settings, key)
     return FileResponse(path, media_type="application/octet-stream",
-                        filename=key.replace(":", "_") + ".onnx")
+                        filename=key.replace(":", "_") + "." + model_format(agent[1].runtime))
 
 
 def _unit_file(session: Session, hw: Hardware, settings: Settings, key: str) -> Path:
@@ -55,7 +57,7 @@ def _unit_file(session: Session, hw: Hardware, settings: Settings, key: str) -> 
     if known is None:
         raise Problem(404, f"unit {key!r} is not part of this hardware target's work", "key")
     precision = "int8" if (hw.runtime or {}).get("precision") == "int8" else "fp32"  # registration admits no other
-    return unit_onnx_path(settings.data_dir / "units", hw.space, key, precision)
+    return unit_onnx_path(settings.data_dir / "units", hw.space, key, precision, model_format(hw.runtime))
 
 
 @router.post("/results", response_model=ResultsOut, operation_id="upload_results")
