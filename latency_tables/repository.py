@@ -28,7 +28,8 @@ from tracking.space import SearchSpace
 
 # The statistic a prediction sums, by name: p50 is the median; p90/p99 the unit's tail.
 LATENCY_STATS = {"p50": "median_ms", "p90": "p90_ms", "p99": "p99_ms"}
-ENTRY_COLUMNS = ("median_ms", "p10_ms", "p90_ms", "iqr_ms", "count", "p99_ms", "env", "measured_at")
+ENTRY_STATS = ("median_ms", "p10_ms", "p90_ms", "iqr_ms", "count", "p99_ms")
+ENTRY_COLUMNS = (*ENTRY_STATS, "env", "measured_at")
 
 
 def stat_column(stat: str) -> str:
@@ -62,7 +63,7 @@ class TableRepository:
 
     def column(self, name: str) -> dict[str, float]:
         """Unit key -> one statistic column of the unit entries (``median_ms``, ``p10_ms``, ...)."""
-        if name not in ENTRY_COLUMNS[:6]:
+        if name not in ENTRY_STATS:
             raise ValueError(f"no entry statistic {name!r}")
         rows = self.session.execute(select(LatencyEntry.unit_key, getattr(LatencyEntry, name))
                                     .where(LatencyEntry.table_id == self.table_id))

@@ -15,6 +15,7 @@ Indexing conventions used throughout lutnas:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -350,7 +351,8 @@ class BlockSpec:
         return -(-self.size // self.stride)  # 'same' padding with odd kernels: ceil
 
 
-def backbone_positions(space: SearchSpace = DEFAULT_SPACE) -> list[BlockSpec]:
+@functools.cache  # spaces are frozen: every architecture's walk reuses one tuple
+def backbone_positions(space: SearchSpace = DEFAULT_SPACE) -> tuple[BlockSpec, ...]:
     """Every MBConv position of ``space`` in order, its choice left open (kernel 0)."""
     out, ch, size = [], space.stem_channels, space.search_size // 2
     for s, (n, c, st) in enumerate(zip(space.stage_blocks, space.stage_channels, space.stage_strides, strict=True)):
@@ -358,7 +360,7 @@ def backbone_positions(space: SearchSpace = DEFAULT_SPACE) -> list[BlockSpec]:
             stride = st if b == 0 else 1
             out.append(BlockSpec("mbconv", ch, c, size, stride=stride, stage=s, block=b))
             ch, size = c, -(-size // stride)
-    return out
+    return tuple(out)
 
 
 def mbconv_spec(space: SearchSpace, stage: int, block: int, choice: int) -> BlockSpec:
