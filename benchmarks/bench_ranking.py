@@ -60,6 +60,9 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     # the ranking study's held-out set (60 sequences): the supernet scored on what the truth is scored on
     "sequences-uniform-60": {"mode": "sequences", "max_sequences": 60, "max_frames": 50, "bn_batches": 2,
                              "source": "uniform"},
+    # the 120-sequence held-out set (a ground truth whose halves are 60 sequences each)
+    "sequences-uniform-120": {"mode": "sequences", "max_sequences": 120, "max_frames": 50, "bn_batches": 2,
+                              "source": "uniform"},
     "pairs-uniform-bn8": {"mode": "pairs", "n_pairs": 256, "bn_batches": 8, "source": "uniform"},
     "pairs-uniform-1024": {"mode": "pairs", "n_pairs": 1024, "bn_batches": 2, "source": "uniform"},
 }
@@ -79,7 +82,7 @@ def fewshot_groups(space: SearchSpace) -> dict[str, list[int]]:
 
 
 # a uniform-only study's headline protocols (scored as soon as the supernet is trained)
-MAIN_UNIFORM = ("pairs-uniform", "sequences-uniform-60")
+MAIN_UNIFORM = ("pairs-uniform", "sequences-uniform-60", "sequences-uniform-120")
 # Supernets: the recipe's; its state halfway through (a shorter training); the recipe without the
 # extra share of Mobile's path (plain uniform single-path sampling: fair to every architecture).
 # ('recipe' keeps its name from the studies that found the bias: it is now tracking.train's "mobile"
@@ -375,9 +378,11 @@ class Study:
             self.tracker = RECIPE.get("tracker")
         else:
             self.tracker = None if args.tracker == "default" else json.loads(args.tracker)
-        self.protos = {p: PROTOCOLS[p] for p in args.protocols.split(",")}
-        self.truth_protos = {"sequences": {"mode": "sequences", "max_sequences": args.truth_sequences,
-                                           "max_frames": args.truth_frames},
+        # --runtime: what runs the tracking loop of every sequences protocol (pairs stay batched torch)
+        run_on = lambda proto: {**proto, "runtime": args.runtime} if proto["mode"] == "sequences" else proto  # noqa: E731
+        self.protos = {p: run_on(PROTOCOLS[p]) for p in args.protocols.split(",")}
+        self.truth_protos = {"sequences": run_on({"mode": "sequences", "max_sequences": args.truth_sequences,
+                                                  "max_frames": args.truth_frames}),
                              "pairs": {"mode": "pairs", "n_pairs": args.truth_pairs}}
         if not args.truth_pairs:
             del self.truth_protos["pairs"]
@@ -604,7 +609,7 @@ class Study:
                 say(f"# supernet '{s}': focus_prob {c['focus_prob']}, {t.get('total_iterations')} iterations"
                     f"{' (copied: ' + t['copied_from'] + ')' if 'copied_from' in t else ''}"
                     + (f", {t['s_per_iter']:.2f} s/iteration" if t.get("s_per_iter") else ""))
-        say(f"# tracker settings (every tracker): {self.tracker}")
+        say(f"# tracker settings (every tracker): {self.tracker}; sequences tracked on {args.runtime}")
         tp = self.truth_protos["sequences"]
         say(f"# ground truth: stand-alone (AO + SR@0.5) / 2 on {tp['max_sequences']} held-out sequences x "
             f"{tp['max_frames']} frames, the network's own BN statistics")
@@ -772,6 +777,8 @@ def main() -> None:
     ap.add_argument("--protocols", default="pairs,sequences", help=f"comma-separated, of: {', '.join(PROTOCOLS)}")
     ap.add_argument("--truth-sequences", type=int, default=20, help="held-out sequences scoring stand-alone nets")
     ap.add_argument("--truth-frames", type=int, default=100)
+    ap.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                    help="tracking loop of sequences scoring: eager torch, or the path exported to onnxruntime")
     ap.add_argument("--truth-pairs", type=int, default=256, help="also score stand-alone nets on pairs (0: no)")
     ap.add_argument("--tracker", default="recipe", help="'recipe' (RECIPE['tracker']), 'default' or JSON settings")
     ap.add_argument("--noise-archs", type=int, default=3, help="candidates (the first ones) for the noise floor")

@@ -95,6 +95,7 @@ def run(
     mode: str = typer.Option("pairs", "--mode", help="Validation mode: pairs or sequences."),
     pairs: int = typer.Option(256, "--pairs", min=1, help="Validation pairs per candidate (pairs mode)."),
     bn_batches: int = typer.Option(2, "--bn-batches", min=0, help="BN recalibration batches per candidate."),
+    scoring_runtime: str = typer.Option("torch", "--scoring-runtime", help="Sequences mode on: torch or onnx (CPU)."),
     predictor: bool = typer.Option(False, "--predictor", help="Pre-screen children with an accuracy predictor."),
     space_name: str = SpaceOpt,
     code_space: bool = CodeSpace,
@@ -111,12 +112,13 @@ def run(
     """Search the supernet for the best trackers under a latency budget, or their Pareto front."""
     cfg, tables, device = _checked_inputs(supernet, data, table, budget_ms, pareto, target, latency_stat, max_mflops,
                                           max_mparams, population, generations, seed, mode, predictor,
-                                          space_name_of(space_name, code_space), device)
+                                          space_name_of(space_name, code_space), device, scoring_runtime)
     state_path = out / "state.json"
     state = _resume_state(state_path) if resume else None
     out.mkdir(parents=True, exist_ok=True)
     ray = (workers, ray_address, threads_per_worker) if workers > 1 or ray_address is not None else None
-    accuracy, executor = _scorer(cfg, supernet, data, mode, pairs, bn_batches, device, ray)
+    accuracy, executor = _scorer(cfg, supernet, data, mode, {"n_pairs": pairs, "bn_batches": bn_batches,
+                                                             "runtime": scoring_runtime}, device, ray)
     try:
         result = _run_with_progress(cfg, accuracy, tables, state, state_path, executor)
     finally:
@@ -128,7 +130,7 @@ def run(
 def _checked_inputs(supernet: Path, data: Path, table: list[str], budget_ms: float | None, pareto: bool,
                     target: str | None, latency_stat: str, max_mflops: float | None, max_mparams: float | None,
                     population: int, generations: int, seed: int, mode: str, predictor: bool, space: str,
-                    device: str) -> tuple[Any, dict[str, Any], str]:
+                    device: str, scoring_runtime: str = "torch") -> tuple[Any, dict[str, Any], str]:
     """Every cheap check, before torch loads: the config, the files, the tables, feasibility."""
     from search.runner import check_config
     from tracking.devices import check_device
@@ -138,6 +140,12 @@ def _checked_inputs(supernet: Path, data: Path, table: list[str], budget_ms: flo
         raise typer.BadParameter("give exactly one of --budget-ms X or --pareto")
     if mode not in ("pairs", "sequences"):
         raise typer.BadParameter(f"--mode must be pairs or sequences, got {mode!r}")
+    if scoring_runtime not in ("torch", "onnx"):
+        raise typer.BadParameter(f"--scoring-runtime must be torch or onnx, got {scoring_runtime!r}")
+    if scoring_runtime == "onnx":
+        if device not in ("auto", "cpu"):
+            raise typer.BadParameter(f"--scoring-runtime onnx tracks on the CPU; --device {device} needs torch")
+        device = "cpu"
     cfg = _config(algorithm="pareto" if pareto else "evolution", budget_ms=budget_ms, target=target,
                   max_mflops=max_mflops, max_mparams=max_mparams, population=population,
                   generations=generations, seed=seed, predictor=predictor, space=space,
@@ -161,10 +169,11 @@ def _resume_state(state_path: Path) -> dict[str, Any]:
     return loads(state_path.read_text())
 
 
-def _scorer(cfg: Any, supernet: Path, data: Path, mode: str, pairs: int, bn_batches: int, device: str,
+def _scorer(cfg: Any, supernet: Path, data: Path, mode: str, scoring: dict[str, Any], device: str,
             ray: tuple[int, str | None, int] | None) -> tuple[Any, Any]:
     """The supernet scorer in this process, or a pool of Ray actors (``ray``: workers, address,
-    threads per worker) with the executor whose batches are where a stop lands."""
+    threads per worker) with the executor whose batches are where a stop lands. ``scoring``:
+    ValidationScorer settings (n_pairs, bn_batches, runtime)."""
     from search.evaluators import SupernetAccuracy
 
     if ray is not None:
@@ -172,8 +181,8 @@ def _scorer(cfg: Any, supernet: Path, data: Path, mode: str, pairs: int, bn_batc
 
         net_space = load_supernet(str(supernet))[0].space  # the actors load the scorer, not the driver
     else:
-        accuracy: Any = SupernetAccuracy.from_checkpoint(str(supernet), str(data), mode=mode, n_pairs=pairs,
-                                                         bn_batches=bn_batches, device=device)
+        accuracy: Any = SupernetAccuracy.from_checkpoint(str(supernet), str(data), mode=mode, device=device,
+                                                         **scoring)
         net_space = accuracy.scorer.supernet.space
     if not set(cfg.search_space().output_stages) <= set(net_space.output_stages):
         raise ValueError(f"the supernet was trained for output stages {list(net_space.output_stages)}; "
@@ -184,7 +193,7 @@ def _scorer(cfg: Any, supernet: Path, data: Path, mode: str, pairs: int, bn_batc
     from search.ray_pool import ScorerSpec, open_pool
 
     workers, address, threads = ray
-    spec = ScorerSpec(str(supernet), str(data), mode, {"n_pairs": pairs, "bn_batches": bn_batches})
+    spec = ScorerSpec(str(supernet), str(data), mode, scoring)
     accuracy = open_pool(spec, workers, address, threads=threads, device=device)
     typer.echo(f"scoring on {workers} Ray actor{'s' if workers > 1 else ''} "
                f"({'one GPU' if accuracy.use_gpu else f'{threads} CPU thread(s)'} each)")

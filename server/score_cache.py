@@ -38,17 +38,17 @@ class DbCachedAccuracy:
             s = self.settings
             kwargs = {"n_pairs": s.scorer_pairs, "bn_batches": s.scorer_bn_batches,
                       "bn_batch_size": s.scorer_bn_batch_size, "max_sequences": s.scorer_max_sequences,
-                      "max_frames": s.scorer_max_frames}
+                      "max_frames": s.scorer_max_frames, "runtime": s.scorer_runtime}
             if s.ray_address or s.eval_workers > 1:  # actors score; this cache and the DB stay here
                 from search.ray_pool import ScorerSpec, open_pool
 
                 spec = ScorerSpec(self.supernet.checkpoint_path, self.supernet.data_path, self.mode, kwargs)
                 self._scorer = open_pool(spec, s.eval_workers, s.ray_address, threads=s.eval_threads,
-                                         device=s.device)
+                                         device="cpu" if s.scorer_runtime == "onnx" else s.device)
             else:
                 self._scorer = SupernetAccuracy.from_checkpoint(
-                    self.supernet.checkpoint_path, self.supernet.data_path, mode=self.mode, device=s.device,
-                    **kwargs)
+                    self.supernet.checkpoint_path, self.supernet.data_path, mode=self.mode,
+                    device="cpu" if s.scorer_runtime == "onnx" else s.device, **kwargs)
         return self._scorer
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from types import NoneType, UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import Field, field_validator
 from pydantic.fields import FieldInfo
@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     scorer_bn_batch_size: int = Field(32, ge=1, description="size of those BatchNorm batches")
     scorer_max_sequences: int = Field(20, ge=1, description="sequences scored per architecture (sequences mode)")
     scorer_max_frames: int = Field(50, ge=2, description="frames per sequence (sequences mode)")
+    scorer_runtime: Literal["torch", "onnx"] = Field("torch", description=(
+        "what runs the tracking loop in sequences mode: `torch`, or `onnx` (each candidate's path exported "
+        "to onnxruntime on the CPU, about half the time per frame)"))
     torch_threads: int | None = Field(None, ge=1, description=(
         "torch intra-op threads of a worker; unset: torch's default"))
     device: str = Field("auto", description="scoring device of the worker: `auto`, `cpu`, `cuda`, `cuda:N`")
@@ -194,6 +197,8 @@ def _type_name(annotation: Any) -> str:
         (annotation,) = (a for a in get_args(annotation) if a is not NoneType)
     if get_origin(annotation) is list:
         return f"list of {_TYPE_NAMES[get_args(annotation)[0]]}s"
+    if get_origin(annotation) is Literal:
+        return " or ".join(f"`{v}`" for v in get_args(annotation))
     return _TYPE_NAMES[annotation]
 
 

@@ -24,7 +24,10 @@ tracker's per-frame crop). ``benchmarks/bench_validation.py`` prints the figures
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +43,7 @@ from tracking.space import Architecture
 from tracking.supernet import cell_centres
 
 Mode = Literal["pairs", "sequences"]
+Runtime = Literal["torch", "onnx"]
 
 
 def decode_boxes(cls: torch.Tensor, reg: torch.Tensor) -> torch.Tensor:
@@ -124,16 +128,20 @@ class ValidationScorer:
                  n_pairs: int = 256, batch_size: int = 64, max_sequences: int | None = 20,
                  max_frames: int | None = 50, seed: int = 0, tracker_config: Any = None,
                  pair_config: PairConfig | None = None, progress: Progress | None = None,
-                 device: str | torch.device | None = None) -> None:
+                 device: str | torch.device | None = None, runtime: Runtime = "torch") -> None:
         if mode not in ("pairs", "sequences"):
             raise ValueError(f"mode must be 'pairs' or 'sequences', got {mode!r}")
+        if runtime not in ("torch", "onnx"):
+            raise ValueError(f"runtime must be 'torch' or 'onnx', got {runtime!r}")
         if device is not None:
             from tracking.devices import resolve_device
 
             supernet.to(device if isinstance(device, torch.device) else resolve_device(device))
         p = next(supernet.parameters(), None)
         self.device = p.device if p is not None else torch.device("cpu")
-        self.supernet, self.mode, self.seed = supernet, mode, seed
+        if runtime == "onnx" and self.device.type != "cpu":
+            raise ValueError("runtime 'onnx' tracks on onnxruntime's CPU provider: use device 'cpu'")
+        self.supernet, self.mode, self.seed, self.runtime = supernet, mode, seed, runtime
         self.batch_size, self.progress = batch_size, progress
         self.tracker_config = tracker_config
         self.data: Dataset = read_dataset(data_dir, on_error="skip")
@@ -207,19 +215,39 @@ class ValidationScorer:
             raise ValueError("track_sequences needs a scorer in sequences mode")
         all_ious = []
         self.predictions: dict[str, np.ndarray] = {}  # per sequence, for --save-results
-        for seq in self.sequences:
-            n = len(seq) if not self.max_frames else min(len(seq), self.max_frames)
-            tracker = Tracker((self.supernet, arch), tracker_config)
-            first = seq.load_frame(0)
-            tracker.init(first, tuple(seq.boxes[0]))
-            pred = [seq.boxes[0]]
-            for i in range(1, n):
-                box, _ = tracker.update(seq.load_frame(i))
-                pred.append(box)
-            self.predictions[seq.name] = np.asarray(pred, dtype=np.float64)
-            all_ious.append(sequence_ious(self.predictions[seq.name], seq.boxes[:n], **toolkit_frames(seq, n)))
+        with self._tracking_model(arch) as model:
+            for seq in self.sequences:
+                all_ious.append(self._track_one(Tracker(model, tracker_config), seq))
         res = got10k_scores(all_ious)
         res["score_se"] = pooled_score_se(all_ious)
         res["sequences"] = len(self.sequences)
         res["static_ao"], res["static_score"] = self.static["ao"], self.static["score"]
+        res["runtime"] = self.runtime
         return res
+
+    def _track_one(self, tracker: Any, seq: Any) -> np.ndarray:
+        """Per-frame IoUs of one-pass tracking of ``seq`` (its boxes kept in ``predictions``)."""
+        n = len(seq) if not self.max_frames else min(len(seq), self.max_frames)
+        tracker.init(seq.load_frame(0), tuple(seq.boxes[0]))
+        pred = [seq.boxes[0]]
+        for i in range(1, n):
+            box, _ = tracker.update(seq.load_frame(i))
+            pred.append(box)
+        self.predictions[seq.name] = np.asarray(pred, dtype=np.float64)
+        return sequence_ious(self.predictions[seq.name], seq.boxes[:n], **toolkit_frames(seq, n))
+
+    @contextlib.contextmanager
+    def _tracking_model(self, arch: Architecture) -> Iterator[Any]:
+        """What the tracker runs: the supernet's path (torch), or that path with its current (here:
+        recalibrated) BN statistics extracted and exported to ONNX, run by onnxruntime on as many
+        threads as torch uses. Batch-1 frames are where eager torch is slowest: onnxruntime runs
+        them in about half the time (docs/validation.md), for an export of about a second."""
+        if self.runtime == "torch":
+            yield (self.supernet, arch)
+            return
+        from tracking.export import OnnxTrackerModel, export_onnx
+        from tracking.subnet import extract_subnet
+
+        with tempfile.TemporaryDirectory(prefix="lutnas-score-") as d:
+            export_onnx(extract_subnet(self.supernet, arch), d)
+            yield OnnxTrackerModel(d, threads=torch.get_num_threads())

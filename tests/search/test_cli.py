@@ -40,6 +40,8 @@ def base(f, table=None):
     (["--pareto", "--population", "3"], "population"),
     (["--pareto", "--generations", "0"], "generations"),
     (["--pareto", "--mode", "frames"], "--mode must be pairs or sequences"),
+    (["--pareto", "--scoring-runtime", "tflite"], "--scoring-runtime must be torch or onnx"),
+    (["--pareto", "--scoring-runtime", "onnx", "--device", "cuda"], "tracks on the CPU"),
     (["--budget-ms", "0.001"], "cannot be met: the fastest architecture of the space takes"),
     (["--budget-ms", "5", "--target", "npu"], "not one of the tables"),
     (["--pareto", "--resume"], "no state at"),
@@ -129,3 +131,29 @@ def test_search_run_end_to_end_on_a_real_supernet(capsys, tmp_path, space):
     assert e.value.code == 0
     again = json.loads((out / "ranked.json").read_text())
     assert again["architectures"] == archs
+
+
+def test_sequences_mode_on_onnxruntime(capsys, files, tmp_path, space):
+    """--mode sequences --scoring-runtime onnx: every candidate tracked on onnxruntime, the run
+    completes with a score per architecture."""
+    import json
+
+    import torch
+
+    from tracking.checkpoint import save_checkpoint
+    from tracking.data.synth import generate_synthetic
+    from tracking.supernet import Supernet
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "net.pt", Supernet(space), {"note": "untrained, for the CLI path"})
+    data = generate_synthetic(tmp_path / "seq", sequences=2, frames=4, seed=0, progress=False)
+    out = tmp_path / "out"
+    argv = ["search", "run", "--supernet", str(ckpt), "--data", str(data), "--table", files["one"],
+            "--pareto", "--population", "4", "--generations", "1", "--mode", "sequences",
+            "--scoring-runtime", "onnx", "--bn-batches", "0", "--out", str(out)]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 0, capsys.readouterr().err
+    archs = json.loads((out / "ranked.json").read_text())["architectures"]
+    assert len(archs) >= 4 and all(0 <= a["score"] <= 1 for a in archs)

@@ -80,9 +80,28 @@ def test_sequences_mode(supernet, data):
     assert 0 <= res["static_ao"] <= 1 and res["static_score"] == scorer.static["score"]
 
 
+def test_onnx_runtime_tracks_the_recalibrated_path(supernet, data):
+    """runtime="onnx" exports the candidate's path with its recalibrated BN statistics and tracks
+    on onnxruntime: the same boxes as eager torch (float32 rounding apart), the supernet unchanged.
+    One update only: an untrained net's score map is nearly flat, so later frames may pick another
+    of two near-equal cells on either runtime (a trained one's ranking is in docs/validation.md)."""
+    before = {k: v.clone() for k, v in supernet.state_dict().items()}
+    kw = {"max_sequences": 2, "max_frames": 2, "bn_batches": 1, "bn_batch_size": 2}
+    by = {rt: ValidationScorer(supernet, data, "sequences", runtime=rt, **kw) for rt in ("torch", "onnx")}
+    res = {rt: sc.score(lighttrack_mobile()) for rt, sc in by.items()}
+    assert res["onnx"]["runtime"] == "onnx" and res["torch"]["runtime"] == "torch"
+    for name, boxes in by["torch"].predictions.items():
+        assert boxes.shape == (2, 4)
+        assert abs(by["onnx"].predictions[name] - boxes).max() < 1e-3  # pixels
+    assert res["onnx"]["score"] == pytest.approx(res["torch"]["score"], abs=1e-3)
+    assert all(torch.equal(before[k], v) for k, v in supernet.state_dict().items())
+
+
 def test_bad_mode(supernet, data):
     with pytest.raises(ValueError, match="mode"):
         ValidationScorer(supernet, data, "frames")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="runtime"):
+        ValidationScorer(supernet, data, "sequences", runtime="tflite")  # type: ignore[arg-type]
 
 
 def test_cli_evaluate(supernet, data, tmp_path, lutnas_main):
