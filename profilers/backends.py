@@ -38,10 +38,12 @@ def available_backends() -> list[str]:
 
 
 def get_backend(name: str, **config: Any) -> Backend:
-    """A configured backend by name (``onnxruntime``, ``torch``, ``command``, ``litert``); unknown
+    """A configured backend by name (``onnxruntime``, ``torch``, ``command``, ``litert``, ``tensorrt``); unknown
     names raise ValueError."""
     if name == "litert" and name not in _REGISTRY:
         import profilers.litert  # noqa: F401 - registers itself; ai_edge_litert stays lazy inside it
+    if name == "tensorrt" and name not in _REGISTRY:
+        import profilers.tensorrt  # noqa: F401 - registers itself (trtexec is a program, nothing to import)
     try:
         cls = _REGISTRY[name]
     except KeyError:
@@ -474,9 +476,20 @@ class CommandBackend(Backend):
 
     def invoke(self, model: Path, runs: int, warmup: int) -> np.ndarray:
         """Run the command once; the run times it printed, in nanoseconds."""
+        stdout = self.run_command(self.argv_for(model, runs, warmup))
+        try:
+            times = [float(m) for m in self.regex.findall(stdout)]
+        except ValueError as e:
+            raise CommandError(f"pattern matched a non-number in the command's output ({e})") from None
+        if not times:
+            head = stdout.strip()[:200] or "nothing"
+            raise CommandError(f"pattern {self.pattern!r} matched nothing in the command's output: {head}")
+        return np.asarray(times, dtype=np.float64) * TIME_UNITS[self.time_unit]
+
+    def run_command(self, argv: list[str]) -> str:
+        """Run ``argv`` (no shell); its standard output, or CommandError naming what went wrong."""
         import subprocess  # the user's own configured command, run as an argument list  # nosec B404
 
-        argv = self.argv_for(model, runs, warmup)
         try:
             # No shell: placeholders cannot inject commands; the program is the user's choice.
             done = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout_s, check=False)  # nosec B603
@@ -487,14 +500,7 @@ class CommandBackend(Backend):
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
             raise CommandError(f"command exited with {done.returncode}: {' | '.join(tail) or 'no output'}")
-        try:
-            times = [float(m) for m in self.regex.findall(done.stdout)]
-        except ValueError as e:
-            raise CommandError(f"pattern matched a non-number in the command's output ({e})") from None
-        if not times:
-            head = done.stdout.strip()[:200] or "nothing"
-            raise CommandError(f"pattern {self.pattern!r} matched nothing in the command's output: {head}")
-        return np.asarray(times, dtype=np.float64) * TIME_UNITS[self.time_unit]
+        return done.stdout
 
     def load(self, model: ModelSource, seed: int = 0) -> LoadedModel:
         import tempfile
