@@ -1,8 +1,8 @@
-"""On-device profiling: measurement backends (onnxruntime, torch, command, litert) and the measurement
-protocol.
+"""On-device profiling: measurement backends (onnxruntime, torch, command, litert, tensorrt) and the
+measurement protocol.
 
 Importable with only numpy + onnxruntime (no torch, fastapi or sqlalchemy); the litert backend
-imports ai_edge_litert only when it is used.
+imports ai_edge_litert only when it is used; the tensorrt backend runs NVIDIA's trtexec program.
 """
 
 from profilers.backends import Backend, LoadedModel, available_backends, get_backend, register_backend
@@ -16,19 +16,24 @@ from profilers.measure import (
     measure_overhead,
     summarize,
 )
+from profilers.tensorrt import EngineCache, TensorRTBackend, jetson_conditions, parse_trtexec
 
 __all__ = [
     "Backend",
+    "EngineCache",
     "LoadedModel",
     "Measurement",
     "Protocol",
+    "TensorRTBackend",
     "auto_flush_bytes",
     "available_backends",
     "environment",
     "get_backend",
     "identity_model",
+    "jetson_conditions",
     "measure",
     "measure_overhead",
+    "parse_trtexec",
     "register_backend",
     "summarize",
 ]

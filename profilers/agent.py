@@ -43,7 +43,7 @@ class AgentError(Exception):
 class AgentConfig:
     server: str
     token: str
-    provider: str = "CPUExecutionProvider"  # litert: the delegate (xnnpack, none, gpu, external)
+    provider: str = "CPUExecutionProvider"  # litert: the delegate (xnnpack, none, gpu, external); tensorrt: the device
     threads: int = 1
     graph_optimization: str = "all"
     batch: int = 8
@@ -57,8 +57,10 @@ class AgentConfig:
     limits: Limits = Limits()  # a measurement that breaks them is measured again, not uploaded
     busy_retries: int = 3  # measurements of a unit under load before it is left for later
     busy_wait: float = 2.0  # seconds between them
-    backend: str = "onnxruntime"  # or litert (.tflite units; the server converts them)
+    backend: str = "onnxruntime"  # or litert (.tflite units; the server converts them), or tensorrt
     delegate_library: str | None = None  # litert gpu/external delegates: the shared library to load
+    trtexec: str | None = None  # tensorrt: trtexec's path (default: on PATH, else JetPack's)
+    engine_cache: str | None = None  # tensorrt: where built engines are kept (default ~/.cache/lutnas)
 
 
 class Agent:
@@ -71,6 +73,10 @@ class Agent:
             self.backend = get_backend("litert", delegate=config.provider, delegate_library=config.delegate_library,
                                        threads=config.threads, precision=config.precision,
                                        graph_optimization=config.graph_optimization)
+        elif config.backend == "tensorrt":
+            self.backend = get_backend("tensorrt", provider=config.provider, threads=config.threads,
+                                       precision=config.precision, trtexec_path=config.trtexec,
+                                       cache_dir=config.engine_cache, graph_optimization=config.graph_optimization)
         else:
             self.backend = get_backend(config.backend, provider=config.provider, threads=config.threads,
                                        graph_optimization=config.graph_optimization, precision=config.precision)
@@ -237,21 +243,30 @@ def _log(msg: str) -> None:
     print(f"lutnas-agent: {msg}", file=sys.stderr, flush=True)
 
 
-def parse_args(argv: list[str] | None = None) -> AgentConfig:
-    p = argparse.ArgumentParser(prog="lutnas-agent", description="Measure latency-table units for a lutnas server.")
-    p.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8000")
-    p.add_argument("--token", required=True, help="agent token (lna_...) of one hardware target")
-    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "litert"],
-                   help="the target's runtime: onnxruntime (ONNX units) or litert (.tflite units; needs "
-                   "pip install \"lutnas-agent[litert]\")")
+def _backend_args(p: argparse.ArgumentParser) -> None:
+    """The runtime's own flags: which backend, and what each needs to find its runtime."""
+    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "litert", "tensorrt"],
+                   help="the target's runtime: onnxruntime (ONNX units), litert (.tflite units; needs "
+                   "pip install \"lutnas-agent[litert]\") or tensorrt (ONNX units built and timed by trtexec)")
     p.add_argument("--provider", default=None, help="onnxruntime execution provider (default CPUExecutionProvider); "
                    "litert: the delegate, xnnpack (default), none, gpu or external")
     p.add_argument("--delegate-library", default=None, help="litert gpu/external delegates: the delegate's shared "
                    "library (e.g. libtensorflowlite_gpu_delegate.so, a vendor's QNN/NeuroPilot delegate)")
+    p.add_argument("--trtexec", default=None, help="tensorrt: trtexec's path (default: trtexec on PATH, else "
+                   "/usr/src/tensorrt/bin/trtexec as JetPack installs it)")
+    p.add_argument("--engine-cache", default=None, help="tensorrt: directory of built engines, kept between runs "
+                   "(default ~/.cache/lutnas/trt-engines)")
+
+
+def parse_args(argv: list[str] | None = None) -> AgentConfig:
+    p = argparse.ArgumentParser(prog="lutnas-agent", description="Measure latency-table units for a lutnas server.")
+    p.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8000")
+    p.add_argument("--token", required=True, help="agent token (lna_...) of one hardware target")
+    _backend_args(p)
     p.add_argument("--threads", type=int, default=1, help="intra-op threads")
     p.add_argument("--graph-optimization", default="all", choices=["disable", "basic", "extended", "all"])
-    p.add_argument("--precision", default="fp32", choices=["fp32", "int8"],
-                   help="the target's precision (int8: units arrive quantized)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"],
+                   help="the target's precision (int8: units arrive quantized; fp16: tensorrt only)")
     p.add_argument("--batch", type=int, default=8, help="units per lease")
     p.add_argument("--lease-seconds", type=float, default=30.0,
                    help="lease length; the agent renews it every quarter of it while measuring, so a dead "
@@ -286,18 +301,20 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         p.error("--retry-for must be >= 0")
     if a.delegate_library and a.backend != "litert":
         p.error("--delegate-library needs --backend litert")
+    if (a.trtexec or a.engine_cache or a.precision == "fp16") and a.backend != "tensorrt":
+        p.error("--trtexec, --engine-cache and --precision fp16 need --backend tensorrt")
     try:
         protocol = Protocol(min_time_s=min(a.min_time, a.max_time), max_time_s=a.max_time)
     except ValueError as e:
         p.error(str(e))
-    provider = a.provider or ("xnnpack" if a.backend == "litert" else "CPUExecutionProvider")
+    provider = a.provider or {"litert": "xnnpack", "tensorrt": "tensorrt"}.get(a.backend, "CPUExecutionProvider")
     return AgentConfig(server=a.server, token=a.token, provider=provider, threads=a.threads,
                        graph_optimization=a.graph_optimization, batch=a.batch,
                        lease_seconds=a.lease_seconds, exit_when_done=a.exit_when_done,
                        idle_wait=a.idle_wait, protocol=protocol, max_units=a.max_units, retry_for=a.retry_for,
                        precision=a.precision, limits=Limits(a.max_other_load, a.min_clock_ratio, a.max_temp),
                        busy_retries=a.busy_retries, busy_wait=a.busy_wait, backend=a.backend,
-                       delegate_library=a.delegate_library)
+                       delegate_library=a.delegate_library, trtexec=a.trtexec, engine_cache=a.engine_cache)
 
 
 def _limit(text: str) -> float | None:
@@ -317,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     config = parse_args(argv)
     try:
         agent = Agent(config)
-    except (ValueError, ImportError) as e:  # a bad configuration, or the litert extra not installed
+    except (ValueError, ImportError, OSError) as e:  # a bad configuration, the litert extra or trtexec missing
         _log(f"error: {e}")
         sys.exit(2)
 

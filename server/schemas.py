@@ -8,7 +8,7 @@ import math
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from server.status import SearchStatus
 
@@ -87,21 +87,44 @@ LITERT_DELEGATES = ("xnnpack", "none", "gpu", "external")
 
 class Runtime(Strict):
     """What a target's agents measure with. Only what the agent can measure is accepted: it runs
-    onnxruntime (any execution provider) on ONNX units, or LiteRT (a delegate of
-    ``LITERT_DELEGATES`` as ``provider``, default xnnpack) on .tflite units, fp32 or int8; a torch
-    or fp16 target would be served units of another runtime, so it is a 422 until a backend for it
-    exists."""
+    onnxruntime (any execution provider) on ONNX units, LiteRT (a delegate of ``LITERT_DELEGATES``
+    as ``provider``, default xnnpack) on .tflite units, fp32 or int8, or TensorRT (trtexec builds the
+    ONNX units into engines; ``provider`` names the device, default ``tensorrt``) at fp32, fp16 or
+    int8; a torch target, or fp16 on another backend, would be served units of another runtime, so
+    it is a 422 until a backend for it exists."""
 
-    backend: Literal["onnxruntime", "litert"] = Field("onnxruntime", description="the agent's runtime: "
-                                                      "onnxruntime (ONNX units) or litert (.tflite units)")
+    backend: Literal["onnxruntime", "litert", "tensorrt"] = Field(
+        "onnxruntime", description="the agent's runtime: onnxruntime (ONNX units), litert (.tflite units) or "
+        "tensorrt (ONNX units built into engines by trtexec on the device)")
     provider: str = Field("CPUExecutionProvider", min_length=1, max_length=64, pattern=NO_CONTROL,
                           description="onnxruntime: the execution provider; litert: the delegate (xnnpack, "
                           "none, gpu or external; default xnnpack)")
     threads: int = Field(1, ge=0, le=256)
-    precision: Literal["fp32", "int8"] = Field("fp32", description="fp32, or int8 (static QDQ units; LiteRT: "
-                                               "full-integer); fp16 has no unit quantizer yet")
+    precision: Literal["fp32", "fp16", "int8"] = Field(
+        "fp32", description="fp32, or int8 (static QDQ units; LiteRT: full-integer); fp16: tensorrt only (the "
+        "engine builder converts fp32 units; no other backend has an fp16 unit path)")
     graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
         "all", description="onnxruntime's level; litert: all only (its converter optimises the graph)")
+
+    @field_validator("precision")
+    @classmethod
+    def _fp16_on_tensorrt(cls, precision: str, info: ValidationInfo) -> str:
+        # a field validator (backend is validated first), so the 422 names runtime.precision
+        backend = info.data.get("backend", "onnxruntime")
+        if precision == "fp16" and backend != "tensorrt":
+            raise ValueError(f"precision fp16 is measured by the tensorrt backend only, not {backend}")
+        return precision
+
+    @model_validator(mode="after")
+    def _tensorrt(self) -> Runtime:
+        if self.backend != "tensorrt":
+            return self
+        if "provider" not in self.model_fields_set:
+            self.provider = "tensorrt"  # the agent's default name for its device
+        if self.graph_optimization != "all":
+            raise ValueError(f"tensorrt has no graph optimisation levels: graph_optimization must be 'all', "
+                             f"got {self.graph_optimization!r}")
+        return self
 
     @model_validator(mode="after")
     def _litert(self) -> Runtime:

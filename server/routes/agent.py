@@ -56,7 +56,8 @@ def _unit_file(session: Session, hw: Hardware, settings: Settings, key: str) -> 
     known = session.scalar(select(WorkUnit.id).where(WorkUnit.hardware_id == hw.id, WorkUnit.unit_key == key))
     if known is None:
         raise Problem(404, f"unit {key!r} is not part of this hardware target's work", "key")
-    precision = "int8" if (hw.runtime or {}).get("precision") == "int8" else "fp32"  # registration admits no other
+    # int8 units arrive quantized; fp16 (tensorrt only) gets fp32 units, which its engine builder converts
+    precision = "int8" if (hw.runtime or {}).get("precision") == "int8" else "fp32"
     return unit_onnx_path(settings.data_dir / "units", hw.space, key, precision, model_format(hw.runtime))
 
 

@@ -255,3 +255,21 @@ def test_jetson_conditions_from_nvpmodel_and_devfreq(tmp_path: Path) -> None:
     be = TensorRTBackend(trtexec_path=str(exe), cache_dir=tmp_path / "e", nvpmodel=str(tool), sys_root=tmp_path)
     info = be.runtime_info()
     assert (info["power_mode"], info["power_mode_id"], info["gpu_freq_mhz"]) == ("MAXN", 0, 918.0)
+
+
+# -- the agent's flags ---------------------------------------------------------------------------
+
+def test_agent_cli_takes_tensorrt(tmp_path: Path) -> None:
+    from profilers.agent import Agent, parse_args
+
+    exe, _ = fake_trtexec(tmp_path)
+    cfg = parse_args(["--server", "http://x", "--token", "t", "--backend", "tensorrt", "--precision", "fp16",
+                      "--trtexec", str(exe), "--engine-cache", str(tmp_path / "e")])
+    assert (cfg.backend, cfg.provider, cfg.precision, cfg.trtexec) == ("tensorrt", "tensorrt", "fp16", str(exe))
+    agent = Agent(cfg)
+    assert isinstance(agent.backend, TensorRTBackend) and agent.backend.cache.directory == tmp_path / "e"
+    agent.check_runtime({"backend": "tensorrt", "provider": "tensorrt", "precision": "fp16",
+                         "graph_optimization": "all", "threads": 1})
+    agent.client.close()
+    with pytest.raises(SystemExit):
+        parse_args(["--server", "http://x", "--token", "t", "--precision", "fp16"])  # fp16: tensorrt only
