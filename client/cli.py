@@ -689,14 +689,8 @@ def search_pareto(
             search = c.searches.get(search_id)
             front = search.pareto(hardware)
             title = f"search {search_id}"
-            if plot is not None:  # grey cloud of everything evaluated, capped for big searches
-                key = str(front.hardware_id)
-                for i, r in enumerate(search.results(page_size=1000)):
-                    if i >= 5000:
-                        break
-                    ms = r.latency_ms.get(key)
-                    if ms is not None and r.score is not None:
-                        others.append((ms, r.score))
+            if plot is not None:
+                others = _evaluated_cloud(search, str(front.hardware_id))
         else:
             assert supernet is not None and hardware is not None  # type narrowing: checked above  # nosec B101
             front = c.pareto(supernet, hardware)
@@ -712,6 +706,23 @@ def search_pareto(
     if as_json:
         _echo_json(front.model_dump(mode="json"))
         return
+    _print_front(front, title)
+
+
+def _evaluated_cloud(search: Search, hardware_key: str, cap: int = 5000) -> list[tuple[float, float]]:
+    """(latency, score) of everything the search evaluated: the plot's grey cloud, capped for big searches."""
+    out = []
+    for i, r in enumerate(search.results(page_size=1000)):
+        if i >= cap:
+            break
+        ms = r.latency_ms.get(hardware_key)
+        if ms is not None and r.score is not None:
+            out.append((ms, r.score))
+    return out
+
+
+def _print_front(front: ParetoFront, title: str) -> None:
+    """The front as a table, LightTrack-Mobile's reference point last."""
     hv = _hv_label(front)
     budget = f", budget {front.budget_ms:.3g} ms" if front.budget_ms is not None else ""
     t = Table(title=f"{title}: Pareto front on hardware {front.hardware_id} ({len(front.points)} points, "

@@ -116,44 +116,19 @@ class Transport:
         that file objects are fresh (rewound) for every retry.
         """
         method = method.upper()
-        headers: dict[str, str] = {}
-        if auth:
-            if not self.api_key:
-                raise LutnasConfigError("no API key: set LUTNAS_API_KEY or pass --api-key / api_key=")
-            headers["Authorization"] = f"Bearer {self.api_key}"
+        headers = self._headers(auth)
         if params:
             params = {k: v for k, v in params.items() if v is not None}
-        extra: dict[str, Any] = {}
+        send = {"params": params, "json": json, "data": data, "headers": headers}
         if timeout is not None:
-            extra["timeout"] = timeout
+            send["timeout"] = timeout
         url = f"{self.server}{path}"
         retries = self.retries if retry else 0
         window = self.retry_for if retry else 0.0
         attempt, start = 0, time.monotonic()
         while True:
-            try:
-                response = self._http.request(
-                    method,
-                    path,
-                    params=params,
-                    json=json,
-                    data=data,
-                    files=files() if files else None,
-                    headers=headers,
-                    **extra,
-                )
-            except (httpx.ConnectError, httpx.ConnectTimeout) as e:
-                error: Exception = e
-                retry_after = None
-            except httpx.TransportError as e:
-                if method not in IDEMPOTENT:
-                    raise LutnasConnectionError(
-                        f"{method} {url} failed: {_reason(e)} (not retried: the request may have been received)"
-                    ) from None
-                error, retry_after = e, None
-            except httpx.InvalidURL as e:
-                raise LutnasConfigError(f"malformed request URL {url!r}: {e}") from None
-            else:
+            response, error, retry_after = self._attempt(method, path, url, send, files)
+            if response is not None:
                 if response.status_code != 503 or not self._again(attempt, retries, start, window):
                     if response.status_code >= 400:
                         raise _api_error(response, method, url)
@@ -163,26 +138,57 @@ class Transport:
                     return response
                 error, retry_after = _api_error(response, method, url), response.headers.get("Retry-After")
             if not self._again(attempt, retries, start, window):
-                what = (
-                    f"cannot reach the lutnas server at {self.server}"
-                    if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
-                    else f"{method} {url} failed"
-                )
-                raise LutnasConnectionError(
-                    f"{what}: {_reason(error)} (after {attempt + 1} attempt{'s' if attempt else ''})"
-                ) from None
-            delay = self._delay(attempt, retry_after)
+                raise self._gave_up(error, method, url, attempt)
+            self._wait(error, method, url, attempt, retries, start, window, retry_after)
             attempt += 1
-            if attempt > retries:  # past the counted retries: waiting for the server to come back
-                elapsed = time.monotonic() - start
-                delay = max(min(delay, RESTART_POLL_S, window - elapsed), 0.0)
-                log.warning("%s %s: %s; retry %d in %.2fs (retrying for up to %gs, %.0fs so far)",
-                            method, url, _reason(error), attempt, delay, window, elapsed)
-            else:
-                log.warning(
-                    "%s %s: %s; retry %d/%d in %.2fs", method, url, _reason(error), attempt, retries, delay
-                )
-            time.sleep(delay)
+
+    def _headers(self, auth: bool) -> dict[str, str]:
+        if not auth:
+            return {}
+        if not self.api_key:
+            raise LutnasConfigError("no API key: set LUTNAS_API_KEY or pass --api-key / api_key=")
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def _attempt(self, method: str, path: str, url: str, send: dict[str, Any],
+                 files: FilesFactory | None) -> tuple[httpx.Response | None, Exception | None, str | None]:
+        """One try: ``(response, None, None)``, or ``(None, error, None)`` for a transport error
+        that may be retried; raises for one that must not be (a non-idempotent request that may
+        have reached the server, a malformed URL)."""
+        try:
+            return self._http.request(method, path, files=files() if files else None, **send), None, None
+        except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+            return None, e, None
+        except httpx.TransportError as e:
+            if method not in IDEMPOTENT:
+                raise LutnasConnectionError(
+                    f"{method} {url} failed: {_reason(e)} (not retried: the request may have been received)"
+                ) from None
+            return None, e, None
+        except httpx.InvalidURL as e:
+            raise LutnasConfigError(f"malformed request URL {url!r}: {e}") from None
+
+    def _gave_up(self, error: Exception | None, method: str, url: str, attempt: int) -> LutnasConnectionError:
+        what = (
+            f"cannot reach the lutnas server at {self.server}"
+            if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
+            else f"{method} {url} failed"
+        )
+        return LutnasConnectionError(f"{what}: {_reason(error)} (after {attempt + 1} attempt{'s' if attempt else ''})")
+
+    def _wait(self, error: Exception | None, method: str, url: str, attempt: int, retries: int, start: float,
+              window: float, retry_after: str | None) -> None:
+        """Sleep before retry ``attempt + 1``: the backoff (or the server's Retry-After), capped by
+        the restart poll once past the counted retries (waiting for the server to come back)."""
+        delay = self._delay(attempt, retry_after)
+        attempt += 1
+        if attempt > retries:
+            elapsed = time.monotonic() - start
+            delay = max(min(delay, RESTART_POLL_S, window - elapsed), 0.0)
+            log.warning("%s %s: %s; retry %d in %.2fs (retrying for up to %gs, %.0fs so far)",
+                        method, url, _reason(error), attempt, delay, window, elapsed)
+        else:
+            log.warning("%s %s: %s; retry %d/%d in %.2fs", method, url, _reason(error), attempt, retries, delay)
+        time.sleep(delay)
 
     @staticmethod
     def _again(attempt: int, retries: int, start: float, window: float) -> bool:

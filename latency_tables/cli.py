@@ -174,7 +174,6 @@ def profile(
     from latency_tables.profile import hardware_of_this_machine, profile_units
     from latency_tables.store import LatencyStore
     from latency_tables.units import all_units, units_of
-    from profilers.backends import get_backend
     from tracking.space import Architecture
 
     sp = _space(space)
@@ -183,45 +182,64 @@ def profile(
     else:
         todo = [u for text in units for u in units_of(Architecture.parse(text, sp), sp)]
     _check_precision(precision)
-    if backend == "onnxruntime":
-        be = get_backend(backend, provider=provider, threads=threads, graph_optimization=graph_opt,
-                         precision=precision)
-    elif backend == "litert":
-        be = get_backend("litert", delegate=delegate, delegate_library=delegate_library, threads=threads,
-                         precision=precision)
-    elif backend == "command":
-        if not command:
-            raise typer.BadParameter("--backend command needs --command", param_hint="--command")
-        from profilers.backends import BENCHMARK_MODEL_PATTERN, DEFAULT_PATTERN
-
-        pattern = BENCHMARK_MODEL_PATTERN if pattern == "benchmark_model" else pattern
-        be = get_backend("command", command=command, pattern=pattern or DEFAULT_PATTERN, time_unit=time_unit,
-                         runs=command_runs, threads=threads, provider=device, precision=precision,
-                         model_format=model_format)
-    else:
-        raise typer.BadParameter("use onnxruntime, litert or command", param_hint="--backend")
+    be = _profile_backend(backend, threads=threads, precision=precision, provider=provider, graph_opt=graph_opt,
+                          delegate=delegate, delegate_library=delegate_library, command=command, pattern=pattern,
+                          time_unit=time_unit, command_runs=command_runs, device=device, model_format=model_format)
     location, name = _table_spec(out, name, "--out")
     store = LatencyStore(location)
     with progress_bar("profile", not quiet) as progress:
         rep = profile_units(store, be, todo, name, hardware_of_this_machine(label),
-                               _protocol(min_time, max_time, clock, _flush_bytes(flush), warm_inputs),
+                            _protocol(min_time, max_time, clock, _flush_bytes(flush), warm_inputs),
                             seed, progress=progress, rounds=rounds, round_stat=_round_stat(round_stat))
     table = rep.table
-    if anchors and units == ["all"] and (rep.measured or "anchors" not in table.runtime):
-        from latency_tables.anchors import measure_table_anchors
-
-        table = measure_table_anchors(store, table, be, _table_protocol(table.runtime, min_time, max_time), sp,
-                                      anchors, rounds, _round_stat(round_stat), seed)
-    if frame and units == ["all"] and (rep.measured or "frame" not in table.runtime):
-        from latency_tables.frame import measure_table_frame
-
-        table = measure_table_frame(store, table, sp, be, _table_protocol(table.runtime, min_time, max_time),
-                                    rounds, _round_stat(round_stat), seed)
+    if units == ["all"]:  # the whole-table records: anchor subnets, the tracker's frame cost
+        table = _table_records(store, table, be, sp, bool(rep.measured), anchors, frame,
+                               _table_protocol(table.runtime, min_time, max_time), rounds, _round_stat(round_stat),
+                               seed)
     typer.echo(f"table {rep.table.name!r}: measured {len(rep.measured)} unit(s), skipped {len(rep.skipped)} "
                f"already present; export {rep.export_s:.1f} s, measurement {rep.measure_s:.1f} s; "
                f"per-run overhead {rep.table.overhead_ms:.4f} ms"
                + (f"; {len(table.runtime['anchors']['archs'])} anchor subnets" if "anchors" in table.runtime else "")
                + (_frame_note(table.runtime["frame"]) if "frame" in table.runtime else ""))
+
+
+def _profile_backend(backend: str, *, threads: int, precision: str, provider: str, graph_opt: str, delegate: str,
+                     delegate_library: str | None, command: str | None, pattern: str | None, time_unit: str,
+                     command_runs: int, device: str | None, model_format: str) -> Any:
+    """The measurement backend ``lutnas profile --backend`` names, with the options that apply to it."""
+    from profilers.backends import get_backend
+
+    if backend == "onnxruntime":
+        return get_backend(backend, provider=provider, threads=threads, graph_optimization=graph_opt,
+                           precision=precision)
+    if backend == "litert":
+        return get_backend("litert", delegate=delegate, delegate_library=delegate_library, threads=threads,
+                           precision=precision)
+    if backend == "command":
+        if not command:
+            raise typer.BadParameter("--backend command needs --command", param_hint="--command")
+        from profilers.backends import BENCHMARK_MODEL_PATTERN, DEFAULT_PATTERN
+
+        pattern = BENCHMARK_MODEL_PATTERN if pattern == "benchmark_model" else pattern
+        return get_backend("command", command=command, pattern=pattern or DEFAULT_PATTERN, time_unit=time_unit,
+                           runs=command_runs, threads=threads, provider=device, precision=precision,
+                           model_format=model_format)
+    raise typer.BadParameter("use onnxruntime, litert or command", param_hint="--backend")
+
+
+def _table_records(store: Any, table: Any, be: Any, sp: Any, measured: bool, anchors: int, frame: bool,
+                   protocol: Any, rounds: int, round_stat: str, seed: int) -> Any:
+    """Measure the anchor subnets and the tracker's per-frame cost when asked and missing (or the
+    units were just (re)measured); returns the table with them."""
+    if anchors and (measured or "anchors" not in table.runtime):
+        from latency_tables.anchors import measure_table_anchors
+
+        table = measure_table_anchors(store, table, be, protocol, sp, anchors, rounds, round_stat, seed)
+    if frame and (measured or "frame" not in table.runtime):
+        from latency_tables.frame import measure_table_frame
+
+        table = measure_table_frame(store, table, sp, be, protocol, rounds, round_stat, seed)
+    return table
 
 
 def _frame_note(rec: dict[str, Any]) -> str:

@@ -30,9 +30,8 @@ def export_search_graphs(archs: Sequence[Architecture], out_dir: str | Path, spa
     int8: full-integer, calibrated on the same crops)."""
     import torch
 
-    from latency_tables.quantize import check_precision, quantize_onnx, synthetic_crops
+    from latency_tables.quantize import check_precision, synthetic_crops
     from latency_tables.units import check_format
-    from tracking.export import SearchBranch, export_module
     from tracking.supernet import Supernet
 
     torch.manual_seed(seed)
@@ -44,32 +43,38 @@ def export_search_graphs(archs: Sequence[Architecture], out_dir: str | Path, spa
     check_format(fmt)
     paths = []
     for i, arch in enumerate(archs):
-        path = supernet.path(arch).eval()  # the subnet's modules, shared rather than copied
-        with torch.no_grad():
-            zf = path.template_feature(torch.zeros(1, 3, space.template_size, space.template_size))
-            out = Path(out_dir) / f"{i:04d}-{arch.canonical_id()}" / f"search.{fmt}"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            if fmt == "tflite":
-                from latency_tables.litert import export_search_graph_tflite
-
-                calib = [(xs[None], path.template_feature(torch.from_numpy(zs[None])).numpy())
-                         for xs, zs in zip(*crops, strict=True)] if crops is not None else None
-                paths.append(export_search_graph_tflite(SearchBranch(path), x, zf, out, precision, calib))
-                if progress:
-                    progress("export", i + 1, len(archs))
-                continue
-            export_module(SearchBranch(path), (x, zf), out, ["search", "zf"], ["cls", "reg"])
-            if crops is not None:
-                feeds = [{"search": xs[None], "zf": path.template_feature(torch.from_numpy(zs[None])).numpy()}
-                         for xs, zs in zip(*crops, strict=True)]
-                fp32 = out.with_name("search-fp32.onnx")
-                out.replace(fp32)
-                quantize_onnx(fp32, out, feeds)
-                fp32.unlink()
-        paths.append(out)
+        out = Path(out_dir) / f"{i:04d}-{arch.canonical_id()}" / f"search.{fmt}"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        paths.append(_export_search_graph(supernet.path(arch).eval(), x, out, space, precision, fmt, crops))
         if progress:
             progress("export", i + 1, len(archs))
     return paths
+
+
+def _export_search_graph(path: Any, x: Any, out: Path, space: SearchSpace, precision: str, fmt: str,
+                         crops: Any) -> Path:
+    """One subnet's search graph (``path``: its modules, shared with the supernet rather than copied)
+    to ``out``: ONNX (int8: quantized on ``crops``) or .tflite."""
+    import torch
+
+    from latency_tables.quantize import quantize_onnx
+    from tracking.export import SearchBranch, export_module
+
+    with torch.no_grad():
+        zf = path.template_feature(torch.zeros(1, 3, space.template_size, space.template_size))
+        calib = [(xs[None], path.template_feature(torch.from_numpy(zs[None])).numpy())
+                 for xs, zs in zip(*crops, strict=True)] if crops is not None else None
+        if fmt == "tflite":
+            from latency_tables.litert import export_search_graph_tflite
+
+            return export_search_graph_tflite(SearchBranch(path), x, zf, out, precision, calib)
+        export_module(SearchBranch(path), (x, zf), out, ["search", "zf"], ["cls", "reg"])
+        if calib is not None:
+            fp32 = out.with_name("search-fp32.onnx")
+            out.replace(fp32)
+            quantize_onnx(fp32, out, [{"search": xs, "zf": zs} for xs, zs in calib])
+            fp32.unlink()
+    return out
 
 
 def _round_order(n: int, r: int, seed: int) -> np.ndarray:
@@ -272,67 +277,92 @@ def validate(predictor: Any, backend: Backend, samples: int, seed: int = 0, prot
     scaled by the anchors' speed) say how far the host's whole-graph speed moved since profiling,
     and ``normalise`` scales by the anchors rather than the probe units when the table has them.
     """
-    from latency_tables.layout import layout_summary
-    from tracking.flops import count_flops_params
     from tracking.space import sample_many
 
     if samples < 2:
         raise ValueError("validate needs at least 2 samples")
-    space = predictor.space
-    archs = sample_many(samples, seed, space)
-    predicted = predictor.predict_batch(archs)  # raises MissingUnitsError before any work
-    tail_pred = {k: p.predict_batch(archs) for k, p in (tail_predictors or {}).items()}
-    raw = np.array([predictor.raw_sum(a) for a in archs])
-    plain = predictor.plain().predict_batch(archs) if predictor.layouts else None
-    flops = np.array([count_flops_params(a, space)[0] for a in archs], dtype=float)
+    archs = sample_many(samples, seed, predictor.space)
+    pred = _predictions(predictor, archs, tail_predictors)  # raises MissingUnitsError before any work
     with tempfile.TemporaryDirectory(prefix="lutnas-validate-") as tmp:
-        fmt = backend.model_format  # the graphs the backend runs: ONNX, or .tflite for LiteRT
-        paths = export_search_graphs(archs, workdir or tmp, space, seed, progress, precision, fmt)
-        keys, probe_paths = export_probes(predictor.medians, probes, Path(workdir or tmp) / "probes", seed, precision,
-                                          fmt)
-        anchor_list = [Architecture.parse(a, space) for a in (anchors or {}).get("archs", [])]
-        anchor_paths = export_search_graphs(anchor_list, Path(workdir or tmp) / "anchors", space, seed,
-                                            precision=precision, fmt=fmt) if anchor_list else []
-        tails: dict[str, np.ndarray] = {}
-        measured, gauges, retest = measure_with_probes(backend, paths, [*probe_paths, *anchor_paths], protocol,
-                                                       repeats, seed=seed, progress=progress, round_stat=round_stat,
-                                                       tails=tails)
-        probe_now, anchors_now = gauges[:len(probe_paths)], gauges[len(probe_paths):]
-        noise = noise_floor(backend, paths[0], protocol, noise_runs, seed) if noise_runs > 1 else {}
+        run = _measure_graphs(predictor, backend, archs, Path(workdir or tmp), protocol, repeats, noise_runs, seed,
+                              progress, probes, round_stat, precision, anchors)
+    report = _validation_report(predictor, archs, pred, run, anchors, normalise)
+    report.update({"seed": seed, "repeats": repeats, "round_stat": round_stat, "runtime": backend.config(),
+                   "archs": [a.to_string() for a in archs], "flops": [int(f) for f in pred["flops"]]})
+    return report
+
+
+def _predictions(predictor: Any, archs: list[Architecture], tail_predictors: dict[str, Any] | None) -> dict[str, Any]:
+    """What the table says of ``archs``: the prediction, the tails', the raw and plain unit sums, MACs."""
+    from tracking.flops import count_flops_params
+
+    return {"predicted": predictor.predict_batch(archs),
+            "tails": {k: p.predict_batch(archs) for k, p in (tail_predictors or {}).items()},
+            "raw": np.array([predictor.raw_sum(a) for a in archs]),
+            "plain": predictor.plain().predict_batch(archs) if predictor.layouts else None,
+            "flops": np.array([count_flops_params(a, predictor.space)[0] for a in archs], dtype=float)}
+
+
+def _measure_graphs(predictor: Any, backend: Backend, archs: list[Architecture], work: Path, protocol: Protocol,
+                    repeats: int, noise_runs: int, seed: int, progress: Progress | None, probes: int, round_stat: str,
+                    precision: str, anchors: dict[str, Any] | None) -> dict[str, Any]:
+    """Export and measure the subnets end to end, with the probe units and anchor subnets
+    re-measured between them (the host's speed now), and the noise floor."""
+    space, fmt = predictor.space, backend.model_format  # the graphs the backend runs: ONNX, or .tflite
+    paths = export_search_graphs(archs, work, space, seed, progress, precision, fmt)
+    keys, probe_paths = export_probes(predictor.medians, probes, work / "probes", seed, precision, fmt)
+    anchor_list = [Architecture.parse(a, space) for a in (anchors or {}).get("archs", [])]
+    anchor_paths = export_search_graphs(anchor_list, work / "anchors", space, seed,
+                                        precision=precision, fmt=fmt) if anchor_list else []
+    tails: dict[str, np.ndarray] = {}
+    measured, gauges, retest = measure_with_probes(backend, paths, [*probe_paths, *anchor_paths], protocol,
+                                                   repeats, seed=seed, progress=progress, round_stat=round_stat,
+                                                   tails=tails)
+    noise = noise_floor(backend, paths[0], protocol, noise_runs, seed) if noise_runs > 1 else {}
+    return {"measured": measured, "tails": tails, "retest": retest, "noise": noise, "probe_keys": keys,
+            "probe_now": gauges[:len(probe_paths)], "anchors_now": gauges[len(probe_paths):],
+            "anchored": bool(anchor_list)}
+
+
+def _validation_report(predictor: Any, archs: list[Architecture], pred: dict[str, Any], run: dict[str, Any],
+                       anchors: dict[str, Any] | None, normalise: bool) -> dict[str, Any]:
+    """Agreement of the table with the measured subnets, as profiled and scaled by the host's speed."""
+    from latency_tables.layout import layout_summary
+
+    predicted, measured, keys = pred["predicted"], run["measured"], run["probe_keys"]
     # Reference-unit normalisation (opt-in): the probes say how much slower the host runs now than
     # when it was profiled; with ``normalise``, predictions are compared at that speed when the
     # probes agree on it.
-    measured_speed, speed_se, moved = drift_scale(probe_now, np.array([predictor.medians[k] for k in keys]))
-    anchor_fig = _anchor_figures(anchors, anchors_now, predicted, measured) if anchor_list else {}
+    measured_speed, speed_se, moved = drift_scale(run["probe_now"], np.array([predictor.medians[k] for k in keys]))
+    anchor_fig = _anchor_figures(anchors, run["anchors_now"], predicted, measured) if run["anchored"] else {}
     if anchor_fig:  # whole graphs gauge whole graphs; lone units between them do not (latency_tables.anchors)
         moved, gauge = bool(anchor_fig["anchor_moved"]), float(anchor_fig["anchor_speed"])
     else:
         gauge = measured_speed
     moved = moved and normalise
     speed = gauge if moved else 1.0
-    report = fidelity_report(predicted * speed, measured, flops, raw * speed if predictor.calibration else None)
+    report = fidelity_report(predicted * speed, measured, pred["flops"],
+                             pred["raw"] * speed if predictor.calibration else None)
     report["predicted_ms"] = [float(p) for p in predicted]  # the table's own figures
     report["normalised"] = moved
-    report.update(noise)
-    if plain is not None:
-        report.update({f"plain_{k}": v for k, v in agreement(plain * speed, measured).items()})
+    report.update(run["noise"])
+    if pred["plain"] is not None:
+        report.update({f"plain_{k}": v for k, v in agreement(pred["plain"] * speed, measured).items()})
     report.update({f"table_{k}": v for k, v in agreement(predicted, measured).items()})
     report["layout"] = layout_summary(predictor.layouts)
     report["stats"] = {"p50": agreement(predicted * speed, measured)}
-    for k, pred_k in tail_pred.items():
-        report["stats"][k] = agreement(pred_k * speed, tails[k])
-        report[f"measured_{k}_ms"] = [float(v) for v in tails[k]]
+    for k, pred_k in pred["tails"].items():
+        report["stats"][k] = agreement(pred_k * speed, run["tails"][k])
+        report[f"measured_{k}_ms"] = [float(v) for v in run["tails"][k]]
         report[f"predicted_{k}_ms"] = [float(v) for v in pred_k]
     report["by_class"] = class_errors(archs, predicted * speed, measured)
     report.update({f"drift_{k}": v for k, v in agreement(predicted * measured_speed, measured).items()})
     report.update(anchor_fig)
     report["host_speed"] = measured_speed
     report["host_speed_se"] = None if np.isnan(speed_se) else speed_se
-    report["retest_cv"] = None if np.isnan(retest) else retest
-    report["probes"] = {k: {"table_ms": predictor.medians[k], "now_ms": float(v)} for k, v in zip(keys, probe_now,
-                                                                                              strict=True)}
-    report.update({"seed": seed, "repeats": repeats, "round_stat": round_stat, "runtime": backend.config(),
-                   "archs": [a.to_string() for a in archs], "flops": [int(f) for f in flops]})
+    report["retest_cv"] = None if np.isnan(run["retest"]) else run["retest"]
+    report["probes"] = {k: {"table_ms": predictor.medians[k], "now_ms": float(v)}
+                        for k, v in zip(keys, run["probe_now"], strict=True)}
     return report
 
 
