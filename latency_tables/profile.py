@@ -82,20 +82,27 @@ def profile_units(store: LatencyStore, backend: Backend, units: Sequence[Unit], 
             if progress:
                 progress("export", i + 1, len(todo) + len(retrace))
         t1 = time.perf_counter()
-        rng = random.Random(seed)  # seeded measurement order, not a secret  # nosec B311
-        results: dict[str, list[Any]] = {u.key: [] for u in todo}
-        done = 0
-        for r in range(rounds):
-            order = list(todo) if r == 0 else rng.sample(todo, len(todo))
-            for u in order:
-                results[u.key].append(measure(backend, paths[u.key], protocol, seed))
-                if r == rounds - 1:  # last round: keep the representative round and commit
-                    store.put(info.id, {u.key: with_layout(pick_round(results[u.key], round_stat), backend,
-                                                           paths[u.key], protocol.flush_bytes, seed)})
-                done += 1
-                if progress:
-                    progress("measure", done, rounds * len(todo))
+        _measure_rounds(store, info.id, backend, todo, paths, protocol, seed, rounds, round_stat, progress)
         traced = {u.key: layout_env(backend, paths[u.key], protocol.flush_bytes, seed) for u in retrace}
         store.set_layouts(info.id, {k: env[LAYOUT_ENV_KEY] for k, env in traced.items() if LAYOUT_ENV_KEY in env})
         t2 = time.perf_counter()
     return ProfileReport(info, [u.key for u in todo], skipped, t1 - t0, t2 - t1)
+
+
+def _measure_rounds(store: LatencyStore, table_id: int, backend: Backend, todo: list[Unit], paths: dict[str, Path],
+                    protocol: Protocol, seed: int, rounds: int, round_stat: str, progress: Progress | None) -> None:
+    """Every unit of ``todo`` measured ``rounds`` times, each round after the first in a new seeded
+    order; each unit's representative round stored (with its layout) as its last round ends."""
+    rng = random.Random(seed)  # seeded measurement order, not a secret  # nosec B311
+    results: dict[str, list[Any]] = {u.key: [] for u in todo}
+    done = 0
+    for r in range(rounds):
+        order = list(todo) if r == 0 else rng.sample(todo, len(todo))
+        for u in order:
+            results[u.key].append(measure(backend, paths[u.key], protocol, seed))
+            if r == rounds - 1:  # last round: keep the representative round and commit
+                store.put(table_id, {u.key: with_layout(pick_round(results[u.key], round_stat), backend,
+                                                        paths[u.key], protocol.flush_bytes, seed)})
+            done += 1
+            if progress:
+                progress("measure", done, rounds * len(todo))
