@@ -562,11 +562,12 @@ class Study:
                 _write_json(self.alone(i), {**row["standalone"], "from": str(path)})
                 if row.get("standalone_train"):
                     _write_json(self.alone(i, "-train.json"), row["standalone_train"])
-            # the supernet scores it measured, for the protocols asked again (same supernet recipe)
-            for p, res in (row.get("supernet") or {}).items():
+            # the supernet scores it measured, for the protocols asked again, unless --set changes the
+            # supernet (another seed, recipe): then its scores are this run's own
+            for p, res in (row.get("supernet") or {}).items() if not json.loads(self.args.set) else ():
                 if p in self.protos and res and not self.sup(p, i).is_file():
                     _write_json(self.sup(p, i), {**res, "from": str(path)})
-        for source, summary in (prev.get("supernet_training") or {}).items():
+        for source, summary in (prev.get("supernet_training") or {}).items() if not json.loads(self.args.set) else ():
             target = self.work / "supernet" / f"train-{source}.json"
             if summary and not target.is_file() and any(q.get("source", "recipe") in (source, "half")
                                                         for q in self.protos.values()):
