@@ -42,8 +42,6 @@ def get_backend(name: str, **config: Any) -> Backend:
     names raise ValueError."""
     if name == "litert" and name not in _REGISTRY:
         import profilers.litert  # noqa: F401 - registers itself; ai_edge_litert stays lazy inside it
-    if name == "tensorrt" and name not in _REGISTRY:
-        import profilers.tensorrt  # noqa: F401 - registers itself (trtexec is a program, nothing to import)
     try:
         cls = _REGISTRY[name]
     except KeyError:

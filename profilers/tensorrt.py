@@ -310,7 +310,7 @@ def jetson_conditions(nvpmodel: str = "nvpmodel", root: str | Path = "/", timeou
             done = subprocess.run([exe, "-q"], capture_output=True, text=True, timeout=timeout_s, check=False)  # nosec B603
             mode = parse_nvpmodel(done.stdout)
         except (OSError, subprocess.TimeoutExpired):
-            pass
+            pass  # the mode stays unknown (None): recorded as absent, never guessed
     return {"power_mode": mode[0], "power_mode_id": mode[1], **_gpu_freqs(Path(root))}
 
 
