@@ -549,6 +549,10 @@ class Study:
         a = Architecture.from_string(arch)
         return (a.out_stage, a.out_block)
 
+    def same_supernet(self) -> bool:
+        """Whether this run's supernet is the recipe's default one (no --set, no --supernet-iters)."""
+        return not json.loads(self.args.set) and not self.args.supernet_iters
+
     def seed_truth(self, path: Path) -> None:
         """Take the stand-alone ground truth of an earlier study's JSON (same architectures, same
         held-out data): the levers of a new supernet are scored against it without retraining the
@@ -562,12 +566,12 @@ class Study:
                 _write_json(self.alone(i), {**row["standalone"], "from": str(path)})
                 if row.get("standalone_train"):
                     _write_json(self.alone(i, "-train.json"), row["standalone_train"])
-            # the supernet scores it measured, for the protocols asked again, unless --set changes the
-            # supernet (another seed, recipe): then its scores are this run's own
-            for p, res in (row.get("supernet") or {}).items() if not json.loads(self.args.set) else ():
+            # the supernet scores it measured, for the protocols asked again, unless --set or
+            # --supernet-iters changes the supernet (another seed, recipe, length): then they are this run's
+            for p, res in (row.get("supernet") or {}).items() if self.same_supernet() else ():
                 if p in self.protos and res and not self.sup(p, i).is_file():
                     _write_json(self.sup(p, i), {**res, "from": str(path)})
-        for source, summary in (prev.get("supernet_training") or {}).items() if not json.loads(self.args.set) else ():
+        for source, summary in (prev.get("supernet_training") or {}).items() if self.same_supernet() else ():
             target = self.work / "supernet" / f"train-{source}.json"
             if summary and not target.is_file() and any(q.get("source", "recipe") in (source, "half")
                                                         for q in self.protos.values()):

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from client.errors import LutnasError
-from client.models import TERMINAL_STATUSES, Hardware, ParetoFront, SearchInfo, SearchStatus, Supernet
+from client.models import TERMINAL_STATUSES, Drift, Hardware, ParetoFront, SearchInfo, SearchStatus, Supernet
 from client.resources import Search
 from client.sdk import Client
 
@@ -214,7 +214,16 @@ def hardware_show(
     t.add_row("coverage", f"{coverage.measured}/{coverage.total} units ({coverage.fraction:.1%})")
     if coverage.missing_sample:
         t.add_row("missing (sample)", "\n".join(coverage.missing_sample[:10]))
+    if hw.drift is not None:
+        t.add_row("drift", _drift_line(hw.drift))
     _console().print(t)
+
+
+def _drift_line(d: Drift) -> str:
+    if d.speed is None:
+        return f"{d.anchors} anchors, round {d.round}: baseline " + ("measured" if d.baseline_at else "being measured")
+    seen = f"predictions x {d.applied_scale:.3f}" if d.moved else "within the anchors' noise"
+    return f"{d.anchors} anchors, round {d.round}: {d.speed:.3f}x the baseline ({seen})"
 
 
 # -- supernets ------------------------------------------------------------------------------

@@ -64,6 +64,29 @@ class Coverage(APIModel):
     missing_sample: list[str] = Field(default_factory=list)
 
 
+class DriftReading(APIModel):
+    round: int
+    at: str
+    speed: float
+    se: float | None = None
+    moved: bool = False
+
+
+class Drift(APIModel):
+    """Drift probes of a target: its anchor subnets re-measured on a schedule, and the scale its
+    predictions carry from the last round (``applied_scale``)."""
+
+    anchors: int
+    round: int
+    baseline_at: str | None = None
+    last_round_at: str | None = None
+    speed: float | None = None
+    speed_se: float | None = None
+    moved: bool = False
+    applied_scale: float = 1.0
+    history: list[DriftReading] = Field(default_factory=list)
+
+
 class Hardware(APIModel):
     id: int
     name: str
@@ -72,6 +95,7 @@ class Hardware(APIModel):
     space: str = "paper"
     created_at: datetime | None = None
     coverage: Coverage | None = None
+    drift: Drift | None = None  # drift probes, once the table is complete and the service runs them
 
 
 class AgentToken(APIModel):

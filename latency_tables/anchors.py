@@ -67,6 +67,19 @@ def measure_table_anchors(store: Any, info: Any, backend: Any, protocol: Any, sp
     return store.update(info.id, runtime={**info.runtime, "anchors": record})
 
 
+def with_drift(calibration: dict[str, Any] | None, drift: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``calibration`` (a ``latency_tables.calibrate`` dict, or None) times the host speed a
+    drift-probe round applied (``drift["applied"]``, ``server.drift``): every coefficient and the
+    intercept scaled, so predictions are the table's at the host's speed now."""
+    scale = float((drift or {}).get("applied", 1.0))
+    if scale == 1.0:
+        return calibration
+    base = dict(calibration) if calibration else {"method": "scale", "features": ["raw_ms"],
+                                                  "coef": {"raw_ms": 1.0}, "intercept": 0.0}
+    return {**base, "coef": {f: float(c) * scale for f, c in base.get("coef", {}).items()},
+            "intercept": float(base.get("intercept", 0.0)) * scale, "drift_scale": scale}
+
+
 def anchor_speed(now_ms: np.ndarray, then_ms: np.ndarray) -> tuple[float, float, bool]:
     """``(speed, se, moved)``: the median ratio now / then over the anchors (> 1: the host runs whole
     graphs slower than when the table was profiled), the standard error of the log ratios, and

@@ -88,7 +88,7 @@ class LatencyPredictor:
         self.net = in_graph_costs({k: m - self.overhead_ms for k, m in self.medians.items()}, self.layouts)
         self.calibration = dict(calibration) if calibration else None
         self.stat = stat  # the unit statistic ``medians`` holds: p50 (the median), p90 or p99
-        coef = (self.calibration or {}).get("coef", {})
+        coef = (self.calibration or {}).get("coef", {})  # extra keys (drift_scale, fit figures) are notes
         unknown = set(coef) - set(CALIBRATION_FEATURES)
         if unknown:
             raise ValueError(f"unknown calibration features {sorted(unknown)}")

@@ -86,12 +86,16 @@ class TableRepository:
                   stat: str = "p50") -> Any:
         """The table's :class:`~latency_tables.predict.LatencyPredictor`: ``calibrated=False`` the
         raw unit sums a calibration is fitted on, ``layout=False`` without the boundary reorder
-        correction, ``stat`` p50 or a tail (median plus the root sum of squares of spreads)."""
+        correction, ``stat`` p50 or a tail (median plus the root sum of squares of spreads). A
+        calibrated predictor also carries the host speed the last drift-probe round applied
+        (``runtime["drift"]``, ``server.drift``)."""
+        from latency_tables.anchors import with_drift
         from latency_tables.predict import LatencyPredictor, tail_split
 
         t = self.table
         medians, spread = tail_split(self.stats("p50"), self.stats(stat) if stat != "p50" else None)
-        pred = LatencyPredictor(medians, space, t.overhead_ms, t.calibration if calibrated else None,
+        calibration = with_drift(t.calibration, (t.runtime or {}).get("drift")) if calibrated else None
+        pred = LatencyPredictor(medians, space, t.overhead_ms, calibration,
                                 self.layouts() if layout else None, stat, spread)
         pred.frame = (t.runtime or {}).get("frame")
         return pred
@@ -141,7 +145,7 @@ class TableRepository:
 
     @staticmethod
     def _refuse_subnets(results: Mapping[str, Any]) -> None:
-        bad = [k for k in results if kind_of(k) is Kind.SUBNET]
+        bad = [k for k in results if not kind_of(k).is_table]
         if bad:
             raise ValueError(f"{bad[0]!r} is a whole-subnet measurement, not a table entry")
 

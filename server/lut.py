@@ -41,14 +41,17 @@ def store_results(session: Session, hw: Hardware, results: dict[str, dict[str, A
     """Agents' results for ``hw``'s work, dispatched by kind in this one place: units and the
     overhead are table entries (first result wins; the overhead also becomes the table's
     ``overhead_ms``), whole subnets are measurements (``server.verification``: a front's closed
-    loop, or a transfer). Call after their work rows are marked done; returns how many were new.
-    The caller commits."""
+    loop, or a transfer), anchors are drift probes (``server.drift``). Call after their work rows
+    are marked done; returns how many were new. The caller commits."""
+    from server.drift import store_anchor_results
     from server.verification import store_measurements
 
-    subnets = [r for k, r in results.items() if kind_of(k) is Kind.SUBNET]
-    stored = TableRepository(session, hw.table_id).add_results(
-        {k: r for k, r in results.items() if kind_of(k) is not Kind.SUBNET})
-    return stored + store_measurements(session, hw, subnets, unit_filter)
+    by_kind: dict[Kind, dict[str, dict[str, Any]]] = {k: {} for k in Kind}
+    for key, r in results.items():
+        by_kind[kind_of(key)][key] = r
+    stored = TableRepository(session, hw.table_id).add_results({**by_kind[Kind.UNIT], **by_kind[Kind.OVERHEAD]})
+    stored += store_anchor_results(session, hw, list(by_kind[Kind.ANCHOR].values()))
+    return stored + store_measurements(session, hw, list(by_kind[Kind.SUBNET].values()), unit_filter)
 
 
 def predict_for(session: Session, hw: Hardware, archs: list[Architecture]) -> list[float]:

@@ -277,7 +277,17 @@ class FrontPoint(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
 
 
-class SubnetMeasurement(Base):
+class _GraphTiming:
+    """What an agent reports of a whole graph it measured (subnet and anchor rows alike)."""
+
+    median_ms: Mapped[float] = mapped_column(Float)
+    p90_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    count: Mapped[int] = mapped_column(Integer)
+    env: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    measured_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SubnetMeasurement(_GraphTiming, Base):
     """A whole subnet on a search's front, measured end to end by its target's agents (the closed
     loop, ``server.verification``): one row per (target, architecture), the first result wins."""
 
@@ -287,15 +297,24 @@ class SubnetMeasurement(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     hardware_id: Mapped[int] = mapped_column(ForeignKey("hardware.id", ondelete="CASCADE"))
     lighttrack: Mapped[str] = mapped_column(String(255))
-    median_ms: Mapped[float] = mapped_column(Float)
-    p90_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
-    count: Mapped[int] = mapped_column(Integer)
-    env: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    measured_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AnchorMeasurement(_GraphTiming, Base):
+    """One anchor subnet of a target's table measured in one drift-probe round (``server.drift``):
+    round 1 is the baseline measured right after the table's units, later rounds the host's speed
+    since. One row per (target, round, architecture), the first result wins."""
+
+    __tablename__ = "anchor_measurements"
+    __table_args__ = (UniqueConstraint("hardware_id", "round", "lighttrack"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    hardware_id: Mapped[int] = mapped_column(ForeignKey("hardware.id", ondelete="CASCADE"))
+    round: Mapped[int] = mapped_column(Integer)
+    lighttrack: Mapped[str] = mapped_column(String(255))
 
 
 __all__ = [
-    "AgentToken", "ApiKey", "ArchitectureRow", "Base", "FrontPoint", "Hardware", "LatencyCache",
+    "AgentToken", "AnchorMeasurement", "ApiKey", "ArchitectureRow", "Base", "FrontPoint", "Hardware", "LatencyCache",
     "LatencyEntry", "LatencyTable", "ScoreCache", "Search", "SearchResult", "SearchState", "Supernet",
     "SubnetMeasurement", "Team", "UiSession", "WorkUnit", "utcnow", "UTCDateTime",
 ]

@@ -162,6 +162,29 @@ class CoverageDetail(Coverage):
     missing_sample: list[str]
 
 
+class DriftReading(BaseModel):
+    round: int
+    at: str
+    speed: float = Field(description="the anchors' median time now / at the baseline (> 1: the device runs slower)")
+    se: float | None = Field(None, description="standard error of the log ratios over the anchors")
+    moved: bool = Field(description="whether the anchors agree the speed moved (beyond 2 se and 2%)")
+
+
+class DriftOut(BaseModel):
+    """Drift probes of a target (``LUTNAS_DRIFT_INTERVAL_S``): its anchor subnets re-measured by its
+    agents on a schedule, and the scale its predictions carry from the last round."""
+
+    anchors: int = Field(description="anchor subnets measured each round")
+    round: int = Field(description="the current round (1: the baseline, measured right after the units)")
+    baseline_at: str | None = None
+    last_round_at: str | None = None
+    speed: float | None = Field(None, description="the last finished round's speed against the baseline")
+    speed_se: float | None = None
+    moved: bool = False
+    applied_scale: float = Field(1.0, description="what the target's predictions are multiplied by now")
+    history: list[DriftReading] = Field(default_factory=list)
+
+
 class HardwareOut(BaseModel):
     id: int
     name: str
@@ -170,6 +193,7 @@ class HardwareOut(BaseModel):
     space: str
     created_at: dt.datetime
     coverage: Coverage
+    drift: DriftOut | None = Field(None, description="drift probes, once the table is complete and they are on")
 
 
 class AgentTokenCreate(Strict):

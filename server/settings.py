@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(30.0, gt=0, description=(
         "default length of an agent's lease on units (agents renew it every quarter of it while measuring)"))
     max_lease_seconds: float = Field(3600.0, gt=0, description="longest lease an agent may ask for")
+    # Drift probes (server/drift.py): a shared or throttled device changes speed over minutes; its
+    # agents re-measure a few anchor subnets this often and the table follows the speed they see
+    drift_interval_s: float = Field(0.0, ge=0, description=(
+        "seconds between drift-probe rounds: once a target's table is complete its agents re-measure "
+        "`drift_anchors` whole subnets this often and its predictions follow the host's speed (0: off; "
+        "the compose deployment sets 1800)"))
+    drift_anchors: int = Field(4, ge=3, le=16, description="anchor subnets per drift-probe round")
     heartbeat_seconds: float = Field(5.0, gt=0, description="how often a worker stamps its running job")
     heartbeat_timeout: float = Field(60.0, gt=0, description=(
         "a running job silent this long is re-queued (and resumes from its last generation)"))

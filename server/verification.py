@@ -37,8 +37,8 @@ log = logging.getLogger("lutnas.server")
 
 def table_units() -> ColumnElement[bool]:
     """``work_units`` rows that are the table's work (its units and the overhead, not subnets
-    queued for measurement): what coverage and missing-unit counts are about."""
-    return WorkUnit.kind != Kind.SUBNET.value
+    queued for measurement nor drift anchors): what coverage and missing-unit counts are about."""
+    return WorkUnit.kind.in_([k.value for k in Kind if k.is_table])
 
 
 def queue_front(session: Session, search_id: int, max_points: int) -> int:

@@ -79,7 +79,7 @@ def unit_onnx_path(cache_dir: Path, space: str, key: str, precision: str = "fp32
             kind = kind_of(key)
             if kind is Kind.OVERHEAD:
                 export_overhead_model(tmp, fmt)
-            elif kind is Kind.SUBNET:  # a front architecture: its whole search graph
+            elif kind.is_graph:  # a front architecture or a drift anchor: its whole search graph
                 _export_subnet(space, subnet_of(key), tmp, precision, fmt)
             else:
                 export_unit(units_by_key(space)[key], tmp, precision=precision, fmt=fmt)

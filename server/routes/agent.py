@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from server.auth import AgentDep
 from server.deps import SessionDep, SettingsDep, run_heavy
+from server.drift import queue_probes
 from server.lut import store_results
 from server.models import Hardware, WorkUnit, utcnow
 from server.problems import Problem, documented
@@ -35,6 +36,8 @@ router = APIRouter(prefix="/v1/agent", tags=["agent"])
 def lease_units(body: LeaseRequest, agent: AgentDep, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
     token, hw = agent
     seconds = min(body.lease_seconds or settings.lease_seconds, settings.max_lease_seconds)
+    if queue_probes(session, hw, settings.drift_interval_s, settings.drift_anchors):
+        session.commit()
     lease_id, expires, keys, remaining = claim(session, hw.id, token.id, body.max_units, seconds)
     fmt = model_format(hw.runtime)  # LiteRT targets get .tflite units
     return {"lease_id": lease_id, "expires_at": expires, "remaining": remaining, "runtime": hw.runtime,

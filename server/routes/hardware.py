@@ -9,9 +9,10 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from latency_tables.db import LatencyTable
-from latency_tables.kinds import Kind, kind_of
+from latency_tables.kinds import kind_of
 from server.auth import AGENT_PREFIX, TeamDep, hash_secret, new_secret
 from server.deps import SessionDep, SettingsDep
+from server.drift import drift_out
 from server.models import AgentToken, Hardware, Team, WorkUnit
 from server.pagination import Page, PageSize, PageToken, decode_token, page
 from server.problems import Problem, documented, not_found
@@ -42,9 +43,9 @@ def coverage(session: Session, hardware_ids: list[int]) -> dict[int, Coverage]:
     return out
 
 
-def hardware_out(hw: Hardware, cov: Coverage) -> dict[str, Any]:
+def hardware_out(hw: Hardware, cov: Coverage, drift: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"id": hw.id, "name": hw.name, "kind": hw.kind, "runtime": hw.runtime, "space": hw.space,
-            "created_at": hw.created_at, "coverage": cov}
+            "created_at": hw.created_at, "coverage": cov, "drift": drift}
 
 
 @router.post("/v1/hardware", status_code=201, response_model=HardwareOut, operation_id="register_hardware",
@@ -69,7 +70,7 @@ def register_hardware(body: HardwareCreate, team: TeamDep, session: SessionDep, 
     session.add_all(WorkUnit(hardware_id=hw.id, unit_key=k, done=False) for k in keys)
     session.commit()
     response.headers["Location"] = f"/v1/hardware/{hw.id}"
-    return hardware_out(hw, Coverage(measured=0, total=sum(kind_of(k) is not Kind.SUBNET for k in keys),
+    return hardware_out(hw, Coverage(measured=0, total=sum(kind_of(k).is_table for k in keys),
                                      fraction=0.0))
 
 
@@ -83,14 +84,15 @@ def list_hardware(team: TeamDep, session: SessionDep, page_size: PageSize = 50,
     rows = list(session.scalars(q.order_by(Hardware.id).limit(page_size + 1)))
     result = page(rows, page_size, lambda h: h.id)
     cov = coverage(session, [h.id for h in result["items"]])
-    result["items"] = [HardwareOut.model_validate(hardware_out(h, cov[h.id])) for h in result["items"]]
+    result["items"] = [HardwareOut.model_validate(hardware_out(h, cov[h.id], drift_out(session, h)))
+                       for h in result["items"]]
     return result
 
 
 @router.get("/v1/hardware/{hardware_id}", response_model=HardwareOut, operation_id="get_hardware")
 def get_hardware(hardware_id: IdPath, team: TeamDep, session: SessionDep) -> dict[str, Any]:
     hw = get_team_hardware(session, team, hardware_id)
-    return hardware_out(hw, coverage(session, [hw.id])[hw.id])
+    return hardware_out(hw, coverage(session, [hw.id])[hw.id], drift_out(session, hw))
 
 
 @router.post("/v1/hardware/{hardware_id}/agent-tokens", status_code=201, response_model=AgentTokenOut,

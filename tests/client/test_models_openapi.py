@@ -19,6 +19,8 @@ PAIRS: list[tuple[type, str]] = [
     (models.Runtime, "Runtime"),
     (models.Coverage, "CoverageDetail"),
     (models.Hardware, "HardwareOut"),
+    (models.Drift, "DriftOut"),
+    (models.DriftReading, "DriftReading"),
     (models.AgentToken, "AgentTokenOut"),
     (models.LatencyEntry, "LatencyEntryOut"),
     (models.Prediction, "Prediction"),
