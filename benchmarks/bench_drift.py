@@ -4,7 +4,10 @@
 --table RUN.db --samples 40 --seed 7 --json`` at each of ``--at`` minutes after the profile ended
 (default 0, 10, 30, 60), with no refit in between: exactly the commands a user runs. Prints per
 point the table's agreement as profiled (``table_*``), scaled by the probes' host speed
-(``drift_*``), the probes' host speed and the subnets' mean error; then the spread over points.
+(``drift_*``), by the anchors re-measured then (``anchored_*``), and as the service's drift probes
+would have it (``scheduled_*``: scaled by the anchors of the *previous* point when they moved, 1
+before; a schedule of rounds at the points, ``server.drift``), the host speeds and the subnets'
+mean error; then the spread over points.
 Writes benchmarks/results/bench_drift.{txt,json}.
 
     python benchmarks/bench_drift.py                     # 0, 10, 30, 60 minutes (about 70 min)
@@ -61,6 +64,8 @@ def fmt(rep: dict) -> str:
     rows = [("LUT as profiled", "table_"), ("LUT x probe units", "drift_")]
     if "anchored_within_5" in rep:
         rows.append(("LUT x anchors", "anchored_"))
+    if "scheduled_within_5" in rep:
+        rows.append(("LUT x last round", "scheduled_"))
     rows.append(("FLOPs fit", "flops_"))
     anchor = f", anchor subnets {rep['anchor_speed']:.3f}" if "anchor_speed" in rep else ""
     lines = [f"{rep['minutes']:.1f} min after profiling: host speed: probe units {rep['host_speed']:.3f}{anchor} "
@@ -73,6 +78,17 @@ def fmt(rep: dict) -> str:
     return "\n".join(lines)
 
 
+def scheduled(rep: dict, previous: list[dict]) -> dict:
+    """Add the service's figures: predictions scaled by the last finished probe round (the previous
+    point's anchors, when they agreed the host moved; none before the first)."""
+    from latency_tables.fidelity import agreement
+
+    last = previous[0] if previous else {}
+    scale = float(last["anchor_speed"]) if last.get("anchor_moved") else 1.0
+    fig = agreement(np.asarray(rep["predicted_ms"]) * scale, np.asarray(rep["measured_ms"]))
+    return rep | {"scheduled_scale": scale, **{f"scheduled_{k}": v for k, v in fig.items()}}
+
+
 def _pct(x: float) -> str:
     return f"{x:.1%}"
 
@@ -82,6 +98,8 @@ def summary(reps: list[dict]) -> str:
     keys = [("as profiled within 5%", "table_within_5", _pct), ("as profiled within 10%", "table_within_10", _pct),
             ("as profiled mean error", "table_mean_error", lambda x: f"{x:+.1%}"),
             ("x anchors within 5%", "anchored_within_5", _pct), ("x anchors within 10%", "anchored_within_10", _pct),
+            ("x last round within 5%", "scheduled_within_5", _pct),
+            ("x last round within 10%", "scheduled_within_10", _pct),
             ("probe-unit speed", "host_speed", lambda x: f"{x:.3f}"),
             ("anchor speed", "anchor_speed", lambda x: f"{x:.3f}")]
     for label, key, f in keys:
@@ -113,7 +131,7 @@ def main() -> None:
         for m in points:
             time.sleep(max(0.0, profiled + 60 * m - time.monotonic()))
             start = (time.monotonic() - profiled) / 60
-            reps.append(validate(db, args) | {"minutes": start, "planned_minutes": m})
+            reps.append(scheduled(validate(db, args) | {"minutes": start, "planned_minutes": m}, reps[-1:]))
             texts.append(fmt(reps[-1]))
             print(texts[-1], flush=True)
     header = (f"bench_drift: lutnas profile --threads {args.threads} ({profile_s:.0f} s), then lutnas latency validate "
