@@ -41,6 +41,7 @@ from latency_tables.db import LatencyEntry, LatencyTable
 from latency_tables.predict import LatencyPredictor
 from search.pareto import front_2d
 from server.db import create_engine_for
+from server.measurements.workunits import OVERHEAD_KEY
 from server.migrate import upgrade
 from server.models import (
     ArchitectureRow,
@@ -52,7 +53,6 @@ from server.models import (
     Supernet,
     WorkUnit,
 )
-from server.workunits import OVERHEAD_KEY
 from tracking.space import SearchSpace, lighttrack_mobile, sample_many
 
 ADMIN = "bench-admin-token"  # this benchmark server's only

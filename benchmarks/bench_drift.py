@@ -6,7 +6,7 @@
 point the table's agreement as profiled (``table_*``), scaled by the probes' host speed
 (``drift_*``), by the anchors re-measured then (``anchored_*``), and as the service's drift probes
 would have it (``scheduled_*``: scaled by the anchors of the *previous* point when they moved, 1
-before; a schedule of rounds at the points, ``server.drift``), the host speeds and the subnets'
+before; a schedule of rounds at the points, ``server.measurements.drift``), the host speeds and the subnets'
 mean error; then the spread over points.
 Writes benchmarks/results/bench_drift.{txt,json}.
 

@@ -69,7 +69,7 @@ def measure_table_anchors(store: Any, info: Any, backend: Any, protocol: Any, sp
 
 def with_drift(calibration: dict[str, Any] | None, drift: dict[str, Any] | None) -> dict[str, Any] | None:
     """``calibration`` (a ``latency_tables.calibrate`` dict, or None) times the host speed a
-    drift-probe round applied (``drift["applied"]``, ``server.drift``): every coefficient and the
+    drift-probe round applied (``drift["applied"]``, ``server.measurements.drift``): every coefficient and the
     intercept scaled, so predictions are the table's at the host's speed now."""
     scale = float((drift or {}).get("applied", 1.0))
     if scale == 1.0:

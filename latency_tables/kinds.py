@@ -4,7 +4,7 @@ One owner for the work-key vocabulary that agents, the service and the local CLI
 key is its canonical ``latency_tables.units`` key, the overhead is the empty model's one key, and a
 whole subnet (a front point to verify, a transfer's sample) is ``subnet:<LightTrack string>``, and
 an anchor subnet the service re-measures on a schedule to follow the host's speed (drift probes,
-``server.drift``) is ``anchor:<LightTrack string>``.
+``server.measurements.drift``) is ``anchor:<LightTrack string>``.
 The service stores the kind in ``work_units.kind``; code branches on :func:`kind_of`, never on
 key prefixes.
 """

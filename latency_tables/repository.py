@@ -1,6 +1,6 @@
 """One latency table's facts through one session: the only code that reads or writes a table's
 entries, its per-run overhead and its boundary layouts, used alike by the local CLI
-(:class:`latency_tables.store.LatencyStore`) and the service (``server.lut``, agents' uploads,
+(:class:`latency_tables.store.LatencyStore`) and the service (``server.measurements.lut``, agents' uploads,
 transfers).
 
 Facts and their one place:
@@ -88,7 +88,7 @@ class TableRepository:
         raw unit sums a calibration is fitted on, ``layout=False`` without the boundary reorder
         correction, ``stat`` p50 or a tail (median plus the root sum of squares of spreads). A
         calibrated predictor also carries the host speed the last drift-probe round applied
-        (``runtime["drift"]``, ``server.drift``)."""
+        (``runtime["drift"]``, ``server.measurements.drift``)."""
         from latency_tables.anchors import with_drift
         from latency_tables.predict import LatencyPredictor, tail_split
 

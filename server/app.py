@@ -60,7 +60,7 @@ def _lifespan(settings: Settings, engine: Engine, worker: bool) -> Lifespan:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         thread = None
         if worker:
-            from server.worker import Worker
+            from server.jobs.worker import Worker
 
             thread = Worker(app.state.sessionmaker, settings, name="embedded").start_thread()
         try:

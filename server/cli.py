@@ -92,7 +92,7 @@ def serve(
     job_worker = None
     if not no_worker:
         from server.db import make_sessionmaker
-        from server.worker import Worker
+        from server.jobs.worker import Worker
 
         job_worker = Worker(make_sessionmaker(engine), settings, name="embedded").start_thread()
     try:
@@ -112,8 +112,8 @@ def worker(
     """Claim and run queued search jobs until SIGTERM (the current job goes back to the queue
     at the next evaluation-batch boundary and resumes from its last finished generation)."""
     from server.db import create_engine_for, make_sessionmaker
+    from server.jobs.worker import Worker
     from server.migrate import upgrade
-    from server.worker import Worker
 
     _logging()
     settings = _settings(database_url)

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from latency_tables.db import Base, LatencyEntry, LatencyTable
 from latency_tables.kinds import Kind, kind_of
-from server.status import SearchStatus
+from server.jobs.status import SearchStatus
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -289,7 +289,7 @@ class _GraphTiming:
 
 class SubnetMeasurement(_GraphTiming, Base):
     """A whole subnet on a search's front, measured end to end by its target's agents (the closed
-    loop, ``server.verification``): one row per (target, architecture), the first result wins."""
+    loop, ``server.measurements.verification``): one row per (target, architecture), the first result wins."""
 
     __tablename__ = "subnet_measurements"
     __table_args__ = (UniqueConstraint("hardware_id", "lighttrack"),)
@@ -300,7 +300,7 @@ class SubnetMeasurement(_GraphTiming, Base):
 
 
 class AnchorMeasurement(_GraphTiming, Base):
-    """One anchor subnet of a target's table measured in one drift-probe round (``server.drift``):
+    """One anchor subnet of a target's table measured in one drift-probe round (``server.measurements.drift``):
     round 1 is the baseline measured right after the table's units, later rounds the host's speed
     since. One row per (target, round, architecture), the first result wins."""
 

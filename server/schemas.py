@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from server.status import SearchStatus
+from server.jobs.status import SearchStatus
 
 HardwareKind = Literal["cpu", "mobile-gpu", "jetson", "server-gpu"]
 

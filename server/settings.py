@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(30.0, gt=0, description=(
         "default length of an agent's lease on units (agents renew it every quarter of it while measuring)"))
     max_lease_seconds: float = Field(3600.0, gt=0, description="longest lease an agent may ask for")
-    # Drift probes (server/drift.py): a shared or throttled device changes speed over minutes; its
+    # Drift probes (server/measurements/drift.py): a shared or throttled device changes speed over minutes; its
     # agents re-measure a few anchor subnets this often and the table follows the speed they see
     drift_interval_s: float = Field(0.0, ge=0, description=(
         "seconds between drift-probe rounds: once a target's table is complete its agents re-measure "
@@ -136,7 +136,7 @@ class Settings(BaseSettings):
         "(0: wait forever); per search: `unit_wait_deadline_s`"))
     max_queued_searches: int = Field(100, ge=1, description=(
         "queued searches per team; one more is refused with 429 problem+json (`Retry-After: 30`)"))
-    # The closed loop (server.verification): a finished search's front architectures are queued
+    # The closed loop (server.measurements.verification): a finished search's front architectures are queued
     # for the target's agents to measure end to end; the target's calibration is refit from them.
     verify_front_points: int = Field(16, ge=0, le=1000, description=(
         "architectures of each target's front queued for its agents to measure end to end after a "

@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 
 from server.auth import AgentDep
 from server.deps import SessionDep, SettingsDep, run_heavy
-from server.drift import queue_probes
-from server.lut import store_results
+from server.measurements.drift import queue_probes
+from server.measurements.lut import store_results
+from server.measurements.workunits import claim, extend, model_format, unit_onnx_path
 from server.models import Hardware, WorkUnit, utcnow
 from server.problems import Problem, documented
 from server.schemas import (
@@ -27,7 +28,6 @@ from server.schemas import (
     ResultsUpload,
 )
 from server.settings import Settings
-from server.workunits import claim, extend, model_format, unit_onnx_path
 
 router = APIRouter(prefix="/v1/agent", tags=["agent"])
 

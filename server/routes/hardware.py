@@ -12,14 +12,14 @@ from latency_tables.db import LatencyTable
 from latency_tables.kinds import kind_of
 from server.auth import AGENT_PREFIX, TeamDep, hash_secret, new_secret
 from server.deps import SessionDep, SettingsDep
-from server.drift import drift_out
+from server.measurements.drift import drift_out
+from server.measurements.transfer import transfer_plan
+from server.measurements.verification import table_units
+from server.measurements.workunits import work_keys
 from server.models import AgentToken, Hardware, Team, WorkUnit
 from server.pagination import Page, PageSize, PageToken, decode_token, page
 from server.problems import Problem, documented, not_found
 from server.schemas import AgentTokenCreate, AgentTokenOut, Coverage, HardwareCreate, HardwareOut, IdPath
-from server.transfer import transfer_plan
-from server.verification import table_units
-from server.workunits import work_keys
 
 router = APIRouter(tags=["hardware"])
 

@@ -18,13 +18,13 @@ from profilers.layout import ENV_KEY as LAYOUT_ENV_KEY
 from profilers.layout import valid_layout
 from server.auth import TeamDep
 from server.deps import SessionDep
-from server.lut import parse_architectures, predict_for
+from server.measurements.lut import parse_architectures, predict_for
+from server.measurements.verification import table_units
 from server.models import WorkUnit
 from server.pagination import Page, PageSize, PageToken, decode_token, page
 from server.problems import documented
 from server.routes.hardware import coverage, get_team_hardware
 from server.schemas import CoverageDetail, IdPath, LatencyEntryOut, PredictOut, PredictRequest
-from server.verification import table_units
 
 router = APIRouter(prefix="/v1/hardware/{hardware_id}/latency-table", tags=["latency"])
 

@@ -7,7 +7,7 @@ from fastapi.responses import Response
 from sqlalchemy import bindparam, select
 
 from server.auth import TeamDep
-from server.fronts import TEAM_SEARCHES_FOR_FRONT, pareto_response
+from server.jobs.fronts import TEAM_SEARCHES_FOR_FRONT, pareto_response
 from server.models import Hardware, Supernet
 from server.problems import documented, not_found
 from server.schemas import IdQuery, ParetoOut

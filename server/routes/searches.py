@@ -11,13 +11,13 @@ from sqlalchemy.orm import Session
 
 from server.auth import TeamDep
 from server.deps import SessionDep, SettingsDep
-from server.fronts import SEARCH_FOR_FRONT, pareto_response
+from server.jobs.fronts import SEARCH_FOR_FRONT, pareto_response
+from server.jobs.status import SearchStatus
+from server.measurements.workunits import space_of
 from server.models import ArchitectureRow, Hardware, Search, SearchResult, Supernet, Team, utcnow
 from server.pagination import Page, PageSize, PageToken, decode_token, page
 from server.problems import Problem, documented, not_found
 from server.schemas import IdPath, OptionalIdQuery, ParetoOut, Progress, ResultItem, SearchCreate, SearchOut
-from server.status import SearchStatus
-from server.workunits import space_of
 
 router = APIRouter(prefix="/v1/searches", tags=["searches"])
 

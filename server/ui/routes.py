@@ -27,11 +27,11 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.deps import SessionDep, run_heavy
+from server.jobs.status import SearchStatus
 from server.problems import Problem, problem_response, scrub_paths
 from server.routes.architectures import _export
 from server.routes.latency import export_latency_table
 from server.routes.searches import cancel_search, get_team_search, search_out
-from server.status import SearchStatus
 from server.ui import session as ui_session
 from server.ui import views
 from server.ui.session import COOKIE, COOKIE_PATH, LIFETIME, NotSignedIn, SignInError, UiUser

@@ -1,7 +1,7 @@
 """What each dashboard page shows, read through the REST routes' own query functions.
 
 Nothing here queries searches, fronts, results, architectures or coverage by itself: it calls
-``server.routes.*`` and ``server.fronts`` (so a page and the JSON API can never disagree) and
+``server.routes.*`` and ``server.jobs.fronts`` (so a page and the JSON API can never disagree) and
 only reshapes their answers for templates and charts. The few facts no REST route serves yet
 (agents' last contact, a table's calibration figures, leases in flight) are read here, each in
 one small query.
@@ -20,15 +20,15 @@ from latency_tables.db import LatencyEntry, LatencyTable
 from latency_tables.kinds import OVERHEAD_KEY
 from latency_tables.units import Unit, units_of
 from profilers.conditions import valid_conditions
-from server.fronts import pareto_payload
-from server.lut import predict_for, predictor_for
+from server.jobs.fronts import pareto_payload
+from server.jobs.status import TERMINAL_STATUSES, SearchStatus
+from server.measurements.lut import predict_for, predictor_for
+from server.measurements.workunits import space_of
 from server.models import AgentToken, Hardware, Search, Team, WorkUnit, utcnow
 from server.problems import Problem, scrub_paths
 from server.routes.architectures import get_architecture
 from server.routes.hardware import list_hardware
 from server.routes.searches import get_team_search, list_searches, result_rows, search_out
-from server.status import TERMINAL_STATUSES, SearchStatus
-from server.workunits import space_of
 from tracking.space import HEAD_KERNELS, MBCONV_CHOICES, SKIP, Architecture, ArchitectureError, SearchSpace
 
 STATUSES = tuple(SearchStatus)

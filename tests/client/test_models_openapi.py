@@ -10,8 +10,8 @@ import pytest
 
 from client import models
 from server.app import create_app
+from server.jobs.status import TERMINAL_STATUSES
 from server.settings import Settings
-from server.status import TERMINAL_STATUSES
 
 # client model -> the server's response schema(s) it reads
 PAIRS: list[tuple[type, str]] = [

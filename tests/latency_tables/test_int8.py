@@ -59,7 +59,7 @@ def test_calibration_crops_are_seeded_images() -> None:
 
 def test_server_hands_int8_targets_quantized_units(tmp_path) -> None:
     """What an agent of an int8 hardware target downloads: the quantized unit, cached apart from fp32."""
-    from server.workunits import OVERHEAD_KEY, unit_onnx_path
+    from server.measurements.workunits import OVERHEAD_KEY, unit_onnx_path
 
     fp32 = unit_onnx_path(tmp_path, "paper", HEAD)
     int8 = unit_onnx_path(tmp_path, "paper", HEAD, "int8")

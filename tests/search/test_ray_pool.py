@@ -137,10 +137,10 @@ def test_the_service_worker_scores_on_ray_and_keeps_its_cache(inputs, reference,
     import json
 
     from server.db import create_engine_for, make_sessionmaker, session_scope
+    from server.jobs.worker import DbCachedAccuracy
     from server.migrate import upgrade
     from server.models import ScoreCache, Supernet, Team
     from server.settings import Settings
-    from server.worker import DbCachedAccuracy
     from tracking.space import Architecture
 
     engine = create_engine_for(f"sqlite:///{tmp_path / 'w.db'}")

@@ -79,7 +79,7 @@ def test_waiting_search_is_logged_once(tmp_path: Path, caplog: pytest.LogCapture
     wait are logged once, not at every re-check."""
     import server.models as m
     from latency_tables.db import LatencyTable
-    from server.worker import Worker
+    from server.jobs.worker import Worker
 
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'w.db'}", data_dir=tmp_path,
                         missing_units_retry_seconds=0.05, poll_seconds=0.05)

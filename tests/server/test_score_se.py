@@ -26,12 +26,12 @@ from search.pareto import front_2d, hypervolume, target_hypervolume
 from search.report import write_ranked
 from search.runner import run_search
 from server.db import create_engine_for, make_sessionmaker, session_scope
-from server.fronts import pareto_payload
+from server.jobs.fronts import pareto_payload
+from server.jobs.worker import DbCachedAccuracy, Worker
 from server.migrate import alembic_config, current_revision, upgrade
 from server.models import FrontPoint, Hardware, ScoreCache, Search, SearchResult, Supernet, Team
 from server.routes.searches import _RESULTS_PAGE, search_out
 from server.settings import Settings
-from server.worker import DbCachedAccuracy, Worker
 from tests.search.conftest import synthetic_unit_ms
 from tracking.space import LIGHTTRACK_MOBILE, Architecture, SearchSpace, lighttrack_mobile
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.workunits import space_of
+from server.measurements.workunits import space_of
 from tracking.space import SearchSpace
 
 

@@ -14,10 +14,10 @@ from sqlalchemy import Engine, event, select
 
 from latency_tables.db import Base
 from server.db import create_engine_for, make_sessionmaker, session_scope
+from server.jobs.worker import Worker
 from server.migrate import current_revision, upgrade
 from server.models import Search, Supernet, Team
 from server.settings import Settings
-from server.worker import Worker
 from tests.server.conftest import BIN, service_env
 
 
@@ -119,7 +119,7 @@ def test_pareto_cache_serves_only_finished_fronts(engine) -> None:  # type: igno
     import json
 
     from latency_tables.db import LatencyTable
-    from server.fronts import pareto_response
+    from server.jobs.fronts import pareto_response
     from server.models import ArchitectureRow, FrontPoint, Hardware
 
     upgrade(engine)

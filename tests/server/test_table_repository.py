@@ -17,9 +17,9 @@ from latency_tables.db import LatencyEntry, LatencyTable
 from latency_tables.kinds import OVERHEAD_KEY, subnet_key
 from latency_tables.units import all_units
 from lutnas.cli import main
-from server.lut import predict_for, predictor_for, store_results
+from server.measurements.lut import predict_for, predictor_for, store_results
+from server.measurements.workunits import work_keys
 from server.migrate import upgrade
-from server.workunits import work_keys
 from tracking.space import SearchSpace, lighttrack_mobile, sample_many
 
 OVERHEAD = 0.05

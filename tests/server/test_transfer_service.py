@@ -1,6 +1,6 @@
 """A new hardware target from another target's table over REST (``transfer_from``): a real
 ``lutnas-agent`` measures only the per-run overhead and K whole subnets, and the server fits the
-new table from them (``server/transfer.py`` over ``latency_tables.transfer``)."""
+new table from them (``server/measurements/transfer.py`` over ``latency_tables.transfer``)."""
 
 from __future__ import annotations
 

@@ -44,8 +44,8 @@ def test_device_selection():
 def test_worker_device_setting(monkeypatch):
     from pydantic import ValidationError
 
+    from server.jobs.worker import Worker
     from server.settings import Settings
-    from server.worker import Worker
 
     monkeypatch.setenv("LUTNAS_DEVICE", "CPU")
     assert Settings.from_env().device == "cpu"

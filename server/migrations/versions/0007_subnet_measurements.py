@@ -1,7 +1,7 @@
 """subnet measurements
 
 The closed loop: whole subnets on a search's front, measured end to end by the target's agents
-(``server.verification``), one row per (hardware target, architecture).
+(``server.measurements.verification``), one row per (hardware target, architecture).
 
 Revision ID: 0007
 Revises: 0006

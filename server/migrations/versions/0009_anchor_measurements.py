@@ -1,7 +1,7 @@
 """anchor measurements
 
 Drift probes: a target's anchor subnets re-measured by its agents on a schedule
-(``server.drift``), one row per (hardware target, round, architecture).
+(``server.measurements.drift``), one row per (hardware target, round, architecture).
 
 Revision ID: 0009
 Revises: 0008

@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session
 from latency_tables.db import LatencyTable
 from latency_tables.kinds import Kind, kind_of
 from latency_tables.repository import TableRepository
+from server.measurements.workunits import space_of
 from server.models import Hardware
 from server.problems import Problem
-from server.workunits import space_of
 from tracking.space import Architecture, ArchitectureError
 
 
@@ -40,11 +40,11 @@ def store_results(session: Session, hw: Hardware, results: dict[str, dict[str, A
                   unit_filter: list[str] | None = None) -> int:
     """Agents' results for ``hw``'s work, dispatched by kind in this one place: units and the
     overhead are table entries (first result wins; the overhead also becomes the table's
-    ``overhead_ms``), whole subnets are measurements (``server.verification``: a front's closed
-    loop, or a transfer), anchors are drift probes (``server.drift``). Call after their work rows
+    ``overhead_ms``), whole subnets are measurements (``server.measurements.verification``: a front's closed
+    loop, or a transfer), anchors are drift probes (``server.measurements.drift``). Call after their work rows
     are marked done; returns how many were new. The caller commits."""
-    from server.drift import store_anchor_results
-    from server.verification import store_measurements
+    from server.measurements.drift import store_anchor_results
+    from server.measurements.verification import store_measurements
 
     by_kind: dict[Kind, dict[str, dict[str, Any]]] = {k: {} for k in Kind}
     for key, r in results.items():

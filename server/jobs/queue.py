@@ -19,9 +19,9 @@ from sqlalchemy import Update, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.db import db_now, is_postgres, session_scope
+from server.jobs.status import SearchStatus
 from server.models import Search, SearchState
 from server.problems import scrub_paths
-from server.status import SearchStatus
 
 log = logging.getLogger("lutnas.worker")
 

@@ -20,9 +20,9 @@ from latency_tables.db import LatencyTable
 from latency_tables.kinds import OVERHEAD_KEY, subnet_key
 from latency_tables.repository import TableRepository
 from server.db import insert_ignore
+from server.measurements.workunits import space_of, work_keys
 from server.models import Hardware, SubnetMeasurement, WorkUnit, utcnow
 from server.problems import Problem
-from server.workunits import space_of, work_keys
 
 TRANSFER_SEED = 2000  # the subnets a transfer measures: the same K for every target of a space
 
@@ -32,7 +32,7 @@ def transfer_plan(session: Session, team_id: int, source_id: int, space: str, k:
     subnets) and the plan kept with its table; a 422/409 problem on ``transfer_from`` when the
     source is not this team's, has another space, or its table is not complete."""
     from latency_tables.predict import MissingUnitsError
-    from server.lut import predictor_for
+    from server.measurements.lut import predictor_for
     from tracking.space import sample_many
 
     source = session.get(Hardware, source_id)
@@ -78,7 +78,7 @@ def finish_transfer(session: Session, hw: Hardware, unit_filter: list[str] | Non
 
 def _fit(session: Session, hw: Hardware, plan: dict[str, Any]) -> tuple[Any, dict[str, dict[str, Any]]]:
     from latency_tables.transfer import fit_transfer, transferred_entries
-    from server.lut import predictor_for
+    from server.measurements.lut import predictor_for
     from tracking.space import Architecture
 
     source_hw = session.get(Hardware, plan["from_hardware_id"])

@@ -1,7 +1,7 @@
 """Pareto fronts of score (higher is better) vs latency (lower is better) on one target.
 
 The front and its hypervolume are search.pareto's (``front_2d``, ``target_hypervolume``): a
-search's own front is the one its run computed (stored by server/job_results.py), a team's front
+search's own front is the one its run computed (stored by server/jobs/results.py), a team's front
 over several searches is ``front_2d`` of their stored fronts.
 """
 
@@ -17,8 +17,8 @@ from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from search.pareto import front_2d, target_hypervolume
+from server.measurements.verification import measured_for
 from server.models import ArchitectureRow, FrontPoint, Search, SubnetMeasurement
-from server.verification import measured_for
 
 # A search as the fronts need it: ``id``, ``status``, ``request``, ``summary`` (an ORM ``Search``
 # or a row of ``SEARCH_FOR_FRONT``).

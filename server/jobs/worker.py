@@ -1,10 +1,10 @@
 """The search-job worker: claims queued jobs, runs them generation by generation, persists.
 
 A running job's ``heartbeat_at`` is stamped with the database clock by a heartbeat thread
-(``server.heartbeat``); any worker re-queues a running job whose heartbeat is older than
+(``server.jobs.heartbeat``); any worker re-queues a running job whose heartbeat is older than
 ``heartbeat_timeout``, and the next claimer resumes it from the state saved after its last
 finished generation (``search_states``), which gives the same final result as an uninterrupted
-run. Claiming and every write of a job live in ``server.jobs``: each write is conditional on
+run. Claiming and every write of a job live in ``server.jobs.queue``: each write is conditional on
 ``worker_id``, so a worker that lost its job can never overwrite the new owner's progress.
 """
 
@@ -26,17 +26,17 @@ from latency_tables.kinds import OVERHEAD_KEY
 from latency_tables.predict import LatencyPredictor
 from latency_tables.repository import TableRepository
 from server.db import session_scope
-from server.heartbeat import JobWatch
-from server.job_config import parse_request, search_config
-from server.job_results import store_result
-from server.jobs import LostJob, OwnedJob, claim, requeue_stale
-from server.lut import predictor_for
+from server.jobs.config import parse_request, search_config
+from server.jobs.heartbeat import JobWatch
+from server.jobs.queue import LostJob, OwnedJob, claim, requeue_stale
+from server.jobs.results import store_result
+from server.jobs.score_cache import DbCachedAccuracy
+from server.jobs.status import SearchStatus
+from server.measurements.lut import predictor_for
+from server.measurements.verification import queue_front
 from server.models import Hardware, Search, SearchState, Supernet
 from server.schemas import SearchCreate
-from server.score_cache import DbCachedAccuracy
 from server.settings import Settings
-from server.status import SearchStatus
-from server.verification import queue_front
 
 __all__ = ["DbCachedAccuracy", "LostJob", "Worker", "WorkerThread"]
 

@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.db import db_now, insert_ignore, session_scope
-from server.jobs import LostJob
+from server.jobs.queue import LostJob
+from server.jobs.status import SearchStatus
 from server.models import ArchitectureRow, FrontPoint, LatencyCache, Search, SearchResult
-from server.status import SearchStatus
 
 CHUNK = 1000  # rows per INSERT
 
@@ -77,10 +77,10 @@ def _succeed(s: Session, search: Search, result: Any, seconds: float, counts: Se
     ref = result.reference.get("latency_ms", {}) if isinstance(result.reference, dict) else {}
     search.summary = {"reference_ms": {k: float(v) for k, v in ref.items()},
                       "hypervolume": float(result.hypervolume),
-                      # per hardware id, the normalised hypervolume of the stored front (server/fronts.py)
+                      # per hardware id, the normalised hypervolume of the stored front (server/jobs/fronts.py)
                       "hypervolumes": {k: float(v) for k, v in result.hypervolumes.items()},
                       "timings": {"worker_s": round(seconds, 3)},
-                      # LightTrack-Mobile's point: the front's reference (server/fronts.py)
+                      # LightTrack-Mobile's point: the front's reference (server/jobs/fronts.py)
                       "reference_arch": ref_arch.model_dump() if ref_arch is not None else None}
     progress = dict(search.progress or {})
     progress.update({"generation": result.generations_done, "generations": result.generations_done,

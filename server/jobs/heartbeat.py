@@ -2,7 +2,7 @@
 
 The heartbeat thread stamps ``heartbeat_at`` with the database clock every ``heartbeat_seconds``
 while the job runs; any worker re-queues a job whose heartbeat is older than the timeout
-(``server.jobs.requeue_stale``). A beat that finds the job no longer owned marks it lost.
+(``server.jobs.queue.requeue_stale``). A beat that finds the job no longer owned marks it lost.
 The search asks :meth:`JobWatch.should_stop` between evaluation batches: the worker is stopping,
 the job was lost, or its team asked to cancel it.
 """
@@ -16,9 +16,9 @@ import time
 from sqlalchemy import select
 
 from server.db import db_now, session_scope
-from server.jobs import OwnedJob
+from server.jobs.queue import OwnedJob
+from server.jobs.status import SearchStatus
 from server.models import Search
-from server.status import SearchStatus
 
 log = logging.getLogger("lutnas.worker")
 

@@ -31,8 +31,8 @@ from latency_tables.anchors import anchor_archs, anchor_speed
 from latency_tables.db import LatencyTable, insert_ignore
 from latency_tables.kinds import Kind, anchor_key, subnet_of
 from server.db import db_now
+from server.measurements.verification import table_units
 from server.models import AnchorMeasurement, Hardware, WorkUnit
-from server.verification import table_units
 
 log = logging.getLogger("lutnas.server")
 
@@ -86,7 +86,7 @@ def _pick(session: Session, hw: Hardware, k: int) -> dict[str, Any] | None:
     """The anchors of a complete table, or None when it cannot predict the space (a target
     profiling a unit subset)."""
     from latency_tables.predict import MissingUnitsError
-    from server.lut import predictor_for
+    from server.measurements.lut import predictor_for
 
     pred = predictor_for(session, hw, calibrated=False)
     try:

@@ -66,10 +66,10 @@ def queue_front(session: Session, search_id: int, max_points: int) -> int:
 def store_measurements(session: Session, hw: Hardware, results: list[dict[str, Any]],
                        unit_filter: list[str] | None = None) -> int:
     """Keep agents' end-to-end results of subnets (first result wins); then a transfer target whose
-    measurements are complete gets its table (``server.transfer``), any other target a refit of its
+    measurements are complete gets its table (``server.measurements.transfer``), any other target a refit of its
     calibration from all of them. Call after the upload's work rows are marked done. Returns how
     many were new. The caller commits."""
-    from server.transfer import finish_transfer
+    from server.measurements.transfer import finish_transfer
 
     rows = [{"hardware_id": hw.id, "lighttrack": subnet_of(r["unit_key"]), "median_ms": r["median_ms"],
              "p90_ms": r.get("p90_ms"), "count": r["count"], "env": r.get("env") or {}, "measured_at": utcnow()}
@@ -87,8 +87,8 @@ def refit(session: Session, hw: Hardware) -> dict[str, Any] | None:
     from latency_tables.calibrate import fit_calibration
     from latency_tables.fidelity import agreement
     from latency_tables.predict import MissingUnitsError
-    from server.lut import predictor_for
-    from server.workunits import space_of
+    from server.measurements.lut import predictor_for
+    from server.measurements.workunits import space_of
     from tracking.space import Architecture, ArchitectureError
 
     measured = session.execute(select(SubnetMeasurement.lighttrack, SubnetMeasurement.median_ms)
