@@ -72,7 +72,8 @@ def demo(
     sequences: int = typer.Option(60, "--sequences", min=2, help="Synthetic training sequences."),
     frames: int = typer.Option(100, "--frames", min=4, help="Frames per synthetic sequence."),
     iterations: int | None = typer.Option(None, "--iterations", min=1,
-                                          help="Supernet training iterations (default: the recipe's 450, under 10 min on 2 cores)."),
+                                          help="Supernet training iterations (default 450, under 10 min on 2 cores; `lutnas supernet train` "
+                                               "trains the ranking recipe's 1800)."),
     batch: int | None = typer.Option(None, "--batch", min=1, help="Training batch size (default: the recipe's)."),
     val_sequences: int = typer.Option(10, "--val-sequences", min=1,
                                       help="Test sequences (a seed used by neither training nor the search) tracked "
@@ -144,13 +145,15 @@ def _supernet_step(console: Any, workdir: Path, train_dir: Path, z: _Sizes, seed
     """2. The ranking supernet (resumed from its checkpoint; never one trained with a favoured path)."""
     from tracking.checkpoint import load_supernet
     from tracking.progress import progress_bar
-    from tracking.train import recipe_config, train_supernet
+    from tracking.train import SHORT_ITERS, recipe_config, train_supernet
 
     t0 = _step(console, 2, "one-shot supernet training (single path, uniform: the ranking recipe)")
     ckpt = workdir / "supernet.pt"
     # the ranking recipe (tracking.train.RECIPE, docs/validation.md): every path drawn uniformly, so
     # the supernet ranks architectures without favouring any; a log-size loss, and its tracker settings
-    sizes = {k: v for k, v in (("iters_per_epoch", z.iterations), ("batch_size", z.batch)) if v is not None}
+    # the demo's short supernet (SHORT_ITERS) unless --iterations: the recipe's 1800 do not fit its 7 minutes
+    sizes = {k: v for k, v in (("iters_per_epoch", z.iterations or SHORT_ITERS), ("batch_size", z.batch))
+             if v is not None}
     cfg = recipe_config("ranking", seed=seed, threads=threads, checkpoint_every=50, **sizes)
     done = load_supernet(ckpt)[1] if ckpt.is_file() else {}
     if done and (done["config"].get("focus_prob") or 0) > 0:

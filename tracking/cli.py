@@ -228,8 +228,8 @@ def supernet_train(
     out: Path = typer.Option(..., "--out", help="Checkpoint to write."),
     recipe: str = typer.Option("ranking", "--recipe",
                                help="ranking (default; 'fair' is its old name): the tested recipe with uniform "
-                                    "paths (AdamW, 450 iterations), what a search ranks with; mobile: "
-                                    "LightTrack-Mobile's path half the time (a Mobile tracker demo, never for "
+                                    "paths (AdamW, 1800 iterations), what a search ranks with; mobile: "
+                                    "LightTrack-Mobile's path half the time, 450 iterations (a Mobile tracker demo, never for "
                                     "ranking); none: plain SGD with the flags' defaults. Flags given override "
                                     "the recipe."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs (default 1)."),

@@ -190,7 +190,8 @@ def test_recipes_rank_uniformly_unless_asked_for_mobile():
     assert recipe_config("fair") == ranking and RECIPES["ranking"] is RECIPES["fair"]
     mobile = recipe_config("mobile")
     assert mobile.focus_prob == 0.5 and mobile.focus_arch == LIGHTTRACK_MOBILE
-    assert mobile.model_copy(update={"focus_arch": None, "focus_prob": 0.0}) == ranking
+    assert mobile.iters_per_epoch == 450 and ranking.iters_per_epoch == 1800
+    assert mobile.model_copy(update={"focus_arch": None, "focus_prob": 0.0, "iters_per_epoch": 1800}) == ranking
     with pytest.raises(ValueError, match="recipe must be one of"):
         recipe_config("fast")
 
