@@ -121,7 +121,7 @@ class TrainConfig(BaseModel):
 # are uniform over the space (plain single-path one-shot sampling): a supernet trained with one
 # path favoured scores architectures by how much they share with it (bench_ranking: Kendall tau
 # +0.33 with Mobile's path half the time, +0.60 uniform). 1800 iterations: against the 120-sequence
-# ground truth, tau +0.66 where 450 gave +0.42 to +0.55 over three seeds (about 31 minutes here).
+# ground truth, tau +0.66 / +0.58 (two seeds) where 450 gave +0.42 to +0.55 over three (31-45 min here).
 RECIPE: dict[str, Any] = {
     "epochs": 1,
     "iters_per_epoch": 1800,
