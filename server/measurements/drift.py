@@ -137,11 +137,10 @@ def finish_round(session: Session, table: LatencyTable, now_ms: list[float]) -> 
              ": predictions rescaled" if moved else ": within their noise")
 
 
-def drift_out(session: Session, hw: Hardware) -> dict[str, Any] | None:
-    """The hardware's drift record for the API: the anchors, the last round's reading and what
-    the predictions are scaled by; None before the anchors are chosen."""
-    table = session.get(LatencyTable, hw.table_id)
-    runtime = (table.runtime or {}) if table is not None else {}
+def drift_out(runtime: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A target's drift record for the API, from its table's ``runtime``: the anchors, the last
+    round's reading and what the predictions are scaled by; None before the anchors are chosen."""
+    runtime = runtime or {}
     anchors = runtime.get("anchors")
     if not isinstance(anchors, dict):
         return None

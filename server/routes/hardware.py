@@ -83,8 +83,12 @@ def list_hardware(team: TeamDep, session: SessionDep, page_size: PageSize = 50,
         q = q.where(Hardware.id > after)
     rows = list(session.scalars(q.order_by(Hardware.id).limit(page_size + 1)))
     result = page(rows, page_size, lambda h: h.id)
-    cov = coverage(session, [h.id for h in result["items"]])
-    result["items"] = [HardwareOut.model_validate(hardware_out(h, cov[h.id], drift_out(session, h)))
+    ids = [h.id for h in result["items"]]
+    cov = coverage(session, ids)
+    runtimes = dict(session.execute(select(Hardware.id, LatencyTable.runtime)  # one read for the page
+                                    .join(LatencyTable, LatencyTable.id == Hardware.table_id)
+                                    .where(Hardware.id.in_(ids))).all()) if ids else {}
+    result["items"] = [HardwareOut.model_validate(hardware_out(h, cov[h.id], drift_out(runtimes.get(h.id))))
                        for h in result["items"]]
     return result
 
@@ -92,7 +96,8 @@ def list_hardware(team: TeamDep, session: SessionDep, page_size: PageSize = 50,
 @router.get("/v1/hardware/{hardware_id}", response_model=HardwareOut, operation_id="get_hardware")
 def get_hardware(hardware_id: IdPath, team: TeamDep, session: SessionDep) -> dict[str, Any]:
     hw = get_team_hardware(session, team, hardware_id)
-    return hardware_out(hw, coverage(session, [hw.id])[hw.id], drift_out(session, hw))
+    table = session.get(LatencyTable, hw.table_id)
+    return hardware_out(hw, coverage(session, [hw.id])[hw.id], drift_out(table.runtime if table else None))
 
 
 @router.post("/v1/hardware/{hardware_id}/agent-tokens", status_code=201, response_model=AgentTokenOut,
