@@ -9,8 +9,10 @@ AO, SR@0.5, SR@0.75 and the median |log(predicted area / true area)| over all fr
 first, beside the same for the static box. Training stops at ``--iterations`` or when the
 training time (evaluation excluded) reaches ``--minutes``, whichever comes first.
 
-    python benchmarks/bench_learning_curve.py [--minutes 10] [--eval-every 100] [--threads 2]
-        [--out benchmarks/results/bench_learning_curve.txt]
+    python experiments/bench_learning_curve.py [--minutes 10] [--eval-every 100] [--threads 2]
+
+Writes what it prints, line by line as it goes, to experiments/results/bench_learning_curve/DATE.txt
+(the run's variant in DATE.json).
 
 Data (generated when absent): training ``--train-seed 1`` (60 x 100 frames), held-out
 ``--val-seed 2`` (20 x 100 frames; the curve uses the first ``--val-sequences``).
@@ -27,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from size_levers import LEVERS
+from size_levers import LEVERS  # same folder: the experimental levers
 from size_levers import apply as apply_lever
 
 from tracking.bn import recalibrated
@@ -38,6 +40,9 @@ from tracking.space import Architecture, lighttrack_mobile
 from tracking.tracker import Tracker, TrackerConfig, log_area_errors, track_sequence
 from tracking.train import recipe_config, recipe_tracker, train_supernet
 from tracking.validate import static_box_scores
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.harness
+from benchmarks import harness  # noqa: E402 - a script folder, not an installed package
 
 
 def held_out_scores(supernet: torch.nn.Module, arch: Architecture, sequences: list[Any],
@@ -106,21 +111,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizing-tracker", default='{"lr": 0.3, "window_influence": 0.5, "penalty_k": 0.05, '
                     '"calibrate_size": true}', help="a second tracker that updates the size ('' to skip)")
     ap.add_argument("--lever", choices=sorted(LEVERS), default=None,
-                    help="an experimental size lever (benchmarks/size_levers.py), not part of the recipe")
-    ap.add_argument("--out", type=Path, default=None, help="also write the printed lines here")
+                    help="an experimental size lever (experiments/size_levers.py), not part of the recipe")
+    harness.add_arguments(ap, harness.EXPERIMENTS)
     args = ap.parse_args(argv)
     if args.lever:
         apply_lever(args.lever)
 
     torch.set_num_threads(args.threads)
     lines: list[str] = []
+    written: Path | None = None
 
-    def say(s: str) -> None:
+    def say(s: str) -> None:  # every line written as it comes: a long curve keeps what it has
+        nonlocal written
         print(s, flush=True)
         lines.append(s)
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text("\n".join(lines) + "\n")
+        written = harness.write_result("bench_learning_curve", {}, "\n".join(lines), harness.variant(ap, args),
+                                       args.results_dir, written)
 
     work = args.work
     train_dir = args.train or work / "train"
@@ -149,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(val)} sequences x {args.val_frames} frames; Mobile's path {arch.to_string()}")
     say(f"# recipe {json.dumps(cfg.model_dump(exclude={'threads'}), sort_keys=True)}")
     if args.lever:
-        say(f"# lever {args.lever} (benchmarks/size_levers.py; not part of the recipe)")
+        say(f"# lever {args.lever} (experiments/size_levers.py; not part of the recipe)")
     say(f"# tracker {json.dumps(tracker.model_dump(), sort_keys=True)}")
     if sizing:
         say(f"# sizing tracker (columns *_sz) {json.dumps(sizing.model_dump(), sort_keys=True)}")

@@ -11,15 +11,16 @@ protocols, and the levers), compared by Kendall tau-b and Spearman rho with seed
 intervals over architectures. Then the noise floor: the spread of a candidate's supernet score
 over BN-recalibration seeds and over validation subsets, against the spread across architectures.
 
-    python benchmarks/bench_ranking.py --archs 10 --iters 200 --jobs 2 --threads 1
-    python benchmarks/bench_ranking.py ... --protocols pairs-bn8,sequences-100   # levers, same work folder
-    python benchmarks/bench_ranking.py ... --report-only                         # table from what is done
+    python experiments/bench_ranking.py --archs 10 --iters 200 --jobs 2 --threads 1
+    python experiments/bench_ranking.py ... --protocols pairs-bn8,sequences-100   # levers, same work folder
+    python experiments/bench_ranking.py ... --report-only                         # table from what is done
 
 Everything lives under ``--work`` (default ``runs/ranking``): the data (``tracking.data.synth``,
 made when missing: training 60 x 100 frames seed 1, held out 20 x 100 seed 2), checkpoints and
 one JSON per finished step, so a rerun skips what is done and an interrupted training resumes
-from its last checkpoint (keep the same arguments). Output: ``--out`` + ``.json`` (every figure)
-and ``.txt`` (what is printed).
+from its last checkpoint (keep the same arguments). Output: experiments/results/bench_ranking/DATE.json
+(every figure, the arguments off their defaults as its variant) and .txt (what is printed).
+``--truth-from`` takes such a JSON (or one of the older files kept beside them).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +42,9 @@ import numpy as np
 from tracking.flops import count_flops_params
 from tracking.space import Architecture, SearchSpace, from_genes, lighttrack_mobile, sample_many
 from tracking.train import MOBILE_FOCUS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.harness
+from benchmarks import harness  # noqa: E402 - a script folder, not an installed package
 
 # Scoring protocols on a supernet. "pairs" and "sequences" are what the search uses by default
 # (search/cli.py, server/settings.py: 256 pairs, BN 2 x 32; sequences 20 x 50 frames); the rest
@@ -578,7 +583,7 @@ class Study:
                 _write_json(target, {**summary, "from": str(path)})
 
     # -- the report --------------------------------------------------------------------------
-    def report(self) -> None:
+    def report(self, variant: dict[str, Any]) -> None:
         args, lines = self.args, []
 
         def say(msg: str = "") -> None:
@@ -700,10 +705,7 @@ class Study:
         if mob:
             say(f"  (on these held-out frames a box that never moves scores {mob['static_score']:.3f})")
         self._noise(sup, say, out)
-        out_path = args.out
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.with_suffix(".json").write_text(json.dumps(out, indent=1))
-        out_path.with_suffix(".txt").write_text("\n".join(lines) + "\n")
+        harness.write_result("bench_ranking", out, "\n".join(lines), variant, args.results_dir)
 
     def _noise(self, sup: dict[str, list], say: Callable[[str], None], out: dict[str, Any]) -> None:
         """Spread of one candidate's score over BN draws (where measured) and validation subsets,
@@ -796,13 +798,13 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true", help="print the report from what is done; run nothing")
     ap.add_argument("--truth-from", type=Path, default=None,
                     help="take the stand-alone ground truth from an earlier study's JSON (same architectures and data)")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_ranking"))
+    harness.add_arguments(ap, harness.EXPERIMENTS)
     args = ap.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the workers inherit it
     study = Study(args)
     if not args.report_only:
         study.run()
-    study.report()
+    study.report(harness.variant(ap, args))
 
 
 if __name__ == "__main__":

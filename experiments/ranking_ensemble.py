@@ -7,11 +7,12 @@ ensemble's score of an architecture is the mean over the supernets of its z-scor
 supernet's scores standardised over the architectures first, so a longer-trained supernet's higher
 level does not outweigh the others). Prints, for each supernet and for the ensemble, Kendall tau-b
 and Spearman rho against the truth with seeded bootstrap 90% intervals (``bench_ranking``'s), the
-top-5 check, and the members' agreement with each other. Writes ``--out``.txt/.json.
+top-5 check, and the members' agreement with each other. Writes
+experiments/results/ranking_ensemble/DATE.{json,txt}; a member is named by its file's variant label
+(the older results) or its path.
 
-    python benchmarks/ranking_ensemble.py benchmarks/results/bench_ranking120.json \\
-        benchmarks/results/bench_ranking120_supernet_seed1.json --protocol pairs-uniform \\
-        --out benchmarks/results/ranking_ensemble120
+    python experiments/ranking_ensemble.py experiments/results/bench_ranking/2026-12-07.json \\
+        experiments/results/bench_ranking/2026-12-07-2.json --protocol pairs-uniform
 """
 
 from __future__ import annotations
@@ -26,7 +27,16 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.harness
 from bench_ranking import rank_agreement, top_k_overlap  # noqa: E402 - a sibling script, not a package
+
+from benchmarks import harness  # noqa: E402 - a script folder, not an installed package
+
+
+def label(path: Path) -> str:
+    """How a member is named: the older results' own name (their variant says it), else the path."""
+    former = (json.loads(path.read_text()).get("variant") or {}).get("former_name")
+    return Path(former).stem if former else f"{path.parent.name}/{path.stem}"
 
 
 def load(path: Path, protocol: str) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -57,7 +67,7 @@ def main() -> None:
     ap.add_argument("results", type=Path, nargs="+", help="bench_ranking JSON files (same archs and truth)")
     ap.add_argument("--protocol", default="pairs-uniform")
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    ap.add_argument("--out", type=Path, default=None, help="write OUT.txt and OUT.json")
+    harness.add_arguments(ap, harness.EXPERIMENTS)
     args = ap.parse_args()
     loaded = [load(p, args.protocol) for p in args.results]
     archs, truth, _ = loaded[0]
@@ -70,8 +80,8 @@ def main() -> None:
     out: dict[str, Any] = {"protocol": args.protocol, "n": len(archs), "members": [], "pairwise": []}
     for p, s in zip(args.results, scores, strict=True):
         agr, top = rank_agreement(truth, s, args.seed), top_k_overlap(truth, s, 5)
-        lines.append(fmt(p.stem, agr, top))
-        out["members"].append({"file": p.name, "agreement": agr, "top5": top})
+        lines.append(fmt(label(p), agr, top))
+        out["members"].append({"file": str(p), "agreement": agr, "top5": top})
     ens = np.mean([zscore(s) for s in scores], axis=0)
     agr, top = rank_agreement(truth, ens, args.seed), top_k_overlap(truth, ens, 5)
     lines.append(fmt(f"ensemble (mean z-score of {len(scores)})", agr, top))
@@ -81,13 +91,11 @@ def main() -> None:
 
     for (i, a), (j, b) in itertools.combinations(enumerate(scores), 2):
         tau = float(kendalltau(a, b).statistic)
-        lines.append(f"  {args.results[i].stem} vs {args.results[j].stem}: {tau:+.3f}")
-        out["pairwise"].append({"a": args.results[i].name, "b": args.results[j].name, "kendall": tau})
+        lines.append(f"  {label(args.results[i])} vs {label(args.results[j])}: {tau:+.3f}")
+        out["pairwise"].append({"a": str(args.results[i]), "b": str(args.results[j]), "kendall": tau})
     text = "\n".join(lines)
     print(text)
-    if args.out:
-        args.out.with_suffix(".txt").write_text(text + "\n")
-        args.out.with_suffix(".json").write_text(json.dumps(out, indent=1))
+    harness.write_result("ranking_ensemble", out, text, harness.variant(ap, args, "results"), args.results_dir)
 
 
 if __name__ == "__main__":
