@@ -79,13 +79,11 @@ def latest(name: str, variant: dict[str, Any] | None = None, out_dir: Path = BEN
 class _Tee(io.TextIOBase):
     def __init__(self, out: Any) -> None:
         self.out, self.kept = out, io.StringIO()
+        self.flush, self.isatty, self.fileno = out.flush, out.isatty, out.fileno  # the real stream answers these
 
     def write(self, s: str) -> int:
         self.kept.write(s)
         return self.out.write(s)
-
-    def flush(self) -> None:
-        self.out.flush()
 
 
 def keep_stdout() -> io.StringIO:

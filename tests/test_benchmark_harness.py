@@ -78,3 +78,4 @@ def test_keep_stdout_keeps_what_is_printed_and_still_prints_it(monkeypatch) -> N
     print("figure 1")
     print("figure 2", flush=True)
     assert screen.getvalue() == kept.getvalue() == "figure 1\nfigure 2\n"
+    assert sys.stdout.isatty() is screen.isatty() is False
