@@ -10,7 +10,7 @@ import pytest
 from latency_tables.anchors import ANCHOR_SEED, anchor_archs, anchor_speed
 from latency_tables.predict import LatencyPredictor
 from latency_tables.store import LatencyStore
-from tracking.space import SearchSpace, sample_many
+from tracking.space import Architecture, SearchSpace, sample_many
 
 
 def test_anchor_speed_moves_only_when_the_anchors_agree() -> None:
@@ -66,3 +66,23 @@ def test_profile_keeps_anchors_and_validate_measures_the_hosts_speed_with_them(l
 
     text = _format_report(rep)  # what validate prints without --json
     assert "anchor subnets ran at" in text and "moved" in text
+
+
+def test_profile_calibrates_the_table_on_its_anchors(profiled_table) -> None:
+    """Whole graphs do not run at their units' sum: the table's scale is the anchors' median ratio
+    measured / predicted, fitted when they were measured, and a user's calibration is kept."""
+    from latency_tables.anchors import anchor_calibration
+
+    db, _ = profiled_table
+    info = LatencyStore(db).find()
+    rec, calib = info.runtime["anchors"], info.calibration
+    ratio = np.median(np.array(rec["measured_ms"]) / np.array(rec["predicted_ms"]))
+    assert calib["source"] == "anchors" and calib["n"] == 3
+    assert calib["coef"]["raw_ms"] == pytest.approx(ratio, rel=1e-6)
+    raw = LatencyPredictor.from_store(LatencyStore(db), info.name, calibrated=False)
+    archs = [Architecture.parse(a, raw.space) for a in rec["archs"]]
+    mine = {"method": "scale", "features": ["raw_ms"], "coef": {"raw_ms": 1.3}, "intercept": 0.0}
+    assert anchor_calibration(raw, archs, np.array(rec["measured_ms"]), mine) is mine
+    assert anchor_calibration(raw, archs[:2], np.array(rec["measured_ms"][:2]), None) is None
+    refit = anchor_calibration(raw, archs, np.array(rec["measured_ms"]) * 2, calib)  # its own: refitted
+    assert refit["coef"]["raw_ms"] == pytest.approx(2 * ratio, rel=1e-6)

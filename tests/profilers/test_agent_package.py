@@ -1,9 +1,9 @@
-"""The device install: one ordinary ``pip install ./agent`` in a fresh virtual environment brings
+"""The device install: one ordinary ``pip install ./profilers`` in a fresh virtual environment brings
 the agent with numpy, onnxruntime and httpx only (no torch, fastapi, sqlalchemy or pydantic), and
 ``lutnas-agent --help`` works there.
 
 The packages come from the configured index (PyPI in CI; pip's cache makes repeats quick). The
-build runs on copies of ``agent/`` and ``profilers/`` in a temporary folder, so the working tree
+build runs on a copy of ``profilers/`` (the package, with its own pyproject) in a temporary folder, so the working tree
 gets no build output.
 """
 
@@ -26,14 +26,14 @@ HEAVY = {"torch", "fastapi", "sqlalchemy", "pydantic", "lutnas", "uvicorn", "ale
 @pytest.mark.timeout(600)
 def test_pip_install_agent_in_a_fresh_venv(tmp_path: Path) -> None:
     src = tmp_path / "src"
-    shutil.copytree(ROOT / "agent", src / "agent", ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    shutil.copytree(ROOT / "profilers", src / "profilers", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "profilers", src / "profilers",
+                    ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
     env_dir = tmp_path / "device"
     venv.create(env_dir, with_pip=False)  # this interpreter's pip installs into it (--python): no ensurepip
     py = env_dir / "bin" / "python"
     pip = [sys.executable, "-m", "pip", "--python", str(py)]
 
-    out = subprocess.run([*pip, "install", "-q", str(src / "agent")], capture_output=True, text=True, timeout=540)
+    out = subprocess.run([*pip, "install", "-q", str(src / "profilers")], capture_output=True, text=True, timeout=540)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
 
     listed = subprocess.run([*pip, "list", "--format", "json"], capture_output=True, text=True, timeout=120)
@@ -46,6 +46,7 @@ def test_pip_install_agent_in_a_fresh_venv(tmp_path: Path) -> None:
     assert helped.returncode == 0, helped.stderr
     assert "--exit-when-done" in helped.stdout and "--retry-for" in helped.stdout
     # the whole agent, measurement included, imports on the device (not only its --help)
-    code = "import profilers.agent, profilers.measure, onnxruntime; print(profilers.agent.__file__)"
+    code = ("import profilers.agent, profilers.measure, onnxruntime, pathlib; import profilers.runners as r; "
+            "assert (pathlib.Path(r.__file__).parent / 'litert_adb.sh').is_file(); print(profilers.agent.__file__)")
     imported = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert imported.returncode == 0 and str(env_dir) in imported.stdout, imported.stderr
