@@ -15,6 +15,8 @@ endpoint and the number of errors (any unexpected status or transport error).
     python benchmarks/bench_api.py [--n 100000] [--requests 400] [--databases sqlite,postgresql] [--workers 1 2]
                                     [--client aiohttp|httpx] [--mixed [--duration 60]]
 
+Writes what it prints to benchmarks/results/bench_api/DATE.txt (and the run's variant to DATE.json).
+
 PostgreSQL: a throwaway database on $LUTNAS_BENCH_PG (default
 postgresql+psycopg://postgres@127.0.0.1:5432/postgres), dropped afterwards.
 """
@@ -36,6 +38,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import harness  # same folder: where results are written
 import httpx
 import numpy as np
 from sqlalchemy import insert
@@ -365,7 +368,9 @@ def main() -> None:
                    help="load generator's HTTP client (it shares the cores with the server)")
     p.add_argument("--mixed", action="store_true", help="the mixed load (reads, agents, searches at once)")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of mixed load per database")
+    harness.add_arguments(p)
     a = p.parse_args()
+    printed = harness.keep_stdout()
     errors = 0
     for db, workers in [(db, w) for db in a.databases.split(",") for w in a.workers]:
         with bench_database(db, "lutnas_bench") as url:
@@ -373,6 +378,8 @@ def main() -> None:
                 errors += mixed(db, url, a.n, a.duration, workers)
             elif url is not None:
                 bench(db, url, a.n, a.requests, workers, a.client)
+    harness.write_result("bench_api", {"errors": errors},
+                         printed.getvalue(), harness.variant(p, a), a.results_dir)
     if errors:
         raise SystemExit(f"{errors} errors")
 

@@ -15,17 +15,19 @@ traced to the units (or boundaries) that cause it. Profiler timings run a little
 untraced ones; both sides of every comparison are traced alike.
 
     python benchmarks/bench_attribution.py --table /tmp/lut.db --samples 24 --seed 7
+
+Writes what it prints and the per-subnet rows to benchmarks/results/bench_attribution/DATE.{txt,json}.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import tempfile
 from collections import defaultdict
 from pathlib import Path
 
+import harness  # same folder: where results are written
 import numpy as np
 
 from latency_tables.fidelity import export_search_graphs
@@ -96,8 +98,9 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=24)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--json", type=Path, default=None)
+    harness.add_arguments(ap)
     args = ap.parse_args()
+    printed = harness.keep_stdout()
     spec, _, name = args.table.partition("#")
     store = LatencyStore(spec, create=False)
     info = store.find(name or None)
@@ -131,8 +134,9 @@ def main() -> None:
             print(f"[{i + 1}/{len(archs)}] {arch.to_string()}: graph nodes {total / 1e3:.2f} ms, "
                   f"modelled {modelled.sum() / 1e3:.2f} ms ({(modelled.sum() - total) / total:+.1%})", flush=True)
     report(rows)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+    harness.write_result("bench_attribution", {"rows": rows},
+                         printed.getvalue(), harness.variant(ap, args, "table"),
+                         args.results_dir)
 
 
 def _label(key: str) -> str:

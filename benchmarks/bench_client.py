@@ -10,7 +10,8 @@ hardware targets, then prints (one line a figure, medians):
 
     python benchmarks/bench_client.py [--targets 200] [--runs 5]
 
-Figures on a busy machine are noisy; rerun on a quiet one.
+Figures on a busy machine are noisy; rerun on a quiet one. Writes what it prints to
+benchmarks/results/bench_client/DATE.txt (and the run's variant to DATE.json).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import harness  # same folder: where results are written
 from rich.console import Console
 from rich.progress import track
 
@@ -54,7 +56,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", type=int, default=200, help="hardware targets to list")
     ap.add_argument("--runs", type=int, default=5, help="repetitions per figure (median)")
+    harness.add_arguments(ap)
     args = ap.parse_args()
+    printed = harness.keep_stdout()
 
     with tempfile.TemporaryDirectory(prefix="lutnas-bench-client-") as tmp:
         port = free_port()
@@ -93,6 +97,7 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
+    harness.write_result("bench_client", {}, printed.getvalue(), harness.variant(ap, args), args.results_dir)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ latency table for each target, signs in through the dashboard's form, then print
 PostgreSQL: a throwaway database on $LUTNAS_BENCH_PG (default
 postgresql+psycopg://postgres@127.0.0.1:5432/postgres), dropped afterwards.
 
-``--screenshots`` saves a PNG of each page at 1280x800 (docs/dashboard.md uses them).
+``--screenshots`` saves a PNG of each page at 1280x800 (docs/dashboard.md uses them). Writes what
+it prints to benchmarks/results/bench_dashboard/DATE.txt (and the run's variant to DATE.json).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import harness  # same folder: where results are written
 import httpx
 import numpy as np
 from bench_api import bench_database  # same folder: a throwaway SQLite or PostgreSQL database per run
@@ -277,13 +279,17 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--databases", default="sqlite,postgresql")
     ap.add_argument("--screenshots", type=Path, default=None, help="save a PNG of each page here (first database)")
+    harness.add_arguments(ap)
     args = ap.parse_args()
+    printed = harness.keep_stdout()
     print(f"# load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     for i, db in enumerate(args.databases.split(",")):
         shots = args.screenshots if i == 0 else None
         with bench_database(db, "lutnas_bench_ui") as url:
             if url is not None:
                 bench(db, url, args.n, args.repeat, shots)
+    harness.write_result("bench_dashboard", {},
+                         printed.getvalue(), harness.variant(ap, args), args.results_dir)
 
 
 if __name__ == "__main__":

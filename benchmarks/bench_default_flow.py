@@ -5,13 +5,13 @@ Each run: ``lutnas profile --out RUN.db`` (defaults: 1 thread, 5 rounds) into a 
 rounds, 12 probe units for the host's speed). Prints per run the table's agreement as profiled
 (the headline, ``table_*``) and scaled by the probes' host speed (``drift_*``), the FLOPs fit,
 p90 agreement, the probes' host speed, and the error per output stage and head choice
-(``by_class``); then the spread over runs. Writes benchmarks/results/bench_default_flow.{txt,json}.
+(``by_class``); then the spread over runs. Writes benchmarks/results/bench_default_flow/DATE.{json,txt}.
 (Results written before 2026-12-02 09:15 came from a validate whose headline was scaled when the
 probes agreed; their "LUT (normalised)" rows are that headline.)
 
     python benchmarks/bench_default_flow.py              # 3 runs
     python benchmarks/bench_default_flow.py --runs 1 --samples 10   # quick look
-    python benchmarks/bench_default_flow.py --neighbour --out benchmarks/results/bench_default_flow_neighbour
+    python benchmarks/bench_default_flow.py --neighbour
 
 ``--neighbour``: a noisy host on purpose: a second process multiplies 512x512 matrices in a loop
 on one thread (numpy, seeded) for the whole run, as another tenant on the other core would.
@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import harness  # same folder: where results are written
 import numpy as np
 
 BIN = Path(sys.executable).parent / "lutnas"
@@ -89,8 +90,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=5, help="lutnas profile --rounds (validate follows the table)")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_default_flow")
     ap.add_argument("--neighbour", action="store_true", help="Run a CPU-bound neighbour process meanwhile")
+    harness.add_arguments(ap)
     args = ap.parse_args()
     load_before = os.getloadavg()
     reps, texts = [], []
@@ -114,10 +115,9 @@ def main() -> None:
               f"{load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f} (2-core shared host)")
     text = "\n\n".join([header, *texts, summary(reps)]) + "\n"
     print(summary(reps))
-    args.out.with_suffix(".txt").write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps({"args": vars(args) | {"out": str(args.out)},
-                                                         "load_before": load_before, "load_after": load_after,
-                                                         "runs": reps}, indent=1))
+    harness.write_result("bench_default_flow", {"args": vars(args), "load_before": load_before,
+                                                "load_after": load_after, "runs": reps},
+                         text, harness.variant(ap, args), args.results_dir)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ the front's best at or below Mobile's predicted latency, the static box, and the
 front point at or below Mobile's latency tracks at least as well as Mobile, and the mean ± sd of
 each row.
 
-    python benchmarks/bench_demo.py [--seeds 0,1,2] [--work runs/demo] [--out benchmarks/results/bench_demo]
+    python benchmarks/bench_demo.py [--seeds 0,1,2] [--work runs/demo]
+
+Writes benchmarks/results/bench_demo/DATE.{json,txt}.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import harness  # same folder: where results are written
 import numpy as np
 
 ROWS = ("LightTrack-Mobile", "front's best pick", "best at <= Mobile's ms", "static")
@@ -46,8 +49,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--work", type=Path, default=Path("runs/demo"))
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_demo"))
     ap.add_argument("--demo-args", default="", help="extra options for every lutnas demo run (one string)")
+    harness.add_arguments(ap)
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -101,9 +104,8 @@ def main() -> None:
         "below Mobile's latency")
     walls = " ".join(f"{r['wall_s']:.0f}" for r in runs)
     say(f"  demo wall time {np.mean([r['wall_s'] for r in runs]):.0f} s mean ({walls})")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"runs": runs, "beats": beats, "ao_diff": diffs}, indent=1))
-    args.out.with_suffix(".txt").write_text("\n".join(lines) + "\n")
+    harness.write_result("bench_demo", {"runs": runs, "beats": beats, "ao_diff": diffs}, "\n".join(lines),
+                         harness.variant(ap, args, "seeds"), args.results_dir)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ N processes ``threads / N`` (the same cores either way). Iterations/s counts the
 only (process start, torch import and group setup are printed apart, as the wall time).
 
     python benchmarks/bench_distributed.py [--iterations 6] [--batch 8] [--nproc 2] [--threads 2]
-        [--out benchmarks/results/bench_distributed.txt]
+
+Writes benchmarks/results/bench_distributed/DATE.{json,txt}; a part run alone carries the other
+parts' figures over from the newest result before it.
 
 GPU (NCCL) figures need a machine with GPUs: ``--device cuda`` runs the same comparison there.
 
@@ -39,6 +41,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import harness  # same folder: where results are written
+
 from tracking.data import SynthConfig, generate_synthetic
 from tracking.train import TrainConfig, train_supernet
 
@@ -54,11 +58,11 @@ def main() -> None:
     ap.add_argument("--nproc", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--part", choices=("ddp", "ray", "settings", "all"), default="all")
     ap.add_argument("--candidates", type=int, default=16, help="ray: architectures scored per pool and round")
     ap.add_argument("--repeats", type=int, default=3, help="ray: rounds (each measures all three)")
     ap.add_argument("--pairs", type=int, default=64, help="ray: validation pairs per candidate")
+    harness.add_arguments(ap)
     args = ap.parse_args()
     lines: list[str] = []
 
@@ -73,17 +77,19 @@ def main() -> None:
             say(command)
             run(args, say)
             say("")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        # a part run alone keeps the other part's figures already in the file
-        args.out.write_text(merge_parts(args.out, args.part, lines))
+    # a part run alone keeps the other parts' figures of the newest result
+    before = None if args.part == "all" else harness.latest("bench_distributed", out_dir=args.results_dir,
+                                                             suffix=".txt")
+    harness.write_result("bench_distributed", {"part": args.part, "merged_from": before and str(before)},
+                         merge_parts(before, args.part, lines), harness.variant(ap, args, "part"),
+                         args.results_dir)
 
 
-def merge_parts(path: Path, part: str, lines: list[str]) -> str:
-    """The results file with this run's part(s) replaced and the other parts' figures kept (a file
-    from before the parts existed holds the ddp part only)."""
+def merge_parts(path: Path | None, part: str, lines: list[str]) -> str:
+    """The results text ``path`` with this run's part(s) replaced and the other parts' figures kept
+    (a file from before the parts existed holds the ddp part only)."""
     sections: dict[str, list[str]] = {}
-    if part != "all" and path.exists():
+    if part != "all" and path is not None:
         old = path.read_text().splitlines()
         if not any(ln.startswith("== ") for ln in old):
             old = [f"== ddp: {TITLES['ddp']}", *old]

@@ -8,7 +8,7 @@ point the table's agreement as profiled (``table_*``), scaled by the probes' hos
 would have it (``scheduled_*``: scaled by the anchors of the *previous* point when they moved, 1
 before; a schedule of rounds at the points, ``server.measurements.drift``), the host speeds and the subnets'
 mean error; then the spread over points.
-Writes benchmarks/results/bench_drift.{txt,json}.
+Writes benchmarks/results/bench_drift/DATE.{json,txt}.
 
     python benchmarks/bench_drift.py                     # 0, 10, 30, 60 minutes (about 70 min)
     python benchmarks/bench_drift.py --at 0,5 --samples 10   # quick look
@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import harness  # same folder: where results are written
 import numpy as np
 
 BIN = Path(sys.executable).parent / "lutnas"
@@ -116,7 +117,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lock", type=Path, default=None, help="flock this file while measuring")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_drift")
+    harness.add_arguments(ap)
     args = ap.parse_args()
     points = sorted(float(x) for x in args.at.split(","))
     reps, texts = [], []
@@ -139,9 +140,9 @@ def main() -> None:
               f"(2-core shared host, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})")
     text = "\n\n".join([header, *texts, summary(reps)]) + "\n"
     print(summary(reps))
-    args.out.with_suffix(".txt").write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                         "profile_s": profile_s, "points": reps}, indent=1))
+    harness.write_result("bench_drift", {"args": {k: str(v) for k, v in vars(args).items()},
+                                         "profile_s": profile_s, "points": reps},
+                         text, harness.variant(ap, args), args.results_dir)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ its end: the tracker's pre/post-processing alone and its overhead in the loop on
 update timed per frame, median over 60 frames. Prints per run and over runs (mean and sd): how
 often the predicted ``frame_ms`` is within 5% / 10% of the loop, its mean error, the network's
 own error inside the loop, the pre/post-processing alone and in the loop, and the frame overhead.
-Writes benchmarks/results/bench_frame.{txt,json}.
+Writes benchmarks/results/bench_frame/DATE.{json,txt}.
 
     python benchmarks/bench_frame.py                # 3 fresh 1-thread tables (about 10 min)
     python benchmarks/bench_frame.py --runs 1 --frames 5
@@ -24,10 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import harness  # same folder: where results are written
 import numpy as np
 
 BIN = Path(sys.executable).parent / "lutnas"
-OUT = Path(__file__).parent / "results"
 
 
 def one_run(tmp: Path, i: int, args: argparse.Namespace) -> dict:
@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--frames", type=int, default=10)
+    harness.add_arguments(ap)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-frame-") as tmp:
         runs = []
@@ -83,9 +84,8 @@ def main() -> None:
             print(f"run {i + 1}: frame_ms within 5% {r['within_5']:.0%}, mean error {r['mean_error']:+.1%}", flush=True)
     text = report(runs, args)
     print(text)
-    OUT.mkdir(exist_ok=True)
-    (OUT / "bench_frame.txt").write_text(text + "\n")
-    (OUT / "bench_frame.json").write_text(json.dumps({"args": vars(args), "runs": runs}, indent=2))
+    harness.write_result("bench_frame", {"args": vars(args), "runs": runs}, text, harness.variant(ap, args),
+                         args.results_dir)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ For each precision: profile every unit of the space (int8: each unit quantized w
 static QDQ quantization, ``latency_tables.quantize``) into a fresh table, then validate it on
 ``--samples`` random subnets, quantized the same way, with ``latency_tables.fidelity.validate``
 (end-to-end runs in the table's rounds, probes for host drift, p90/p99 tails, FLOPs least-squares
-fit in-sample). Prints one table per precision and writes benchmarks/results/bench_int8.{txt,json}.
+fit in-sample). Prints one table per precision and writes benchmarks/results/bench_int8/DATE.{json,txt}.
 
     python benchmarks/bench_int8.py                  # 24 subnets, 1 thread
     python benchmarks/bench_int8.py --samples 8      # quick look
@@ -14,11 +14,12 @@ fit in-sample). Prints one table per precision and writes benchmarks/results/ben
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
+
+import harness  # same folder: where results are written
 
 from latency_tables.fidelity import validate
 from latency_tables.predict import LatencyPredictor
@@ -75,7 +76,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--precisions", default="int8,fp32")
     ap.add_argument("--clock", default="wall", choices=["wall", "cpu"], help="cpu: process CPU time (1 thread, loaded hosts)")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_int8")
+    harness.add_arguments(ap)
     args = ap.parse_args()
     load_before = os.getloadavg()
     reports = []
@@ -89,10 +90,10 @@ def main() -> None:
               f"{load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f} (1/5/15 min; 2-core shared host)")
     text = header + "\n\n" + "\n\n".join(fmt(r) for r in reports) + "\n"
     print(header)
-    args.out.with_suffix(".txt").write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                         "load_before": load_before, "load_after": load_after,
-                                                         "reports": reports}, indent=1))
+    harness.write_result("bench_int8", {"args": {k: str(v) for k, v in vars(args).items()},
+                                        "load_before": load_before, "load_after": load_after,
+                                        "reports": reports},
+                         text, harness.variant(ap, args), args.results_dir)
 
 
 if __name__ == "__main__":

@@ -12,16 +12,18 @@ calibration is also fitted on ``--calib-samples`` other subnets and its figures 
     python benchmarks/bench_latency.py                       # full run (quiet machine)
     python benchmarks/bench_latency.py --samples 20 --threads 1   # quick look
     python benchmarks/bench_latency.py --threads 2 --runs 3       # noisy 2-thread case: median of 3 runs
+
+Writes what it prints and every figure to benchmarks/results/bench_latency/DATE.{txt,json}.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
+import harness  # same folder: where results are written
 import numpy as np
 
 from latency_tables.calibrate import fit_calibration
@@ -208,8 +210,9 @@ def main() -> None:
     ap.add_argument("--min-time", type=float, default=0.15)
     ap.add_argument("--max-time", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", type=Path, default=None, help="also write all figures to this file")
+    harness.add_arguments(ap)
     args = ap.parse_args()
+    printed = harness.keep_stdout()
 
     import torch
 
@@ -247,8 +250,8 @@ def main() -> None:
                 med = median_of_runs(runs)
                 results[f"threads_{threads}"] = {"runs": runs, "median": med}
                 print_median_of_runs(threads, runs, med)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    harness.write_result("bench_latency", results,
+                         printed.getvalue(), harness.variant(ap, args), args.results_dir)
 
 
 if __name__ == "__main__":

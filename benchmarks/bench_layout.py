@@ -8,6 +8,8 @@ shuffled together in each round (fastest round kept), so host drift hits every l
 (docs/latency.md, "Session of 2026-12-01 (fourth)" and "(fifth)").
 
     python benchmarks/bench_layout.py [--samples 30 --rounds 3 --levels all extended basic]
+
+Writes what it prints to benchmarks/results/bench_layout/DATE.txt (and the run's variant to DATE.json).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+import harness  # same folder: where results are written
 import numpy as np
 from bench_latency import interleaved_jobs  # same folder: the benchmarks' shuffled-rounds loop
 
@@ -35,7 +38,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--levels", nargs="+", default=["all", "extended", "basic"])
     ap.add_argument("--seed", type=int, default=0)
+    harness.add_arguments(ap)
     args = ap.parse_args()
+    printed = harness.keep_stdout()
 
     space = SearchSpace.paper()
     units, archs, protocol = all_units(space), sample_many(args.samples, args.seed, space), Protocol()
@@ -65,6 +70,7 @@ def main() -> None:
             a = agreement(p.predict_batch(archs), graph_ms)
             print(f"    {label:17} within 5% {a['within_5']:4.0%}, within 10% {a['within_10']:4.0%}, "
                   f"RMSPE {a['rmspe']:5.1%}, Spearman {a['spearman']:.3f}, mean error {a['mean_error']:+.1%}")
+    harness.write_result("bench_layout", {}, printed.getvalue(), harness.variant(ap, args), args.results_dir)
 
 
 if __name__ == "__main__":

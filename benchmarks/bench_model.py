@@ -2,6 +2,7 @@
 
 Usage: ``python benchmarks/bench_model.py [--runs 100] [--warmup 20]``. Prints one line a figure.
 Random-init weights (seed 0): speed does not depend on the weight values.
+Writes what it prints and the figures to benchmarks/results/bench_model/DATE.{txt,json}.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
+import harness  # same folder: where results are written
 import numpy as np
 import torch
 from rich.console import Console
@@ -41,7 +43,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=20)
+    harness.add_arguments(ap)
     args = ap.parse_args()
+    printed = harness.keep_stdout()
 
     arch, space = lighttrack_mobile(), SearchSpace.paper()
     macs, params = count_flops_params(arch, space)
@@ -77,6 +81,8 @@ def main() -> None:
           f"{results['onnxruntime, 1 thread(s)'] / results['onnxruntime, 2 thread(s)']:.2f}x")
     print(f"speed-up torch eager 2 vs 1 thread(s): "
           f"{results['torch eager, 1 thread(s)'] / results['torch eager, 2 thread(s)']:.2f}x")
+    harness.write_result("bench_model", {"macs": macs, "params": params, "search_frame_ms": results},
+                         printed.getvalue(), harness.variant(ap, args), args.results_dir)
 
 
 if __name__ == "__main__":

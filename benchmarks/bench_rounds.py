@@ -7,6 +7,8 @@ when each model's rounds are combined by median, mean or min: one set of measure
 statistic side by side.
 
     python benchmarks/bench_rounds.py [--samples 30] [--rounds 4] [--threads 1]
+
+Writes what it prints to benchmarks/results/bench_rounds/DATE.txt (and the run's variant to DATE.json).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import harness  # same folder: where results are written
 import numpy as np
 from bench_latency import interleaved_rounds  # same folder: the benchmark's shuffled-rounds loop
 from scipy.stats import spearmanr
@@ -33,7 +36,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    harness.add_arguments(ap)
     args = ap.parse_args()
+    printed = harness.keep_stdout()
 
     import torch
 
@@ -65,6 +70,7 @@ def main() -> None:
         a = agreement(pred, fn(e2e, axis=0))
         print(f"  {name:20}{a['within_5']:>10.1%}{a['within_10']:>11.1%}{a['rmspe']:>8.1%}{a['spearman']:>10.3f}"
               f"{a['mean_error']:>+10.1%}")
+    harness.write_result("bench_rounds", {}, printed.getvalue(), harness.variant(ap, args), args.results_dir)
 
 
 if __name__ == "__main__":

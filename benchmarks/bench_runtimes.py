@@ -6,6 +6,7 @@ with onnxruntime (CPU, the same threads and protocol), and the rank agreement be
 
 Prints per runtime the median subnet latency, the ratio LiteRT / onnxruntime (min, median, max)
 and the Spearman correlation of the two runtimes' measured times; the same JSON with ``--json``.
+Writes both to benchmarks/results/bench_runtimes/DATE.{json,txt}.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import harness  # same folder: where results are written
 import numpy as np
 from scipy.stats import spearmanr
 
@@ -31,6 +33,7 @@ def main() -> None:
     ap.add_argument("--table", required=True, help="that table's database (its protocol and threads are reused)")
     ap.add_argument("--space", default="paper")
     ap.add_argument("--json", action="store_true")
+    harness.add_arguments(ap)
     args = ap.parse_args()
     rep = json.loads(args.validate_json.read_text())
     runtime = LatencyStore(args.table, create=False).find(rep.get("table")).runtime
@@ -48,15 +51,19 @@ def main() -> None:
            "ratio_min_median_max": [float(ratio.min()), float(np.median(ratio)), float(ratio.max())],
            "spearman": float(spearmanr(other, measured).statistic),
            "onnxruntime_ms": [float(v) for v in measured]}
-    if args.json:
-        print(json.dumps(out, indent=2))
-        return
-    print(f"{out['n']} subnets of {out['table']}")
-    print(f"median latency: onnxruntime {out['median_ms']['onnxruntime']:.2f} ms, {out['runtime']} "
-          f"{out['median_ms'][str(out['runtime'])]:.2f} ms")
+    text = json.dumps(out, indent=2) if args.json else summary(out)
+    print(text)
+    harness.write_result("bench_runtimes", out, text, harness.variant(ap, args), args.results_dir)
+
+
+def summary(out: dict) -> str:
     r = out["ratio_min_median_max"]
-    print(f"{out['runtime']} / onnxruntime per subnet: min {r[0]:.2f}, median {r[1]:.2f}, max {r[2]:.2f}")
-    print(f"Spearman between the runtimes' measured times: {out['spearman']:.3f}")
+    return "\n".join([
+        f"{out['n']} subnets of {out['table']}",
+        f"median latency: onnxruntime {out['median_ms']['onnxruntime']:.2f} ms, {out['runtime']} "
+        f"{out['median_ms'][str(out['runtime'])]:.2f} ms",
+        f"{out['runtime']} / onnxruntime per subnet: min {r[0]:.2f}, median {r[1]:.2f}, max {r[2]:.2f}",
+        f"Spearman between the runtimes' measured times: {out['spearman']:.3f}"])
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ For each candidate (LightTrack-Mobile, then seeded random architectures) the sam
 (BN recalibration, sequences, frames) are run once per runtime, in alternating order so that a
 slow spell of the host hits both alike. Prints seconds per candidate and their ratio, the score
 difference against the score's own standard error over sequences, and Kendall tau / Spearman rho
-between the two runtimes' scores across candidates (what a search's ranking sees).
+between the two runtimes' scores across candidates (what a search's ranking sees). Writes what it
+prints and the figures to benchmarks/results/bench_scoring_runtime/DATE.{txt,json}.
 
     python benchmarks/bench_scoring_runtime.py --supernet runs/ranking120/supernet/supernet-uniform.pt \
         --val-data runs/ranking120/data/val --train-data runs/ranking120/data/train --candidates 12
@@ -16,10 +17,10 @@ picks other cells and the comparison says nothing about a real search.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
+import harness  # same folder: where results are written
 import numpy as np
 import torch
 from scipy.stats import kendalltau, spearmanr
@@ -41,8 +42,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
+    harness.add_arguments(ap)
     args = ap.parse_args()
+    printed = harness.keep_stdout()
     torch.set_num_threads(args.threads)
     net, _ = load_supernet(str(args.supernet))
     kw = {"bn_data_dir": args.train_data, "bn_batches": 2, "max_sequences": args.sequences,
@@ -62,10 +64,12 @@ def main() -> None:
         r = rows[-1]
         print(f"{i + 1:2d}/{len(archs)} torch {r['torch_wall_s']:6.1f} s  onnx {r['onnx_wall_s']:6.1f} s  "
               f"score {r['torch_score']:.4f} vs {r['onnx_score']:.4f} (se {r['torch_score_se']:.4f})", flush=True)
-    report(rows, args)
+    harness.write_result("bench_scoring_runtime", report(rows, args),
+                         printed.getvalue(), harness.variant(ap, args),
+                         args.results_dir)
 
 
-def report(rows: list[dict], args: argparse.Namespace) -> None:
+def report(rows: list[dict], args: argparse.Namespace) -> dict:
     t = np.array([r["torch_wall_s"] for r in rows])
     o = np.array([r["onnx_wall_s"] for r in rows])
     st = np.array([r["torch_score"] for r in rows])
@@ -92,8 +96,7 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
           f"{summary['score_se_median']:.4f}")
     print(f"ranking across candidates, torch vs onnx: Kendall tau {summary['kendall_tau']:+.3f}, "
           f"Spearman rho {summary['spearman_rho']:+.3f}")
-    if args.out:
-        args.out.write_text(json.dumps(summary, indent=2))
+    return summary
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ budget (runs that never do are counted as not reaching it).
 
     python benchmarks/bench_search.py --table runs/lut-cpu.sqlite [--accuracy supernet --supernet CKPT --data DIR]
 
-Prints a table and writes ``--out`` .txt/.json (default benchmarks/results/bench_search[-supernet]).
+Prints a table and writes benchmarks/results/bench_search/DATE.{json,txt} (``--accuracy`` in its variant).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import harness  # same folder: where results are written
 import numpy as np
 
 from search.config import SearchConfig
@@ -47,8 +48,6 @@ from search.evaluators import LatencyEvaluator, SurrogateAccuracy, gene_cardinal
 from search.pareto import hypervolume
 from search.runner import run_search
 from tracking.space import Architecture, SearchSpace, enumerate_genes, from_genes, sample_many
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class Budget(Exception):
@@ -306,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--population", type=int, default=48)
     ap.add_argument("--budgets", default="240,960", help="distinct evaluations, comma-separated")
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--out", help="result stem (default benchmarks/results/bench_search[-supernet])")
+    harness.add_arguments(ap)
     args = ap.parse_args(argv)
 
     location = args.table.partition("#")[0]
@@ -367,12 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     say("overhead per distinct evaluation, the accuracy function excluded (ms, mean; the method's own loop, "
         "proposals, latency prediction, predictor fits): "
         + ", ".join(f"{m} {o:.2f}" for m, o in res["overhead_ms_per_eval"].items()))
-    stem = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / (
-        "bench_search" + ("-supernet" if args.accuracy == "supernet" else ""))
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".txt").write_text("\n".join(lines) + "\n")
-    stem.with_suffix(".json").write_text(json.dumps(res, indent=1, default=str) + "\n")
-    print(f"wrote {stem.with_suffix('.txt')} and .json")
+    path = harness.write_result("bench_search", res, "\n".join(lines), harness.variant(ap, args, "accuracy"),
+                                args.results_dir)
+    print(f"wrote {path.with_suffix('.txt')} and .json")
     return 0
 
 

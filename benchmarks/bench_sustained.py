@@ -8,7 +8,7 @@ models are timed again for ``--after`` seconds. Prints, per window of ``--window
 model's median time relative to its first window: a steady rise during the load that an idle
 spell undoes is a sustained-load slowdown (power or thermal budget of the host's cores), which a
 table profiled from idle and validated after minutes of load will show as under-prediction.
-Writes benchmarks/results/bench_sustained.{txt,json}.
+Writes benchmarks/results/bench_sustained/DATE.{json,txt}.
 
     python benchmarks/bench_sustained.py                      # 240 s load, 180 s idle, 60 s after
     python benchmarks/bench_sustained.py --load 60 --idle 30 --after 20
@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
+import harness  # same folder: where results are written
 import numpy as np
 
 from latency_tables.fidelity import export_search_graphs
@@ -31,8 +31,6 @@ from latency_tables.units import all_units, export_unit_onnx, unit_filename
 from profilers.backends import get_backend
 from profilers.measure import Protocol, measure
 from tracking.space import SearchSpace, sample_many
-
-OUT = Path(__file__).parent / "results"
 
 
 def models(tmp: Path, space: SearchSpace) -> dict[str, Path]:
@@ -80,6 +78,7 @@ def main() -> None:
     ap.add_argument("--after", type=float, default=60)
     ap.add_argument("--window", type=float, default=30)
     ap.add_argument("--threads", type=int, default=1)
+    harness.add_arguments(ap)
     args = ap.parse_args()
     backend = get_backend("onnxruntime", threads=args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,9 +96,8 @@ def main() -> None:
         lines.append(f"{w['phase']:7}{w['t']:>7}" + "".join(f"{w[n]:>12.3f}" if n in w else f"{'-':>12}" for n in names))
     text = "\n".join(lines)
     print(text)
-    OUT.mkdir(exist_ok=True)
-    (OUT / "bench_sustained.txt").write_text(text + "\n")
-    (OUT / "bench_sustained.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+    harness.write_result("bench_sustained", {"args": vars(args), "rows": rows}, text,
+                         harness.variant(ap, args), args.results_dir)
 
 
 if __name__ == "__main__":

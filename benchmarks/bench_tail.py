@@ -4,7 +4,8 @@ against the same quantiles of whole subnets measured end to end.
 Uses a full table and exported search graphs, by default those bench_transfer.py leaves in its
 work folder (source table: onnxruntime fp32, 1 thread; graphs: its sampled subnets), so it adds
 only measurement time. Each graph is measured in ``--rounds`` rounds (new order each), the round
-with the fastest median kept with its own p90/p99. Writes benchmarks/results/bench_tail.{txt,json}.
+with the fastest median kept with its own p90/p99. Writes benchmarks/results/bench_tail/DATE.{json,txt}.
+The subnets are those of bench_transfer's newest result (benchmarks/results/bench_transfer/).
 
     python benchmarks/bench_tail.py [--workdir /tmp/bench_transfer] [--rounds 3]
 """
@@ -16,6 +17,7 @@ import json
 import os
 from pathlib import Path
 
+import harness  # same folder: where results are written
 import numpy as np
 
 from latency_tables.fidelity import agreement
@@ -34,7 +36,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
                     help="cpu: process CPU time (the table must have been profiled with it too)")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_tail")
+    harness.add_arguments(ap)
     args = ap.parse_args()
     load_before = os.getloadavg()
     space = SearchSpace.paper()
@@ -73,16 +75,19 @@ def main() -> None:
                          f"{q['spearman']:>9.3f}{q['mean_error']:>+9.1%}")
     text = "\n".join(lines)
     print(text)
-    args.out.with_suffix(".txt").write_text(text + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps({"rows": rows, "measured": best.tolist(),
-                                                         "archs": [a.to_string() for a in archs]}, indent=1))
+    harness.write_result("bench_tail", {"rows": rows, "measured": best.tolist(),
+                                        "archs": [a.to_string() for a in archs]},
+                         text, harness.variant(ap, args), args.results_dir)
 
 
 def _archs(work: Path) -> list[Architecture]:
-    """bench_transfer's sampled subnets (its args are in its results file)."""
+    """bench_transfer's sampled subnets (its args are in its newest results file)."""
     from tracking.space import sample_many
 
-    res = json.loads((Path(__file__).parent / "results" / "bench_transfer.json").read_text())
+    found = harness.latest("bench_transfer")
+    if found is None:
+        raise SystemExit(f"no bench_transfer result under {harness.BENCHMARKS}: run bench_transfer.py first")
+    res = json.loads(found.read_text())
     a = res["args"]
     return sample_many(int(a["pool"]) + int(a["held_out"]), int(a["seed"]) + 4242, SearchSpace.paper())
 

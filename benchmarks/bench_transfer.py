@@ -15,7 +15,7 @@ transfer aims at, its timing what a transfer saves). Cost of a transfer: measuri
 with its protocol (their export/quantization is host work, in brackets) vs that full profile's timing.
 
 Intermediate results (the source table, each target's measurements) are kept under ``--workdir``,
-so a rerun resumes. Writes benchmarks/results/bench_transfer.{txt,json}.
+so a rerun resumes. Writes benchmarks/results/bench_transfer/DATE.{json,txt}.
 
     python benchmarks/bench_transfer.py                              # all targets
     python benchmarks/bench_transfer.py --targets t2,basic --pool 20 --held-out 10   # quick look
@@ -29,6 +29,7 @@ import os
 import time
 from pathlib import Path
 
+import harness  # same folder: where results are written
 import numpy as np
 
 from latency_tables.fidelity import agreement, export_search_graphs, measure_models
@@ -208,7 +209,7 @@ def main() -> None:
     ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
                     help="cpu: process CPU time, immune to other tenants' preemption on a loaded host (1 thread only)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench_transfer"))
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_transfer")
+    harness.add_arguments(ap)
     args = ap.parse_args()
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
@@ -231,7 +232,7 @@ def main() -> None:
     flops = np.array([count_flops_params(a, space)[0] for a in archs], float)
     ks = [int(k) for k in args.ks.split(",") if int(k) <= args.pool]
     results: dict = {"source": {"name": "onnxruntime fp32 1 thread opt all", **src_time}, "targets": {}}
-    texts = []
+    texts, written = [], None
     for target in args.targets.split(","):
         meas = measure_target(target, archs, space, protocol, args.rounds, work, args.seed)
         meas = {**meas, **measure_fit_round(target, archs, space, protocol, work, args.seed)}
@@ -247,12 +248,13 @@ def main() -> None:
         results["targets"][target] = res
         texts.append(fmt_target(target, res, source_s))
         print(texts[-1], flush=True)
-        write(args, results, texts, load_before, src_time, source_s, space)
+        written = write(args, results, texts, load_before, src_time, source_s, space,
+                        harness.variant(ap, args), written)
 
 
 def write(args: argparse.Namespace, results: dict, texts: list[str], load_before: tuple, src_time: dict,
-          source_s: float, space: SearchSpace) -> None:
-    """Results so far (after every target: a long run keeps what it measured)."""
+          source_s: float, space: SearchSpace, variant: dict, path: Path | None) -> Path:
+    """Results so far, into this run's file (after every target: a long run keeps what it measured)."""
     load_after = os.getloadavg()
     header = (f"bench_transfer: source {results['source']['name']}, full profile {src_time['profile_s']:.0f} s "
               f"(timing {source_s:.0f} s, export {src_time['export_s']:.0f} s) of {len(all_units(space))} units; "
@@ -263,8 +265,8 @@ def write(args: argparse.Namespace, results: dict, texts: list[str], load_before
     print(header)
     results.update({"load_before": load_before, "load_after": load_after, "args": {k: str(v) for k, v in
                                                                                     vars(args).items()}})
-    args.out.with_suffix(".txt").write_text(header + "\n\n" + "\n\n".join(texts) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    return harness.write_result("bench_transfer", results, header + "\n\n" + "\n\n".join(texts), variant,
+                                args.results_dir, path)
 
 
 if __name__ == "__main__":

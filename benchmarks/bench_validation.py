@@ -6,7 +6,8 @@ cropping), and the ratio of the two (target <= 1.3x). Then training iterations p
 
     python benchmarks/bench_validation.py [--supernet runs/supernet-synth.pt] [--threads 2]
 
-Data defaults to runs/synth-train and runs/synth-val (``lutnas data synth`` makes them).
+Data defaults to runs/synth-train and runs/synth-val (``lutnas data synth`` makes them). Writes what
+it prints to benchmarks/results/bench_validation/DATE.txt (and the run's variant to DATE.json).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import harness  # same folder: where results are written
 import torch
 
 from tracking.checkpoint import load_supernet
@@ -116,7 +118,15 @@ def main() -> None:
     ap.add_argument("--spread", type=int, default=0,
                     help="also score N random architectures in both modes: spread and Spearman rho")
     ap.add_argument("--skip-timing", action="store_true")
+    harness.add_arguments(ap)
     args = ap.parse_args()
+    printed = harness.keep_stdout()
+    run(args)
+    harness.write_result("bench_validation", {},
+                         printed.getvalue(), harness.variant(ap, args), args.results_dir)
+
+
+def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     if args.supernet.is_file():
         net, meta = load_supernet(args.supernet)

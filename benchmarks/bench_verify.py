@@ -3,7 +3,8 @@ surrogate, so no supernet is needed), then ``latency_tables.verify.verify_archs`
 front's graphs on this machine with the table's runtime: predicted vs measured per point, before
 and after the calibration refit (leave-one-out figures for the refit).
 
-Works on a copy of the table (the refit is stored in it). Writes benchmarks/results/bench_verify.{txt,json}.
+Works on a copy of the table (the refit is stored in it). Writes
+benchmarks/results/bench_verify/DATE.{json,txt}.
 
     python benchmarks/bench_verify.py --table /tmp/bench_transfer_cpu/source.db [--points 8]
 """
@@ -11,11 +12,12 @@ Works on a copy of the table (the refit is stored in it). Writes benchmarks/resu
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+import harness  # same folder: where results are written
 
 from latency_tables.predict import LatencyPredictor
 from latency_tables.store import LatencyStore
@@ -32,7 +34,7 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_verify")
+    harness.add_arguments(ap)
     args = ap.parse_args()
     load_before = os.getloadavg()
     space = SearchSpace.paper()
@@ -70,8 +72,7 @@ def main() -> None:
     lines.append(f"refit scale {rep['refit']['scale']:.3f}; {rep['broken']} of {n} points break the budget measured")
     text = "\n".join(lines)
     print(text)
-    args.out.with_suffix(".txt").write_text(text + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps(rep, indent=1))
+    harness.write_result("bench_verify", rep, text, harness.variant(ap, args, "table"), args.results_dir)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ rounds (medians over rounds), so host drift hits both variants alike. Prints eac
 agreement with the graphs (share within 5% / 10%, RMSPE, Spearman, mean error).
 
     python benchmarks/bench_warm_inputs.py [--samples 30 --rounds 3 --threads 1]
+
+Writes what it prints to benchmarks/results/bench_warm_inputs/DATE.txt (and the run's variant to DATE.json).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+import harness  # same folder: where results are written
 import numpy as np
 from bench_latency import interleaved_jobs  # same folder: the benchmarks' shuffled-rounds loop
 
@@ -31,7 +34,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    harness.add_arguments(ap)
     args = ap.parse_args()
+    printed = harness.keep_stdout()
 
     space = SearchSpace.paper()
     units = all_units(space)
@@ -58,6 +63,8 @@ def main() -> None:
         print(f"  {kind} inputs: within 5% {a['within_5']:.0%}, within 10% {a['within_10']:.0%}, "
               f"RMSPE {a['rmspe']:.1%}, Spearman {a['spearman']:.3f}, mean error {a['mean_error']:+.1%}")
     print(f"  unit medians, warm / cold: {np.median(med['warm'] / med['cold']):.3f}")
+    harness.write_result("bench_warm_inputs", {},
+                         printed.getvalue(), harness.variant(ap, args), args.results_dir)
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ class TrainConfig(BaseModel):
         return PairConfig(**self.pairs)
 
 
-# The recipe (docs/validation.md, benchmarks/bench_ranking.py): what the search ranks with. Paths
+# The recipe (docs/validation.md, experiments/bench_ranking.py): what the search ranks with. Paths
 # are uniform over the space (plain single-path one-shot sampling): a supernet trained with one
 # path favoured scores architectures by how much they share with it (bench_ranking: Kendall tau
 # +0.33 with Mobile's path half the time, +0.60 uniform). 1800 iterations: against the 120-sequence
