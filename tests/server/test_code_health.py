@@ -63,7 +63,6 @@ KNOWN_LONG = {
     "tracking/cli.py supernet_evaluate": 59,
     "latency_tables/cli.py profile": 82, "latency_tables/cli.py validate": 53,
     "latency_tables/cli.py transfer": 53,
-    "client/cli.py search_submit": 58,
 }
 
 
