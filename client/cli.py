@@ -418,6 +418,19 @@ PollOpt = Annotated[float, typer.Option("--poll", min=0.05, help="Seconds betwee
 TimeoutOpt = Annotated[
     float | None, typer.Option("--timeout", min=0.0, help="Give up waiting after this many seconds.")
 ]
+# search submit's job settings; None leaves each to the server's default
+BudgetHardwareOpt = Annotated[
+    int | None, typer.Option("--budget-hardware", help="Hardware the budget applies to.")
+]
+PredictorOpt = Annotated[
+    bool | None, typer.Option("--predictor/--no-predictor", help="Use the accuracy predictor.")
+]
+MissingUnitsOpt = Annotated[
+    str | None, typer.Option("--missing-units", help="wait or fail when latency units are unmeasured.")
+]
+LatencyStatOpt = Annotated[
+    str | None, typer.Option("--latency-stat", help="Latency statistic: p50 (median) or p90 (tail).")
+]
 
 
 @search_app.command("submit")
@@ -427,22 +440,14 @@ def search_submit(
     hardware: Annotated[list[int], typer.Option("--hardware", help="Hardware id (repeat for several).")],
     objective: Annotated[str, typer.Option("--objective", help="pareto or budget.")] = "pareto",
     budget_ms: Annotated[float | None, typer.Option("--budget-ms", help="Latency budget (budget objective).")] = None,
-    budget_hardware: Annotated[
-        int | None, typer.Option("--budget-hardware", help="Hardware the budget applies to.")
-    ] = None,
+    budget_hardware: BudgetHardwareOpt = None,
     population: Annotated[int | None, typer.Option("--population", help="Population size (4..512).")] = None,
     generations: Annotated[int | None, typer.Option("--generations", help="Generations (1..200).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
     mode: Annotated[str | None, typer.Option("--mode", help="Validation mode: pairs or sequences.")] = None,
-    use_predictor: Annotated[
-        bool | None, typer.Option("--predictor/--no-predictor", help="Use the accuracy predictor.")
-    ] = None,
-    missing_units: Annotated[
-        str | None, typer.Option("--missing-units", help="wait or fail when latency units are unmeasured.")
-    ] = None,
-    latency_stat: Annotated[
-        str | None, typer.Option("--latency-stat", help="Latency statistic: p50 (median) or p90 (tail).")
-    ] = None,
+    use_predictor: PredictorOpt = None,
+    missing_units: MissingUnitsOpt = None,
+    latency_stat: LatencyStatOpt = None,
     watch: Annotated[bool, typer.Option("--watch", help="Follow the job with a progress bar.")] = False,
     poll: PollOpt = 1.0,
     server: ServerOpt = None,
@@ -465,19 +470,24 @@ def search_submit(
             missing_units=missing_units,
             latency_stat=latency_stat,
         )
-        if as_json and not watch:
-            _echo_json(search.info.model_dump(mode="json"))
-            return
-        typer.echo(f"search {search.id} submitted ({search.status})", err=watch)
-        if not watch:
-            typer.echo(f"follow it with: lutnas search watch {search.id}")
-            return
-        _watch(search, poll, None)
-        if as_json:
-            _echo_json(search.info.model_dump(mode="json"))
-        else:
-            _console().print(_search_table(search.info))
-        _final_check(search)
+        _report_submitted(search, watch, poll, as_json)
+
+
+def _report_submitted(search: Search, watch: bool, poll: float, as_json: bool) -> None:
+    """What ``search submit`` prints: the new job, or (``--watch``) its progress and its end."""
+    if as_json and not watch:
+        _echo_json(search.info.model_dump(mode="json"))
+        return
+    typer.echo(f"search {search.id} submitted ({search.status})", err=watch)
+    if not watch:
+        typer.echo(f"follow it with: lutnas search watch {search.id}")
+        return
+    _watch(search, poll, None)
+    if as_json:
+        _echo_json(search.info.model_dump(mode="json"))
+    else:
+        _console().print(_search_table(search.info))
+    _final_check(search)
 
 
 @search_app.command("list")

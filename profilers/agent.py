@@ -243,7 +243,7 @@ def _log(msg: str) -> None:
     print(f"lutnas-agent: {msg}", file=sys.stderr, flush=True)
 
 
-def _backend_args(p: argparse.ArgumentParser) -> None:
+def _add_backend_args(p: argparse.ArgumentParser) -> None:
     """The runtime's own flags: which backend, and what each needs to find its runtime."""
     p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "litert", "tensorrt"],
                    help="the target's runtime: onnxruntime (ONNX units), litert (.tflite units; needs "
@@ -258,15 +258,16 @@ def _backend_args(p: argparse.ArgumentParser) -> None:
                    "(default ~/.cache/lutnas/trt-engines)")
 
 
-def parse_args(argv: list[str] | None = None) -> AgentConfig:
-    p = argparse.ArgumentParser(prog="lutnas-agent", description="Measure latency-table units for a lutnas server.")
-    p.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8000")
-    p.add_argument("--token", required=True, help="agent token (lna_...) of one hardware target")
-    _backend_args(p)
+def _add_runtime_args(p: argparse.ArgumentParser) -> None:
+    """How the runtime runs each unit: threads, graph optimisation, the target's precision."""
     p.add_argument("--threads", type=int, default=1, help="intra-op threads")
     p.add_argument("--graph-optimization", default="all", choices=["disable", "basic", "extended", "all"])
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"],
                    help="the target's precision (int8: units arrive quantized; fp16: tensorrt only)")
+
+
+def _add_work_args(p: argparse.ArgumentParser) -> None:
+    """How the agent takes work from the server: leases, retries, idling, when to stop."""
     p.add_argument("--batch", type=int, default=8, help="units per lease")
     p.add_argument("--lease-seconds", type=float, default=30.0,
                    help="lease length; the agent renews it every quarter of it while measuring, so a dead "
@@ -277,6 +278,10 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
                    help="seconds to keep retrying, with backoff, while the server is unreachable")
     p.add_argument("--idle-wait", type=float, default=10.0, help="seconds to wait when there is no work")
     p.add_argument("--max-units", type=int, default=None, help="stop after measuring this many units")
+
+
+def _add_measure_args(p: argparse.ArgumentParser) -> None:
+    """How long each unit is timed, and which device conditions void a measurement."""
     p.add_argument("--min-time", type=float, default=Protocol.min_time_s, help="seconds per unit, at least")
     p.add_argument("--max-time", type=float, default=Protocol.max_time_s, help="seconds per unit, at most")
     p.add_argument("--max-other-load", type=_limit, default=Limits.max_other_cores, metavar="CORES|off",
@@ -290,7 +295,10 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
     p.add_argument("--busy-retries", type=int, default=3, help="measurements of a unit under load before it is "
                    "left for later (it returns to the pool with the lease)")
     p.add_argument("--busy-wait", type=float, default=2.0, help="seconds to wait before measuring a disturbed unit again")
-    a = p.parse_args(argv)
+
+
+def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> Protocol:
+    """Refuse what argparse cannot see alone (ranges, flags of another backend); the timing protocol."""
     if a.busy_retries < 1 or a.busy_wait < 0:
         p.error("--busy-retries must be >= 1 and --busy-wait >= 0")
     if a.batch < 1 or a.batch > 256:
@@ -304,9 +312,21 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
     if (a.trtexec or a.engine_cache or a.precision == "fp16") and a.backend != "tensorrt":
         p.error("--trtexec, --engine-cache and --precision fp16 need --backend tensorrt")
     try:
-        protocol = Protocol(min_time_s=min(a.min_time, a.max_time), max_time_s=a.max_time)
+        return Protocol(min_time_s=min(a.min_time, a.max_time), max_time_s=a.max_time)
     except ValueError as e:
         p.error(str(e))
+
+
+def parse_args(argv: list[str] | None = None) -> AgentConfig:
+    p = argparse.ArgumentParser(prog="lutnas-agent", description="Measure latency-table units for a lutnas server.")
+    p.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8000")
+    p.add_argument("--token", required=True, help="agent token (lna_...) of one hardware target")
+    _add_backend_args(p)  # the --help order is the order the groups are added in
+    _add_runtime_args(p)
+    _add_work_args(p)
+    _add_measure_args(p)
+    a = p.parse_args(argv)
+    protocol = _check_args(p, a)
     provider = a.provider or {"litert": "xnnpack", "tensorrt": "tensorrt"}.get(a.backend, "CPUExecutionProvider")
     return AgentConfig(server=a.server, token=a.token, provider=provider, threads=a.threads,
                        graph_optimization=a.graph_optimization, batch=a.batch,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -49,6 +50,14 @@ SpaceOpt = typer.Option("paper", "--space", help="Search space: paper (LightTrac
                         "code's: the 40-channel stage may also be the output).")
 CodeSpace = typer.Option(False, "--code-space", hidden=True, help="Deprecated: use --space code.")
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")
+# Shared by several commands below, each with its own default.
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+SeedOpt = Annotated[int, typer.Option("--seed")]
+ArchArg = Annotated[str, typer.Argument(help="LightTrack string or JSON file.")]
+ArchOrJsonArg = Annotated[str, typer.Argument(help="LightTrack string, JSON, or JSON file.")]
+TorchThreadsOpt = Annotated[int, typer.Option("--threads", min=0, help="torch threads (0: torch default).")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing checkpoint.")]
+BnBatchesOpt = Annotated[int, typer.Option("--bn-batches", min=0, help="BN recalibration batches (0: none).")]
 
 
 def device_option(value: str) -> str:
@@ -72,8 +81,8 @@ def arch_sample(
 
 @arch_app.command("info")
 def arch_info(
-    arch: str = typer.Argument(..., help="LightTrack string or JSON file."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    arch: ArchArg,
+    as_json: JsonOpt = False,
     space_name: str = SpaceOpt,
     code_space: bool = CodeSpace,
 ) -> None:
@@ -113,7 +122,7 @@ def arch_info(
 
 @arch_app.command("export")
 def arch_export(
-    arch: str = typer.Argument(..., help="LightTrack string or JSON file."),
+    arch: ArchArg,
     out: Path = typer.Option(..., "--out", help="Directory for template.onnx, search.onnx, arch.json."),
     supernet: Path | None = typer.Option(None, "--supernet", help="Supernet checkpoint (weights to inherit)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random init when no checkpoint is given."),
@@ -176,7 +185,7 @@ def data_synth(
 def data_check(
     data: Path = typer.Argument(..., help="Dataset folder (GOT-10k layout)."),
     deep: bool = typer.Option(False, "--deep", help="Also decode every frame."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: JsonOpt = False,
 ) -> None:
     """Check a dataset; print sequences found and every problem with file and line.
     Exit code 0 when clean, 1 when problems were found."""
@@ -197,7 +206,7 @@ def data_evaluate_results(
     data: Path = typer.Option(..., "--data", help="Dataset folder (GOT-10k, LaSOT or OTB layout) with ground truth."),
     results: Path = typer.Option(..., "--results", help="Results in the GOT-10k toolkit's layout: "
                                                         "RESULTS/SEQ/SEQ_001.txt, one x,y,w,h line per frame."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: JsonOpt = False,
 ) -> None:
     """Score any tracker's results by the GOT-10k toolkit's rules (AO, SR@0.5, SR@0.75).
 
@@ -222,39 +231,49 @@ def data_evaluate_results(
 
 # -- supernet -----------------------------------------------------------------------------------
 
+RecipeOpt = Annotated[str, typer.Option(
+    "--recipe", help="ranking (default; 'fair' is its old name): the tested recipe with uniform "
+    "paths (AdamW, 1800 iterations), what a search ranks with; mobile: "
+    "LightTrack-Mobile's path half the time, 450 iterations (a Mobile tracker demo, never for "
+    "ranking); none: plain SGD with the flags' defaults. Flags given override "
+    "the recipe.")]
+ItersPerEpochOpt = Annotated[int | None, typer.Option(
+    "--iters-per-epoch", min=1, help="Iterations per epoch (default 100, or the recipe's).")]
+TrainLrOpt = Annotated[float | None, typer.Option(
+    "--lr", min=0.0, help="Peak learning rate (default 0.01 with SGD, or the recipe's).")]
+WorkersOpt = Annotated[int, typer.Option(
+    "--workers", min=0, help="Processes cropping pairs ahead of the network (0: in the training loop).")]
+CheckpointEveryOpt = Annotated[int, typer.Option(
+    "--checkpoint-every", min=0, help="Also checkpoint every N iterations (0: once per epoch).")]
+TimeLimitOpt = Annotated[float, typer.Option(
+    "--time-limit", min=0.0, help="Stop (and checkpoint, resumable) after this many minutes; 0: none.")]
+NprocOpt = Annotated[int, typer.Option(
+    "--nproc", min=1, help="Processes training together (torch.distributed: gloo on CPU, NCCL with one GPU each "
+    "on CUDA); --batch is split among them.")]
+
+
 @supernet_app.command("train")
 def supernet_train(
     data: Path = typer.Option(..., "--data", help="Training data folder (GOT-10k layout)."),
     out: Path = typer.Option(..., "--out", help="Checkpoint to write."),
-    recipe: str = typer.Option("ranking", "--recipe",
-                               help="ranking (default; 'fair' is its old name): the tested recipe with uniform "
-                                    "paths (AdamW, 1800 iterations), what a search ranks with; mobile: "
-                                    "LightTrack-Mobile's path half the time, 450 iterations (a Mobile tracker demo, never for "
-                                    "ranking); none: plain SGD with the flags' defaults. Flags given override "
-                                    "the recipe."),
+    recipe: RecipeOpt = "ranking",
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs (default 1)."),
     batch: int | None = typer.Option(None, "--batch", min=1, help="Pairs per iteration (default 8)."),
-    iters_per_epoch: int | None = typer.Option(None, "--iters-per-epoch", min=1,
-                                               help="Iterations per epoch (default 100, or the recipe's)."),
-    lr: float | None = typer.Option(None, "--lr", min=0.0,
-                                    help="Peak learning rate (default 0.01 with SGD, or the recipe's)."),
+    iters_per_epoch: ItersPerEpochOpt = None,
+    lr: TrainLrOpt = None,
     warmup: int | None = typer.Option(None, "--warmup", min=0, help="Warm-up iterations (default 30)."),
-    seed: int = typer.Option(0, "--seed"),
-    threads: int = typer.Option(0, "--threads", min=0, help="torch threads (0: torch default)."),
-    workers: int = typer.Option(0, "--workers", min=0,
-                                help="Processes cropping pairs ahead of the network (0: in the training loop)."),
-    checkpoint_every: int = typer.Option(0, "--checkpoint-every", min=0,
-                                         help="Also checkpoint every N iterations (0: once per epoch)."),
-    time_limit: float = typer.Option(0.0, "--time-limit", min=0.0,
-                                     help="Stop (and checkpoint, resumable) after this many minutes; 0: none."),
+    seed: SeedOpt = 0,
+    threads: TorchThreadsOpt = 0,
+    workers: WorkersOpt = 0,
+    checkpoint_every: CheckpointEveryOpt = 0,
+    time_limit: TimeLimitOpt = 0.0,
     space: str = SpaceOpt,
     code_space: bool = CodeSpace,
     resume: bool = typer.Option(False, "--resume", help="Continue training the checkpoint at --out."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint."),
+    overwrite: OverwriteOpt = False,
     device: str = DeviceOpt,
     precision: str = typer.Option("fp32", "--precision", help="fp32, or on CUDA bf16/fp16 (mixed precision)."),
-    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes training together (torch.distributed: gloo "
-                              "on CPU, NCCL with one GPU each on CUDA); --batch is split among them."),
+    nproc: NprocOpt = 1,
 ) -> None:
     """Single-path one-shot supernet training (uniform path sampling).
 
@@ -278,49 +297,62 @@ def supernet_train(
     with progress_bar("supernet", enabled=os.environ.get("RANK", "0") == "0") as progress:  # torchrun: rank 0 draws
         res = train_supernet(data, out, cfg, progress=progress, resume=resume, overwrite=overwrite,
                              time_limit_s=time_limit * 60 or None, device=device, precision=precision, nproc=nproc)
-    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
-        return
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
+        typer.echo(_trained_summary(out, res))
+
+
+def _trained_summary(out: Path, res: dict[str, Any]) -> str:
+    """``supernet train``'s closing line."""
+    from tracking.train import TrainConfig
+
     loss = f"{res['loss']:.4f}" if res["loss"] is not None else "-"
     total = TrainConfig(**res["config"]).total_iters  # a resumed run follows the checkpoint's config
-    typer.echo(f"{out}: {res['total_iterations']}/{total} iterations ({res['iterations']} in this run, "
-               f"{res['seconds']:.0f} s, {res['nproc']} process(es) on {res['device']}), "
-               f"loss over the last 20 iterations {loss}"
-               + (" (stopped by --time-limit; --resume continues)" if res["stopped_early"] else ""))
+    return (f"{out}: {res['total_iterations']}/{total} iterations ({res['iterations']} in this run, "
+            f"{res['seconds']:.0f} s, {res['nproc']} process(es) on {res['device']}), "
+            f"loss over the last 20 iterations {loss}"
+            + (" (stopped by --time-limit; --resume continues)" if res["stopped_early"] else ""))
+
+
+def _must_exist(*paths: tuple[Path | None, str]) -> None:
+    """FileNotFoundError for the first (path, what) given whose path does not exist (None: not given)."""
+    for p, what in paths:
+        if p is not None and not p.exists():
+            raise FileNotFoundError(f"{what} {p} does not exist")
+
+
+RetrainSupernetOpt = Annotated[Path | None, typer.Option(
+    "--supernet", help="Supernet checkpoint whose weights ARCH inherits (required unless --from-scratch).")]
+FromScratchOpt = Annotated[bool, typer.Option(
+    "--from-scratch", help="Fresh weights instead of inherited ones (the control).")]
+TestDataOpt = Annotated[Path | None, typer.Option(
+    "--test-data", help="Also track these held-out sequences and print AO / SR@0.5 (own BN statistics).")]
 
 
 @supernet_app.command("retrain")
 def supernet_retrain(
-    arch: str = typer.Argument(..., help="LightTrack string, JSON, or JSON file."),
-    supernet: Path = typer.Option(None, "--supernet", help="Supernet checkpoint whose weights ARCH inherits "
-                                  "(required unless --from-scratch)."),
+    arch: ArchOrJsonArg,
+    supernet: RetrainSupernetOpt = None,
     data: Path = typer.Option(..., "--data", help="Training data folder (GOT-10k layout)."),
     iters: int = typer.Option(..., "--iters", min=1, help="Training iterations on ARCH's path alone."),
     out: Path = typer.Option(..., "--out", help="Checkpoint to write (read like any supernet checkpoint)."),
-    from_scratch: bool = typer.Option(False, "--from-scratch", help="Fresh weights instead of inherited ones "
-                                      "(the control)."),
+    from_scratch: FromScratchOpt = False,
     seed: int = typer.Option(0, "--seed", help="Training pairs (and the initialisation with --from-scratch)."),
     batch: int | None = typer.Option(None, "--batch", min=1, help="Pairs per iteration (default: the recipe's 8)."),
     lr: float | None = typer.Option(None, "--lr", min=0.0, help="Peak learning rate (default: the recipe's)."),
-    threads: int = typer.Option(0, "--threads", min=0, help="torch threads (0: torch default)."),
-    test_data: Path = typer.Option(None, "--test-data", help="Also track these held-out sequences and print "
-                                   "AO / SR@0.5 (own BN statistics)."),
+    threads: TorchThreadsOpt = 0,
+    test_data: TestDataOpt = None,
     max_sequences: int = typer.Option(20, "--sequences", min=1, help="Held-out sequences (--test-data)."),
     max_frames: int = typer.Option(50, "--frames", min=2, help="Frames per held-out sequence (--test-data)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    overwrite: OverwriteOpt = False,
+    as_json: JsonOpt = False,
     device: str = DeviceOpt,
 ) -> None:
     """Stand-alone fine-tuning of ARCH from the supernet's weights (or from scratch), with the ranking recipe."""
     from tracking.retrain import held_out_score, retrain
 
     device = device_option(device)
-    if supernet is None and not from_scratch:
-        raise typer.BadParameter("give --supernet (weights to inherit) or --from-scratch", param_hint="--supernet")
-    if supernet is not None and from_scratch:
-        raise typer.BadParameter("--from-scratch trains fresh weights: leave out --supernet", param_hint="--supernet")
-    for p, what in ((supernet, "supernet checkpoint"), (data, "data folder"), (test_data, "test data folder")):
-        if p is not None and not p.exists():
-            raise FileNotFoundError(f"{what} {p} does not exist")
+    _check_retrain_sources(supernet, from_scratch)
+    _must_exist((supernet, "supernet checkpoint"), (data, "data folder"), (test_data, "test data folder"))
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists: pass --overwrite to replace it")
     a = load_arch(arch)
@@ -335,9 +367,22 @@ def supernet_retrain(
     if as_json:
         typer.echo(json.dumps(doc))
         return
-    how = "from the supernet's weights" if supernet is not None else "from scratch"
+    _report_retrained(doc, res, out, max_frames)
+
+
+def _check_retrain_sources(supernet: Path | None, from_scratch: bool) -> None:
+    """Exactly one source of initial weights: --supernet or --from-scratch."""
+    if supernet is None and not from_scratch:
+        raise typer.BadParameter("give --supernet (weights to inherit) or --from-scratch", param_hint="--supernet")
+    if supernet is not None and from_scratch:
+        raise typer.BadParameter("--from-scratch trains fresh weights: leave out --supernet", param_hint="--supernet")
+
+
+def _report_retrained(doc: dict[str, Any], res: dict[str, Any], out: Path, max_frames: int) -> None:
+    """``supernet retrain``'s text output: the training, then the held-out score if one was taken."""
+    how = "from the supernet's weights" if doc["inherited"] else "from scratch"
     loss = f"{res['loss']:.4f}" if res["loss"] is not None else "-"
-    typer.echo(f"{out}: {a.to_string()} trained alone {how}, {res['total_iterations']} iterations "
+    typer.echo(f"{out}: {doc['arch']} trained alone {how}, {res['total_iterations']} iterations "
                f"({res['seconds']:.0f} s), loss over the last 20 iterations {loss}")
     if "held_out" in doc:
         h = doc["held_out"]
@@ -357,9 +402,16 @@ def check_whole_sequences(sequences: list, max_sequences: int, max_frames: int) 
                                  f"--frames is {max_frames} (pass --frames {longest})")
 
 
+DefaultTrackerOpt = Annotated[bool, typer.Option(
+    "--default-tracker", help="LightTrack's tracker settings even if the checkpoint has tuned ones.")]
+SaveResultsOpt = Annotated[Path | None, typer.Option(
+    "--save-results", help="Sequences mode: also write the predicted boxes in the GOT-10k toolkit's layout "
+    "(DIR/SEQ/SEQ_001.txt), for `lutnas data evaluate-results`.")]
+
+
 @supernet_app.command("evaluate")
 def supernet_evaluate(
-    arch: str = typer.Argument(..., help="LightTrack string, JSON, or JSON file."),
+    arch: ArchOrJsonArg,
     supernet: Path = typer.Option(..., "--supernet", help="Supernet checkpoint."),
     data: Path = typer.Option(..., "--data", help="Validation data folder (GOT-10k layout)."),
     mode: str = typer.Option("pairs", "--mode", help="pairs (fast proxy) or sequences (tracking)."),
@@ -367,27 +419,18 @@ def supernet_evaluate(
     n_pairs: int = typer.Option(256, "--pairs", min=1, help="Validation pairs (pairs mode)."),
     max_sequences: int = typer.Option(20, "--sequences", min=1, help="Sequences (sequences mode)."),
     max_frames: int = typer.Option(50, "--frames", min=2, help="Frames per sequence (sequences mode)."),
-    bn_batches: int = typer.Option(1, "--bn-batches", min=0, help="BN recalibration batches (0: none)."),
+    bn_batches: BnBatchesOpt = 1,
     bn_batch_size: int = typer.Option(32, "--bn-batch-size", min=1, help="Pairs per recalibration batch."),
-    seed: int = typer.Option(0, "--seed"),
-    default_tracker: bool = typer.Option(False, "--default-tracker",
-                                         help="LightTrack's tracker settings even if the checkpoint has tuned ones."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-    save_results: Path = typer.Option(None, "--save-results",
-                                      help="Sequences mode: also write the predicted boxes in the GOT-10k "
-                                           "toolkit's layout (DIR/SEQ/SEQ_001.txt), for `lutnas data "
-                                           "evaluate-results`."),
+    seed: SeedOpt = 0,
+    default_tracker: DefaultTrackerOpt = False,
+    as_json: JsonOpt = False,
+    save_results: SaveResultsOpt = None,
     device: str = DeviceOpt,
 ) -> None:
     """Validation score of ARCH on a trained supernet (BN recalibrated for its path)."""
     device = device_option(device)
-    if mode not in ("pairs", "sequences"):
-        raise typer.BadParameter(f"--mode must be pairs or sequences, got {mode!r}")
-    if save_results is not None and mode != "sequences":
-        raise typer.BadParameter("--save-results needs --mode sequences (pairs mode tracks no sequence)")
-    for p, what in ((supernet, "supernet checkpoint"), (data, "data folder"), (bn_data, "BN data folder")):
-        if p is not None and not p.exists():
-            raise FileNotFoundError(f"{what} {p} does not exist")
+    _check_evaluate_mode(mode, save_results)
+    _must_exist((supernet, "supernet checkpoint"), (data, "data folder"), (bn_data, "BN data folder"))
     a = load_arch(arch, SearchSpace.code())
 
     from tracking.checkpoint import load_supernet
@@ -411,6 +454,19 @@ def supernet_evaluate(
 
         write_results(save_results, scorer.predictions)
         res["results"] = str(save_results)
+    _echo_scores(res, as_json)
+
+
+def _check_evaluate_mode(mode: str, save_results: Path | None) -> None:
+    """--mode, and --save-results only where sequences are tracked."""
+    if mode not in ("pairs", "sequences"):
+        raise typer.BadParameter(f"--mode must be pairs or sequences, got {mode!r}")
+    if save_results is not None and mode != "sequences":
+        raise typer.BadParameter("--save-results needs --mode sequences (pairs mode tracks no sequence)")
+
+
+def _echo_scores(res: dict[str, Any], as_json: bool) -> None:
+    """One JSON object, or one ``key: value`` line per figure (floats to 4 decimals)."""
     if as_json:
         typer.echo(json.dumps(res))
         return
@@ -425,16 +481,14 @@ def supernet_tune_tracker(
     arch: str = typer.Option(None, "--arch", help="Architecture tracked while tuning (default LightTrack-Mobile)."),
     max_sequences: int = typer.Option(8, "--sequences", min=1, help="Sequences tracked per setting."),
     max_frames: int = typer.Option(40, "--frames", min=2, help="Frames per sequence."),
-    bn_batches: int = typer.Option(2, "--bn-batches", min=0, help="BN recalibration batches (0: none)."),
-    seed: int = typer.Option(0, "--seed"),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    bn_batches: BnBatchesOpt = 2,
+    seed: SeedOpt = 0,
+    as_json: JsonOpt = False,
     device: str = DeviceOpt,
 ) -> None:
     """Tune the tracker's size-update rate, window and scale penalty for this supernet (stored in it)."""
     device = device_option(device)
-    for p, what in ((supernet, "supernet checkpoint"), (data, "data folder")):
-        if not p.exists():
-            raise FileNotFoundError(f"{what} {p} does not exist")
+    _must_exist((supernet, "supernet checkpoint"), (data, "data folder"))
     from tracking.checkpoint import load_supernet, save_checkpoint
     from tracking.tune import tune_tracker
 
@@ -462,7 +516,7 @@ def supernet_convert(
     checkpoint: Path = typer.Argument(..., help="A checkpoint written by an earlier lutnas (format version 1)."),
     out: Path = typer.Option(None, "--out", help="Where to write the converted checkpoint (default: in place, "
                                                    "the original kept as CHECKPOINT.v1.bak)."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: JsonOpt = False,
 ) -> None:
     """One-time conversion of an old checkpoint to the current, weights-only format.
 
