@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -119,94 +119,145 @@ CLOCK_HELP = ("wall: latency as seen (default); cpu: process CPU time, robust to
               "shared machine (1 thread only)")
 
 
+# Options several commands share (each gives its own default): profile and transfer run a backend,
+# validate, calibrate and transfer measure subnets with a table's protocol.
+ThreadsOpt = Annotated[int, typer.Option("--threads", min=1, help="Intra-op threads.")]
+ProviderOpt = Annotated[str, typer.Option("--provider", help="onnxruntime execution provider.")]
+GraphOptOpt = Annotated[str, typer.Option(
+    "--graph-opt", help="Graph optimisation: disable|basic|extended|all.")]
+TableOpt = Annotated[str, typer.Option("--table")]
+NameOpt = Annotated[str | None, typer.Option("--name")]
+TableRepeatsOpt = Annotated[int | None, typer.Option(
+    "--repeats", min=1, help="Rounds over the subnets (default: the table's profiling rounds).")]
+TableRoundStatOpt = Annotated[str | None, typer.Option(
+    "--round-stat", help=ROUND_STAT_HELP + " Default: the table's.")]
+MinTimeOpt = Annotated[float, typer.Option("--min-time")]
+MaxTimeOpt = Annotated[float, typer.Option("--max-time")]
+JsonOpt = Annotated[bool, typer.Option("--json")]
+QuietOpt = Annotated[bool, typer.Option("--quiet")]
+
+# lutnas profile's own
+ProfileOutOpt = Annotated[str, typer.Option(
+    "--out", help="Table database: a SQLite file path or a database URL (optionally #NAME, as --name).")]
+ProfileBackendOpt = Annotated[str, typer.Option(
+    "--backend", help="Measurement backend: onnxruntime, litert (.tflite units, LiteRT interpreter; the "
+    "litert extra), or command (a device's own tool, run by --command).")]
+DelegateOpt = Annotated[str, typer.Option(
+    "--delegate", help="--backend litert: xnnpack (CPU), none (builtin kernels), gpu or external (a library "
+    "given by --delegate-library).")]
+DelegateLibraryOpt = Annotated[str | None, typer.Option(
+    "--delegate-library", help="--backend litert: the gpu or external delegate's shared library.")]
+ModelFormatOpt = Annotated[str, typer.Option(
+    "--model-format",
+    help="--backend command: what the command runs, onnx or tflite (LiteRT's benchmark_model).")]
+ProfilePrecisionOpt = Annotated[str, typer.Option(
+    "--precision", help="fp32, or int8: units quantized with onnxruntime's static QDQ quantization "
+    "(calibrated on synthetic crops).")]
+CommandOpt = Annotated[str | None, typer.Option(
+    "--command", help="--backend command: the command line that times one model, with {model}, {runs}, "
+    "{warmup}, {threads} (no shell).")]
+PatternOpt = Annotated[str | None, typer.Option(
+    "--pattern", help="--backend command: regex with one group matching each run's time in the command's "
+    "output (default: ort_runner's lines; benchmark_model: LiteRT benchmark_model's summary, with "
+    "--time-unit us).")]
+TimeUnitOpt = Annotated[str, typer.Option(
+    "--time-unit", help="--backend command: unit of the times: s, ms, us, ns.")]
+CommandRunsOpt = Annotated[int, typer.Option(
+    "--command-runs", min=1, help="--backend command: {runs} per model.")]
+DeviceNameOpt = Annotated[str | None, typer.Option(
+    "--device-name",
+    help="--backend command: device/runtime name keying the table (default: the program's name).")]
+UnitsOpt = Annotated[list[str], typer.Option(
+    "--units", help="'all' (every unit of the space) or architectures (repeatable).")]
+ProfileRoundsOpt = Annotated[int, typer.Option(
+    "--rounds", min=1, max=20, help="Measure every unit this many times, in a new order each round (robust "
+    "to a shared host's slow spells).")]
+WarmInputsOpt = Annotated[bool, typer.Option(
+    "--warm-inputs/--cold-inputs", help="Read each unit's input back into cache after the flush (as inside "
+    "the network); recorded in the table and reused by validate.")]
+AnchorsOpt = Annotated[int, typer.Option(
+    "--anchors", min=0, max=50, help="Whole subnets measured after the units and kept with the table, so "
+    "validate can tell how far the host's speed moved since (0: none; only with --units all).")]
+FrameOpt = Annotated[bool, typer.Option(
+    "--frame/--no-frame", help="Also time the tracker's per-frame crop, resize and post-processing on this "
+    "machine (frame_ms = latency + that; only with --units all).")]
+
+
 @profile_app.command("profile")
 def profile(
-    out: str = typer.Option(..., "--out", help="Table database: a SQLite file path or a database URL "
-                            "(optionally #NAME, as --name)."),
+    out: ProfileOutOpt,
     name: str | None = typer.Option(None, "--name", help="Table name (default: hardware label + runtime)."),
-    backend: str = typer.Option("onnxruntime", "--backend", help="Measurement backend: onnxruntime, litert "
-                                "(.tflite units, LiteRT interpreter; the litert extra), or command (a device's own "
-                                "tool, run by --command)."),
-    provider: str = typer.Option("CPUExecutionProvider", "--provider", help="onnxruntime execution provider."),
-    delegate: str = typer.Option("xnnpack", "--delegate", help="--backend litert: xnnpack (CPU), none (builtin "
-                                 "kernels), gpu or external (a library given by --delegate-library)."),
-    delegate_library: str | None = typer.Option(None, "--delegate-library", help="--backend litert: the gpu or "
-                                                "external delegate's shared library."),
-    model_format: str = typer.Option("onnx", "--model-format", help="--backend command: what the command runs, "
-                                     "onnx or tflite (LiteRT's benchmark_model)."),
-    threads: int = typer.Option(1, "--threads", min=1, help="Intra-op threads."),
-    graph_opt: str = typer.Option("all", "--graph-opt", help="Graph optimisation: disable|basic|extended|all."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, or int8: units quantized with onnxruntime's "
-                                  "static QDQ quantization (calibrated on synthetic crops)."),
-    command: str | None = typer.Option(None, "--command", help="--backend command: the command line that times "
-                                       "one model, with {model}, {runs}, {warmup}, {threads} (no shell)."),
-    pattern: str | None = typer.Option(None, "--pattern", help="--backend command: regex with one group matching "
-                                       "each run's time in the command's output (default: ort_runner's lines; "
-                                       "benchmark_model: LiteRT benchmark_model's summary, with --time-unit us)."),
-    time_unit: str = typer.Option("ms", "--time-unit", help="--backend command: unit of the times: s, ms, us, ns."),
-    command_runs: int = typer.Option(50, "--command-runs", min=1, help="--backend command: {runs} per model."),
-    device: str | None = typer.Option(None, "--device-name", help="--backend command: device/runtime name "
-                                      "keying the table (default: the program's name)."),
-    units: list[str] = typer.Option(["all"], "--units",
-                                    help="'all' (every unit of the space) or architectures (repeatable)."),
+    backend: ProfileBackendOpt = "onnxruntime",
+    provider: ProviderOpt = "CPUExecutionProvider",
+    delegate: DelegateOpt = "xnnpack",
+    delegate_library: DelegateLibraryOpt = None,
+    model_format: ModelFormatOpt = "onnx",
+    threads: ThreadsOpt = 1,
+    graph_opt: GraphOptOpt = "all",
+    precision: ProfilePrecisionOpt = "fp32",
+    command: CommandOpt = None,
+    pattern: PatternOpt = None,
+    time_unit: TimeUnitOpt = "ms",
+    command_runs: CommandRunsOpt = 50,
+    device: DeviceNameOpt = None,
+    units: UnitsOpt = ["all"],  # noqa: B006 (only read, never mutated)
     space: str = SpaceOpt,
     label: str | None = typer.Option(None, "--label", help="Hardware label stored with the table."),
     min_time: float = typer.Option(0.15, "--min-time", help="Minimum seconds of timed runs per unit."),
     max_time: float = typer.Option(0.5, "--max-time", help="Time cap per unit in seconds."),
-    rounds: int = typer.Option(5, "--rounds", min=1, max=20, help="Measure every unit this many times, in a new "
-                               "order each round (robust to a shared host's slow spells)."),
+    rounds: ProfileRoundsOpt = 5,
     round_stat: str = typer.Option("min", "--round-stat", help=ROUND_STAT_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of unit weights and inputs."),
     clock: str = typer.Option("wall", "--clock", help=CLOCK_HELP),
     flush: str = typer.Option("auto", "--flush", help=FLUSH_HELP),
-    warm_inputs: bool = typer.Option(False, "--warm-inputs/--cold-inputs",
-                                     help="Read each unit's input back into cache after the flush (as inside "
-                                     "the network); recorded in the table and reused by validate."),
-    anchors: int = typer.Option(6, "--anchors", min=0, max=50, help="Whole subnets measured after the units and "
-                                "kept with the table, so validate can tell how far the host's speed moved since "
-                                "(0: none; only with --units all)."),
-    frame: bool = typer.Option(True, "--frame/--no-frame", help="Also time the tracker's per-frame crop, "
-                               "resize and post-processing on this machine (frame_ms = latency + that; only "
-                               "with --units all)."),
+    warm_inputs: WarmInputsOpt = False,
+    anchors: AnchorsOpt = 6,
+    frame: FrameOpt = True,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Measure every unit of the space (or of the given architectures) into TABLE; resumable."""
     from latency_tables.profile import hardware_of_this_machine, profile_units
-    from latency_tables.store import LatencyStore
-    from latency_tables.units import all_units, units_of
-    from tracking.space import Architecture
 
     sp = _space(space)
-    if units == ["all"]:
-        todo = all_units(sp)
-    else:
-        todo = [u for text in units for u in units_of(Architecture.parse(text, sp), sp)]
-    _check_precision(precision)
+    todo = _resolve_units(units, sp)
     be = _profile_backend(backend, threads=threads, precision=precision, provider=provider, graph_opt=graph_opt,
                           delegate=delegate, delegate_library=delegate_library, command=command, pattern=pattern,
                           time_unit=time_unit, command_runs=command_runs, device=device, model_format=model_format)
-    location, name = _table_spec(out, name, "--out")
-    store = LatencyStore(location)
+    store, name = _store_spec(out, "--out", must_exist=False, name=name)
     with progress_bar("profile", not quiet) as progress:
         rep = profile_units(store, be, todo, name, hardware_of_this_machine(label),
                             _protocol(min_time, max_time, clock, _flush_bytes(flush), warm_inputs),
                             seed, progress=progress, rounds=rounds, round_stat=_round_stat(round_stat))
-    table = rep.table
-    if units == ["all"]:  # the whole-table records: anchor subnets, the tracker's frame cost
-        table = _table_records(store, table, be, sp, bool(rep.measured), anchors, frame,
-                               _table_protocol(table.runtime, min_time, max_time), rounds, _round_stat(round_stat),
-                               seed)
-    typer.echo(f"table {rep.table.name!r}: measured {len(rep.measured)} unit(s), skipped {len(rep.skipped)} "
-               f"already present; export {rep.export_s:.1f} s, measurement {rep.measure_s:.1f} s; "
-               f"per-run overhead {rep.table.overhead_ms:.4f} ms"
-               + (f"; {len(table.runtime['anchors']['archs'])} anchor subnets" if "anchors" in table.runtime else "")
-               + (_frame_note(table.runtime["frame"]) if "frame" in table.runtime else ""))
+    table = rep.table if units != ["all"] else _table_records(  # whole-table records: anchors, frame cost
+        store, rep, be, sp, anchors, frame, min_time, max_time, rounds, round_stat, seed)
+    typer.echo(_profile_summary(rep, table))
+
+
+def _resolve_units(units: list[str], sp: Any) -> list[Any]:
+    """``--units``: every unit of the space (``all``), or those of the architectures given."""
+    from latency_tables.units import all_units, units_of
+    from tracking.space import Architecture
+
+    if units == ["all"]:
+        return all_units(sp)
+    return [u for text in units for u in units_of(Architecture.parse(text, sp), sp)]
+
+
+def _profile_summary(rep: Any, table: Any) -> str:
+    """``lutnas profile``'s closing line: what was measured, how long it took, the whole-table records."""
+    return (f"table {rep.table.name!r}: measured {len(rep.measured)} unit(s), skipped {len(rep.skipped)} "
+            f"already present; export {rep.export_s:.1f} s, measurement {rep.measure_s:.1f} s; "
+            f"per-run overhead {rep.table.overhead_ms:.4f} ms"
+            + (f"; {len(table.runtime['anchors']['archs'])} anchor subnets" if "anchors" in table.runtime
+               else "")
+            + (_frame_note(table.runtime["frame"]) if "frame" in table.runtime else ""))
 
 
 def _profile_backend(backend: str, *, threads: int, precision: str, provider: str, graph_opt: str, delegate: str,
                      delegate_library: str | None, command: str | None, pattern: str | None, time_unit: str,
                      command_runs: int, device: str | None, model_format: str) -> Any:
     """The measurement backend ``lutnas profile --backend`` names, with the options that apply to it."""
+    _check_precision(precision)
     from profilers.backends import get_backend
 
     if backend == "onnxruntime":
@@ -227,10 +278,13 @@ def _profile_backend(backend: str, *, threads: int, precision: str, provider: st
     raise typer.BadParameter("use onnxruntime, litert or command", param_hint="--backend")
 
 
-def _table_records(store: Any, table: Any, be: Any, sp: Any, measured: bool, anchors: int, frame: bool,
-                   protocol: Any, rounds: int, round_stat: str, seed: int) -> Any:
+def _table_records(store: Any, rep: Any, be: Any, sp: Any, anchors: int, frame: bool, min_time: float,
+                   max_time: float, rounds: int, round_stat: str, seed: int) -> Any:
     """Measure the anchor subnets and the tracker's per-frame cost when asked and missing (or the
-    units were just (re)measured); returns the table with them."""
+    units were just (re)measured), with the protocol the table was profiled with; returns the table with
+    them."""
+    table, measured = rep.table, bool(rep.measured)
+    protocol, round_stat = _table_protocol(table.runtime, min_time, max_time), _round_stat(round_stat)
     if anchors and (measured or "anchors" not in table.runtime):
         from latency_tables.anchors import measure_table_anchors
 
@@ -282,10 +336,10 @@ def predict(
 
 @latency_app.command("fastest")
 def fastest(
-    table: str = typer.Option(..., "--table"),
-    name: str | None = typer.Option(None, "--name"),
+    table: TableOpt,
+    name: NameOpt = None,
     space: str = SpaceOpt,
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: JsonOpt = False,
 ) -> None:
     """The minimum predicted latency reachable in the space, and an architecture reaching it."""
     from latency_tables.predict import LatencyPredictor
@@ -309,29 +363,35 @@ def _open(table: str, name: str | None = None) -> tuple[Any, str | None]:
     return LatencyStore(location, create=False), name
 
 
+ProbesOpt = Annotated[int, typer.Option(
+    "--probes", min=0, help="Table units re-measured between the subnets to measure host drift since "
+    "profiling (0: none).")]
+NormaliseOpt = Annotated[bool, typer.Option(
+    "--normalise/--as-profiled", help="Scale predictions by the probes' host speed when they agree it "
+    "changed (default: compare the table as profiled; the scaled figures are reported as drift_* either "
+    "way).")]
+FramesOpt = Annotated[int, typer.Option(
+    "--frames", min=0, max=100, help="Subnets run in the whole tracking loop (crop, network, "
+    "post-processing) to check frame_ms, where the table has a pre/post-processing record (0: none).")]
+
+
 @latency_app.command("validate")
 def validate(
-    table: str = typer.Option(..., "--table"),
-    name: str | None = typer.Option(None, "--name"),
+    table: TableOpt,
+    name: NameOpt = None,
     samples: int = typer.Option(20, "--samples", min=2, help="Random subnets to measure end to end."),
     seed: int = typer.Option(0, "--seed"),
     space: str = SpaceOpt,
-    repeats: int | None = typer.Option(None, "--repeats", min=1, help="Rounds over the subnets (default: the "
-                                       "table's profiling rounds)."),
-    round_stat: str | None = typer.Option(None, "--round-stat", help=ROUND_STAT_HELP + " Default: the table's."),
+    repeats: TableRepeatsOpt = None,
+    round_stat: TableRoundStatOpt = None,
     noise_runs: int = typer.Option(5, "--noise-runs", min=0, help="Repeated runs of one model for the noise floor."),
-    probes: int = typer.Option(12, "--probes", min=0, help="Table units re-measured between the subnets to "
-                               "measure host drift since profiling (0: none)."),
-    normalise: bool = typer.Option(False, "--normalise/--as-profiled", help="Scale predictions by the probes' "
-                                   "host speed when they agree it changed (default: compare the table as profiled; "
-                                   "the scaled figures are reported as drift_* either way)."),
-    frames: int = typer.Option(5, "--frames", min=0, max=100, help="Subnets run in the whole tracking loop "
-                               "(crop, network, post-processing) to check frame_ms, where the table has a "
-                               "pre/post-processing record (0: none)."),
-    min_time: float = typer.Option(0.15, "--min-time"),
-    max_time: float = typer.Option(0.5, "--max-time"),
-    as_json: bool = typer.Option(False, "--json"),
-    quiet: bool = typer.Option(False, "--quiet"),
+    probes: ProbesOpt = 12,
+    normalise: NormaliseOpt = False,
+    frames: FramesOpt = 5,
+    min_time: MinTimeOpt = 0.15,
+    max_time: MaxTimeOpt = 0.5,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Measure sampled subnets end to end with the table's runtime settings and compare (p50, and
     p90/p99 where the table keeps them); frame_ms against the whole tracking loop."""
@@ -426,21 +486,20 @@ def _class_lines(by_class: dict[str, Any]) -> list[str]:
 
 @latency_app.command("calibrate")
 def calibrate(
-    table: str = typer.Option(..., "--table"),
-    name: str | None = typer.Option(None, "--name"),
+    table: TableOpt,
+    name: NameOpt = None,
     samples: int = typer.Option(10, "--samples", min=2),
     seed: int = typer.Option(1000, "--seed", help="Seed of the calibration subnets (use another for validate)."),
     space: str = SpaceOpt,
     method: str = typer.Option("scale", "--method", help="scale (robust ratio), linear (Huber) or ols."),
     features: list[str] = typer.Option(["raw_ms"], "--feature",
                                        help="linear/ols: raw_ms, n_blocks, n_head_layers (repeatable)."),
-    repeats: int | None = typer.Option(None, "--repeats", min=1, help="Rounds over the subnets (default: the "
-                                       "table's profiling rounds)."),
-    round_stat: str | None = typer.Option(None, "--round-stat", help=ROUND_STAT_HELP + " Default: the table's."),
-    min_time: float = typer.Option(0.15, "--min-time"),
-    max_time: float = typer.Option(0.5, "--max-time"),
+    repeats: TableRepeatsOpt = None,
+    round_stat: TableRoundStatOpt = None,
+    min_time: MinTimeOpt = 0.15,
+    max_time: MaxTimeOpt = 0.5,
     clear: bool = typer.Option(False, "--clear", help="Remove the table's calibration instead."),
-    quiet: bool = typer.Option(False, "--quiet"),
+    quiet: QuietOpt = False,
 ) -> None:
     """Fit a linear correction on measured subnets and store it with the table."""
     import tempfile
@@ -477,9 +536,9 @@ def calibrate(
 
 @latency_app.command("export")
 def export(
-    table: str = typer.Option(..., "--table"),
+    table: TableOpt,
     out: Path = typer.Option(..., "--out", help="FILE.csv or FILE.parquet"),
-    name: str | None = typer.Option(None, "--name"),
+    name: NameOpt = None,
 ) -> None:
     """Write a table to CSV or Parquet."""
     store, name = _open(table, name)
@@ -505,7 +564,7 @@ def import_(
 
 
 @latency_app.command("tables")
-def tables(table: str = typer.Option(..., "--table"), as_json: bool = typer.Option(False, "--json")) -> None:
+def tables(table: TableOpt, as_json: JsonOpt = False) -> None:
     """List the tables of a database."""
     store, _ = _open(table)
     rows = [{"name": t.name, "entries": len(store.keys(t.id)), "runtime": t.runtime, "hardware": t.hardware,
@@ -519,59 +578,54 @@ def tables(table: str = typer.Option(..., "--table"), as_json: bool = typer.Opti
                        f"{' (calibrated)' if r['calibrated'] else ''}")
 
 
-def _store_spec(spec: str, option: str, must_exist: bool = True) -> tuple[Any, str | None]:
-    """``PATH_OR_URL[#NAME]`` -> (store, name or None)."""
+def _store_spec(spec: str, option: str, must_exist: bool = True,
+                name: str | None = None) -> tuple[Any, str | None]:
+    """``PATH_OR_URL[#NAME]`` -> (store, name or None); ``name``: a --name given beside it."""
     from latency_tables.store import LatencyStore
 
-    location, tname = _table_spec(spec, None, option)
+    location, tname = _table_spec(spec, name, option)
     if must_exist and "://" not in location and not Path(location).is_file():
         raise FileNotFoundError(f"{option} {location}: no such table database")
     return LatencyStore(location, create=not must_exist), (tname or None)
 
 
+FromOpt = Annotated[str, typer.Option(
+    "--from", help="The known device's full table: SQLite path or URL, optionally #NAME.")]
+TransferBackendOpt = Annotated[str, typer.Option(
+    "--backend", help="This device's backend: onnxruntime, litert (--provider: its delegate, xnnpack by "
+    "default) or torch.")]
+TransferRoundsOpt = Annotated[int, typer.Option(
+    "--rounds", min=1, max=20, help="Rounds over the subnets (fastest kept); 1 is enough on a quiet device, "
+    "more on a shared one (each round costs K subnets again).")]
+
+
 @latency_app.command("transfer")
 def transfer(
-    source: str = typer.Option(..., "--from", help="The known device's full table: SQLite path or URL, "
-                               "optionally #NAME."),
+    source: FromOpt,
     out: str = typer.Option(..., "--out", help="Database for the new table (created if absent), optionally #NAME."),
     measure_k: int = typer.Option(20, "--measure", min=2, max=1000, help="Whole subnets to measure on this device."),
-    backend: str = typer.Option("onnxruntime", "--backend", help="This device's backend: onnxruntime, litert "
-                                "(--provider: its delegate, xnnpack by default) or torch."),
-    provider: str = typer.Option("CPUExecutionProvider", "--provider", help="onnxruntime execution provider."),
-    threads: int = typer.Option(1, "--threads", min=1, help="Intra-op threads."),
-    graph_opt: str = typer.Option("all", "--graph-opt", help="Graph optimisation: disable|basic|extended|all."),
+    backend: TransferBackendOpt = "onnxruntime",
+    provider: ProviderOpt = "CPUExecutionProvider",
+    threads: ThreadsOpt = 1,
+    graph_opt: GraphOptOpt = "all",
     precision: str = typer.Option("fp32", "--precision", help="fp32 or int8 (subnets quantized as for int8 tables)."),
-    rounds: int = typer.Option(1, "--rounds", min=1, max=20, help="Rounds over the subnets (fastest kept); 1 is "
-                               "enough on a quiet device, more on a shared one (each round costs K subnets again)."),
+    rounds: TransferRoundsOpt = 1,
     seed: int = typer.Option(2000, "--seed", help="Seed of the sampled subnets."),
     label: str | None = typer.Option(None, "--label", help="Hardware label stored with the new table."),
     space: str = SpaceOpt,
-    min_time: float = typer.Option(0.15, "--min-time"),
-    max_time: float = typer.Option(0.5, "--max-time"),
-    quiet: bool = typer.Option(False, "--quiet"),
+    min_time: MinTimeOpt = 0.15,
+    max_time: MaxTimeOpt = 0.5,
+    quiet: QuietOpt = False,
 ) -> None:
     """A table for this device from another device's full table plus --measure whole subnets measured
     here (per-group scale factors; docs/latency.md, "Transfer")."""
     from latency_tables.profile import hardware_of_this_machine
     from latency_tables.transfer import transfer_table
-    from profilers.backends import get_backend
 
     sp = _space(space)
     src_store, src_name = _store_spec(source, "--from")
     dst_store, dst_name = _store_spec(out, "--out", must_exist=False)
-    _check_precision(precision)
-    if backend == "onnxruntime":
-        be = get_backend(backend, provider=provider, threads=threads, graph_optimization=graph_opt,
-                         precision=precision)
-    elif backend == "litert":
-        be = get_backend("litert", delegate="xnnpack" if provider == "CPUExecutionProvider" else provider,
-                         threads=threads, precision=precision)
-    elif backend == "torch":
-        if precision != "fp32":
-            raise typer.BadParameter("the torch backend runs fp32 only", param_hint="--precision")
-        be = get_backend("torch", threads=threads)
-    else:
-        raise typer.BadParameter("use onnxruntime, litert or torch", param_hint="--backend")
+    be = _transfer_backend(backend, provider, threads, graph_opt, precision)
     src_info = src_store.find(src_name)
     protocol = _table_protocol(src_info.runtime, min_time, max_time)  # the source's protocol: comparable
     with progress_bar("transfer", not quiet) as progress:
@@ -582,3 +636,21 @@ def transfer(
     typer.echo(f"table {rep.table.name!r} from {src_info.name!r}: {f.n} subnets measured in {rep.measure_s:.1f} s; "
                f"scales {scales} (common {f.common_scale:.3f}, ridge {f.ridge:g}); leave-one-out within 10% "
                f"{f.loo['within_10']:.0%}, RMSPE {f.loo['rmspe']:.1%}, Spearman {f.loo['spearman']:.3f}")
+
+
+def _transfer_backend(backend: str, provider: str, threads: int, graph_opt: str, precision: str) -> Any:
+    """This device's backend for ``latency transfer`` (litert: --provider names the delegate)."""
+    _check_precision(precision)
+    from profilers.backends import get_backend
+
+    if backend == "onnxruntime":
+        return get_backend(backend, provider=provider, threads=threads, graph_optimization=graph_opt,
+                           precision=precision)
+    if backend == "litert":
+        return get_backend("litert", delegate="xnnpack" if provider == "CPUExecutionProvider" else provider,
+                           threads=threads, precision=precision)
+    if backend == "torch":
+        if precision != "fp32":
+            raise typer.BadParameter("the torch backend runs fp32 only", param_hint="--precision")
+        return get_backend("torch", threads=threads)
+    raise typer.BadParameter("use onnxruntime, litert or torch", param_hint="--backend")
