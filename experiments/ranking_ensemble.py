@@ -5,7 +5,8 @@ Each input is a ``bench_ranking.py`` JSON with the same architectures and the sa
 (``--truth-from``); the supernets differ (seed, ``--supernet-iters``). For one protocol the
 ensemble's score of an architecture is the mean over the supernets of its z-scored score (each
 supernet's scores standardised over the architectures first, so a longer-trained supernet's higher
-level does not outweigh the others). Prints, for each supernet and for the ensemble, Kendall tau-b
+level does not outweigh the others), and also the plain mean of the scores, which is what the search
+scores with. Prints, for each supernet and for the ensemble, Kendall tau-b
 and Spearman rho against the truth with seeded bootstrap 90% intervals (``bench_ranking``'s), the
 top-5 check, and the members' agreement with each other. Writes
 experiments/results/ranking_ensemble/DATE.{json,txt}; a member is named by its file's variant label
@@ -86,6 +87,12 @@ def main() -> None:
     agr, top = rank_agreement(truth, ens, args.seed), top_k_overlap(truth, ens, 5)
     lines.append(fmt(f"ensemble (mean z-score of {len(scores)})", agr, top))
     out["ensemble"] = {"agreement": agr, "top5": top, "score": ens.tolist()}
+    # the rule `lutnas search run --supernet A --supernet B` scores with (search.evaluators.EnsembleAccuracy):
+    # the plain mean, which needs no set of architectures to standardise over
+    mean = np.mean(scores, axis=0)
+    agr, top = rank_agreement(truth, mean, args.seed), top_k_overlap(truth, mean, 5)
+    lines.append(fmt(f"ensemble (mean score of {len(scores)}, the search's)", agr, top))
+    out["ensemble_mean"] = {"agreement": agr, "top5": top, "score": mean.tolist()}
     lines.append("members against each other (Kendall tau-b):")
     from scipy.stats import kendalltau
 

@@ -77,7 +77,9 @@ def _config(**kwargs: Any) -> Any:
 
 @search_app.command("run")
 def run(
-    supernet: Path = typer.Option(..., "--supernet", help="Supernet checkpoint (.pt)."),
+    supernet: list[Path] = typer.Option(..., "--supernet", help="Supernet checkpoint (.pt); repeat for an "
+                                        "ensemble: each candidate scores the mean of the supernets' scores "
+                                        "(ranks closer to stand-alone training, docs/validation.md)."),
     data: Path = typer.Option(..., "--data", help="Validation data directory (GOT-10k layout)."),
     table: list[str] = typer.Option(..., "--table", help="Latency table: SQLite file or URL, "
                                     "optionally #NAME; repeat for several targets."),
@@ -119,6 +121,8 @@ def run(
     ray = (workers, ray_address, threads_per_worker) if workers > 1 or ray_address is not None else None
     accuracy, executor = _scorer(cfg, supernet, data, mode, {"n_pairs": pairs, "bn_batches": bn_batches,
                                                              "runtime": scoring_runtime}, device, ray)
+    if len(supernet) > 1:
+        typer.echo(f"scoring with an ensemble of {len(supernet)} supernets (the mean of their scores)")
     try:
         result = _run_with_progress(cfg, accuracy, tables, state, state_path, executor)
     finally:
@@ -127,7 +131,7 @@ def run(
     _report_run(result, cfg, tables, out)
 
 
-def _checked_inputs(supernet: Path, data: Path, table: list[str], budget_ms: float | None, pareto: bool,
+def _checked_inputs(supernet: list[Path], data: Path, table: list[str], budget_ms: float | None, pareto: bool,
                     target: str | None, latency_stat: str, max_mflops: float | None, max_mparams: float | None,
                     population: int, generations: int, seed: int, mode: str, predictor: bool, space: str,
                     device: str, scoring_runtime: str = "torch") -> tuple[Any, dict[str, Any], str]:
@@ -150,8 +154,11 @@ def _checked_inputs(supernet: Path, data: Path, table: list[str], budget_ms: flo
                   max_mflops=max_mflops, max_mparams=max_mparams, population=population,
                   generations=generations, seed=seed, predictor=predictor, space=space,
                   parents=min(10, population), batch_size=8)
-    if not supernet.is_file():
-        raise FileNotFoundError(f"--supernet {str(supernet)!r}: no such file")
+    for path in supernet:
+        if not path.is_file():
+            raise FileNotFoundError(f"--supernet {str(path)!r}: no such file")
+    if len({p.resolve() for p in supernet}) < len(supernet):
+        raise typer.BadParameter("--supernet: the same checkpoint given twice")
     if not data.is_dir():
         raise FileNotFoundError(f"--data {str(data)!r}: no such directory")
     tables = load_tables(table, cfg.search_space(), latency_stat)
@@ -169,20 +176,23 @@ def _resume_state(state_path: Path) -> dict[str, Any]:
     return loads(state_path.read_text())
 
 
-def _scorer(cfg: Any, supernet: Path, data: Path, mode: str, scoring: dict[str, Any], device: str,
+def _scorer(cfg: Any, supernet: list[Path], data: Path, mode: str, scoring: dict[str, Any], device: str,
             ray: tuple[int, str | None, int] | None) -> tuple[Any, Any]:
-    """The supernet scorer in this process, or a pool of Ray actors (``ray``: workers, address,
-    threads per worker) with the executor whose batches are where a stop lands. ``scoring``:
-    ValidationScorer settings (n_pairs, bn_batches, runtime)."""
-    from search.evaluators import SupernetAccuracy
+    """The supernet scorer (several supernets: their ensemble) in this process, or a pool of Ray
+    actors (``ray``: workers, address, threads per worker) with the executor whose batches are where
+    a stop lands. ``scoring``: ValidationScorer settings (n_pairs, bn_batches, runtime)."""
+    from search.evaluators import supernet_accuracy
 
     if ray is not None:
         from tracking.checkpoint import load_supernet
 
-        net_space = load_supernet(str(supernet))[0].space  # the actors load the scorer, not the driver
+        spaces = {load_supernet(str(p))[0].space for p in supernet}  # the actors load the scorer, not the driver
+        if len(spaces) > 1:
+            raise ValueError("the ensemble's supernets were trained on different search spaces")
+        net_space = spaces.pop()
     else:
-        accuracy: Any = SupernetAccuracy.from_checkpoint(str(supernet), str(data), mode=mode, device=device,
-                                                         **scoring)
+        accuracy: Any = supernet_accuracy([str(p) for p in supernet], str(data), mode=mode, device=device,
+                                          **scoring)
         net_space = accuracy.scorer.supernet.space
     if not set(cfg.search_space().output_stages) <= set(net_space.output_stages):
         raise ValueError(f"the supernet was trained for output stages {list(net_space.output_stages)}; "
@@ -193,7 +203,7 @@ def _scorer(cfg: Any, supernet: Path, data: Path, mode: str, scoring: dict[str, 
     from search.ray_pool import ScorerSpec, open_pool
 
     workers, address, threads = ray
-    spec = ScorerSpec(str(supernet), str(data), mode, scoring)
+    spec = ScorerSpec(str(supernet[0]), str(data), mode, scoring, tuple(str(p) for p in supernet[1:]))
     accuracy = open_pool(spec, workers, address, threads=threads, device=device)
     typer.echo(f"scoring on {workers} Ray actor{'s' if workers > 1 else ''} "
                f"({'one GPU' if accuracy.use_gpu else f'{threads} CPU thread(s)'} each)")

@@ -66,6 +66,7 @@ class ScorerSpec:
     data_dir: str
     mode: str = "pairs"
     scorer_kwargs: dict[str, Any] = field(default_factory=dict)
+    ensemble: tuple[str, ...] = ()  # further supernets: each actor scores with the mean of them all
 
 
 class _ScorerActor:
@@ -75,10 +76,10 @@ class _ScorerActor:
         import torch
 
         torch.set_num_threads(threads)
-        from search.evaluators import SupernetAccuracy
+        from search.evaluators import supernet_accuracy
 
-        self.accuracy = SupernetAccuracy.from_checkpoint(spec.supernet_path, spec.data_dir, mode=spec.mode,
-                                                         device=device, **spec.scorer_kwargs)
+        self.accuracy = supernet_accuracy([spec.supernet_path, *spec.ensemble], spec.data_dir, mode=spec.mode,
+                                          device=device, **spec.scorer_kwargs)
 
     def ready(self) -> int:
         return os.getpid()

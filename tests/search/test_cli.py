@@ -157,3 +157,45 @@ def test_sequences_mode_on_onnxruntime(capsys, files, tmp_path, space):
     assert e.value.code == 0, capsys.readouterr().err
     archs = json.loads((out / "ranked.json").read_text())["architectures"]
     assert len(archs) >= 4 and all(0 <= a["score"] <= 1 for a in archs)
+
+
+@pytest.mark.slow
+def test_an_ensemble_of_supernets_scores_the_mean_of_its_members(capsys, tmp_path, space):
+    """``--supernet A --supernet B``: every candidate's score is the mean of A's and B's scores of it
+    (each scored alone with the same settings), its standard error the members' combined."""
+    import json
+    import math
+
+    import torch
+
+    from search.evaluators import SupernetAccuracy
+    from tracking.checkpoint import save_checkpoint
+    from tracking.data.synth import generate_synthetic
+    from tracking.space import Architecture
+    from tracking.supernet import Supernet
+
+    torch.set_num_threads(1)
+    ckpts = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        ckpts.append(str(save_checkpoint(tmp_path / f"net{seed}.pt", Supernet(space), {"note": f"seed {seed}"})))
+    data = generate_synthetic(tmp_path / "val", sequences=2, frames=6, seed=0, progress=False)
+    table = write_store(tmp_path / "t.sqlite", {"cpu": synthetic_unit_ms(space, 1.0, 1)})
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as e:
+        main(["search", "run", "--supernet", ckpts[0], "--supernet", ckpts[1], "--data", str(data), "--table", table,
+              "--pareto", "--population", "4", "--generations", "1", "--pairs", "4", "--bn-batches", "1",
+              "--out", str(out)])
+    assert e.value.code == 0, capsys.readouterr().err
+    assert "ensemble of 2 supernets" in capsys.readouterr().out
+    rows = json.loads((out / "ranked.json").read_text())["architectures"]
+    archs = [Architecture.parse(r["arch"], space) for r in rows]
+    members = [SupernetAccuracy.from_checkpoint(c, str(data), n_pairs=4, bn_batches=1).evaluate(archs) for c in ckpts]
+    assert any(a.value != b.value for a, b in zip(*members, strict=True))  # two different scorers
+    for r, a, b in zip(rows, *members, strict=True):
+        assert r["score"] == pytest.approx((a.value + b.value) / 2, abs=1e-9)
+        assert r["score_se"] == pytest.approx(math.hypot(a.se, b.se) / 2, abs=1e-9)
+
+    code, err = run_cli(capsys, ["--supernet", ckpts[0], "--supernet", ckpts[0], "--data", str(data),
+                                 "--table", table, "--pareto", "--out", str(out)])
+    assert code == 2 and len(err.splitlines()) == 1 and "the same checkpoint given twice" in err, err
