@@ -249,8 +249,19 @@ def _profile_summary(rep: Any, table: Any) -> str:
             f"already present; export {rep.export_s:.1f} s, measurement {rep.measure_s:.1f} s; "
             f"per-run overhead {rep.table.overhead_ms:.4f} ms"
             + (f"; {len(table.runtime['anchors']['archs'])} anchor subnets" if "anchors" in table.runtime
-               else "")
+               else "") + _anchor_scale_note(table.calibration)
             + (_frame_note(table.runtime["frame"]) if "frame" in table.runtime else ""))
+
+
+def _anchor_scale_note(calibration: dict[str, Any] | None) -> str:
+    """How the anchors calibrated the table (``latency_tables.anchors.anchor_calibration``): the scale
+    whole graphs ran at against the unit sums; a user's own calibration is named as kept."""
+    if not calibration:
+        return ""
+    if calibration.get("source") != "anchors":
+        return "; your calibration kept"
+    scale = float(calibration["coef"]["raw_ms"])
+    return f"; anchor scale {scale:.3f} (whole graphs ran {abs(scale - 1):.1%} {'slower' if scale >= 1 else 'faster'} than their units' sum)"
 
 
 def _profile_backend(backend: str, *, threads: int, precision: str, provider: str, graph_opt: str, delegate: str,

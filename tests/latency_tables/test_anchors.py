@@ -73,11 +73,12 @@ def test_profile_calibrates_the_table_on_its_anchors(profiled_table) -> None:
     measured / predicted, fitted when they were measured, and a user's calibration is kept."""
     from latency_tables.anchors import anchor_calibration
 
-    db, _ = profiled_table
+    db, printed = profiled_table
     info = LatencyStore(db).find()
     rec, calib = info.runtime["anchors"], info.calibration
     ratio = np.median(np.array(rec["measured_ms"]) / np.array(rec["predicted_ms"]))
     assert calib["source"] == "anchors" and calib["n"] == 3
+    assert f"anchor scale {calib['coef']['raw_ms']:.3f}" in " ".join(printed.split())  # the closing line says it
     assert calib["coef"]["raw_ms"] == pytest.approx(ratio, rel=1e-6)
     raw = LatencyPredictor.from_store(LatencyStore(db), info.name, calibrated=False)
     archs = [Architecture.parse(a, raw.space) for a in rec["archs"]]
