@@ -236,12 +236,13 @@ _SPACES = {(2, 3): "paper", (1, 2, 3): "code"}
 def _supernet_row(s: Supernet) -> list[str]:
     stages = tuple(s.space.get("output_stages") or ()) if isinstance(s.space, dict) else ()
     created = s.created_at.strftime("%Y-%m-%d %H:%M") if s.created_at else "-"
-    return [str(s.id), s.name, _SPACES.get(stages, "-"), created]
+    members = "ensemble of " + ", ".join(map(str, s.members)) if s.members else "-"
+    return [str(s.id), s.name, _SPACES.get(stages, "-"), members, created]
 
 
 def _supernets_table(items: list[Supernet], title: str) -> Table:
     t = Table(title=title)
-    for col in ("id", "name", "space", "created (UTC)"):
+    for col in ("id", "name", "space", "members", "created (UTC)"):
         t.add_column(col)
     for s in items:
         t.add_row(*_supernet_row(s))
@@ -273,6 +274,29 @@ def supernets_register(
             sn = c.supernets.register(name, str(checkpoint), str(data), exist_ok=exist_ok)
         else:
             sn = c.supernets.upload(name, checkpoint, data, exist_ok=exist_ok)
+    if as_json:
+        _echo_json(sn.model_dump(mode="json"))
+        return
+    _console().print(_supernets_table([sn], f"supernet {sn.id}"))
+    typer.echo(f"next: lutnas search submit --supernet {sn.id} --hardware HARDWARE_ID")
+
+
+@supernets_app.command("ensemble")
+@remote
+def supernets_ensemble(
+    name: Annotated[str, typer.Argument(help="A name for the ensemble, e.g. uniform-1800-x3.")],
+    members: Annotated[list[int], typer.Argument(help="The team's supernet ids to average (two or more; the "
+                                                 "first lends its weights to exports and its data to scoring).")],
+    exist_ok: Annotated[
+        bool, typer.Option("--exist-ok", help="If the team has a supernet of this name, show it instead.")
+    ] = False,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register an ensemble of supernets: a search on it ranks with the mean of their scores."""
+    with connect(server, api_key) as c:
+        sn = c.supernets.ensemble(name, members, exist_ok=exist_ok)
     if as_json:
         _echo_json(sn.model_dump(mode="json"))
         return

@@ -128,6 +128,7 @@ class Supernet(APIModel):
     id: int
     name: str
     space: dict[str, Any] | str | None = None  # the supernet's search space (as the server describes it)
+    members: list[int] | None = None  # an ensemble's supernets (a search on it ranks with their mean score)
     created_at: datetime | None = None
 
 

@@ -162,6 +162,15 @@ class Supernets(Resource):
         body = {"name": name, "checkpoint_path": str(checkpoint_path), "data_path": str(data_path)}
         return Supernet.model_validate(self._t.json("POST", "/v1/supernets", json=body))
 
+    def ensemble(self, name: str, members: Sequence[int], exist_ok: bool = False) -> Supernet:
+        """Register an ensemble of the team's supernets (ids; the first lends its weights to exports
+        and its validation data to every member): a search on it ranks candidates with the mean of
+        the members' scores. ``exist_ok=True`` returns the team's supernet of that name if there is one."""
+        if exist_ok and (found := self.find(name)) is not None:
+            return found
+        body = {"name": name, "members": [int(m) for m in members]}
+        return Supernet.model_validate(self._t.json("POST", "/v1/supernets/ensembles", json=body))
+
     def find(self, name: str) -> Supernet | None:
         """The team's first supernet called ``name`` (names need not be unique), or None."""
         return next((s for s in self.list(page_size=200) if s.name == name), None)

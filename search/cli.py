@@ -78,8 +78,7 @@ def _config(**kwargs: Any) -> Any:
 @search_app.command("run")
 def run(
     supernet: list[Path] = typer.Option(..., "--supernet", help="Supernet checkpoint (.pt); repeat for an "
-                                        "ensemble: each candidate scores the mean of the supernets' scores "
-                                        "(ranks closer to stand-alone training, docs/validation.md)."),
+                                        "ensemble (candidates score the mean of the supernets' scores)."),
     data: Path = typer.Option(..., "--data", help="Validation data directory (GOT-10k layout)."),
     table: list[str] = typer.Option(..., "--table", help="Latency table: SQLite file or URL, "
                                     "optionally #NAME; repeat for several targets."),
@@ -115,16 +114,13 @@ def run(
     cfg, tables, device = _checked_inputs(supernet, data, table, budget_ms, pareto, target, latency_stat, max_mflops,
                                           max_mparams, population, generations, seed, mode, predictor,
                                           space_name_of(space_name, code_space), device, scoring_runtime)
-    state_path = out / "state.json"
-    state = _resume_state(state_path) if resume else None
+    state = _resume_state(out / "state.json") if resume else None
     out.mkdir(parents=True, exist_ok=True)
     ray = (workers, ray_address, threads_per_worker) if workers > 1 or ray_address is not None else None
     accuracy, executor = _scorer(cfg, supernet, data, mode, {"n_pairs": pairs, "bn_batches": bn_batches,
                                                              "runtime": scoring_runtime}, device, ray)
-    if len(supernet) > 1:
-        typer.echo(f"scoring with an ensemble of {len(supernet)} supernets (the mean of their scores)")
     try:
-        result = _run_with_progress(cfg, accuracy, tables, state, state_path, executor)
+        result = _run_with_progress(cfg, accuracy, tables, state, out / "state.json", executor)
     finally:
         if ray is not None:
             accuracy.close()
@@ -194,6 +190,8 @@ def _scorer(cfg: Any, supernet: list[Path], data: Path, mode: str, scoring: dict
         accuracy: Any = supernet_accuracy([str(p) for p in supernet], str(data), mode=mode, device=device,
                                           **scoring)
         net_space = accuracy.scorer.supernet.space
+    if len(supernet) > 1:
+        typer.echo(f"scoring with an ensemble of {len(supernet)} supernets (the mean of their scores)")
     if not set(cfg.search_space().output_stages) <= set(net_space.output_stages):
         raise ValueError(f"the supernet was trained for output stages {list(net_space.output_stages)}; "
                          f"use --space paper")

@@ -112,6 +112,7 @@ _LINKS = {
     "register_hardware": ("201", "hardware_id", ["get_hardware", "create_agent_token", "list_latency_entries",
                                                  "get_coverage", "export_latency_table", "predict_latency"]),
     "register_supernet": ("201", "supernet_id", ["get_supernet"]),
+    "register_supernet_ensemble": ("201", "supernet_id", ["get_supernet"]),
     "submit_search": ("202", "search_id", ["get_search", "cancel_search", "list_results", "get_search_pareto"]),
 }
 

@@ -160,6 +160,9 @@ class Supernet(Base):
     checkpoint_path: Mapped[str] = mapped_column(Text)
     data_path: Mapped[str] = mapped_column(Text)
     space: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # an ensemble: the ids of the team's supernets it averages (checkpoint_path and data_path are its
+    # first member's: the weights an export inherits, the data every member scores on); None: one supernet
+    members: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -307,10 +307,20 @@ class SupernetCreate(Strict):
     data_path: str = Field(min_length=1, max_length=4096, pattern=NO_CONTROL)
 
 
+class SupernetEnsembleCreate(Strict):
+    name: Name
+    members: list[Id] = Field(min_length=2, max_length=8, description=(
+        "the team's supernets to average, first the one whose weights an export inherits and whose validation "
+        "data every member scores on; they must share a search space"))
+
+
 class SupernetOut(BaseModel):
     id: int
     name: str
     space: dict[str, Any]
+    members: list[int] | None = Field(None, description=(
+        "for an ensemble, the supernets whose mean score a search on it ranks with (docs/validation.md); "
+        "null for one supernet"))
     created_at: dt.datetime
 
 

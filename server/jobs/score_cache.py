@@ -31,24 +31,35 @@ class DbCachedAccuracy:
         self.hits = 0
         self.scored = 0
 
+    def _checkpoints(self) -> list[str]:
+        """The checkpoints that score: the supernet's, or an ensemble's members' (first: its own data's)."""
+        if not self.supernet.members:
+            return [self.supernet.checkpoint_path]
+        with self.factory() as session:
+            rows = {m.id: m for m in session.scalars(select(Supernet).where(Supernet.id.in_(self.supernet.members)))}
+        missing = [i for i in self.supernet.members if i not in rows]
+        if missing:
+            raise ValueError(f"the ensemble's member supernet {missing[0]} was deleted")
+        return [rows[i].checkpoint_path for i in self.supernet.members]
+
     def _base(self) -> Any:
         if self._scorer is None:
-            from search.evaluators import SupernetAccuracy
+            from search.evaluators import supernet_accuracy
 
             s = self.settings
             kwargs = {"n_pairs": s.scorer_pairs, "bn_batches": s.scorer_bn_batches,
                       "bn_batch_size": s.scorer_bn_batch_size, "max_sequences": s.scorer_max_sequences,
                       "max_frames": s.scorer_max_frames, "runtime": s.scorer_runtime}
+            device = "cpu" if s.scorer_runtime == "onnx" else s.device
+            first, *rest = self._checkpoints()
             if s.ray_address or s.eval_workers > 1:  # actors score; this cache and the DB stay here
                 from search.ray_pool import ScorerSpec, open_pool
 
-                spec = ScorerSpec(self.supernet.checkpoint_path, self.supernet.data_path, self.mode, kwargs)
-                self._scorer = open_pool(spec, s.eval_workers, s.ray_address, threads=s.eval_threads,
-                                         device="cpu" if s.scorer_runtime == "onnx" else s.device)
+                spec = ScorerSpec(first, self.supernet.data_path, self.mode, kwargs, tuple(rest))
+                self._scorer = open_pool(spec, s.eval_workers, s.ray_address, threads=s.eval_threads, device=device)
             else:
-                self._scorer = SupernetAccuracy.from_checkpoint(
-                    self.supernet.checkpoint_path, self.supernet.data_path, mode=self.mode,
-                    device="cpu" if s.scorer_runtime == "onnx" else s.device, **kwargs)
+                self._scorer = supernet_accuracy([first, *rest], self.supernet.data_path, mode=self.mode,
+                                                 device=device, **kwargs)
         return self._scorer
 
     def close(self) -> None:

@@ -24,7 +24,7 @@ from server.deps import SessionDep, SettingsDep, run_heavy
 from server.models import Supernet, Team
 from server.pagination import Page, PageSize, PageToken, decode_token, page
 from server.problems import Problem, documented, not_found
-from server.schemas import NO_CONTROL, IdPath, SupernetCreate, SupernetOut
+from server.schemas import NO_CONTROL, IdPath, SupernetCreate, SupernetEnsembleCreate, SupernetOut
 
 router = APIRouter(prefix="/v1/supernets", tags=["supernets"])
 admin_router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -257,6 +257,32 @@ async def admin_register_supernet(team_id: IdPath, request: Request, _: AdminDep
     if session.get(Team, team_id) is None:
         raise not_found("team", team_id)
     sn = await _register_paths(request, await _read_json_body(request), team_id, settings, admin=True)
+    session.add(sn)
+    session.commit()
+    response.headers["Location"] = f"/v1/supernets/{sn.id}"
+    return sn
+
+
+@router.post("/ensembles", status_code=201, response_model=SupernetOut, operation_id="register_supernet_ensemble")
+def register_supernet_ensemble(req: SupernetEnsembleCreate, team: TeamDep, session: SessionDep,
+                               response: Response) -> Supernet:
+    """An ensemble of the team's supernets: a search on it scores every candidate with the mean of
+    the members' scores, which ranks architectures closer to stand-alone training than one
+    supernet does (docs/validation.md, "Supernet length and ensembles")."""
+    if len(set(req.members)) < len(req.members):
+        raise Problem(422, "members: a supernet given twice", "members")
+    members = [session.get(Supernet, i) for i in req.members]
+    missing = [i for i, m in zip(req.members, members, strict=True) if m is None or m.team_id != team.id]
+    if missing:  # named in the body, not the path: a 422 on the field, not a 404
+        raise Problem(422, f"members: supernet {missing[0]} not found", "members")
+    members = [m for m in members if m is not None]
+    if any(m.members for m in members):
+        raise Problem(422, "members: an ensemble cannot be a member (list its supernets instead)", "members")
+    if any(m.space != members[0].space for m in members):
+        raise Problem(422, "members: the supernets were trained on different search spaces", "members")
+    first = members[0]
+    sn = Supernet(team_id=team.id, name=req.name, checkpoint_path=first.checkpoint_path, data_path=first.data_path,
+                  space=first.space, members=list(req.members))
     session.add(sn)
     session.commit()
     response.headers["Location"] = f"/v1/supernets/{sn.id}"

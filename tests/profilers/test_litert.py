@@ -1,7 +1,7 @@
 """The LiteRT backend and LiteRT's benchmark_model through the command backend.
 
 Argument checks and the output pattern run everywhere; real interpreter runs need the litert extra
-(``pip install -e ".[litert]"``: ai-edge-litert, litert-torch) and are skipped without it."""
+(``pip install -r requirements-litert.txt``: ai-edge-litert, litert-torch) and are skipped without it."""
 
 from __future__ import annotations
 
