@@ -189,6 +189,7 @@ def test_an_ensemble_of_supernets_scores_the_mean_of_its_members(capsys, tmp_pat
     assert e.value.code == 0, capsys.readouterr().err
     assert "ensemble of 2 supernets" in capsys.readouterr().out
     rows = json.loads((out / "ranked.json").read_text())["architectures"]
+    rows = rows[:2]  # two candidates re-scored alone are enough, and keep the suite's time
     archs = [Architecture.parse(r["arch"], space) for r in rows]
     members = [SupernetAccuracy.from_checkpoint(c, str(data), n_pairs=4, bn_batches=1).evaluate(archs) for c in ckpts]
     assert any(a.value != b.value for a, b in zip(*members, strict=True))  # two different scorers

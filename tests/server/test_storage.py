@@ -64,7 +64,7 @@ def engine(database_url: str, tmp_path):  # type: ignore[no-untyped-def]
 def test_migrations_match_models(engine) -> None:  # type: ignore[no-untyped-def]
     upgrade(engine)
     upgrade(engine)  # idempotent
-    assert current_revision(engine) == "0009"
+    assert current_revision(engine) == "0010"
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), Base.metadata)
     assert diff == []
@@ -102,7 +102,7 @@ def test_admin_cli(tmp_path) -> None:  # type: ignore[no-untyped-def]
     env = service_env(f"sqlite:///{tmp_path / 'cli.db'}", tmp_path)
     out = subprocess.run([str(BIN / "lutnas"), "admin", "migrate"], env=env, capture_output=True, text=True,
                          timeout=120)
-    assert out.returncode == 0 and "revision 0009" in out.stdout, out.stderr
+    assert out.returncode == 0 and "revision 0010" in out.stdout, out.stderr
     out = subprocess.run([str(BIN / "lutnas"), "admin", "create-team", "vision"], env=env, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -19,11 +19,11 @@ branch_labels = None
 depends_on = None
 
 
+# plain ALTER TABLE, not batch mode: SQLite's batch mode rebuilds ``supernets``, and dropping the old
+# table cascades (ON DELETE CASCADE) through searches to every result
 def upgrade() -> None:
-    with op.batch_alter_table('supernets', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('members', sa.JSON(), nullable=True))
+    op.add_column('supernets', sa.Column('members', sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('supernets', schema=None) as batch_op:
-        batch_op.drop_column('members')
+    op.drop_column('supernets', 'members')
