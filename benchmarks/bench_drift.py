@@ -20,15 +20,12 @@ jobs on a shared host that take the same lock wait for the measurement instead o
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import harness  # same folder: where results are written
@@ -37,22 +34,11 @@ import numpy as np
 BIN = Path(sys.executable).parent / "lutnas"
 
 
-@contextlib.contextmanager
-def held(lock: Path | None) -> Iterator[None]:
-    if lock is None:
-        yield
-        return
-    with open(lock, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def validate(db: Path, args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
-    with held(args.lock):
+    with harness.quiet_host(args.lock):
         load = os.getloadavg()[0]
         out = subprocess.run([str(BIN), "latency", "validate", "--table", str(db), "--samples", str(args.samples),
                               "--seed", str(args.seed), "--json", "--quiet"], check=True, capture_output=True, text=True)
@@ -124,7 +110,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
         db = Path(tmp) / "table.db"
         t0 = time.perf_counter()
-        with held(args.lock):
+        with harness.quiet_host(args.lock):
             subprocess.run([str(BIN), "profile", "--out", str(db), "--quiet", "--threads", str(args.threads)], check=True)
         profile_s = time.perf_counter() - t0
         profiled = time.monotonic()

@@ -22,15 +22,12 @@ LiteRT needs ``pip install -r requirements-litert.txt``. Writes benchmarks/resul
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import itertools
 import json
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,18 +43,6 @@ RUNTIMES = {"onnxruntime": [], "litert": ["--backend", "litert"],
             "litert-int8": ["--backend", "litert", "--precision", "int8"]}
 
 
-@contextlib.contextmanager
-def quiet_host(lock: Path | None) -> Iterator[None]:
-    """An exclusive lock on ``lock`` while measuring (None: no lock)."""
-    if lock is None:
-        yield
-        return
-    with open(lock, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def validate(db: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -148,13 +133,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-runtimes-") as tmp:
         for i in range(1, args.runs + 1):  # runtimes interleaved: a slow hour of the host hits them all
             for runtime in args.runtimes:
-                with quiet_host(args.lock):
+                with harness.quiet_host(args.lock):
                     tables[runtime].append(one_table(Path(tmp) / f"run{i}-{runtime}.db", runtime, args))
                 texts.append(fmt(i, runtime, tables[runtime][-1]))
                 print(texts[-1], flush=True)
                 PARTIAL.write_text(json.dumps(tables))  # an hour of measurement survives a late crash
             if args.transfer:
-                with quiet_host(args.lock):
+                with harness.quiet_host(args.lock):
                     tables["transfer"].append(one_transfer(Path(tmp) / f"run{i}-onnxruntime.db",
                                                            Path(tmp) / f"run{i}-transfer.db", args))
                 texts.append(fmt(i, f"transfer onnxruntime -> litert (K={args.transfer})", tables["transfer"][-1]))

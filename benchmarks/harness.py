@@ -16,17 +16,34 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import fcntl
 import io
 import itertools
 import json
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 BENCHMARKS = Path(__file__).resolve().parent / "results"
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments" / "results"
 _STEM = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:-(\d+))?$")
+
+
+@contextlib.contextmanager
+def quiet_host(lock: Path | None) -> Iterator[None]:
+    """Hold an exclusive advisory lock (flock) on ``lock`` while measuring, so other jobs on a shared
+    host that take it (shared) wait instead of disturbing the measurement; None: no lock."""
+    if lock is None:
+        yield
+        return
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def add_arguments(ap: argparse.ArgumentParser, root: Path = BENCHMARKS) -> None:

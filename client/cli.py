@@ -249,6 +249,15 @@ def _supernets_table(items: list[Supernet], title: str) -> Table:
     return t
 
 
+def _show_new_supernet(sn: Supernet, as_json: bool) -> None:
+    """A registered supernet (or ensemble) as JSON, or its row and what to run next."""
+    if as_json:
+        _echo_json(sn.model_dump(mode="json"))
+        return
+    _console().print(_supernets_table([sn], f"supernet {sn.id}"))
+    typer.echo(f"next: lutnas search submit --supernet {sn.id} --hardware HARDWARE_ID")
+
+
 @supernets_app.command("register")
 @remote
 def supernets_register(
@@ -274,11 +283,7 @@ def supernets_register(
             sn = c.supernets.register(name, str(checkpoint), str(data), exist_ok=exist_ok)
         else:
             sn = c.supernets.upload(name, checkpoint, data, exist_ok=exist_ok)
-    if as_json:
-        _echo_json(sn.model_dump(mode="json"))
-        return
-    _console().print(_supernets_table([sn], f"supernet {sn.id}"))
-    typer.echo(f"next: lutnas search submit --supernet {sn.id} --hardware HARDWARE_ID")
+    _show_new_supernet(sn, as_json)
 
 
 @supernets_app.command("ensemble")
@@ -297,11 +302,7 @@ def supernets_ensemble(
     """Register an ensemble of supernets: a search on it ranks with the mean of their scores."""
     with connect(server, api_key) as c:
         sn = c.supernets.ensemble(name, members, exist_ok=exist_ok)
-    if as_json:
-        _echo_json(sn.model_dump(mode="json"))
-        return
-    _console().print(_supernets_table([sn], f"supernet {sn.id}"))
-    typer.echo(f"next: lutnas search submit --supernet {sn.id} --hardware HARDWARE_ID")
+    _show_new_supernet(sn, as_json)
 
 
 @supernets_app.command("list")

@@ -267,7 +267,7 @@ class EnsembleAccuracy:
 def supernet_accuracy(supernet_paths: Sequence[str], data_dir: str, mode: str = "pairs",
                       **scorer_kwargs: Any) -> SupernetAccuracy | EnsembleAccuracy:
     """The scorer of one supernet checkpoint, or the ensemble of several (same data, mode and settings)."""
-    members = [SupernetAccuracy.from_checkpoint(str(p), data_dir, mode=mode, **dict(scorer_kwargs))
+    members = [SupernetAccuracy.from_checkpoint(str(p), data_dir, mode=mode, **scorer_kwargs)
                for p in supernet_paths]
     return members[0] if len(members) == 1 else EnsembleAccuracy(members)
 
